@@ -1,0 +1,60 @@
+"""jobworker: durable, typed, streaming background jobs for Python."""
+
+from jobworker._version import __version__
+from jobworker.app import App, default_app
+from jobworker.client import Client
+from jobworker.config import Settings
+from jobworker.context import JobCancelledError, JobContext
+from jobworker.definitions import JobDefinition, JobFunction, Registry, job
+from jobworker.errors import (
+    ConfigurationError,
+    DefinitionError,
+    DuplicateJobError,
+    JobArgumentsError,
+    JobNotFoundError,
+    JobworkerError,
+    MissingExtraError,
+    PermanentJobError,
+    SchemaMissingError,
+    UnknownJobError,
+)
+from jobworker.handle import JobHandle
+from jobworker.models import (
+    AttemptOutcome,
+    AttemptRecord,
+    JobDescriptor,
+    JobKind,
+    JobStatus,
+    ScheduleOptions,
+)
+
+__all__ = [
+    "App",
+    "AttemptOutcome",
+    "AttemptRecord",
+    "Client",
+    "ConfigurationError",
+    "DefinitionError",
+    "DuplicateJobError",
+    "JobArgumentsError",
+    "JobCancelledError",
+    "JobContext",
+    "JobDefinition",
+    "JobDescriptor",
+    "JobFunction",
+    "JobHandle",
+    "JobKind",
+    "JobNotFoundError",
+    "JobStatus",
+    "JobworkerError",
+    "MissingExtraError",
+    "PermanentJobError",
+    "Registry",
+    "ScheduleOptions",
+    "SchemaMissingError",
+    "Settings",
+    "UnknownJobError",
+    "__version__",
+    "default_app",
+    "job",
+]

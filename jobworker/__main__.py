@@ -1,0 +1,3 @@
+from jobworker.cli import main
+
+main()

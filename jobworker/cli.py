@@ -1,0 +1,308 @@
+"""The `jobworker` command. The only composition root: it builds apps, workers and supervisors."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+import msgspec
+
+from jobworker import codec
+from jobworker._version import __version__
+from jobworker.app import App, find_app
+from jobworker.definitions import import_object
+from jobworker.errors import AppImportError, JobworkerError
+from jobworker.models import JobDescriptor, ScheduleOptions
+from jobworker.supervisor import Supervisor, SupervisorOptions
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
+
+
+class BadInput(click.ClickException):
+    """A one-line error and exit code 2."""
+
+    exit_code = 2
+
+    def format_message(self) -> str:
+        return self.message
+
+
+def friendly_errors(fn: F) -> F:
+    """Our own errors (bad URL, unknown job, bad arguments...) become one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JobworkerError as exc:
+            raise BadInput(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_app(app_path: str | None, database_url: str | None) -> App:
+    if app_path:
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return find_app(import_object(app_path), database_url=database_url)
+    return App(database_url) if database_url else App()
+
+
+app_option = click.option(
+    "--app",
+    "app_path",
+    envvar="JOBWORKER_APP",
+    metavar="MODULE[:ATTR]",
+    help="Module that defines the jobs (and optionally an App).",
+)
+database_option = click.option(
+    "--database-url",
+    envvar="JOBWORKER_DATABASE_URL",
+    metavar="URL",
+    help="sqlite:///file.db (default: sqlite:///jobworker.db) or postgresql://...",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jobworker")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    envvar="JOBWORKER_LOG_LEVEL",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def main(log_level: str) -> None:
+    """jobworker: durable, typed, streaming background jobs."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+
+
+@main.command()
+@click.argument("module", metavar="MODULE[:ATTR]")
+@database_option
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1),
+    default=os.cpu_count() or 1,
+    show_default="CPU count",
+    help="Worker processes.",
+)
+@click.option(
+    "--parallelism",
+    "-p",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Jobs each worker process runs at once.",
+)
+@click.option("--queues", "-q", default=None, help="Comma-separated queues (default: default).")
+@click.option(
+    "--max-jobs-per-child",
+    type=click.IntRange(1),
+    default=None,
+    help="Replace a worker process after it has run this many jobs.",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="MB",
+    help="Replace a worker process whose resident memory exceeds this.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="S",
+    help="On SIGTERM, how long running jobs may finish before they are released.",
+)
+@click.option(
+    "--heartbeat-timeout",
+    type=click.FloatRange(min=1),
+    default=None,
+    metavar="S",
+    help="Kill a worker process whose event loop is stuck this long.",
+)
+def run(
+    module: str,
+    database_url: str | None,
+    concurrency: int,
+    parallelism: int,
+    queues: str | None,
+    max_jobs_per_child: int | None,
+    max_memory_per_child: float | None,
+    drain_timeout: float | None,
+    heartbeat_timeout: float | None,
+) -> None:
+    """Run worker processes for the jobs MODULE defines."""
+    try:
+        app = load_app(module, database_url)
+    except AppImportError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except JobworkerError as exc:
+        raise BadInput(str(exc)) from None
+    if not len(app.registry):
+        raise BadInput(f"module {module!r} defines no @job")
+    queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    supervisor = Supervisor(
+        app,
+        SupervisorOptions(
+            concurrency=concurrency,
+            parallelism=parallelism,
+            queues=queue_list,
+            max_jobs_per_child=max_jobs_per_child,
+            max_memory_per_child=max_memory_per_child,
+            drain_timeout=drain_timeout,
+            heartbeat_timeout=heartbeat_timeout,
+            title=module,
+        ),
+    )
+    try:
+        code = supervisor.run()
+    except JobworkerError as exc:
+        raise BadInput(str(exc)) from None
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("name")
+@app_option
+@database_option
+@click.option(
+    "--args",
+    "args_json",
+    default="{}",
+    show_default=True,
+    metavar="JSON",
+    help="The job's arguments as a JSON object.",
+)
+@click.option(
+    "--run-at", default=None, metavar="ISO", help="Run at this instant (ISO 8601, with offset)."
+)
+@click.option("--queue", default=None)
+@click.option("--priority", type=int, default=None)
+@click.option("--idempotency-key", default=None)
+@friendly_errors
+def enqueue(
+    name: str,
+    app_path: str | None,
+    database_url: str | None,
+    args_json: str,
+    run_at: str | None,
+    queue: str | None,
+    priority: int | None,
+    idempotency_key: str | None,
+) -> None:
+    """Enqueue job NAME; prints its id."""
+    if not app_path:
+        raise BadInput("enqueue needs the job definitions: pass --app MODULE or set JOBWORKER_APP")
+    app = load_app(app_path, database_url)
+    try:
+        arguments = msgspec.json.decode(args_json)
+    except msgspec.DecodeError as exc:
+        raise BadInput(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise BadInput("--args must be a JSON object")
+    when = None
+    if run_at:
+        try:
+            when = datetime.fromisoformat(run_at)
+        except ValueError:
+            raise BadInput(f"--run-at {run_at!r} is not an ISO 8601 date and time") from None
+    options = ScheduleOptions(
+        run_at=when, queue=queue, priority=priority, idempotency_key=idempotency_key
+    )
+    try:
+        handle = app.client.enqueue(name, arguments, options)
+    finally:
+        app.close()
+    click.echo(str(handle.job_id))
+
+
+def descriptor_json(job: JobDescriptor) -> dict[str, Any]:
+    data: dict[str, Any] = codec.to_builtins(job)
+    return data
+
+
+@main.command()
+@click.argument("job_id")
+@app_option
+@database_option
+@friendly_errors
+def status(job_id: str, app_path: str | None, database_url: str | None) -> None:
+    """Print job JOB_ID as JSON."""
+    app = load_app(app_path, database_url)
+    try:
+        job = app.client.get(job_id)
+    finally:
+        app.close()
+    if job is None:
+        raise BadInput(f"no job with id {job_id}")
+    click.echo(msgspec.json.format(codec.encode(descriptor_json(job)), indent=2).decode())
+
+
+@main.command()
+@app_option
+@database_option
+@click.option("--status", "status_filter", default=None, help="Only jobs in this status.")
+@click.option("--type", "job_type", default=None, help="Only jobs of this name.")
+@click.option("--queue", default=None, help="Only jobs in this queue.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(0), default=0)
+@friendly_errors
+def jobs(
+    app_path: str | None,
+    database_url: str | None,
+    status_filter: str | None,
+    job_type: str | None,
+    queue: str | None,
+    limit: int,
+    offset: int,
+) -> None:
+    """List jobs, newest first, as a table."""
+    app = load_app(app_path, database_url)
+    try:
+        rows = app.client.list(
+            status=status_filter, job_type=job_type, queue=queue, limit=limit, offset=offset
+        )
+    finally:
+        app.close()
+    click.echo(format_table(rows))
+
+
+def format_table(rows: list[JobDescriptor]) -> str:
+    headers = ("JOB ID", "TYPE", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR")
+    table = [headers] + [
+        (
+            str(job.job_id),
+            job.job_type,
+            job.status.value,
+            f"{job.attempt}/{job.max_attempts}",
+            job.queue,
+            job.enqueued_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (job.error or "").splitlines()[0][:60] if job.error else "",
+        )
+        for job in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    if not rows:
+        lines.append("(no jobs)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

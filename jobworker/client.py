@@ -1,0 +1,258 @@
+"""Enqueueing and reading jobs: what `.delay()` and the CLI use, in sync and async forms."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from jobworker import codec
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.definitions import NAME_PATTERN, JobDefinition, Registry
+from jobworker.errors import ConfigurationError, JobArgumentsError
+from jobworker.handle import JobHandle
+from jobworker.models import (
+    AttemptRecord,
+    JobDescriptor,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    ScheduleOptions,
+)
+from jobworker.portal import Portal
+from jobworker.storage import Storage
+
+
+class StorageProvider(Protocol):
+    async def storage(self) -> Storage:
+        """The opened storage for the running event loop in this process."""
+        ...
+
+
+class Client:
+    """Enqueue jobs and read their state. Every `aname` coroutine has a blocking twin `name`."""
+
+    def __init__(
+        self,
+        provider: StorageProvider,
+        registry: Registry,
+        settings: Settings,
+        *,
+        clock: Clock = system_clock,
+        portal: Portal | None = None,
+    ) -> None:
+        self._provider = provider
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self._portal = portal or Portal()
+
+    # Building jobs -------------------------------------------------------------------------
+
+    def build_jobs(
+        self,
+        definition: JobDefinition,
+        arguments: Sequence[Mapping[str, Any]],
+        options: ScheduleOptions | None,
+    ) -> list[NewJob]:
+        """Validate every argument set and resolve options; raises before anything is stored."""
+        options = options or ScheduleOptions()
+        now = self.clock.now()
+        run_at = _check_run_at(options.run_at) or now
+        if options.continues_job_id is not None:
+            raise ConfigurationError("continuations (continues_job_id) are not supported yet")
+        if options.idempotency_key is not None and len(arguments) > 1:
+            raise ConfigurationError("one idempotency_key cannot be shared by a batch of jobs")
+        if options.max_retries is not None and options.max_retries < 0:
+            raise ConfigurationError("max_retries must not be negative")
+        if options.result_ttl is not None and options.result_ttl < 0:
+            raise ConfigurationError("result_ttl must not be negative")
+        queue = options.queue or definition.queue or self.settings.default_queue
+        if not NAME_PATTERN.match(queue):
+            raise ConfigurationError(f"invalid queue name {queue!r}")
+        if options.max_retries is not None:
+            max_attempts = options.max_retries + 1
+        else:
+            max_attempts = definition.max_attempts or self.settings.default_max_retries + 1
+        priority = options.priority if options.priority is not None else definition.priority
+        result_ttl = options.result_ttl if options.result_ttl is not None else definition.result_ttl
+        status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
+        encoded = []
+        for index, args in enumerate(arguments):
+            if not isinstance(args, Mapping):
+                raise JobArgumentsError(definition.name, f"argument set {index} is not a mapping")
+            encoded.append(definition.encode_args(args))
+        return [
+            NewJob(
+                id=uuid.uuid4(),
+                job_type=definition.name,
+                queue=queue,
+                priority=priority,
+                args=data,
+                max_attempts=max_attempts,
+                status=status,
+                run_at=run_at,
+                enqueued_at=now,
+                idempotency_key=options.idempotency_key,
+                continues_job_id=options.continues_job_id,
+                result_ttl=result_ttl,
+            )
+            for data in encoded
+        ]
+
+    # Enqueue -------------------------------------------------------------------------------
+
+    async def aenqueue_definition(
+        self,
+        definition: JobDefinition,
+        arguments: Sequence[Mapping[str, Any]],
+        options: ScheduleOptions | None,
+    ) -> list[JobHandle[Any]]:
+        return await self._store(self.build_jobs(definition, arguments, options))
+
+    def enqueue_definition(
+        self,
+        definition: JobDefinition,
+        arguments: Sequence[Mapping[str, Any]],
+        options: ScheduleOptions | None,
+    ) -> list[JobHandle[Any]]:
+        # Validated on the caller's thread, so errors carry the caller's stack.
+        return self._portal.call(self._store(self.build_jobs(definition, arguments, options)))
+
+    async def _store(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
+        if not jobs:
+            return []
+        storage = await self._provider.storage()
+        results = await storage.enqueue_many(jobs)
+        return [
+            JobHandle(result.job_id, job.job_type, self, created=result.created)
+            for job, result in zip(jobs, results, strict=True)
+        ]
+
+    async def aenqueue(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        options: ScheduleOptions | None = None,
+    ) -> JobHandle[Any]:
+        """Enqueue a registered job by its name."""
+        definition = self.registry.get(name)
+        (handle,) = await self.aenqueue_definition(definition, [args or {}], options)
+        return handle
+
+    def enqueue(
+        self,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        options: ScheduleOptions | None = None,
+    ) -> JobHandle[Any]:
+        definition = self.registry.get(name)
+        (handle,) = self.enqueue_definition(definition, [args or {}], options)
+        return handle
+
+    async def aenqueue_many(
+        self, name: str, args: Sequence[Mapping[str, Any]], options: ScheduleOptions | None = None
+    ) -> list[JobHandle[Any]]:
+        return await self.aenqueue_definition(self.registry.get(name), args, options)
+
+    def enqueue_many(
+        self, name: str, args: Sequence[Mapping[str, Any]], options: ScheduleOptions | None = None
+    ) -> list[JobHandle[Any]]:
+        return self.enqueue_definition(self.registry.get(name), args, options)
+
+    # Reading -------------------------------------------------------------------------------
+
+    async def aget(self, job_id: uuid.UUID | str) -> JobDescriptor | None:
+        """The job as a descriptor, or None if no job has this id."""
+        storage = await self._provider.storage()
+        record = await storage.get(_as_uuid(job_id))
+        return None if record is None else describe(record)
+
+    def get(self, job_id: uuid.UUID | str) -> JobDescriptor | None:
+        return self._portal.call(self.aget(job_id))
+
+    async def alist(
+        self,
+        *,
+        status: JobStatus | str | None = None,
+        job_type: str | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[JobDescriptor]:
+        """Jobs matching every given filter, newest first, `limit` at a time from `offset`."""
+        if not 1 <= limit <= 10_000 or offset < 0:
+            raise ConfigurationError("limit must be 1-10000 and offset must not be negative")
+        try:
+            job_status = JobStatus(status) if status is not None else None
+        except ValueError:
+            known = ", ".join(s.value for s in JobStatus)
+            raise ConfigurationError(f"unknown status {status!r} (known: {known})") from None
+        filter_ = JobFilter(
+            status=job_status, job_type=job_type, queue=queue, idempotency_key=idempotency_key
+        )
+        storage = await self._provider.storage()
+        records = await storage.list_jobs(filter_, limit=limit, offset=offset)
+        return [describe(record) for record in records]
+
+    def list(self, **filters: Any) -> builtins.list[JobDescriptor]:
+        return self._portal.call(self.alist(**filters))
+
+    async def aattempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
+        """Every finished attempt of a job, oldest first."""
+        storage = await self._provider.storage()
+        return await storage.attempts(_as_uuid(job_id))
+
+    def attempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
+        return self._portal.call(self.aattempts(job_id))
+
+    async def acounts(self) -> dict[JobStatus, int]:
+        """How many jobs are in each status."""
+        storage = await self._provider.storage()
+        return await storage.count_by_status()
+
+    def counts(self) -> dict[JobStatus, int]:
+        return self._portal.call(self.acounts())
+
+
+def describe(record: JobRecord) -> JobDescriptor:
+    return JobDescriptor(
+        job_id=record.id,
+        job_type=record.job_type,
+        status=record.status,
+        queue=record.queue,
+        priority=record.priority,
+        attempt=record.attempt,
+        max_attempts=record.max_attempts,
+        enqueued_at=record.enqueued_at,
+        run_at=record.run_at,
+        started_at=record.started_at,
+        completed_at=record.completed_at,
+        idempotency_key=record.idempotency_key,
+        result=None if record.result is None else codec.decode(record.result),
+        error=record.error,
+        traceback=record.traceback,
+        continues_job_id=record.continues_job_id,
+    )
+
+
+def _check_run_at(run_at: datetime | None) -> datetime | None:
+    if run_at is not None and run_at.tzinfo is None:
+        raise ConfigurationError(
+            "run_at must be timezone-aware (e.g. datetime.now(UTC) + timedelta(minutes=5))"
+        )
+    return run_at
+
+
+def _as_uuid(job_id: uuid.UUID | str) -> uuid.UUID:
+    if isinstance(job_id, uuid.UUID):
+        return job_id
+    try:
+        return uuid.UUID(job_id)
+    except (ValueError, TypeError, AttributeError):
+        raise ConfigurationError(f"{job_id!r} is not a job id (a UUID)") from None

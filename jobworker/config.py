@@ -1,0 +1,85 @@
+"""One typed settings struct, filled from keyword arguments and `JOBWORKER_*` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from jobworker.errors import ConfigurationError
+
+ENV_PREFIX = "JOBWORKER_"
+DEFAULT_DATABASE_URL = "sqlite:///jobworker.db"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Every knob jobworker has. Times are seconds.
+
+    Each field can be set with an environment variable named `JOBWORKER_` + the field name in
+    upper case (`JOBWORKER_DATABASE_URL`, `JOBWORKER_LEASE_DURATION`, ...); explicit arguments win.
+    """
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+
+    default_queue: str = "default"
+    default_max_retries: int = 3
+    retry_base_delay: float = 5.0
+    retry_max_delay: float = 1800.0
+    result_ttl: float = 86400.0
+
+    lease_duration: float = 60.0
+    poll_interval: float = 1.0
+    rescue_interval: float = 15.0
+    claim_batch_size: int = 64
+    completion_batch_size: int = 256
+    drain_timeout: float = 30.0
+    heartbeat_timeout: float = 60.0
+
+    sqlite_busy_timeout: float = 30.0
+    sqlite_synchronous: str = "NORMAL"
+
+    def __post_init__(self) -> None:
+        positive = (
+            "retry_base_delay",
+            "retry_max_delay",
+            "lease_duration",
+            "poll_interval",
+            "rescue_interval",
+            "heartbeat_timeout",
+            "sqlite_busy_timeout",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"setting {name} must be greater than 0")
+        for name in ("claim_batch_size", "completion_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"setting {name} must be at least 1")
+        if self.default_max_retries < 0:
+            raise ConfigurationError("setting default_max_retries must not be negative")
+        if self.retry_max_delay < self.retry_base_delay:
+            raise ConfigurationError("retry_max_delay must not be less than retry_base_delay")
+        if self.drain_timeout < 0 or self.result_ttl < 0:
+            raise ConfigurationError("drain_timeout and result_ttl must not be negative")
+        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ConfigurationError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment, then `overrides` (None values are ignored)."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for field in cls.__struct_fields__:
+            value = environ.get(ENV_PREFIX + field.upper())
+            if value not in (None, ""):
+                raw[field] = value
+        raw.update({key: value for key, value in overrides.items() if value is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ConfigurationError(f"invalid setting: {exc}") from None
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)

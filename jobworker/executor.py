@@ -1,0 +1,85 @@
+"""Running one attempt of one job: decode, call the handler under its timeout, encode.
+
+The executor touches no storage; it turns an attempt into an outcome value that the worker
+persists (in a batch) and publishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from jobworker.context import JobContext
+from jobworker.definitions import JobDefinition
+from jobworker.errors import JobArgumentsError, PermanentJobError
+from jobworker.models import ClaimedJob, Failed, Outcome, Succeeded
+
+
+class Executor:
+    """Runs handlers: coroutines on the running loop, plain functions on a thread pool."""
+
+    def __init__(self, threads: ThreadPoolExecutor) -> None:
+        self._threads = threads
+
+    async def execute(
+        self, definition: JobDefinition, job: ClaimedJob, ctx: JobContext[Any]
+    ) -> Outcome:
+        """The outcome of one attempt. Cancellation of the calling task propagates."""
+        try:
+            kwargs = definition.decode_args(job.args)
+        except JobArgumentsError as exc:
+            return Failed(
+                error=f"stored arguments no longer match the handler's signature: {exc.detail}",
+                traceback="",
+                retryable=False,
+            )
+        try:
+            value = await self._call(definition, ctx, kwargs)
+        except TimeoutError:
+            ctx.request_cancel()
+            return Failed(
+                error=f"TimeoutError: the attempt exceeded its timeout of {definition.timeout}s",
+                traceback="",
+            )
+        except PermanentJobError as exc:
+            return _failure(exc, retryable=False)
+        except Exception as exc:
+            return _failure(exc, retryable=True)
+        try:
+            return Succeeded(result=definition.encode_result(value))
+        except (TypeError, msgspec.EncodeError) as exc:
+            return Failed(
+                error=f"the result could not be encoded: {exc}",
+                traceback=traceback.format_exc(),
+                retryable=False,
+            )
+
+    async def _call(
+        self, definition: JobDefinition, ctx: JobContext[Any], kwargs: dict[str, Any]
+    ) -> Any:
+        if definition.is_async:
+            if definition.timeout is None:
+                return await definition.func(ctx, **kwargs)
+            async with asyncio.timeout(definition.timeout):
+                return await definition.func(ctx, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, definition.func, ctx, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        try:
+            # A thread cannot be stopped: on timeout (or cancellation) the slot is freed, the
+            # handler is told through ctx.cancel_requested, and its eventual return is ignored.
+            return await asyncio.wait_for(future, definition.timeout)
+        except BaseException:
+            ctx.request_cancel()
+            raise
+
+
+def _failure(exc: BaseException, *, retryable: bool) -> Failed:
+    message = f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__
+    trace = "".join(traceback.format_exception(exc))
+    return Failed(error=message, traceback=trace, retryable=retryable)

@@ -1,0 +1,50 @@
+"""The handle `.delay()` returns: a job id, and a way back to the job's state."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+R = TypeVar("R")
+
+if TYPE_CHECKING:
+    from jobworker.models import JobDescriptor
+
+
+class JobSource(Protocol):
+    """What a handle needs from a client to look its job up."""
+
+    def get(self, job_id: uuid.UUID) -> JobDescriptor | None: ...
+
+    async def aget(self, job_id: uuid.UUID) -> JobDescriptor | None: ...
+
+
+class JobHandle(Generic[R]):
+    """A reference to one enqueued job. `R` is the job's result type."""
+
+    __slots__ = ("_source", "created", "job_id", "job_type")
+
+    def __init__(
+        self, job_id: uuid.UUID, job_type: str, source: JobSource, *, created: bool = True
+    ) -> None:
+        self.job_id = job_id
+        self.job_type = job_type
+        # False when an idempotency key collapsed this enqueue onto an existing job.
+        self.created = created
+        self._source = source
+
+    def get(self) -> JobDescriptor | None:
+        """The job's current state, or None once it has been purged."""
+        return self._source.get(self.job_id)
+
+    async def aget(self) -> JobDescriptor | None:
+        return await self._source.aget(self.job_id)
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_type} {self.job_id}>"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, JobHandle) and other.job_id == self.job_id
+
+    def __hash__(self) -> int:
+        return hash(self.job_id)

@@ -1,0 +1,196 @@
+"""The values that cross layers: statuses, options, descriptors and storage records."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. Lower-case on the wire and in the database."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    AWAITING = "awaiting"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+
+
+class JobKind(enum.StrEnum):
+    """`user` jobs are enqueued by application code; `system` jobs belong to the platform."""
+
+    USER = "user"
+    SYSTEM = "system"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How one attempt ended; one row in `job_attempts` each."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # the handler raised; the job will be retried
+    DEAD = "dead"  # the handler raised on its last attempt, or cannot ever succeed
+    RELEASED = "released"  # the worker shut down before the handler finished; not counted
+    LOST = "lost"  # the worker died or its lease expired; counted
+    CANCELLED = "cancelled"
+
+
+class ScheduleOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Per-enqueue options. Any field left as None falls back to the job's definition."""
+
+    run_at: datetime | None = None
+    max_retries: int | None = None
+    idempotency_key: str | None = None
+    continues_job_id: uuid.UUID | None = None
+    result_ttl: float | None = None
+    queue: str | None = None
+    priority: int | None = None
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A fully resolved job, validated and encoded, ready for `Storage.enqueue_many`."""
+
+    id: uuid.UUID
+    job_type: str
+    queue: str
+    priority: int
+    args: bytes
+    max_attempts: int
+    status: JobStatus
+    run_at: datetime
+    enqueued_at: datetime
+    idempotency_key: str | None = None
+    continues_job_id: uuid.UUID | None = None
+    result_ttl: float | None = None
+
+
+class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job a worker holds a lease on."""
+
+    id: uuid.UUID
+    job_type: str
+    queue: str
+    args: bytes
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    started_at: datetime
+    result_ttl: float | None = None
+
+
+class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of the jobs table as storage returns it (encoded payloads kept as bytes)."""
+
+    id: uuid.UUID
+    job_type: str
+    queue: str
+    priority: int
+    status: JobStatus
+    args: bytes
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    idempotency_key: str | None
+    continues_job_id: uuid.UUID | None
+    result: bytes | None
+    error: str | None
+    traceback: str | None
+    result_ttl: float | None
+    expires_at: datetime | None
+
+
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One attempt of a job: who ran it, when, and how it ended."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: AttemptOutcome
+    error: str | None = None
+    traceback: str | None = None
+
+
+class JobDescriptor(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of a job for callers: what `client.get()` and `jobworker status` return."""
+
+    job_id: uuid.UUID
+    job_type: str
+    status: JobStatus
+    queue: str
+    priority: int
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    idempotency_key: str | None
+    result: Any
+    error: str | None
+    traceback: str | None = None
+    continues_job_id: uuid.UUID | None = None
+
+
+class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Filters for listing jobs; every field narrows, None means any."""
+
+    status: JobStatus | None = None
+    job_type: str | None = None
+    queue: str | None = None
+    idempotency_key: str | None = None
+
+
+# Outcomes: what the executor decided about one attempt, which the worker persists in batches.
+
+
+class Succeeded(msgspec.Struct, frozen=True, tag=True):
+    result: bytes
+
+
+class Failed(msgspec.Struct, frozen=True, tag=True):
+    error: str
+    traceback: str
+    retryable: bool = True
+
+
+class Released(msgspec.Struct, frozen=True, tag=True):
+    """The worker gave the job back unfinished (drain); the attempt does not count."""
+
+    reason: str
+
+
+Outcome = Succeeded | Failed | Released
+
+
+class Completion(msgspec.Struct, frozen=True, kw_only=True):
+    """An outcome bound to the lease it was produced under."""
+
+    job_id: uuid.UUID
+    attempt: int
+    lease_owner: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: Outcome
+    # Where a failure is retried: when the job runs next. None for other outcomes.
+    retry_at: datetime | None = None
+    result_ttl: float | None = None

@@ -1,0 +1,47 @@
+"""Durable job state. `open_storage(url)` picks the backend from the URL's scheme."""
+
+from __future__ import annotations
+
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.errors import ConfigurationError
+from jobworker.storage.base import EnqueueResult, Storage
+
+__all__ = ["EnqueueResult", "Storage", "create_storage", "dialect_of"]
+
+_SCHEMES = {
+    "sqlite": "sqlite",
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "mssql+pyodbc": "sqlserver",
+    "mssql": "sqlserver",
+}
+
+
+def dialect_of(url: str) -> str:
+    """The backend a database URL selects; a clear error for anything else."""
+    scheme, sep, _rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(
+            f"bad database URL {url!r}: expected sqlite:///file.db, postgresql://... "
+            "or mssql+pyodbc://..."
+        )
+    try:
+        return _SCHEMES[scheme.lower()]
+    except KeyError:
+        known = ", ".join(sorted(_SCHEMES))
+        raise ConfigurationError(
+            f"bad database URL {url!r}: unknown scheme {scheme!r} (known: {known})"
+        ) from None
+
+
+def create_storage(
+    url: str, settings: Settings | None = None, clock: Clock = system_clock
+) -> Storage:
+    """A backend for `url`, not yet opened. Drivers are imported only when their backend is used."""
+    dialect = dialect_of(url)
+    if dialect == "sqlite":
+        from jobworker.storage.sqlite import SQLiteStorage
+
+        return SQLiteStorage(url, settings, clock)
+    raise ConfigurationError(f"the {dialect} backend is not available yet in this version")

@@ -1,0 +1,106 @@
+"""The one storage protocol every backend implements, and the values it trades in."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from jobworker.models import (
+    AttemptRecord,
+    ClaimedJob,
+    Completion,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    NewJob,
+)
+
+
+class EnqueueResult(msgspec.Struct, frozen=True):
+    job_id: uuid.UUID
+    # False when an idempotency key matched an existing job, whose id is returned instead.
+    created: bool = True
+
+
+class Storage(Protocol):
+    """Durable job state. All methods are coroutines; all times come from the storage's clock.
+
+    A backend is opened once per process (`open`), never shared across `fork()`, and closed with
+    `close`. It validates nothing about payloads: the client has done that before `enqueue_many`.
+    """
+
+    dialect: str
+
+    async def open(self) -> None:
+        """Connect. On a backend that creates its own schema (SQLite), create it."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def migrate(self) -> list[int]:
+        """Apply the schema scripts not yet applied; returns the versions applied."""
+        ...
+
+    async def check_schema(self) -> None:
+        """Raise `SchemaMissingError` unless the schema is present and current."""
+        ...
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        """Store all jobs in one transaction, or none of them."""
+        ...
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+    ) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each."""
+        ...
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        """Push back the expiry of every lease `owner` holds; returns how many it holds."""
+        ...
+
+    async def complete_many(self, completions: Sequence[Completion]) -> int:
+        """Record outcomes in one transaction; returns how many still held their lease.
+
+        Succeeded → succeeded. Failed with `retry_at` → failed (runs again at retry_at). Failed
+        without → dead. Released → queued, the attempt not counted. An outcome whose lease is no
+        longer held (it expired and another worker took the job) is dropped.
+        """
+        ...
+
+    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+        """End every lease `owner` holds.
+
+        lost=False: a draining worker gives jobs back; attempts do not count (outcome released).
+        lost=True: the owner died; the attempt counts (outcome lost) and a job out of attempts
+        goes dead.
+        """
+        ...
+
+    async def rescue_expired(self, limit: int = 500) -> int:
+        """Treat jobs whose lease has expired as lost (see `release_owner`)."""
+        ...
+
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+    async def count_by_status(self) -> dict[JobStatus, int]: ...
+
+    async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]: ...
+
+    async def purge_expired(self, limit: int = 500) -> int:
+        """Delete up to `limit` finished jobs past their result TTL, with attempts and events."""
+        ...

@@ -1,0 +1,496 @@
+"""Embedded SQLite storage: stdlib sqlite3, WAL, a busy timeout and `BEGIN IMMEDIATE` writes.
+
+One connection per process, used from one dedicated thread so the event loop never blocks on the
+database lock. Several processes share the file; SQLite serialises their writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.errors import ConfigurationError, SchemaMissingError
+from jobworker.models import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedJob,
+    Completion,
+    Failed,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    Released,
+    Succeeded,
+)
+from jobworker.storage.base import EnqueueResult
+from jobworker.storage.sqlfiles import queries, schema_scripts
+
+T = TypeVar("T")
+logger = logging.getLogger("jobworker.storage.sqlite")
+
+SCHEMA_VERSION = 1
+_LOCK_RETRIES = 20
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, or `sqlite:///:memory:`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigurationError(
+            f"bad SQLite URL {url!r}: expected sqlite:///relative/path.db or sqlite:////abs/path.db"
+        )
+    path = url[len(prefix) :].split("?", 1)[0]
+    if not path:
+        raise ConfigurationError(f"bad SQLite URL {url!r}: no file name")
+    return path
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _dt_required(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+class SQLiteStorage:
+    dialect = "sqlite"
+
+    def __init__(
+        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+    ) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.settings = settings or Settings()
+        self.clock = clock
+        self._sql = queries("sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._open_lock = threading.Lock()
+
+    # Connection ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(lambda conn: None)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        conn, self._conn = self._conn, None
+        if executor is not None and conn is not None and self._pid == os.getpid():
+            await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.settings.sqlite_busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.settings.sqlite_busy_timeout * 1000)}")
+        self._with_lock_retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute(f"PRAGMA synchronous = {self.settings.sqlite_synchronous.upper()}")
+        self._migrate(conn)
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> list[int]:
+        """The embedded backend creates and upgrades its own schema on first use."""
+        applied: list[int] = []
+        current = self._current_version(conn)
+        for version, _name, text in schema_scripts("sqlite"):
+            if version <= current:
+                continue
+            # executescript commits; the script itself is idempotent, so a race between two
+            # processes creating the schema at once is harmless.
+            self._with_lock_retry(functools.partial(conn.executescript, text))
+            applied.append(version)
+        return applied
+
+    @staticmethod
+    def _current_version(conn: sqlite3.Connection) -> int:
+        try:
+            row = conn.execute("SELECT MAX(version) FROM jobworker_schema").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+        return int(row[0] or 0)
+
+    async def migrate(self) -> list[int]:
+        return await self._run(self._migrate)
+
+    async def check_schema(self) -> None:
+        version = await self._run(self._current_version)
+        if version < SCHEMA_VERSION:
+            raise SchemaMissingError(f"SQLite database {self.path} has schema version {version}")
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pid != os.getpid():
+            raise RuntimeError("a storage opened before fork() cannot be used in the child")
+        if self._executor is None:
+            with self._open_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="jobworker-sqlite")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            self._conn = self._connect()
+        return fn(self._conn)
+
+    @contextmanager
+    def _write(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A write transaction; `BEGIN IMMEDIATE` takes the write lock up front (no upgrade
+        deadlocks), and a lock held past the busy timeout is retried rather than raised."""
+        self._with_lock_retry(lambda: conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            self._with_lock_retry(lambda: conn.execute("COMMIT"))
+
+    @staticmethod
+    def _with_lock_retry(action: Callable[[], T]) -> T:
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if attempt == _LOCK_RETRIES - 1:
+                    raise
+                logger.warning("database is locked; retrying (%d)", attempt + 1)
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise AssertionError("unreachable")
+
+    # Enqueue ------------------------------------------------------------------------------
+
+    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+        rows = [
+            {
+                "id": str(job.id),
+                "job_type": job.job_type,
+                "queue": job.queue,
+                "priority": job.priority,
+                "status": job.status.value,
+                "args": job.args,
+                "max_attempts": job.max_attempts,
+                "enqueued_at": job.enqueued_at.timestamp(),
+                "run_at": job.run_at.timestamp(),
+                "idempotency_key": job.idempotency_key,
+                "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
+                "result_ttl": job.result_ttl,
+            }
+            for job in jobs
+        ]
+
+        def insert(conn: sqlite3.Connection) -> list[EnqueueResult]:
+            with self._write(conn):
+                if not any(row["idempotency_key"] for row in rows):
+                    conn.executemany(self._sql["enqueue"], rows)
+                    return [EnqueueResult(job.id) for job in jobs]
+                results = []
+                for row in rows:
+                    # The unique index decides; a job already holding the key wins.
+                    if conn.execute(self._sql["enqueue"], row).rowcount == 1:
+                        results.append(EnqueueResult(uuid.UUID(str(row["id"]))))
+                    else:
+                        existing = conn.execute(self._sql["id_by_idempotency_key"], row).fetchone()
+                        results.append(EnqueueResult(uuid.UUID(existing[0]), created=False))
+                return results
+
+        return await self._run(insert)
+
+    # Claim and leases ---------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not job_types or not queues:
+            return []
+        types_json = msgspec.json.encode(list(job_types)).decode()
+        queues_json = msgspec.json.encode(list(queues)).decode()
+
+        def claim(conn: sqlite3.Connection) -> list[ClaimedJob]:
+            now = self.clock.now().timestamp()
+            params = {
+                "owner": owner,
+                "lease_until": now + lease_duration,
+                "now": now,
+                "queues": queues_json,
+                "job_types": types_json,
+                "limit": limit,
+            }
+            with self._write(conn):
+                rows = conn.execute(self._sql["claim"], params).fetchall()
+            rows.sort(key=lambda row: (-row[9], row[10]))
+            return [
+                ClaimedJob(
+                    id=uuid.UUID(row[0]),
+                    job_type=row[1],
+                    queue=row[2],
+                    args=row[3],
+                    attempt=row[4],
+                    max_attempts=row[5],
+                    enqueued_at=_dt_required(row[6]),
+                    started_at=_dt_required(row[7]),
+                    result_ttl=row[8],
+                )
+                for row in rows
+            ]
+
+        return await self._run(claim)
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        def extend(conn: sqlite3.Connection) -> int:
+            now = self.clock.now().timestamp()
+            with self._write(conn):
+                cursor = conn.execute(
+                    self._sql["extend_leases"],
+                    {"owner": owner, "lease_until": now + lease_duration, "now": now},
+                )
+            return cursor.rowcount
+
+        return await self._run(extend)
+
+    async def complete_many(self, completions: Sequence[Completion]) -> int:
+        if not completions:
+            return 0
+        default_ttl = self.settings.result_ttl
+
+        def complete(conn: sqlite3.Connection) -> int:
+            now = self.clock.now().timestamp()
+            applied = 0
+            with self._write(conn):
+                for item in completions:
+                    statement, params, outcome, error, trace = self._completion_update(
+                        item, now, default_ttl
+                    )
+                    if conn.execute(self._sql[statement], params).rowcount != 1:
+                        logger.info(
+                            "dropping the outcome of job %s: its lease was lost", item.job_id
+                        )
+                        continue
+                    applied += 1
+                    conn.execute(
+                        self._sql["insert_attempt"],
+                        {
+                            "job_id": str(item.job_id),
+                            "attempt": item.attempt,
+                            "worker": item.lease_owner,
+                            "started_at": item.started_at.timestamp(),
+                            "ended_at": item.ended_at.timestamp(),
+                            "outcome": outcome.value,
+                            "error": error,
+                            "traceback": trace,
+                        },
+                    )
+            return applied
+
+        return await self._run(complete)
+
+    @staticmethod
+    def _completion_update(
+        item: Completion, now: float, default_ttl: float
+    ) -> tuple[str, dict[str, Any], AttemptOutcome, str | None, str | None]:
+        base: dict[str, Any] = {
+            "id": str(item.job_id),
+            "owner": item.lease_owner,
+            "attempt": item.attempt,
+            "now": now,
+        }
+        ttl = item.result_ttl if item.result_ttl is not None else default_ttl
+        outcome = item.outcome
+        if isinstance(outcome, Succeeded):
+            base.update(result=outcome.result, result_ttl=ttl)
+            return "complete_succeeded", base, AttemptOutcome.SUCCEEDED, None, None
+        if isinstance(outcome, Failed):
+            base.update(error=outcome.error, traceback=outcome.traceback)
+            if item.retry_at is not None:
+                base["retry_at"] = item.retry_at.timestamp()
+                return (
+                    "complete_failed",
+                    base,
+                    AttemptOutcome.FAILED,
+                    outcome.error,
+                    outcome.traceback,
+                )
+            base["result_ttl"] = ttl
+            return "complete_dead", base, AttemptOutcome.DEAD, outcome.error, outcome.traceback
+        if isinstance(outcome, Released):
+            return "released_to_queued", base, AttemptOutcome.RELEASED, outcome.reason, None
+        raise TypeError(f"unknown outcome {outcome!r}")
+
+    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+        return await self._run(
+            lambda conn: self._end_leases(conn, "leases_of_owner", {"owner": owner}, lost, reason)
+        )
+
+    async def rescue_expired(self, limit: int = 500) -> int:
+        def rescue(conn: sqlite3.Connection) -> int:
+            params = {"now": self.clock.now().timestamp(), "limit": limit}
+            return self._end_leases(conn, "expired_leases", params, True, "lease expired")
+
+        return await self._run(rescue)
+
+    def _end_leases(
+        self,
+        conn: sqlite3.Connection,
+        selector: str,
+        params: dict[str, Any],
+        lost: bool,
+        reason: str,
+    ) -> int:
+        now = self.clock.now().timestamp()
+        ended = 0
+        with self._write(conn):
+            rows = conn.execute(self._sql[selector], params).fetchall()
+            for job_id, attempt, max_attempts, owner, started_at in rows:
+                error = f"{reason} (worker {owner})"
+                update = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
+                if not lost:
+                    statement, outcome = "released_to_queued", AttemptOutcome.RELEASED
+                elif attempt >= max_attempts:
+                    statement, outcome = "lost_to_dead", AttemptOutcome.LOST
+                    update.update(error=error, result_ttl=self.settings.result_ttl)
+                else:
+                    statement, outcome = "lost_to_queued", AttemptOutcome.LOST
+                    update["error"] = error
+                if conn.execute(self._sql[statement], update).rowcount != 1:
+                    continue
+                ended += 1
+                conn.execute(
+                    self._sql["insert_attempt"],
+                    {
+                        "job_id": job_id,
+                        "attempt": attempt,
+                        "worker": owner,
+                        "started_at": started_at if started_at is not None else now,
+                        "ended_at": now,
+                        "outcome": outcome.value,
+                        "error": error,
+                        "traceback": None,
+                    },
+                )
+        return ended
+
+    # Reading ------------------------------------------------------------------------------
+
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        def get(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute(self._sql["get_job"], {"id": str(job_id)}).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(get)
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        params = {
+            "status": filter.status.value if filter.status else None,
+            "job_type": filter.job_type,
+            "queue": filter.queue,
+            "idempotency_key": filter.idempotency_key,
+            "limit": limit,
+            "offset": offset,
+        }
+        return await self._run(
+            lambda conn: [_record(row) for row in conn.execute(self._sql["list_jobs"], params)]
+        )
+
+    async def count_by_status(self) -> dict[JobStatus, int]:
+        def count(conn: sqlite3.Connection) -> dict[JobStatus, int]:
+            counts = dict.fromkeys(JobStatus, 0)
+            for status, n in conn.execute(self._sql["count_by_status"]):
+                counts[JobStatus(status)] = n
+            return counts
+
+        return await self._run(count)
+
+    async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]:
+        def attempts(conn: sqlite3.Connection) -> list[AttemptRecord]:
+            rows = conn.execute(self._sql["list_attempts"], {"job_id": str(job_id)})
+            return [
+                AttemptRecord(
+                    job_id=uuid.UUID(row[0]),
+                    attempt=row[1],
+                    worker=row[2],
+                    started_at=_dt_required(row[3]),
+                    ended_at=_dt_required(row[4]),
+                    outcome=AttemptOutcome(row[5]),
+                    error=row[6],
+                    traceback=row[7],
+                )
+                for row in rows
+            ]
+
+        return await self._run(attempts)
+
+    async def purge_expired(self, limit: int = 500) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            now = self.clock.now().timestamp()
+            with self._write(conn):
+                ids = [
+                    {"id": row[0]}
+                    for row in conn.execute(
+                        self._sql["expired_job_ids"], {"now": now, "limit": limit}
+                    )
+                ]
+                for statement in ("delete_events", "delete_attempts", "delete_job"):
+                    conn.executemany(self._sql[statement], ids)
+            return len(ids)
+
+        return await self._run(purge)
+
+
+def _record(row: Sequence[Any]) -> JobRecord:
+    return JobRecord(
+        id=uuid.UUID(row[0]),
+        job_type=row[1],
+        queue=row[2],
+        priority=row[3],
+        status=JobStatus(row[4]),
+        args=bytes(row[5]),
+        attempt=row[6],
+        max_attempts=row[7],
+        enqueued_at=_dt_required(row[8]),
+        run_at=_dt_required(row[9]),
+        started_at=_dt(row[10]),
+        completed_at=_dt(row[11]),
+        lease_owner=row[12],
+        lease_expires_at=_dt(row[13]),
+        idempotency_key=row[14],
+        continues_job_id=uuid.UUID(row[15]) if row[15] else None,
+        result=None if row[16] is None else bytes(row[16]),
+        error=row[17],
+        traceback=row[18],
+        result_ttl=row[19],
+        expires_at=_dt(row[20]),
+    )

@@ -1,0 +1,356 @@
+"""One worker process's loop: claim when a slot is free, execute, persist outcomes in batches.
+
+Side tasks renew the worker's leases, rescue jobs whose lease expired elsewhere, purge expired
+results, and beat a heartbeat the supervisor watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from jobworker.app import App
+from jobworker.context import JobContext
+from jobworker.executor import Executor
+from jobworker.models import ClaimedJob, Completion, Failed, Outcome, Released
+from jobworker.retry import RetryPolicy
+from jobworker.storage import Storage
+
+logger = logging.getLogger("jobworker.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    worker_id: str
+    parallelism: int = 10
+    queues: Sequence[str] | None = None  # None: the settings' default queue
+    job_types: Sequence[str] | None = None  # None: every job in the registry
+    max_jobs: int | None = None  # exit (to be replaced) after claiming this many
+    drain_timeout: float | None = None  # None: from settings
+    maintenance: bool = True  # rescue expired leases and purge expired results
+    janitor_interval: float = 300.0
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    ctx: JobContext[Any]
+    task: asyncio.Task[None]
+    started: float = field(default_factory=time.monotonic)
+
+
+class Completer:
+    """Collects outcomes and writes them in batches: one transaction for all that are waiting."""
+
+    def __init__(self, storage: Storage, batch_size: int) -> None:
+        self._storage = storage
+        self._batch_size = batch_size
+        self._pending: list[Completion] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.written = 0
+
+    def add(self, completion: Completion) -> None:
+        self._pending.append(completion)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                try:
+                    await self._storage.complete_many(batch)
+                except Exception:
+                    failures += 1
+                    delay = min(0.1 * 2**failures, 5.0)
+                    logger.exception(
+                        "writing %d outcome(s) failed; retrying in %.1fs", len(batch), delay
+                    )
+                    await asyncio.sleep(delay)
+                    continue
+                failures = 0
+                del self._pending[: len(batch)]
+                self.written += len(batch)
+            self._idle.set()
+
+    async def flush(self) -> None:
+        await self._idle.wait()
+
+
+class Worker:
+    def __init__(
+        self,
+        app: App,
+        options: WorkerOptions,
+        *,
+        on_heartbeat: Callable[[Worker], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.options = options
+        self.worker_id = options.worker_id
+        self.queues = list(options.queues or [self.settings.default_queue])
+        self.job_types = list(options.job_types or app.registry.names())
+        self.retry_policy = RetryPolicy(
+            base_delay=self.settings.retry_base_delay, max_delay=self.settings.retry_max_delay
+        )
+        self.drain_timeout = (
+            options.drain_timeout
+            if options.drain_timeout is not None
+            else self.settings.drain_timeout
+        )
+        self._on_heartbeat = on_heartbeat
+        self._threads = ThreadPoolExecutor(
+            max_workers=options.parallelism, thread_name_prefix="jobworker-job"
+        )
+        self._executor = Executor(self._threads)
+        self._running: dict[uuid.UUID, _Running] = {}
+        self._slot_freed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.claimed = 0
+        self.finished = 0
+
+    # Control ------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming and drain (safe to call from a signal handler via the loop)."""
+        self._stop.set()
+        self._slot_freed.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def current_jobs(self) -> list[ClaimedJob]:
+        return [running.job for running in self._running.values()]
+
+    # Main loop ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        storage = self.app.create_storage()
+        await storage.open()
+        self._storage = storage
+        self._completer = Completer(storage, self.settings.completion_batch_size)
+        side_tasks = [
+            asyncio.create_task(self._completer.run(), name="completer"),
+            asyncio.create_task(self._renew_leases(), name="leases"),
+            asyncio.create_task(self._heartbeat(), name="heartbeat"),
+        ]
+        if self.options.maintenance:
+            side_tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        logger.info(
+            "worker %s started: queues=%s parallelism=%d jobs=%d",
+            self.worker_id,
+            ",".join(self.queues),
+            self.options.parallelism,
+            len(self.job_types),
+        )
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in side_tasks:
+                task.cancel()
+            await asyncio.gather(*side_tasks, return_exceptions=True)
+            await storage.close()
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        logger.info("worker %s stopped after %d job(s)", self.worker_id, self.finished)
+
+    async def _claim_loop(self) -> None:
+        max_jobs = self.options.max_jobs
+        failures = 0
+        while not self.stopping:
+            if max_jobs is not None and self.claimed >= max_jobs:
+                logger.info("worker %s reached --max-jobs-per-child=%d", self.worker_id, max_jobs)
+                return
+            free = self.options.parallelism - len(self._running)
+            if max_jobs is not None:
+                free = min(free, max_jobs - self.claimed)
+            wanted = min(free, self.settings.claim_batch_size)
+            claimed: list[ClaimedJob] = []
+            if wanted > 0:
+                try:
+                    claimed = await self._storage.claim(
+                        self.worker_id,
+                        self.job_types,
+                        self.queues,
+                        wanted,
+                        self.settings.lease_duration,
+                    )
+                    failures = 0
+                except Exception as exc:
+                    failures += 1
+                    delay = min(0.2 * 2**failures, self.settings.poll_interval * 5)
+                    if failures == 1:
+                        logger.warning("claiming jobs failed (%s); retrying", exc)
+                    await self._sleep(delay)
+                    continue
+                for job in claimed:
+                    self._start(job)
+                if len(claimed) == wanted:
+                    # There may be more waiting: let finished tasks settle, then claim again.
+                    await asyncio.sleep(0)
+                    continue
+            self._slot_freed.clear()
+            timeout = None if free <= 0 else self.settings.poll_interval
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), timeout)
+            # Finishing jobs arrive together; yield once so they free their slots in one batch.
+            await asyncio.sleep(0)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    def _start(self, job: ClaimedJob) -> None:
+        self.claimed += 1
+        ctx: JobContext[Any] = JobContext(
+            job_id=job.id,
+            job_type=job.job_type,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            queue=job.queue,
+            enqueued_at=job.enqueued_at,
+            worker_id=self.worker_id,
+        )
+        task = asyncio.create_task(self._run_job(job, ctx), name=f"job:{job.id}")
+        self._running[job.id] = _Running(job, ctx, task)
+
+    async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any]) -> None:
+        outcome: Outcome
+        try:
+            definition = self.app.registry.get(job.job_type)
+            outcome = await self._executor.execute(definition, job, ctx)
+        except asyncio.CancelledError:
+            outcome = Released(reason="the worker shut down before the job finished")
+        except Exception as exc:  # the executor maps handler errors; this is our own bug
+            logger.exception("executing job %s failed unexpectedly", job.id)
+            outcome = Failed(error=f"internal error: {exc!r}", traceback="")
+        finally:
+            self._running.pop(job.id, None)
+            self.finished += 1
+            self._slot_freed.set()
+        self._completer.add(self._completion(job, outcome))
+
+    def _completion(self, job: ClaimedJob, outcome: Outcome) -> Completion:
+        now = self.app.clock.now()
+        retry_at = None
+        if isinstance(outcome, Failed) and outcome.retryable and job.attempt < job.max_attempts:
+            retry_at = now + timedelta(seconds=self.retry_policy.delay(job.attempt))
+        if isinstance(outcome, Failed):
+            level = logging.INFO if retry_at else logging.WARNING
+            logger.log(
+                level,
+                "job %s %s attempt %d/%d failed: %s%s",
+                job.job_type,
+                job.id,
+                job.attempt,
+                job.max_attempts,
+                outcome.error,
+                "" if retry_at else " (dead)",
+            )
+        result_ttl = job.result_ttl
+        if result_ttl is None and job.job_type in self.app.registry:
+            result_ttl = self.app.registry.get(job.job_type).result_ttl
+        return Completion(
+            job_id=job.id,
+            attempt=job.attempt,
+            lease_owner=self.worker_id,
+            started_at=job.started_at,
+            ended_at=now,
+            outcome=outcome,
+            retry_at=retry_at,
+            result_ttl=result_ttl,
+        )
+
+    # Shutdown -----------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        if self._running:
+            logger.info(
+                "worker %s draining %d running job(s) for up to %.0fs",
+                self.worker_id,
+                len(self._running),
+                self.drain_timeout,
+            )
+            tasks = [running.task for running in self._running.values()]
+            _done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+            if pending:
+                logger.warning(
+                    "worker %s: %d job(s) still running after the drain timeout; releasing them",
+                    self.worker_id,
+                    len(pending),
+                )
+                for running in list(self._running.values()):
+                    running.ctx.request_cancel()
+                    running.task.cancel()
+                await asyncio.wait(pending, timeout=5.0)
+        try:
+            await asyncio.wait_for(self._completer.flush(), timeout=max(self.drain_timeout, 10.0))
+        except TimeoutError:
+            logger.error(
+                "worker %s could not write its last outcomes; their jobs will run again "
+                "when their leases expire",
+                self.worker_id,
+            )
+            return
+        # Anything still leased to us (a sync handler that ignored cancellation) goes back.
+        released = await self._storage.release_owner(
+            self.worker_id, lost=False, reason="released at shutdown"
+        )
+        if released:
+            logger.info("worker %s released %d unfinished job(s)", self.worker_id, released)
+
+    # Side tasks ---------------------------------------------------------------------------
+
+    async def _renew_leases(self) -> None:
+        interval = self.settings.lease_duration / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._running:
+                continue
+            try:
+                await self._storage.extend_leases(self.worker_id, self.settings.lease_duration)
+            except Exception as exc:
+                logger.warning("renewing leases failed: %s", exc)
+
+    async def _maintenance(self) -> None:
+        last_purge = time.monotonic()
+        while True:
+            await asyncio.sleep(self.settings.rescue_interval)
+            try:
+                rescued = await self._storage.rescue_expired()
+                if rescued:
+                    logger.warning("rescued %d job(s) whose lease had expired", rescued)
+                if time.monotonic() - last_purge >= self.options.janitor_interval:
+                    last_purge = time.monotonic()
+                    purged = await self._storage.purge_expired()
+                    if purged:
+                        logger.info("purged %d expired job(s)", purged)
+            except Exception as exc:
+                logger.warning("maintenance failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            if self._on_heartbeat is not None:
+                self._on_heartbeat(self)
+            await asyncio.sleep(1.0)
+
+
+def worker_id(index: int | str = 0) -> str:
+    """A lease owner id unique to one worker process incarnation."""
+    return f"{os.uname().nodename}:{os.getpid()}:{index}:{uuid.uuid4().hex[:8]}"
