@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
+import msgspec.inspect
 
 from jobworker import codec
 from jobworker.context import JobContext
@@ -77,6 +78,8 @@ class JobDefinition:
 
     def __post_init__(self) -> None:
         try:
+            for info in msgspec.inspect.multi_type_info([self.args_type, self.result_type]):
+                _reject_custom_types(info, self.name)
             object.__setattr__(self, "_args_decoder", msgspec.json.Decoder(self.args_type))
             object.__setattr__(self, "_result_decoder", msgspec.json.Decoder(self.result_type))
         except TypeError as exc:
@@ -417,6 +420,26 @@ def build_definition(
         cron=cron,
         timezone=timezone,
     )
+
+
+def _reject_custom_types(info: msgspec.inspect.Type, job_name: str) -> None:
+    """msgspec accepts any class lazily; a job's types must be ones it can encode and decode."""
+    stack: list[Any] = [info]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, msgspec.inspect.CustomType):
+            raise TypeError(
+                f"{node.cls.__qualname__} is not a type msgspec can encode and decode "
+                "(use a msgspec.Struct, dataclass, TypedDict or a builtin type)"
+            )
+        # Every inspect node (types and fields) is a Struct; walk whatever it holds.
+        for name in getattr(node, "__struct_fields__", ()):
+            value = getattr(node, name)
+            stack.extend(value if isinstance(value, tuple) else [value])
 
 
 def _progress_type(annotation: Any) -> Any:

@@ -12,16 +12,25 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from jobworker.app import App
 from jobworker.context import JobContext
 from jobworker.executor import Executor
-from jobworker.models import ClaimedJob, Completion, Failed, Outcome, Released
+from jobworker.models import (
+    AttemptOutcome,
+    ClaimedJob,
+    Completion,
+    Failed,
+    Outcome,
+    Released,
+    Succeeded,
+)
 from jobworker.retry import RetryPolicy
 from jobworker.storage import Storage
 
@@ -38,6 +47,7 @@ class WorkerOptions:
     drain_timeout: float | None = None  # None: from settings
     maintenance: bool = True  # rescue expired leases and purge expired results
     janitor_interval: float = 300.0
+    exit_when_idle: bool = False  # return once nothing is due and nothing runs (testing.drain)
 
 
 @dataclass
@@ -123,6 +133,7 @@ class Worker:
         self._stop = asyncio.Event()
         self.claimed = 0
         self.finished = 0
+        self.outcomes: Counter[AttemptOutcome] = Counter()
 
     # Control ------------------------------------------------------------------------------
 
@@ -205,6 +216,8 @@ class Worker:
                     # There may be more waiting: let finished tasks settle, then claim again.
                     await asyncio.sleep(0)
                     continue
+            if self.options.exit_when_idle and not claimed and not self._running:
+                return
             self._slot_freed.clear()
             timeout = None if free <= 0 else self.settings.poll_interval
             with contextlib.suppress(TimeoutError):
@@ -251,6 +264,7 @@ class Worker:
         retry_at = None
         if isinstance(outcome, Failed) and outcome.retryable and job.attempt < job.max_attempts:
             retry_at = now + timedelta(seconds=self.retry_policy.delay(job.attempt))
+        self.outcomes[_attempt_outcome(outcome, retry_at)] += 1
         if isinstance(outcome, Failed):
             level = logging.INFO if retry_at else logging.WARNING
             logger.log(
@@ -349,6 +363,14 @@ class Worker:
             if self._on_heartbeat is not None:
                 self._on_heartbeat(self)
             await asyncio.sleep(1.0)
+
+
+def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutcome:
+    if isinstance(outcome, Succeeded):
+        return AttemptOutcome.SUCCEEDED
+    if isinstance(outcome, Released):
+        return AttemptOutcome.RELEASED
+    return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
 
 
 def worker_id(index: int | str = 0) -> str:

@@ -1,0 +1,67 @@
+"""The backend conformance suite: every storage behaviour, written once, run on every backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobworker import Settings
+from jobworker.clock import FrozenClock
+from jobworker.models import JobStatus, NewJob
+from jobworker.storage import Storage, create_storage
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'conformance.db'}"
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def storage(backend_url: str, clock: FrozenClock) -> AsyncIterator[Storage]:
+    backend = create_storage(backend_url, Settings(database_url=backend_url), clock)
+    await backend.open()
+    await backend.migrate()
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+NewJobFactory = Callable[..., NewJob]
+
+
+@pytest.fixture
+def new_job(clock: FrozenClock) -> NewJobFactory:
+    def make(**overrides: Any) -> NewJob:
+        now = clock.now()
+        delay = overrides.pop("delay", None)
+        run_at = now + timedelta(seconds=delay) if delay else now
+        fields: dict[str, Any] = {
+            "id": uuid.uuid4(),
+            "job_type": "t.noop",
+            "queue": "default",
+            "priority": 0,
+            "args": b"{}",
+            "max_attempts": 3,
+            "status": JobStatus.SCHEDULED if delay else JobStatus.QUEUED,
+            "run_at": run_at,
+            "enqueued_at": now,
+        }
+        fields.update(overrides)
+        return NewJob(**fields)
+
+    return make

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from jobworker import App, Registry, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+# Settings that make retries and polling fast enough for tests.
+FAST = {
+    "retry_base_delay": 0.05,
+    "retry_max_delay": 0.1,
+    "poll_interval": 0.05,
+    "rescue_interval": 0.2,
+    "lease_duration": 30.0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("JOBWORKER_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'jobs.db'}"
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def settings(sqlite_url: str) -> Settings:
+    return Settings(database_url=sqlite_url, **FAST)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def app(registry: Registry, settings: Settings) -> Iterator[App]:
+    instance = App(registry=registry, settings=settings)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+async def aapp(registry: Registry, settings: Settings) -> AsyncIterator[App]:
+    instance = App(registry=registry, settings=settings)
+    yield instance
+    await instance.aclose()
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """An environment for child processes that can import the tests' job modules."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWORKER_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS / "apps"), str(ROOT)])
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+JOBWORKER = [sys.executable, "-m", "jobworker"]
