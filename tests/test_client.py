@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+
+from jobworker import (
+    App,
+    ConfigurationError,
+    JobArgumentsError,
+    JobContext,
+    JobStatus,
+    Registry,
+    ScheduleOptions,
+    UnknownJobError,
+)
+
+
+class Result(msgspec.Struct):
+    blob: str
+
+
+@pytest.fixture
+def jobs(registry: Registry):  # type: ignore[no-untyped-def]
+    @registry.job(name="exports.users.v1", max_attempts=5, queue="exports", priority=2)
+    async def export_users(ctx: JobContext, tenant_id: uuid.UUID) -> Result:
+        return Result(blob=f"{tenant_id}.csv")
+
+    @registry.job(name="plain")
+    def plain(ctx: JobContext, n: int = 0) -> int:
+        return n
+
+    return export_users, plain
+
+
+def test_delay_returns_a_handle_and_stores_the_job(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, _ = jobs
+    tenant = uuid.uuid4()
+    handle = export_users.delay(tenant_id=tenant)
+    assert isinstance(handle.job_id, uuid.UUID) and handle.created
+    job = handle.get()
+    assert job is not None
+    assert job.job_type == "exports.users.v1" and job.status is JobStatus.QUEUED
+    assert (job.queue, job.priority, job.max_attempts, job.attempt) == ("exports", 2, 5, 0)
+    assert app.client.get(handle.job_id) == job
+    assert app.client.get(str(handle.job_id)) == job
+
+
+def test_invalid_arguments_store_nothing(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, _ = jobs
+    with pytest.raises(JobArgumentsError, match=r"'exports.users.v1'.*Invalid UUID - at `\$.tenant_id`"):
+        export_users.delay(tenant_id="nope")
+    with pytest.raises(JobArgumentsError, match="missing required field `tenant_id`"):
+        export_users.delay()
+    assert app.client.list() == []
+
+
+def test_delay_many_validates_everything_first(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, _ = jobs
+    good = [{"tenant_id": uuid.uuid4()} for _ in range(3)]
+    with pytest.raises(JobArgumentsError, match=r"\$.tenant_id"):
+        export_users.delay_many([*good, {"tenant_id": "bad"}])
+    assert app.client.list() == []
+    handles = export_users.delay_many(good)
+    assert len({h.job_id for h in handles}) == 3
+    assert len(app.client.list()) == 3
+
+
+async def test_async_enqueue(aapp: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, plain = jobs
+    handle = await export_users.adelay(tenant_id=uuid.uuid4())
+    many = await plain.adelay_many([{"n": i} for i in range(5)])
+    assert (await handle.aget()).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    assert len(many) == 5
+    listed = await aapp.client.alist(job_type="plain")
+    assert {j.job_id for j in listed} == {h.job_id for h in many}
+
+
+def test_options_override_the_definition(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, _ = jobs
+    run_at = datetime.now(UTC) + timedelta(hours=1)
+    options = ScheduleOptions(run_at=run_at, max_retries=0, queue="urgent", priority=9)
+    job = export_users.delay(tenant_id=uuid.uuid4(), options=options).get()
+    assert job is not None
+    assert job.status is JobStatus.SCHEDULED and job.run_at == run_at
+    assert (job.queue, job.priority, job.max_attempts) == ("urgent", 9, 1)
+
+
+def test_default_max_attempts_come_from_settings(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    job = plain.delay(n=1).get()
+    assert job is not None and job.max_attempts == app.settings.default_max_retries + 1
+
+
+def test_naive_run_at_is_an_error(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    with pytest.raises(ConfigurationError, match="timezone-aware"):
+        plain.delay(n=1, options=ScheduleOptions(run_at=datetime.now()))  # noqa: DTZ005
+    assert app.client.list() == []
+
+
+def test_idempotency_key_returns_the_existing_job(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    first = plain.delay(n=1, options=ScheduleOptions(idempotency_key="k"))
+    second = plain.delay(n=2, options=ScheduleOptions(idempotency_key="k"))
+    assert first.created and not second.created and first.job_id == second.job_id
+    assert len(app.client.list()) == 1
+
+
+def test_enqueue_by_name_and_unknown_names(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    handle = app.client.enqueue("plain", {"n": 3})
+    assert handle.get().job_type == "plain"  # type: ignore[union-attr]
+    with pytest.raises(UnknownJobError):
+        app.client.enqueue("nope", {})
+
+
+def test_list_filters_and_rejects_unknown_status(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, plain = jobs
+    plain.delay_many([{"n": i} for i in range(4)])
+    export_users.delay(tenant_id=uuid.uuid4())
+    assert len(app.client.list(job_type="plain", limit=2)) == 2
+    assert len(app.client.list(queue="exports")) == 1
+    assert len(app.client.list(status="queued")) == 5
+    with pytest.raises(ConfigurationError, match="unknown status"):
+        app.client.list(status="finished")
+    assert app.client.counts()[JobStatus.QUEUED] == 5
+
+
+def test_bad_job_id_and_bad_url() -> None:
+    with pytest.raises(ConfigurationError, match="unknown scheme"):
+        App("mysql://x", registry=Registry())
+    with pytest.raises(ConfigurationError, match="bad database URL"):
+        App("not a url", registry=Registry())
+
+
+def test_bad_job_id_is_a_clear_error(app: App) -> None:
+    with pytest.raises(ConfigurationError, match="not a job id"):
+        app.client.get("123")
+    assert app.client.get(uuid.uuid4()) is None
+
+
+def test_default_app_uses_the_environment(
+    tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    monkeypatch.setenv("JOBWORKER_DATABASE_URL", url)
+    monkeypatch.setenv("JOBWORKER_DEFAULT_MAX_RETRIES", "7")
+    app = App(registry=Registry())
+    try:
+        assert app.settings.database_url == url and app.settings.default_max_retries == 7
+    finally:
+        app.close()
+
+
+def test_embedded_sqlite_file_is_created_with_its_schema(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, registry: Registry  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    @registry.job(name="x")
+    def x(ctx: JobContext) -> None: ...
+
+    app = App(registry=registry)
+    try:
+        assert app.settings.database_url == "sqlite:///jobworker.db"
+        x.delay()
+        assert (tmp_path / "jobworker.db").exists()
+    finally:
+        app.close()
