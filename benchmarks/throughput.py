@@ -1,0 +1,442 @@
+"""Throughput benchmark: how fast jobworker enqueues jobs and how fast real workers drain them.
+
+Usage:
+
+    python benchmarks/throughput.py --backend sqlite --jobs 20000 --concurrency 2 \
+        [--parallelism 10] [--single 2000] [--handler sync|async] [--timeout 600] [--json]
+
+What it measures, each against a fresh, empty database that is removed afterwards:
+
+1. single enqueue: `--single` jobs enqueued one at a time, with `.delay(n=i)` (the blocking API)
+   and then with `await .adelay(n=i)` in a loop (the async API);
+2. batch enqueue: `--jobs` jobs with `.delay_many(...)` in chunks of 1000, into a second fresh
+   database, which then holds exactly `--jobs` queued jobs;
+3. drain: `python -m jobworker run noop_jobs --concurrency C --parallelism P` is started on that
+   database, and `app.client.counts()` is polled every 50 ms until every job has succeeded.
+   Two rates are reported: steady state (jobs that succeeded between the first poll that saw a
+   success and the poll that saw the last one, over that interval) and including start-up
+   (all jobs over the time from starting the supervisor process). The supervisor is then sent
+   SIGTERM and waited for.
+
+The jobs are the no-op handlers of `benchmarks/noop_jobs.py` (`bench.noop`, a sync `def`, by
+default; `--handler async` uses `bench.anoop`).
+
+Backends: only `sqlite` (a temporary database file) is implemented for now. Another backend
+(postgres, later) is added by writing a class with the `Backend` protocol's two methods and
+listing it in `BACKENDS`; `--backend` accepts exactly the names listed there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Protocol
+
+from jobworker import App, JobFunction, JobStatus, __version__
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+JOB_MODULE = "noop_jobs"
+HANDLERS = {"sync": "noop", "async": "anoop"}  # --handler -> attribute of noop_jobs
+BATCH_CHUNK = 1000
+POLL_INTERVAL = 0.05
+STOP_TIMEOUT = 60.0
+FAILED_STATUSES = (JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+class BenchmarkError(Exception):
+    """The benchmark could not complete (a worker died, jobs failed, a timeout)."""
+
+
+# Backends -----------------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """Where the benchmark's databases live."""
+
+    name: str
+
+    def new_database(self, label: str) -> str:
+        """The URL of a new, empty database (the schema may be created on first use)."""
+        ...
+
+    def close(self) -> None:
+        """Remove every database this backend created."""
+        ...
+
+
+class SQLiteBackend:
+    """Database files in a temporary directory, deleted by `close()`."""
+
+    name = "sqlite"
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="jobworker-bench-"))
+
+    def new_database(self, label: str) -> str:
+        return f"sqlite:///{self._dir / f'{label}.db'}"
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "sqlite": SQLiteBackend,
+}
+
+
+@contextlib.contextmanager
+def open_backend(name: str) -> Iterator[Backend]:
+    backend = BACKENDS[name]()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+# Figures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainFigures:
+    startup_s: float  # supervisor process start -> first poll that saw a succeeded job
+    steady_s: float  # first poll that saw a success -> poll that saw all succeeded
+    total_s: float  # supervisor process start -> poll that saw all succeeded
+    steady_jobs: int  # jobs that succeeded within steady_s
+    steady_per_s: float | None  # None when every job was already done at the first poll
+    total_per_s: float
+    supervisor_exit_code: int
+    worker_log: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Results:
+    backend: str
+    jobs: int
+    concurrency: int
+    parallelism: int
+    handler: str
+    single: int
+    single_sync_per_s: float
+    single_async_per_s: float
+    batch_per_s: float
+    drain: DrainFigures
+    python: str = platform.python_version()
+    jobworker: str = __version__
+    cpus: int = os.cpu_count() or 1
+
+
+# Enqueue ------------------------------------------------------------------------------------
+
+
+def load_jobs() -> ModuleType:
+    """`noop_jobs` as the same top-level module the workers import."""
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    return importlib.import_module(JOB_MODULE)
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else math.inf
+
+
+def enqueue_single_sync(app: App, fn: JobFunction[Any, Any], count: int) -> float:
+    app.client.counts()  # open the storage (and create the schema) outside the timing
+    started = time.perf_counter()
+    for i in range(count):
+        fn.delay(n=i)
+    return rate(count, time.perf_counter() - started)
+
+
+def enqueue_single_async(app: App, fn: JobFunction[Any, Any], count: int) -> float:
+    async def run() -> float:
+        try:
+            await app.client.acounts()  # open this loop's storage outside the timing
+            started = time.perf_counter()
+            for i in range(count):
+                await fn.adelay(n=i)
+            return rate(count, time.perf_counter() - started)
+        finally:
+            await app.aclose()
+
+    return asyncio.run(run())
+
+
+def enqueue_batches(app: App, fn: JobFunction[Any, Any], count: int) -> float:
+    app.client.counts()
+    started = time.perf_counter()
+    for start in range(0, count, BATCH_CHUNK):
+        fn.delay_many([{"n": i} for i in range(start, min(start + BATCH_CHUNK, count))])
+    return rate(count, time.perf_counter() - started)
+
+
+# Drain --------------------------------------------------------------------------------------
+
+
+def worker_command(url: str, concurrency: int, parallelism: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "jobworker",
+        "--log-level",
+        "WARNING",
+        "run",
+        JOB_MODULE,
+        "--concurrency",
+        str(concurrency),
+        "--parallelism",
+        str(parallelism),
+        "--database-url",
+        url,
+    ]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    paths = [str(BENCH_DIR), str(REPO_ROOT)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
+def stop_supervisor(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM (a graceful drain), then SIGKILL if it takes longer than STOP_TIMEOUT."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+def measure_drain(
+    app: App, jobs: int, concurrency: int, parallelism: int, timeout: float
+) -> DrainFigures:
+    url = app.settings.database_url
+    with tempfile.TemporaryFile() as log:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            worker_command(url, concurrency, parallelism),
+            env=worker_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            first_at, first_done, last_at = poll_until_done(app, process, jobs, started, timeout)
+        except BaseException as exc:
+            code = stop_supervisor(process)
+            lines = read_log(log)
+            detail = "\n".join(lines[-40:]) or "(no output)"
+            if isinstance(exc, BenchmarkError):
+                raise BenchmarkError(
+                    f"{exc}\nsupervisor exit code: {code}\nworker output:\n{detail}"
+                ) from None
+            raise
+        code = stop_supervisor(process)
+        lines = read_log(log)
+    steady_s = last_at - first_at
+    steady_jobs = jobs - first_done
+    total_s = last_at - started
+    return DrainFigures(
+        startup_s=first_at - started,
+        steady_s=steady_s,
+        total_s=total_s,
+        steady_jobs=steady_jobs,
+        steady_per_s=rate(steady_jobs, steady_s) if steady_jobs else None,
+        total_per_s=rate(jobs, total_s),
+        supervisor_exit_code=code,
+        worker_log=lines,
+    )
+
+
+def poll_until_done(
+    app: App, process: subprocess.Popen[bytes], jobs: int, started: float, timeout: float
+) -> tuple[float, int, float]:
+    """(time of the first poll that saw a success, successes it saw, time all had succeeded)."""
+    first: tuple[float, int] | None = None
+    while True:
+        now = time.perf_counter()  # the poll's snapshot is taken at (about) its start
+        counts = app.client.counts()
+        done = counts[JobStatus.SUCCEEDED]
+        if done and first is None:
+            first = (now, done)
+        if done >= jobs:
+            assert first is not None
+            return first[0], first[1], now
+        failed = {status.value: counts[status] for status in FAILED_STATUSES if counts[status]}
+        if failed:
+            raise BenchmarkError(f"jobs did not succeed: {failed}")
+        if process.poll() is not None:
+            raise BenchmarkError(
+                f"the supervisor exited early (code {process.returncode}) "
+                f"with {done}/{jobs} job(s) succeeded"
+            )
+        if now - started > timeout:
+            raise BenchmarkError(
+                f"timed out after {timeout:.0f}s with {done}/{jobs} job(s) succeeded: "
+                f"{ {status.value: n for status, n in counts.items() if n} }"
+            )
+        time.sleep(POLL_INTERVAL)
+
+
+def read_log(log: IO[bytes]) -> list[str]:
+    log.seek(0)
+    return log.read().decode(errors="replace").splitlines()
+
+
+# Running ------------------------------------------------------------------------------------
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_benchmark(args: argparse.Namespace) -> Results:
+    module = load_jobs()
+    fn: JobFunction[Any, Any] = getattr(module, HANDLERS[args.handler])
+    with open_backend(args.backend) as backend:
+        app = App(database_url=backend.new_database("enqueue"))
+        try:
+            progress(f"single enqueue: {args.single:,} x .delay() ...")
+            single_sync = enqueue_single_sync(app, fn, args.single)
+            progress(f"single enqueue: {args.single:,} x await .adelay() ...")
+            single_async = enqueue_single_async(app, fn, args.single)
+        finally:
+            app.close()
+
+        app = App(database_url=backend.new_database("drain"))
+        try:
+            progress(f"batch enqueue: {args.jobs:,} jobs, .delay_many() x {BATCH_CHUNK} ...")
+            batch = enqueue_batches(app, fn, args.jobs)
+            queued = app.client.counts()[JobStatus.QUEUED]
+            if queued != args.jobs:
+                raise BenchmarkError(f"expected {args.jobs} queued jobs, found {queued}")
+            progress(
+                f"drain: {args.concurrency} worker process(es) x {args.parallelism} slot(s) ..."
+            )
+            drain = measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
+        finally:
+            app.close()
+    return Results(
+        backend=args.backend,
+        jobs=args.jobs,
+        concurrency=args.concurrency,
+        parallelism=args.parallelism,
+        handler=fn.name,
+        single=args.single,
+        single_sync_per_s=single_sync,
+        single_async_per_s=single_async,
+        batch_per_s=batch,
+        drain=drain,
+    )
+
+
+def format_report(r: Results) -> str:
+    d = r.drain
+    steady = f"{d.steady_per_s:,.0f} jobs/s" if d.steady_per_s is not None else "n/a"
+    rows = [
+        ("backend", r.backend, ""),
+        ("jobs", f"{r.jobs:,}", ""),
+        ("concurrency", str(r.concurrency), "worker processes"),
+        ("parallelism", str(r.parallelism), "slots per process"),
+        ("handler", r.handler, ""),
+        ("single enqueue (sync)", f"{r.single_sync_per_s:,.0f} jobs/s", f"{r.single:,} x .delay()"),
+        (
+            "single enqueue (async)",
+            f"{r.single_async_per_s:,.0f} jobs/s",
+            f"{r.single:,} x await .adelay()",
+        ),
+        ("batch enqueue", f"{r.batch_per_s:,.0f} jobs/s", f".delay_many() x {BATCH_CHUNK}"),
+        ("worker start-up", f"{d.startup_s:.2f} s", "process start -> first success seen"),
+        (
+            "drain (steady state)",
+            steady,
+            f"{d.steady_jobs:,} jobs in {d.steady_s:.2f} s, first -> last success",
+        ),
+        (
+            "drain (incl. start-up)",
+            f"{d.total_per_s:,.0f} jobs/s",
+            f"{r.jobs:,} jobs in {d.total_s:.2f} s from process start",
+        ),
+        ("supervisor exit code", str(d.supervisor_exit_code), "after SIGTERM"),
+        ("host", f"{r.cpus} CPUs", f"Python {r.python}, jobworker {r.jobworker}"),
+    ]
+    label_width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    lines = ["jobworker throughput benchmark"]
+    for label, value, note in rows:
+        line = f"  {label:<{label_width}}  {value:>{value_width}}"
+        lines.append(f"{line}   ({note})" if note else line)
+    if d.worker_log:
+        lines.append(f"worker output ({len(d.worker_log)} line(s), log level WARNING):")
+        lines.extend(f"  | {line}" for line in d.worker_log[:20])
+        if len(d.worker_log) > 20:
+            lines.append(f"  | ... {len(d.worker_log) - 20} more")
+    return "\n".join(lines)
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Measure jobworker's enqueue and drain throughput.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="sqlite")
+    parser.add_argument("--jobs", type=positive_int, default=20_000, help="jobs to drain")
+    parser.add_argument("--concurrency", type=positive_int, default=2, help="worker processes")
+    parser.add_argument("--parallelism", type=positive_int, default=10, help="slots per process")
+    parser.add_argument(
+        "--single", type=positive_int, default=2000, help="jobs enqueued one at a time"
+    )
+    parser.add_argument(
+        "--handler", choices=sorted(HANDLERS), default="sync", help="bench.noop or bench.anoop"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, help="seconds to wait for the drain"
+    )
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run_benchmark(args)
+    except BenchmarkError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(asdict(results), indent=2))
+    else:
+        print(format_report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Jobs for the process tests: each execution is recorded outside the jobs table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from jobworker import JobContext, job
+
+_hoard: list[bytes] = []
+
+
+def record(ctx: JobContext) -> None:
+    log = os.environ.get("EXEC_LOG")
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{ctx.job_id} {ctx.attempt} {os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+
+
+@job(name="proc.noop")
+async def noop(ctx: JobContext, i: int = 0) -> None:
+    record(ctx)
+
+
+@job(name="proc.sync_noop")
+def sync_noop(ctx: JobContext, i: int = 0) -> None:
+    record(ctx)
+
+
+@job(name="proc.pid")
+def pid(ctx: JobContext, i: int = 0) -> int:
+    record(ctx)
+    return os.getpid()
+
+
+@job(name="proc.flaky", max_attempts=3)
+async def flaky(ctx: JobContext) -> str:
+    record(ctx)
+    if ctx.attempt < 3:
+        raise ConnectionError(f"attempt {ctx.attempt} failed")
+    return "third time lucky"
+
+
+@job(name="proc.always_fails", max_attempts=2)
+def always_fails(ctx: JobContext) -> None:
+    record(ctx)
+    raise RuntimeError("this job always fails")
+
+
+@job(name="proc.sleepy")
+async def sleepy(ctx: JobContext, seconds: float, marker: str, only_first: bool = False) -> int:
+    """Writes its pid to `marker`, then sleeps (only on the first attempt if only_first)."""
+    record(ctx)
+    Path(marker).write_text(str(os.getpid()))
+    if not only_first or ctx.attempt == 1:
+        await asyncio.sleep(seconds)
+    return ctx.attempt
+
+
+@job(name="proc.blocker")
+async def blocker(ctx: JobContext, seconds: float) -> int:
+    """Blocks its worker's event loop on the first attempt (a stuck process)."""
+    record(ctx)
+    if ctx.attempt == 1:
+        time.sleep(seconds)
+    return ctx.attempt
+
+
+@job(name="proc.hog")
+def hog(ctx: JobContext, megabytes: int) -> int:
+    record(ctx)
+    _hoard.append(os.urandom(megabytes * 1024 * 1024))
+    return os.getpid()
