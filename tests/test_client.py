@@ -50,7 +50,9 @@ def test_delay_returns_a_handle_and_stores_the_job(app: App, jobs) -> None:  # t
 
 def test_invalid_arguments_store_nothing(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
     export_users, _ = jobs
-    with pytest.raises(JobArgumentsError, match=r"'exports.users.v1'.*Invalid UUID - at `\$.tenant_id`"):
+    with pytest.raises(
+        JobArgumentsError, match=r"'exports.users.v1'.*Invalid UUID - at `\$.tenant_id`"
+    ):
         export_users.delay(tenant_id="nope")
     with pytest.raises(JobArgumentsError, match="missing required field `tenant_id`"):
         export_users.delay()
@@ -97,7 +99,7 @@ def test_default_max_attempts_come_from_settings(app: App, jobs) -> None:  # typ
 def test_naive_run_at_is_an_error(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
     _, plain = jobs
     with pytest.raises(ConfigurationError, match="timezone-aware"):
-        plain.delay(n=1, options=ScheduleOptions(run_at=datetime.now()))  # noqa: DTZ005
+        plain.delay(n=1, options=ScheduleOptions(run_at=datetime.now()))
     assert app.client.list() == []
 
 
@@ -142,7 +144,8 @@ def test_bad_job_id_is_a_clear_error(app: App) -> None:
 
 
 def test_default_app_uses_the_environment(
-    tmp_path, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'env.db'}"
     monkeypatch.setenv("JOBWORKER_DATABASE_URL", url)
@@ -155,7 +158,9 @@ def test_default_app_uses_the_environment(
 
 
 def test_embedded_sqlite_file_is_created_with_its_schema(
-    tmp_path, monkeypatch: pytest.MonkeyPatch, registry: Registry  # type: ignore[no-untyped-def]
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: Registry,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.chdir(tmp_path)
 

@@ -35,19 +35,37 @@ class Result(msgspec.Struct):
 
 def test_options_are_recorded(registry: Registry) -> None:
     @registry.job(
-        name="exports.users.v1", display_name="Export users", description="Streams users.",
-        icon="📤", kind="system", max_attempts=5, queue="exports", priority=3, timeout=30.0,
-        result_ttl=60.0, cron="0 2 * * *", timezone="Europe/Amsterdam",
+        name="exports.users.v1",
+        display_name="Export users",
+        description="Streams users.",
+        icon="📤",
+        kind="system",
+        max_attempts=5,
+        queue="exports",
+        priority=3,
+        timeout=30.0,
+        result_ttl=60.0,
+        cron="0 2 * * *",
+        timezone="Europe/Amsterdam",
     )
     async def export_users(ctx: JobContext[Progress], tenant_id: uuid.UUID) -> Result:
         return Result(rows=1)
 
     d = export_users.definition
     assert (d.name, d.display_name, d.description, d.icon) == (
-        "exports.users.v1", "Export users", "Streams users.", "📤",
+        "exports.users.v1",
+        "Export users",
+        "Streams users.",
+        "📤",
     )
     assert d.kind is JobKind.SYSTEM
-    assert (d.max_attempts, d.queue, d.priority, d.timeout, d.result_ttl) == (5, "exports", 3, 30.0, 60.0)
+    assert (d.max_attempts, d.queue, d.priority, d.timeout, d.result_ttl) == (
+        5,
+        "exports",
+        3,
+        30.0,
+        60.0,
+    )
     assert (d.cron, d.timezone) == ("0 2 * * *", "Europe/Amsterdam")
     assert d.is_async and d.progress_type is Progress and d.result_type is Result
     assert registry.get("exports.users.v1") is d
@@ -160,7 +178,10 @@ def test_rich_types_round_trip(registry: Registry) -> None:
         ({"tenant_id": "nope"}, r"Invalid UUID - at `\$.tenant_id`"),
         ({}, "missing required field `tenant_id`"),
         ({"tenant_id": str(uuid.UUID(int=1)), "extra": 1}, "unknown field `extra`"),
-        ({"tenant_id": str(uuid.UUID(int=1)), "limit": "ten"}, r"Expected `int`, got `str` - at `\$.limit`"),
+        (
+            {"tenant_id": str(uuid.UUID(int=1)), "limit": "ten"},
+            r"Expected `int`, got `str` - at `\$.limit`",
+        ),
     ],
 )
 def test_validation_errors_name_the_job_and_the_field(
@@ -169,7 +190,7 @@ def test_validation_errors_name_the_job_and_the_field(
     @registry.job(name="exports.users.v1")
     def export_users(ctx: JobContext, tenant_id: uuid.UUID, limit: int = 10) -> None: ...
 
-    with pytest.raises(JobArgumentsError, match="'exports.users.v1'") as info:
+    with pytest.raises(JobArgumentsError, match=r"'exports\.users\.v1'") as info:
         export_users.definition.encode_args(args)
     assert info.match(message)
 

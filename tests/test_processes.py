@@ -21,7 +21,7 @@ from jobworker import App, AttemptOutcome, JobDescriptor, JobStatus
 from .conftest import FAST, JOBWORKER, TESTS, subprocess_env
 
 sys.path.insert(0, str(TESTS / "apps"))
-import proc_jobs  # noqa: E402
+import proc_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,9 @@ class Run:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [*JOBWORKER, "run", "proc_jobs", "--database-url", url, *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
         self.ps = psutil.Process(self.proc.pid)
 
@@ -60,7 +62,8 @@ class Run:
 
     def wait_children(self, count: int, timeout: float = 20) -> list[psutil.Process]:
         return wait_for(
-            lambda: (kids := self.children()) and len(kids) == count and kids, timeout,
+            lambda: (kids := self.children()) and len(kids) == count and kids,
+            timeout,
             f"{count} worker processes",
         )
 
@@ -136,7 +139,12 @@ def test_jobs_run_retry_and_die_in_worker_processes(
     result = proc_jobs.pid.delay()
     jobs = wait_for(lambda: settled(proc_app, [fast, flaky, failing, result]), 30, "jobs to end")
     statuses = [j.status for j in jobs]
-    assert statuses == [JobStatus.SUCCEEDED, JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.SUCCEEDED]
+    assert statuses == [
+        JobStatus.SUCCEEDED,
+        JobStatus.SUCCEEDED,
+        JobStatus.DEAD,
+        JobStatus.SUCCEEDED,
+    ]
     assert jobs[1].result == "third time lucky" and jobs[1].attempt == 3
     assert jobs[2].error == "RuntimeError: this job always fails" and jobs[2].attempt == 2
     assert "Traceback" in (jobs[2].traceback or "")
@@ -202,7 +210,7 @@ def test_kill_9_of_the_supervisor_leaves_no_children(start: Callable[..., Run]) 
     children = run.wait_children(3)
     run.proc.kill()
     run.proc.wait(10)
-    gone, alive = psutil.wait_procs(children, timeout=15)
+    _gone, alive = psutil.wait_procs(children, timeout=15)
     assert not alive, f"orphans: {[p.pid for p in alive]}"
 
 
@@ -212,7 +220,10 @@ def test_an_import_error_exits_with_the_traceback_and_no_fork_loop(
     began = time.monotonic()
     result = subprocess.run(
         [*JOBWORKER, "run", "broken_at_import", "--database-url", sqlite_url],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "Traceback" in result.stderr
@@ -220,15 +231,16 @@ def test_an_import_error_exits_with_the_traceback_and_no_fork_loop(
     assert time.monotonic() - began < 15
     missing = subprocess.run(
         [*JOBWORKER, "run", "no_such_module_here", "--database-url", sqlite_url],
-        env=env, capture_output=True, text=True, timeout=30,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "no_such_module_here" in missing.stderr
 
 
-def test_children_are_recycled_after_max_jobs(
-    start: Callable[..., Run], proc_app: App
-) -> None:
+def test_children_are_recycled_after_max_jobs(start: Callable[..., Run], proc_app: App) -> None:
     run = start("--concurrency", "1", "--parallelism", "1", "--max-jobs-per-child", "5")
     handles = proc_jobs.pid.delay_many([{"i": i} for i in range(20)])
     jobs = wait_for(lambda: settled(proc_app, handles), 60, "20 jobs")

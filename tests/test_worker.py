@@ -33,7 +33,9 @@ async def drain_until_settled(app: App, rounds: int = 40) -> None:
     for _ in range(rounds):
         await adrain(app)
         counts = await app.client.acounts()
-        if not (counts[JobStatus.FAILED] or counts[JobStatus.QUEUED] or counts[JobStatus.SCHEDULED]):
+        if not (
+            counts[JobStatus.FAILED] or counts[JobStatus.QUEUED] or counts[JobStatus.SCHEDULED]
+        ):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"jobs did not settle: {counts}")
@@ -131,7 +133,9 @@ async def test_arguments_that_no_longer_decode_are_dead_at_once(
     assert result.dead == 1 and result.attempts == 1
     job = await aapp.client.aget(handle.job_id)
     assert job is not None and job.status is JobStatus.DEAD
-    assert "no longer match" in (job.error or "") and "Expected `str`, got `int`" in (job.error or "")
+    assert "no longer match" in (job.error or "") and "Expected `str`, got `int`" in (
+        job.error or ""
+    )
 
 
 async def test_unencodable_result_is_dead(aapp: App, registry: Registry) -> None:
@@ -209,7 +213,9 @@ async def test_queues_are_honoured(aapp: App, registry: Registry) -> None:
     assert (await adrain(aapp, queues=["b", "c"])).succeeded == 1
 
 
-async def test_leases_are_renewed_while_a_long_job_runs(registry: Registry, sqlite_url: str) -> None:
+async def test_leases_are_renewed_while_a_long_job_runs(
+    registry: Registry, sqlite_url: str
+) -> None:
     settings = Settings(
         database_url=sqlite_url, lease_duration=0.6, rescue_interval=0.1, poll_interval=0.05
     )

@@ -56,7 +56,7 @@ def always_fails(ctx: JobContext) -> None:
 async def sleepy(ctx: JobContext, seconds: float, marker: str, only_first: bool = False) -> int:
     """Writes its pid to `marker`, then sleeps (only on the first attempt if only_first)."""
     record(ctx)
-    Path(marker).write_text(str(os.getpid()))
+    Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
     if not only_first or ctx.attempt == 1:
         await asyncio.sleep(seconds)
     return ctx.attempt
@@ -67,7 +67,7 @@ async def blocker(ctx: JobContext, seconds: float) -> int:
     """Blocks its worker's event loop on the first attempt (a stuck process)."""
     record(ctx)
     if ctx.attempt == 1:
-        time.sleep(seconds)
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
     return ctx.attempt
 
 

@@ -27,14 +27,23 @@ QUEUES = ["default"]
 
 async def claim(storage: Storage, owner: str = "w1", limit: int = 10, **kw: object) -> list:
     return await storage.claim(
-        owner, kw.get("types", TYPES), kw.get("queues", QUEUES), limit, kw.get("lease", 30.0)  # type: ignore[arg-type]
+        owner,
+        kw.get("types", TYPES),
+        kw.get("queues", QUEUES),
+        limit,
+        kw.get("lease", 30.0),  # type: ignore[arg-type]
     )
 
 
 def completion(job, outcome, clock: FrozenClock, owner: str = "w1", **kw: object) -> Completion:
     return Completion(
-        job_id=job.id, attempt=job.attempt, lease_owner=owner, started_at=job.started_at,
-        ended_at=clock.now(), outcome=outcome, **kw,  # type: ignore[arg-type]
+        job_id=job.id,
+        attempt=job.attempt,
+        lease_owner=owner,
+        started_at=job.started_at,
+        ended_at=clock.now(),
+        outcome=outcome,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -45,7 +54,10 @@ async def test_enqueue_and_read_back(storage: Storage, new_job: NewJobFactory) -
     record = await storage.get(job.id)
     assert record is not None
     assert (record.job_type, record.queue, record.priority, record.status) == (
-        "t.noop", "q1", 5, JobStatus.QUEUED,
+        "t.noop",
+        "q1",
+        5,
+        JobStatus.QUEUED,
     )
     assert (record.args, record.attempt, record.max_attempts) == (b'{"a":1}', 0, 3)
     assert record.enqueued_at == job.enqueued_at and record.run_at == job.run_at

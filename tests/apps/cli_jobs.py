@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+import uuid
+
+from jobworker import JobContext, job
+
+
+@job(name="cli.export")
+def export(ctx: JobContext, tenant_id: uuid.UUID, limit: int = 10) -> str:
+    return f"{tenant_id}:{limit}"

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from jobworker import __version__
+from jobworker.cli import main
+
+from .conftest import JOBWORKER, TESTS, subprocess_env
+
+sys.path.insert(0, str(TESTS / "apps"))
+
+
+@pytest.fixture
+def cli(sqlite_url: str):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(main, [*args[:1], "--database-url", sqlite_url, *args[1:]])
+
+    return invoke
+
+
+def one_line_error(result: Result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    message = result.output.strip()
+    assert "\n" not in message and "Traceback" not in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_enqueue_status_and_jobs(cli) -> None:  # type: ignore[no-untyped-def]
+    tenant = uuid.uuid4()
+    enqueued = cli(
+        "enqueue",
+        "cli.export",
+        "--app",
+        "cli_jobs",
+        "--args",
+        json.dumps({"tenant_id": str(tenant)}),
+    )
+    assert enqueued.exit_code == 0, enqueued.output
+    job_id = enqueued.output.strip()
+    uuid.UUID(job_id)
+    status = cli("status", job_id)
+    assert status.exit_code == 0, status.output
+    data = json.loads(status.output)
+    for field in (
+        "job_id",
+        "job_type",
+        "status",
+        "attempt",
+        "enqueued_at",
+        "started_at",
+        "completed_at",
+        "idempotency_key",
+        "result",
+        "error",
+    ):
+        assert field in data
+    assert data["job_id"] == job_id and data["job_type"] == "cli.export"
+    assert data["status"] == "queued" and data["attempt"] == 0 and data["result"] is None
+    table = cli("jobs")
+    assert table.exit_code == 0
+    header, row = table.output.splitlines()
+    assert header.split()[:3] == ["JOB", "ID", "TYPE"] and row.startswith(job_id)
+    assert "queued" in row and "0/4" in row
+    assert "(no jobs)" in cli("jobs", "--status", "succeeded").output
+
+
+def test_enqueue_with_options(cli) -> None:  # type: ignore[no-untyped-def]
+    args = json.dumps({"tenant_id": str(uuid.uuid4())})
+    result = cli(
+        "enqueue",
+        "cli.export",
+        "--app",
+        "cli_jobs",
+        "--args",
+        args,
+        "--run-at",
+        "2099-01-01T00:00:00+00:00",
+        "--queue",
+        "q2",
+        "--priority",
+        "4",
+        "--idempotency-key",
+        "once",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(cli("status", result.output.strip()).output)
+    assert data["status"] == "scheduled" and data["queue"] == "q2" and data["priority"] == 4
+    assert data["idempotency_key"] == "once" and data["run_at"].startswith("2099-01-01")
+    again = cli(
+        "enqueue", "cli.export", "--app", "cli_jobs", "--args", args, "--idempotency-key", "once"
+    )
+    assert again.output.strip() == result.output.strip()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["enqueue", "cli.nope", "--app", "cli_jobs"], ["unknown job 'cli.nope'"]),
+        (
+            ["enqueue", "cli.export", "--app", "cli_jobs", "--args", "{bad"],
+            ["--args is not valid JSON"],
+        ),
+        (["enqueue", "cli.export", "--app", "cli_jobs", "--args", "[1]"], ["JSON object"]),
+        (
+            ["enqueue", "cli.export", "--app", "cli_jobs", "--args", '{"tenant_id": "nope"}'],
+            ["'cli.export'", "Invalid UUID", "$.tenant_id"],
+        ),
+        (
+            [
+                "enqueue",
+                "cli.export",
+                "--app",
+                "cli_jobs",
+                "--run-at",
+                "tomorrow",
+                "--args",
+                json.dumps({"tenant_id": str(uuid.UUID(int=1))}),
+            ],
+            ["--run-at"],
+        ),
+        (
+            [
+                "enqueue",
+                "cli.export",
+                "--app",
+                "cli_jobs",
+                "--run-at",
+                "2099-01-01T00:00:00",
+                "--args",
+                json.dumps({"tenant_id": str(uuid.UUID(int=1))}),
+            ],
+            ["timezone-aware"],
+        ),
+        (["enqueue", "cli.export"], ["--app"]),
+        (["enqueue", "cli.export", "--app", "no_such_module_xyz"], ["no_such_module_xyz"]),
+        (["status", str(uuid.UUID(int=5))], ["no job with id"]),
+        (["status", "not-a-uuid"], ["not a job id"]),
+        (["jobs", "--status", "finished"], ["unknown status 'finished'"]),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(cli, args: list[str], fragments: list[str]) -> None:  # type: ignore[no-untyped-def]
+    one_line_error(cli(*args), *fragments)
+
+
+def test_bad_database_url() -> None:
+    result = CliRunner().invoke(main, ["jobs", "--database-url", "mysql://nope"])
+    one_line_error(result, "unknown scheme 'mysql'")
+
+
+def test_the_installed_command_reports_errors_without_a_traceback(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    result = subprocess.run(
+        [
+            *JOBWORKER,
+            "enqueue",
+            "cli.export",
+            "--app",
+            "cli_jobs",
+            "--database-url",
+            url,
+            "--args",
+            '{"tenant_id": 5}',
+        ],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("Error: invalid arguments for job 'cli.export'")
+    assert "Traceback" not in result.stderr
