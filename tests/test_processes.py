@@ -148,6 +148,8 @@ def test_jobs_run_retry_and_die_in_worker_processes(
     assert jobs[1].result == "third time lucky" and jobs[1].attempt == 3
     assert jobs[2].error == "RuntimeError: this job always fails" and jobs[2].attempt == 2
     assert "Traceback" in (jobs[2].traceback or "")
+    open_files = [f.path for f in run.ps.open_files()]
+    assert not any("jobs.db" in path for path in open_files), "the supervisor holds no database"
     worker_pids = {c.pid for c in run.children()}
     assert jobs[3].result in worker_pids and jobs[3].result != run.proc.pid
     assert run.stop() == 0
