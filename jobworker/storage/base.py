@@ -4,19 +4,49 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 import msgspec
 
 from jobworker.models import (
+    AttemptOutcome,
     AttemptRecord,
     ClaimedJob,
     Completion,
+    Failed,
     JobFilter,
     JobRecord,
     JobStatus,
     NewJob,
+    Released,
+    Succeeded,
 )
+
+
+class OutcomeRow(msgspec.Struct, frozen=True):
+    """A completion flattened into the columns every backend writes."""
+
+    outcome: AttemptOutcome
+    result: bytes | None
+    error: str | None
+    traceback: str | None
+    retry_at: datetime | None
+    result_ttl: float
+
+
+def outcome_row(item: Completion, default_ttl: float) -> OutcomeRow:
+    """How `complete_many` reads a completion; the one rule all backends share."""
+    ttl = item.result_ttl if item.result_ttl is not None else default_ttl
+    outcome = item.outcome
+    if isinstance(outcome, Succeeded):
+        return OutcomeRow(AttemptOutcome.SUCCEEDED, outcome.result, None, None, None, ttl)
+    if isinstance(outcome, Failed):
+        kind = AttemptOutcome.FAILED if item.retry_at is not None else AttemptOutcome.DEAD
+        return OutcomeRow(kind, None, outcome.error, outcome.traceback, item.retry_at, ttl)
+    if isinstance(outcome, Released):
+        return OutcomeRow(AttemptOutcome.RELEASED, None, outcome.reason, None, None, ttl)
+    raise TypeError(f"unknown outcome {outcome!r}")
 
 
 class EnqueueResult(msgspec.Struct, frozen=True):

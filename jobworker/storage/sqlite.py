@@ -31,15 +31,12 @@ from jobworker.models import (
     AttemptRecord,
     ClaimedJob,
     Completion,
-    Failed,
     JobFilter,
     JobRecord,
     JobStatus,
     NewJob,
-    Released,
-    Succeeded,
 )
-from jobworker.storage.base import EnqueueResult
+from jobworker.storage.base import EnqueueResult, outcome_row
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 T = TypeVar("T")
@@ -290,13 +287,21 @@ class SQLiteStorage:
             applied = 0
             with self._write(conn):
                 for item in completions:
-                    statement, params, outcome, error, trace = self._completion_update(
-                        item, now, default_ttl
-                    )
+                    row = outcome_row(item, default_ttl)
+                    params = {
+                        "id": str(item.job_id),
+                        "owner": item.lease_owner,
+                        "attempt": item.attempt,
+                        "now": now,
+                        "result": row.result,
+                        "error": row.error,
+                        "traceback": row.traceback,
+                        "retry_at": row.retry_at.timestamp() if row.retry_at else None,
+                        "result_ttl": row.result_ttl,
+                    }
+                    statement = self._COMPLETION_STATEMENTS[row.outcome]
                     if conn.execute(self._sql[statement], params).rowcount != 1:
-                        logger.info(
-                            "dropping the outcome of job %s: its lease was lost", item.job_id
-                        )
+                        logger.info("dropping the outcome of job %s: lease lost", item.job_id)
                         continue
                     applied += 1
                     conn.execute(
@@ -307,46 +312,21 @@ class SQLiteStorage:
                             "worker": item.lease_owner,
                             "started_at": item.started_at.timestamp(),
                             "ended_at": item.ended_at.timestamp(),
-                            "outcome": outcome.value,
-                            "error": error,
-                            "traceback": trace,
+                            "outcome": row.outcome.value,
+                            "error": row.error,
+                            "traceback": row.traceback,
                         },
                     )
             return applied
 
         return await self._run(complete)
 
-    @staticmethod
-    def _completion_update(
-        item: Completion, now: float, default_ttl: float
-    ) -> tuple[str, dict[str, Any], AttemptOutcome, str | None, str | None]:
-        base: dict[str, Any] = {
-            "id": str(item.job_id),
-            "owner": item.lease_owner,
-            "attempt": item.attempt,
-            "now": now,
-        }
-        ttl = item.result_ttl if item.result_ttl is not None else default_ttl
-        outcome = item.outcome
-        if isinstance(outcome, Succeeded):
-            base.update(result=outcome.result, result_ttl=ttl)
-            return "complete_succeeded", base, AttemptOutcome.SUCCEEDED, None, None
-        if isinstance(outcome, Failed):
-            base.update(error=outcome.error, traceback=outcome.traceback)
-            if item.retry_at is not None:
-                base["retry_at"] = item.retry_at.timestamp()
-                return (
-                    "complete_failed",
-                    base,
-                    AttemptOutcome.FAILED,
-                    outcome.error,
-                    outcome.traceback,
-                )
-            base["result_ttl"] = ttl
-            return "complete_dead", base, AttemptOutcome.DEAD, outcome.error, outcome.traceback
-        if isinstance(outcome, Released):
-            return "released_to_queued", base, AttemptOutcome.RELEASED, outcome.reason, None
-        raise TypeError(f"unknown outcome {outcome!r}")
+    _COMPLETION_STATEMENTS = {
+        AttemptOutcome.SUCCEEDED: "complete_succeeded",
+        AttemptOutcome.FAILED: "complete_failed",
+        AttemptOutcome.DEAD: "complete_dead",
+        AttemptOutcome.RELEASED: "released_to_queued",
+    }
 
     async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
         return await self._run(
