@@ -38,6 +38,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     drain_timeout: float = 30.0
     heartbeat_timeout: float = 60.0
 
+    database_schema: str = "jobworker"
+    pool_size: int = 10
+    connect_timeout: float = 10.0
+
     sqlite_busy_timeout: float = 30.0
     sqlite_synchronous: str = "NORMAL"
 
@@ -49,12 +53,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             "poll_interval",
             "rescue_interval",
             "heartbeat_timeout",
+            "connect_timeout",
             "sqlite_busy_timeout",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be greater than 0")
-        for name in ("claim_batch_size", "completion_batch_size"):
+        for name in ("claim_batch_size", "completion_batch_size", "pool_size"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"setting {name} must be at least 1")
         if self.default_max_retries < 0:

@@ -44,4 +44,8 @@ def create_storage(
         from jobworker.storage.sqlite import SQLiteStorage
 
         return SQLiteStorage(url, settings, clock)
+    if dialect == "postgres":
+        from jobworker.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url, settings, clock)
     raise ConfigurationError(f"the {dialect} backend is not available yet in this version")

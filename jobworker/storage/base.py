@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -55,6 +55,19 @@ class EnqueueResult(msgspec.Struct, frozen=True):
     created: bool = True
 
 
+class Subscription(Protocol):
+    """A live subscription to enqueue notifications; `close()` ends it."""
+
+    async def close(self) -> None: ...
+
+
+class NoSubscription:
+    """For backends without notifications: workers rely on polling."""
+
+    async def close(self) -> None:
+        return None
+
+
 class Storage(Protocol):
     """Durable job state. All methods are coroutines; all times come from the storage's clock.
 
@@ -78,8 +91,18 @@ class Storage(Protocol):
         """Raise `SchemaMissingError` unless the schema is present and current."""
         ...
 
-    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
-        """Store all jobs in one transaction, or none of them."""
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        """Store all jobs in one transaction, or none of them.
+
+        With `connection` (a driver connection the caller holds inside a transaction), the jobs
+        are written in the caller's transaction: they exist only if it commits.
+        """
+        ...
+
+    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
+        """Call `on_enqueued(queue)` when jobs are enqueued ("*": maybe any queue)."""
         ...
 
     async def claim(

@@ -36,7 +36,7 @@ from jobworker.models import (
     JobStatus,
     NewJob,
 )
-from jobworker.storage.base import EnqueueResult, outcome_row
+from jobworker.storage.base import EnqueueResult, NoSubscription, Subscription, outcome_row
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 T = TypeVar("T")
@@ -184,7 +184,14 @@ class SQLiteStorage:
 
     # Enqueue ------------------------------------------------------------------------------
 
-    async def enqueue_many(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
+    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
+        return NoSubscription()  # SQLite has no notifications; workers poll
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if connection is not None:
+            raise ConfigurationError("enqueueing on a caller's connection needs PostgreSQL")
         rows = [
             {
                 "id": str(job.id),

@@ -65,9 +65,9 @@ WITH done AS (
         error = CASE d.outcome WHEN 'released' THEN j.error ELSE d.error END,
         traceback = CASE d.outcome WHEN 'released' THEN j.traceback ELSE d.traceback END,
         run_at = COALESCE(d.retry_at, j.run_at),
-        completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead') THEN $12 END,
+        completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead') THEN $12::timestamptz END,
         expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead')
-                          THEN $12 + make_interval(secs => d.result_ttl) END,
+                          THEN $12::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM done AS d
@@ -86,21 +86,21 @@ FROM done AS d JOIN updated AS u ON u.id = d.id;
 WITH ended AS (
     SELECT id, attempt, max_attempts, lease_owner, started_at FROM __SCHEMA__.jobs
     WHERE status = 'running'
-      AND (($1::text IS NOT NULL AND lease_owner = $1)
-           OR ($1::text IS NULL AND lease_expires_at < $2))
-    LIMIT $5
+      AND (($1::text IS NOT NULL AND lease_owner = $1::text)
+           OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
+    LIMIT $5::integer
     FOR UPDATE SKIP LOCKED
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
-    SET status = CASE WHEN $3 AND e.attempt >= e.max_attempts THEN 'dead' ELSE 'queued' END,
+    SET status = CASE WHEN $3::boolean AND e.attempt >= e.max_attempts THEN 'dead' ELSE 'queued' END,
         attempt = CASE WHEN $3 THEN j.attempt ELSE j.attempt - 1 END,
         started_at = CASE WHEN $3 THEN j.started_at END,
         run_at = CASE WHEN $3 THEN $2 ELSE j.run_at END,
-        error = CASE WHEN $3 THEN $4 || ' (worker ' || e.lease_owner || ')' ELSE j.error END,
+        error = CASE WHEN $3 THEN $4::text || ' (worker ' || e.lease_owner || ')' ELSE j.error END,
         traceback = CASE WHEN $3 THEN NULL ELSE j.traceback END,
         completed_at = CASE WHEN $3 AND e.attempt >= e.max_attempts THEN $2 END,
         expires_at = CASE WHEN $3 AND e.attempt >= e.max_attempts
-                          THEN $2 + make_interval(secs => $6) END,
+                          THEN $2::timestamptz + make_interval(secs => $6::double precision) END,
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM ended AS e

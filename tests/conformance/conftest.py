@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,11 @@ from jobworker.clock import FrozenClock
 from jobworker.models import JobStatus, NewJob
 from jobworker.storage import Storage, create_storage
 
-BACKENDS = ["sqlite"]
+from ..pg import drop_schema, new_schema_name
+
+BACKENDS = ["sqlite", "postgres"]
+if os.environ.get("JOBWORKER_TEST_SQLSERVER_DSN"):
+    BACKENDS.append("sqlserver")
 
 
 @pytest.fixture
@@ -24,15 +30,23 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture(params=BACKENDS)
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """Settings for a fresh, empty store of each backend."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'conformance.db'}"
-    raise AssertionError(request.param)
+        yield Settings(database_url=f"sqlite:///{tmp_path / 'conformance.db'}")
+    elif request.param == "postgres":
+        url = request.getfixturevalue("pg_database")
+        schema = new_schema_name()
+        yield Settings(database_url=url, database_schema=schema)
+        asyncio.run(drop_schema(url, schema))
+    else:
+        dsn = os.environ["JOBWORKER_TEST_SQLSERVER_DSN"]
+        yield Settings(database_url=dsn, database_schema=new_schema_name())
 
 
 @pytest.fixture
-async def storage(backend_url: str, clock: FrozenClock) -> AsyncIterator[Storage]:
-    backend = create_storage(backend_url, Settings(database_url=backend_url), clock)
+async def storage(backend_settings: Settings, clock: FrozenClock) -> AsyncIterator[Storage]:
+    backend = create_storage(backend_settings.database_url, backend_settings, clock)
     await backend.open()
     await backend.migrate()
     try:

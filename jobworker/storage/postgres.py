@@ -1,0 +1,451 @@
+"""PostgreSQL storage on an asyncpg pool.
+
+Every batch is one round trip: enqueues and outcomes travel as arrays and are unnested in SQL.
+Claims lock rows with `FOR UPDATE SKIP LOCKED`. Idle workers wake on `LISTEN/NOTIFY`. asyncpg
+prepares and caches each statement per connection. The schema is the user's: `jobworker migrate`
+applies it; a worker never migrates on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.errors import ConfigurationError, MissingExtraError, SchemaMissingError
+from jobworker.models import (
+    AttemptOutcome,
+    AttemptRecord,
+    ClaimedJob,
+    Completion,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    NewJob,
+)
+from jobworker.storage.base import EnqueueResult, Subscription, outcome_row
+from jobworker.storage.sqlfiles import queries, schema_scripts
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - exercised only without the extra
+    asyncpg = None
+
+logger = logging.getLogger("jobworker.storage.postgres")
+
+SCHEMA_TOKEN = "__SCHEMA__"
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_MIGRATION_LOCK = 0x6A6F62776F726B  # "jobwork": one migration at a time per database
+
+
+def quoted_schema(name: str) -> str:
+    """The schema name as a quoted identifier, after checking it is a plain lower-case name."""
+    if not _SCHEMA_NAME.match(name):
+        raise ConfigurationError(
+            f"invalid schema name {name!r}: use 1-63 lower-case letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return f'"{name}"'
+
+
+def render(sql: str, schema: str) -> str:
+    return sql.replace(SCHEMA_TOKEN, quoted_schema(schema))
+
+
+def rendered_scripts(schema: str) -> list[tuple[int, str, str]]:
+    """The PostgreSQL schema scripts with the schema filled in (what `jobworker sql` prints)."""
+    return [(v, name, render(text, schema)) for v, name, text in schema_scripts("postgres")]
+
+
+async def _init_connection(conn: Any) -> None:
+    # jsonb travels as raw JSON bytes (version byte + text): msgspec encodes and decodes it.
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        format="binary",
+        encoder=lambda data: b"\x01" + data,
+        decoder=lambda data: data[1:],
+    )
+
+
+class PostgresStorage:
+    dialect = "postgres"
+
+    def __init__(
+        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+    ) -> None:
+        if asyncpg is None:
+            raise MissingExtraError("asyncpg", "postgres")
+        self.url = url
+        self.settings = settings or Settings(database_url=url)
+        self.clock = clock
+        self.schema = self.settings.database_schema
+        quoted_schema(self.schema)
+        self.channel = f"jobworker:{self.schema}"
+        self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
+        self._pool: Any = None
+
+    # Connection ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=self.settings.pool_size,
+                init=_init_connection,
+                timeout=self.settings.connect_timeout,
+                command_timeout=None,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConfigurationError(
+                f"cannot connect to PostgreSQL at {self._safe_url}: {exc}"
+            ) from exc
+
+    @property
+    def _safe_url(self) -> str:
+        return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", self.url)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("PostgresStorage used before open()")
+        return self._pool
+
+    async def migrate(self) -> list[int]:
+        applied = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            current = await self._version(conn)
+            for version, _name, text in rendered_scripts(self.schema):
+                if version > current:
+                    await conn.execute(text)
+                    applied.append(version)
+        return applied
+
+    async def _version(self, conn: Any) -> int:
+        table = f"{quoted_schema(self.schema)}.jobworker_schema"
+        if await conn.fetchval("SELECT to_regclass($1)", table) is None:
+            return 0
+        return int(await conn.fetchval(self._sql["schema_version"]) or 0)
+
+    async def check_schema(self) -> None:
+        latest = max(version for version, _, _ in schema_scripts("postgres"))
+        async with self.pool.acquire() as conn:
+            current = await self._version(conn)
+        if current < latest:
+            state = "has no jobworker schema" if current == 0 else f"has schema version {current}"
+            raise SchemaMissingError(
+                f"the database {state} (schema {self.schema!r}; this version needs {latest}); "
+                f"run: jobworker migrate --database-url ..."
+            )
+
+    # Notifications ------------------------------------------------------------------------
+
+    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
+        listener = _Listener(self, on_enqueued)
+        await listener.start()
+        return listener
+
+    # Enqueue ------------------------------------------------------------------------------
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if not jobs:
+            return []
+        # Our own connections exchange jsonb as bytes; a caller's connection, as text.
+        args: list[Any] = [job.args for job in jobs]
+        if connection is not None:
+            args = [data.decode() for data in args]
+        params = (
+            [job.id for job in jobs],
+            [job.job_type for job in jobs],
+            [job.queue for job in jobs],
+            [job.priority for job in jobs],
+            [job.status.value for job in jobs],
+            args,
+            [job.max_attempts for job in jobs],
+            [job.enqueued_at for job in jobs],
+            [job.run_at for job in jobs],
+            [job.idempotency_key for job in jobs],
+            [job.continues_job_id for job in jobs],
+            [job.result_ttl for job in jobs],
+        )
+        if connection is not None:
+            return await self._enqueue(connection, jobs, params)
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await self._enqueue(conn, jobs, params)
+
+    async def _enqueue(
+        self, conn: Any, jobs: Sequence[NewJob], params: tuple[list[Any], ...]
+    ) -> list[EnqueueResult]:
+        rows = await conn.fetch(self._sql["enqueue"], *params)
+        inserted = {row[0] for row in rows}
+        if len(inserted) == len(jobs):
+            return [EnqueueResult(job.id) for job in jobs]
+        # Some idempotency keys were taken: answer with the jobs that hold them.
+        keys = [job.idempotency_key for job in jobs if job.id not in inserted]
+        holders = dict(await conn.fetch(self._sql["ids_by_idempotency_keys"], keys))
+        return [
+            EnqueueResult(job.id)
+            if job.id in inserted
+            else EnqueueResult(uuid.UUID(str(holders[job.idempotency_key])), created=False)
+            for job in jobs
+        ]
+
+    # Claim and leases ---------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not job_types or not queues:
+            return []
+        now = self.clock.now()
+        until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                self._sql["claim"], now, list(queues), list(job_types), limit, owner, until
+            )
+        rows.sort(key=lambda row: (-row[9], row[10]))
+        return [
+            ClaimedJob(
+                id=_uuid(row[0]),
+                job_type=row[1],
+                queue=row[2],
+                args=row[3],
+                attempt=row[4],
+                max_attempts=row[5],
+                enqueued_at=row[6],
+                started_at=row[7],
+                result_ttl=row[8],
+            )
+            for row in rows
+        ]
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        now = self.clock.now()
+        until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(self._sql["extend_leases"], owner, until)
+        return _count(status)
+
+    async def complete_many(self, completions: Sequence[Completion]) -> int:
+        if not completions:
+            return 0
+        rows = [outcome_row(item, self.settings.result_ttl) for item in completions]
+        params = (
+            [item.job_id for item in completions],
+            [item.attempt for item in completions],
+            [item.lease_owner for item in completions],
+            [row.outcome.value for row in rows],
+            [row.result for row in rows],
+            [row.error for row in rows],
+            [row.traceback for row in rows],
+            [row.retry_at for row in rows],
+            [row.result_ttl for row in rows],
+            [item.started_at for item in completions],
+            [item.ended_at for item in completions],
+            self.clock.now(),
+        )
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(self._sql["complete"], *params)
+        applied = _count(status)
+        if applied < len(completions):
+            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - applied)
+        return applied
+
+    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+        return await self._end_leases(owner, lost, reason, limit=100_000)
+
+    async def rescue_expired(self, limit: int = 500) -> int:
+        return await self._end_leases(None, True, "lease expired", limit=limit)
+
+    async def _end_leases(self, owner: str | None, lost: bool, reason: str, *, limit: int) -> int:
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(
+                self._sql["end_leases"],
+                owner,
+                self.clock.now(),
+                lost,
+                reason,
+                limit,
+                self.settings.result_ttl,
+            )
+        return _count(status)
+
+    # Reading ------------------------------------------------------------------------------
+
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow(self._sql["get_job"], job_id)
+        return None if row is None else _record(row)
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                self._sql["list_jobs"],
+                filter.status.value if filter.status else None,
+                filter.job_type,
+                filter.queue,
+                filter.idempotency_key,
+                limit,
+                offset,
+            )
+        return [_record(row) for row in rows]
+
+    async def count_by_status(self) -> dict[JobStatus, int]:
+        counts = dict.fromkeys(JobStatus, 0)
+        async with self.pool.acquire() as conn:
+            for status, n in await conn.fetch(self._sql["count_by_status"]):
+                counts[JobStatus(status)] = n
+        return counts
+
+    async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(self._sql["list_attempts"], job_id)
+        return [
+            AttemptRecord(
+                job_id=_uuid(row[0]),
+                attempt=row[1],
+                worker=row[2],
+                started_at=row[3],
+                ended_at=row[4],
+                outcome=AttemptOutcome(row[5]),
+                error=row[6],
+                traceback=row[7],
+            )
+            for row in rows
+        ]
+
+    async def purge_expired(self, limit: int = 500) -> int:
+        async with self.pool.acquire() as conn:
+            status = await conn.execute(self._sql["purge_expired"], self.clock.now(), limit)
+        return _count(status)
+
+
+class _Listener:
+    """A dedicated connection LISTENing for enqueues; reconnects on its own when it drops."""
+
+    def __init__(self, storage: PostgresStorage, on_enqueued: Callable[[str], None]) -> None:
+        self._storage = storage
+        self._on_enqueued = on_enqueued
+        self._conn: Any = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self._connect()
+        except Exception as exc:
+            logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            self._lost.set()
+        self._task = asyncio.create_task(self._keep_alive(), name="jobworker-listen")
+
+    async def _connect(self) -> None:
+        conn = await asyncpg.connect(
+            self._storage.url, timeout=self._storage.settings.connect_timeout
+        )
+        await conn.add_listener(self._storage.channel, self._notified)
+        conn.add_termination_listener(lambda _conn: self._lost.set())
+        self._conn = conn
+        self._lost.clear()
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._on_enqueued(payload)
+
+    async def _keep_alive(self) -> None:
+        while True:
+            await self._lost.wait()
+            began = time.monotonic()
+            logger.warning("the LISTEN connection to PostgreSQL was lost; reconnecting")
+            delay = 0.2
+            while True:
+                with contextlib.suppress(Exception):
+                    if self._conn is not None:
+                        self._conn.terminate()
+                try:
+                    await self._connect()
+                except Exception as exc:
+                    logger.debug("LISTEN reconnect failed: %s", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                logger.warning(
+                    "the LISTEN connection is back after %.1fs", time.monotonic() - began
+                )
+                self._on_enqueued("*")  # anything may have been enqueued meanwhile
+                break
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command tag such as 'UPDATE 3' or 'INSERT 0 3'."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    return value if type(value) is uuid.UUID else uuid.UUID(str(value))
+
+
+def _record(row: Any) -> JobRecord:
+    return JobRecord(
+        id=_uuid(row[0]),
+        job_type=row[1],
+        queue=row[2],
+        priority=row[3],
+        status=JobStatus(row[4]),
+        args=row[5],
+        attempt=row[6],
+        max_attempts=row[7],
+        enqueued_at=row[8],
+        run_at=row[9],
+        started_at=row[10],
+        completed_at=row[11],
+        lease_owner=row[12],
+        lease_expires_at=row[13],
+        idempotency_key=row[14],
+        continues_job_id=None if row[15] is None else _uuid(row[15]),
+        result=row[16],
+        error=row[17],
+        traceback=row[18],
+        result_ttl=row[19],
+        expires_at=row[20],
+    )
