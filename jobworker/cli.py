@@ -65,9 +65,8 @@ app_option = click.option(
 )
 database_option = click.option(
     "--database-url",
-    envvar="JOBWORKER_DATABASE_URL",
     metavar="URL",
-    help="sqlite:///file.db (default: sqlite:///jobworker.db) or postgresql://...",
+    help="Where jobs are stored (overrides the App and JOBWORKER_DATABASE_URL).",
 )
 
 
@@ -147,7 +146,7 @@ def run(
     try:
         app = load_app(module, database_url)
     except AppImportError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
     except JobworkerError as exc:
         raise BadInput(str(exc)) from None

@@ -463,9 +463,11 @@ def import_object(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name == module_name:
+        missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+        parts = module_name.split(".")
+        if missing in {".".join(parts[: i + 1]) for i in range(len(parts))}:
             raise AppImportError(
-                f"no module named {module_name!r} (sys.path: {sys.path[0]!r}, ...)"
+                f"no module named {missing!r} (looked in {sys.path[0]!r}, ...)"
             ) from exc
         detail = "".join(traceback.format_exception(exc))
         raise AppImportError(f"importing {module_name!r} failed:\n{detail}") from exc

@@ -41,8 +41,7 @@ class Executor:
             )
         try:
             value = await self._call(definition, ctx, kwargs)
-        except TimeoutError:
-            ctx.request_cancel()
+        except AttemptTimedOut:
             return Failed(
                 error=f"TimeoutError: the attempt exceeded its timeout of {definition.timeout}s",
                 traceback="",
@@ -66,17 +65,35 @@ class Executor:
         if definition.is_async:
             if definition.timeout is None:
                 return await definition.func(ctx, **kwargs)
-            async with asyncio.timeout(definition.timeout):
-                return await definition.func(ctx, **kwargs)
+            deadline = asyncio.timeout(definition.timeout)
+            try:
+                async with deadline:
+                    return await definition.func(ctx, **kwargs)
+            except TimeoutError:
+                if deadline.expired():
+                    ctx.request_cancel()
+                    raise AttemptTimedOut from None
+                raise
         call = functools.partial(contextvars.copy_context().run, definition.func, ctx, **kwargs)
         future = asyncio.get_running_loop().run_in_executor(self._threads, call)
         try:
+            if definition.timeout is None:
+                return await future
             # A thread cannot be stopped: on timeout (or cancellation) the slot is freed, the
             # handler is told through ctx.cancel_requested, and its eventual return is ignored.
-            return await asyncio.wait_for(future, definition.timeout)
-        except BaseException:
+            done, _ = await asyncio.wait([future], timeout=definition.timeout)
+        except asyncio.CancelledError:
             ctx.request_cancel()
             raise
+        if not done:
+            ctx.request_cancel()
+            future.cancel()
+            raise AttemptTimedOut
+        return future.result()
+
+
+class AttemptTimedOut(Exception):
+    """The attempt ran past the job's `timeout` (not a TimeoutError the handler raised)."""
 
 
 def _failure(exc: BaseException, *, retryable: bool) -> Failed:

@@ -27,7 +27,7 @@ import psutil
 import setproctitle
 
 from jobworker.app import App
-from jobworker.worker import Worker, WorkerOptions
+from jobworker.worker import Worker, WorkerOptions, declared_queues
 
 logger = logging.getLogger("jobworker.supervisor")
 
@@ -93,7 +93,7 @@ class Supervisor:
             self._pid,
             self.options.concurrency,
             self.options.parallelism,
-            ",".join(self.options.queues or [self.app.settings.default_queue]),
+            ",".join(self.options.queues or declared_queues(self.app)),
         )
         for index in range(self.options.concurrency):
             self._spawn(index)

@@ -41,7 +41,7 @@ logger = logging.getLogger("jobworker.worker")
 class WorkerOptions:
     worker_id: str
     parallelism: int = 10
-    queues: Sequence[str] | None = None  # None: the settings' default queue
+    queues: Sequence[str] | None = None  # None: the default queue and those jobs declare
     job_types: Sequence[str] | None = None  # None: every job in the registry
     max_jobs: int | None = None  # exit (to be replaced) after claiming this many
     drain_timeout: float | None = None  # None: from settings
@@ -113,7 +113,7 @@ class Worker:
         self.settings = app.settings
         self.options = options
         self.worker_id = options.worker_id
-        self.queues = list(options.queues or [self.settings.default_queue])
+        self.queues = list(options.queues or declared_queues(app))
         self.job_types = list(options.job_types or app.registry.names())
         self.retry_policy = RetryPolicy(
             base_delay=self.settings.retry_base_delay, max_delay=self.settings.retry_max_delay
@@ -371,6 +371,14 @@ def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutc
     if isinstance(outcome, Released):
         return AttemptOutcome.RELEASED
     return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
+
+
+def declared_queues(app: App) -> list[str]:
+    """The queues a worker consumes when none are named: the default queue and every queue the
+    app's jobs declare."""
+    queues = {app.settings.default_queue}
+    queues.update(definition.queue for definition in app.registry if definition.queue)
+    return sorted(queues)
 
 
 def worker_id(index: int | str = 0) -> str:

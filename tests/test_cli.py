@@ -185,3 +185,12 @@ def test_the_installed_command_reports_errors_without_a_traceback(tmp_path: Path
     assert result.returncode == 2
     assert result.stderr.strip().startswith("Error: invalid arguments for job 'cli.export'")
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_dotted_module_is_one_line(cli) -> None:  # type: ignore[no-untyped-def]
+    one_line_error(cli("enqueue", "x", "--app", "nosuch_pkg.mod"), "no module named 'nosuch_pkg'")
+
+
+def test_an_in_memory_sqlite_url_is_refused() -> None:
+    result = CliRunner().invoke(main, ["jobs", "--database-url", "sqlite:///:memory:"])
+    one_line_error(result, "in-memory SQLite")

@@ -268,3 +268,27 @@ async def test_many_jobs_run_exactly_once_in_process(
     result = await adrain(aapp, parallelism=parallelism)
     assert result.succeeded == 300
     assert sorted(seen) == list(range(300))
+
+
+async def test_a_handlers_own_timeout_error_is_an_ordinary_failure(
+    aapp: App, registry: Registry
+) -> None:
+    @registry.job(name="net", max_attempts=1)
+    async def net(ctx: JobContext) -> None:
+        raise TimeoutError("upstream did not answer")
+
+    handle = await net.adelay()
+    await adrain(aapp)
+    job = await handle.aget()
+    assert job is not None and job.error == "TimeoutError: upstream did not answer"
+    assert "Traceback" in (job.traceback or "")
+
+
+async def test_workers_consume_the_queues_their_jobs_declare(aapp: App, registry: Registry) -> None:
+    @registry.job(name="billing-job", queue="billing")
+    def billing(ctx: JobContext) -> str:
+        return ctx.queue
+
+    handle = await billing.adelay()
+    assert (await adrain(aapp)).succeeded == 1
+    assert (await handle.aget()).result == "billing"  # type: ignore[union-attr]

@@ -47,7 +47,7 @@ _LOCK_RETRIES = 20
 
 
 def sqlite_path(url: str) -> str:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db`, or `sqlite:///:memory:`."""
+    """`sqlite:///relative.db` or `sqlite:////absolute.db`."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ConfigurationError(
@@ -56,6 +56,10 @@ def sqlite_path(url: str) -> str:
     path = url[len(prefix) :].split("?", 1)[0]
     if not path:
         raise ConfigurationError(f"bad SQLite URL {url!r}: no file name")
+    if path == ":memory:" or path.startswith("file::memory:"):
+        raise ConfigurationError(
+            "an in-memory SQLite database cannot be shared by workers and clients; use a file"
+        )
     return path
 
 
@@ -97,8 +101,7 @@ class SQLiteStorage:
             executor.shutdown(wait=False)
 
     def _connect(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(
             self.path,
             timeout=self.settings.sqlite_busy_timeout,
