@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -19,6 +20,7 @@ from jobworker.app import App, find_app
 from jobworker.definitions import import_object
 from jobworker.errors import AppImportError, JobworkerError
 from jobworker.models import JobDescriptor, ScheduleOptions
+from jobworker.storage import DIALECTS, schema_sql
 from jobworker.supervisor import Supervisor, SupervisorOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -301,6 +303,46 @@ def format_table(rows: list[JobDescriptor]) -> str:
     if not rows:
         lines.append("(no jobs)")
     return "\n".join(lines)
+
+
+@main.command()
+@app_option
+@database_option
+@click.option("--schema", default=None, help="PostgreSQL schema (default: jobworker).")
+@friendly_errors
+def migrate(app_path: str | None, database_url: str | None, schema: str | None) -> None:
+    """Create or upgrade the jobworker schema in the database."""
+    app = load_app(app_path, database_url)
+    if schema:
+        app = App(registry=app.registry, settings=app.settings.replace(database_schema=schema))
+
+    async def apply() -> list[int]:
+        storage = app.create_storage()
+        await storage.open()
+        try:
+            return await storage.migrate()
+        finally:
+            await storage.close()
+
+    applied = asyncio.run(apply())
+    where = app.dialect
+    if where != "sqlite":
+        where += f" (schema {app.settings.database_schema})"
+    if applied:
+        click.echo(f"applied schema version(s) {', '.join(map(str, applied))} to {where}")
+    else:
+        click.echo(f"{where}: the schema is up to date")
+
+
+@main.command("sql")
+@click.option("--dialect", type=click.Choice(DIALECTS), required=True)
+@click.option("--schema", default="jobworker", show_default=True, help="PostgreSQL schema name.")
+@friendly_errors
+def sql_command(dialect: str, schema: str) -> None:
+    """Print the schema scripts, for your own migration tool (Alembic, Django, Flyway...)."""
+    for version, name, text in schema_sql(dialect, schema):
+        click.echo(f"-- jobworker schema version {version} ({name})")
+        click.echo(text.rstrip() + "\n")
 
 
 if __name__ == "__main__":  # pragma: no cover

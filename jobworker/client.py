@@ -111,8 +111,11 @@ class Client:
         definition: JobDefinition,
         arguments: Sequence[Mapping[str, Any]],
         options: ScheduleOptions | None,
+        *,
+        connection: Any = None,
     ) -> list[JobHandle[Any]]:
-        return await self._store(self.build_jobs(definition, arguments, options))
+        jobs = self.build_jobs(definition, arguments, options)
+        return await self._store(jobs, connection=connection)
 
     def enqueue_definition(
         self,
@@ -123,11 +126,13 @@ class Client:
         # Validated on the caller's thread, so errors carry the caller's stack.
         return self._portal.call(self._store(self.build_jobs(definition, arguments, options)))
 
-    async def _store(self, jobs: Sequence[NewJob]) -> list[JobHandle[Any]]:
+    async def _store(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[JobHandle[Any]]:
         if not jobs:
             return []
         storage = await self._provider.storage()
-        results = await storage.enqueue_many(jobs)
+        results = await storage.enqueue_many(jobs, connection=connection)
         return [
             JobHandle(result.job_id, job.job_type, self, created=result.created)
             for job, result in zip(jobs, results, strict=True)
@@ -138,10 +143,14 @@ class Client:
         name: str,
         args: Mapping[str, Any] | None = None,
         options: ScheduleOptions | None = None,
+        *,
+        connection: Any = None,
     ) -> JobHandle[Any]:
-        """Enqueue a registered job by its name."""
+        """Enqueue a registered job by its name (in the caller's transaction with `connection`)."""
         definition = self.registry.get(name)
-        (handle,) = await self.aenqueue_definition(definition, [args or {}], options)
+        (handle,) = await self.aenqueue_definition(
+            definition, [args or {}], options, connection=connection
+        )
         return handle
 
     def enqueue(

@@ -48,6 +48,8 @@ class Dispatcher(Protocol):
         definition: JobDefinition,
         args: Sequence[Mapping[str, Any]],
         options: ScheduleOptions | None,
+        *,
+        connection: Any = None,
     ) -> list[JobHandle[Any]]: ...
 
 
@@ -165,11 +167,17 @@ class JobFunction(Generic[P, R]):
         return handles[0]
 
     async def adelay(
-        self, *args: Any, options: ScheduleOptions | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        options: ScheduleOptions | None = None,
+        connection: Any = None,
+        **kwargs: Any,
     ) -> JobHandle[R]:
+        """Validate and enqueue one job. With `connection` (an asyncpg connection inside a
+        transaction) the job is written in that transaction: if it rolls back, there is no job."""
         arguments = self.definition.bind(args, kwargs)
         handles = await self.registry.dispatcher().aenqueue_definition(
-            self.definition, [arguments], options
+            self.definition, [arguments], options, connection=connection
         )
         return handles[0]
 
@@ -182,10 +190,14 @@ class JobFunction(Generic[P, R]):
         )
 
     async def adelay_many(
-        self, arguments: Iterable[Mapping[str, Any]], *, options: ScheduleOptions | None = None
+        self,
+        arguments: Iterable[Mapping[str, Any]],
+        *,
+        options: ScheduleOptions | None = None,
+        connection: Any = None,
     ) -> list[JobHandle[R]]:
         return await self.registry.dispatcher().aenqueue_definition(
-            self.definition, list(arguments), options
+            self.definition, list(arguments), options, connection=connection
         )
 
     def __repr__(self) -> str:

@@ -58,6 +58,36 @@ class _Running:
     started: float = field(default_factory=time.monotonic)
 
 
+class Outage:
+    """A run of failures of one kind of database call: logged when it starts and when it ends,
+    not once per retry."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failures = 0
+        self._since = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; returns how long to wait before the next try."""
+        self.failures += 1
+        if self.failures == 1:
+            self._since = time.monotonic()
+            logger.warning("%s failed (%s: %s); retrying", self.what, type(exc).__name__, exc)
+        else:
+            logger.debug("%s failed again: %s", self.what, exc)
+        return float(min(0.1 * 2**self.failures, 5.0))
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logger.warning(
+                "%s works again after %.1fs and %d failed tries",
+                self.what,
+                time.monotonic() - self._since,
+                self.failures,
+            )
+            self.failures = 0
+
+
 class Completer:
     """Collects outcomes and writes them in batches: one transaction for all that are waiting."""
 
@@ -76,7 +106,7 @@ class Completer:
         self._wake.set()
 
     async def run(self) -> None:
-        failures = 0
+        outage = Outage("writing job outcomes")
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -84,15 +114,10 @@ class Completer:
                 batch = self._pending[: self._batch_size]
                 try:
                     await self._storage.complete_many(batch)
-                except Exception:
-                    failures += 1
-                    delay = min(0.1 * 2**failures, 5.0)
-                    logger.exception(
-                        "writing %d outcome(s) failed; retrying in %.1fs", len(batch), delay
-                    )
-                    await asyncio.sleep(delay)
+                except Exception as exc:
+                    await asyncio.sleep(outage.failed(exc))
                     continue
-                failures = 0
+                outage.succeeded()
                 del self._pending[: len(batch)]
                 self.written += len(batch)
             self._idle.set()
@@ -129,7 +154,7 @@ class Worker:
         )
         self._executor = Executor(self._threads)
         self._running: dict[uuid.UUID, _Running] = {}
-        self._slot_freed = asyncio.Event()
+        self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.claimed = 0
         self.finished = 0
@@ -140,7 +165,7 @@ class Worker:
     def request_stop(self) -> None:
         """Stop claiming and drain (safe to call from a signal handler via the loop)."""
         self._stop.set()
-        self._slot_freed.set()
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
@@ -163,6 +188,7 @@ class Worker:
         ]
         if self.options.maintenance:
             side_tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+        subscription = await storage.subscribe(self._on_enqueued)
         logger.info(
             "worker %s started: queues=%s parallelism=%d jobs=%d",
             self.worker_id,
@@ -177,13 +203,14 @@ class Worker:
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
+            await subscription.close()
             await storage.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s stopped after %d job(s)", self.worker_id, self.finished)
 
     async def _claim_loop(self) -> None:
         max_jobs = self.options.max_jobs
-        failures = 0
+        outage = Outage("claiming jobs")
         while not self.stopping:
             if max_jobs is not None and self.claimed >= max_jobs:
                 logger.info("worker %s reached --max-jobs-per-child=%d", self.worker_id, max_jobs)
@@ -202,13 +229,9 @@ class Worker:
                         wanted,
                         self.settings.lease_duration,
                     )
-                    failures = 0
+                    outage.succeeded()
                 except Exception as exc:
-                    failures += 1
-                    delay = min(0.2 * 2**failures, self.settings.poll_interval * 5)
-                    if failures == 1:
-                        logger.warning("claiming jobs failed (%s); retrying", exc)
-                    await self._sleep(delay)
+                    await self._sleep(outage.failed(exc))
                     continue
                 for job in claimed:
                     self._start(job)
@@ -218,12 +241,16 @@ class Worker:
                     continue
             if self.options.exit_when_idle and not claimed and not self._running:
                 return
-            self._slot_freed.clear()
+            self._wake.clear()
             timeout = None if free <= 0 else self.settings.poll_interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), timeout)
             # Finishing jobs arrive together; yield once so they free their slots in one batch.
             await asyncio.sleep(0)
+
+    def _on_enqueued(self, queue: str) -> None:
+        if queue == "*" or queue in self.queues:
+            self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -256,7 +283,7 @@ class Worker:
         finally:
             self._running.pop(job.id, None)
             self.finished += 1
-            self._slot_freed.set()
+            self._wake.set()
         self._completer.add(self._completion(job, outcome))
 
     def _completion(self, job: ClaimedJob, outcome: Outcome) -> Completion:
@@ -333,17 +360,21 @@ class Worker:
 
     async def _renew_leases(self) -> None:
         interval = self.settings.lease_duration / 3
+        outage = Outage("renewing leases")
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval if not outage.failures else min(interval, 1.0))
             if not self._running:
                 continue
             try:
                 await self._storage.extend_leases(self.worker_id, self.settings.lease_duration)
             except Exception as exc:
-                logger.warning("renewing leases failed: %s", exc)
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     async def _maintenance(self) -> None:
         last_purge = time.monotonic()
+        outage = Outage("maintenance (lease rescue, purge)")
         while True:
             await asyncio.sleep(self.settings.rescue_interval)
             try:
@@ -356,7 +387,9 @@ class Worker:
                     if purged:
                         logger.info("purged %d expired job(s)", purged)
             except Exception as exc:
-                logger.warning("maintenance failed: %s", exc)
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     async def _heartbeat(self) -> None:
         while True:

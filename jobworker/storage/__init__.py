@@ -7,7 +7,9 @@ from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
 from jobworker.storage.base import EnqueueResult, Storage
 
-__all__ = ["EnqueueResult", "Storage", "create_storage", "dialect_of"]
+__all__ = ["DIALECTS", "EnqueueResult", "Storage", "create_storage", "dialect_of", "schema_sql"]
+
+DIALECTS = ("sqlite", "postgres")
 
 _SCHEMES = {
     "sqlite": "sqlite",
@@ -49,3 +51,16 @@ def create_storage(
 
         return PostgresStorage(url, settings, clock)
     raise ConfigurationError(f"the {dialect} backend is not available yet in this version")
+
+
+def schema_sql(dialect: str, schema: str = "jobworker") -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of every schema script of a dialect, ready to run as printed."""
+    if dialect == "postgres":
+        from jobworker.storage.postgres import rendered_scripts
+
+        return rendered_scripts(schema)
+    if dialect == "sqlite":
+        from jobworker.storage.sqlfiles import schema_scripts
+
+        return schema_scripts("sqlite")
+    raise ConfigurationError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")

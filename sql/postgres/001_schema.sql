@@ -1,5 +1,5 @@
 -- jobworker schema for PostgreSQL, version 1. Idempotent: every statement can run again.
--- __SCHEMA__ stands for the (validated, quoted) schema name; `jobworker sql` prints it filled in.
+-- A placeholder stands for the (validated, quoted) schema name; `jobworker sql` fills it in.
 
 CREATE SCHEMA IF NOT EXISTS __SCHEMA__;
 

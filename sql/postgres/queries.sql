@@ -1,5 +1,5 @@
 -- Named statements of the PostgreSQL backend. Each starts with a `-- name: <name>` line.
--- __SCHEMA__ is replaced by the validated, quoted schema name. Times are passed in by the
+-- A placeholder is replaced by the validated, quoted schema name. Times are passed in by the
 -- caller's clock. Arrays + unnest make every batch one round trip.
 
 -- name: schema_version
