@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
+from dataclasses import dataclass
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -36,6 +38,36 @@ def pg_database() -> Iterator[str]:
 
     with temporary_database() as url:
         yield url
+
+
+@dataclass
+class Store:
+    """An empty, migrated job store of one backend, for tests that run real processes."""
+
+    backend: str
+    url: str
+    schema: str = "jobworker"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"JOBWORKER_DATABASE_URL": self.url, "JOBWORKER_DATABASE_SCHEMA": self.schema}
+
+    def app(self, **settings: object) -> App:
+        return App(self.url, database_schema=self.schema, **settings)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield Store("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}")
+        return
+    from .pg import drop_schema, migrate_schema, new_schema_name
+
+    url = request.getfixturevalue("pg_database")
+    schema = new_schema_name()
+    asyncio.run(migrate_schema(url, schema))
+    yield Store("postgres", url, schema)
+    asyncio.run(drop_schema(url, schema))
 
 
 @pytest.fixture

@@ -47,3 +47,15 @@ async def drop_schema(url: str, schema: str) -> None:
 
 def new_schema_name() -> str:
     return f"jw_{uuid.uuid4().hex[:12]}"
+
+
+async def migrate_schema(url: str, schema: str) -> None:
+    from jobworker import Settings
+    from jobworker.storage import create_storage
+
+    storage = create_storage(url, Settings(database_url=url, database_schema=schema))
+    await storage.open()
+    try:
+        await storage.migrate()
+    finally:
+        await storage.close()

@@ -18,7 +18,7 @@ import pytest
 
 from jobworker import App, AttemptOutcome, JobDescriptor, JobStatus
 
-from .conftest import FAST, JOBWORKER, TESTS, subprocess_env
+from .conftest import FAST, JOBWORKER, TESTS, Store, subprocess_env
 
 sys.path.insert(0, str(TESTS / "apps"))
 import proc_jobs
@@ -39,11 +39,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 class Run:
     """One `jobworker run` supervisor process."""
 
-    def __init__(self, tmp_path: Path, url: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
         self.log_path = tmp_path / f"supervisor-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [*JOBWORKER, "run", "proc_jobs", "--database-url", url, *args],
+            [*JOBWORKER, "run", "proc_jobs", *args],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -85,24 +85,24 @@ class Run:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, store: Store) -> dict[str, str]:
     extra = {f"JOBWORKER_{k.upper()}": str(v) for k, v in FAST.items()}
-    return subprocess_env(EXEC_LOG=str(tmp_path / "executions.log"), **extra)
+    return subprocess_env(EXEC_LOG=str(tmp_path / "executions.log"), **extra, **store.env)
 
 
 @pytest.fixture
-def proc_app(sqlite_url: str) -> Iterator[App]:
-    instance = App(sqlite_url)  # the default registry, which proc_jobs fills
+def proc_app(store: Store) -> Iterator[App]:
+    instance = store.app()  # the default registry, which proc_jobs fills
     yield instance
     instance.close()
 
 
 @pytest.fixture
-def start(tmp_path: Path, sqlite_url: str, env: dict[str, str]) -> Iterator[Callable[..., Run]]:
+def start(tmp_path: Path, env: dict[str, str]) -> Iterator[Callable[..., Run]]:
     runs: list[Run] = []
 
     def start_run(*args: str, extra_env: dict[str, str] | None = None) -> Run:
-        run = Run(tmp_path, sqlite_url, list(args), {**env, **(extra_env or {})})
+        run = Run(tmp_path, list(args), {**env, **(extra_env or {})})
         runs.append(run)
         return run
 
@@ -150,6 +150,7 @@ def test_jobs_run_retry_and_die_in_worker_processes(
     assert "Traceback" in (jobs[2].traceback or "")
     open_files = [f.path for f in run.ps.open_files()]
     assert not any("jobs.db" in path for path in open_files), "the supervisor holds no database"
+    assert not [c for c in run.ps.net_connections() if c.raddr and c.raddr.port == 5432]
     worker_pids = {c.pid for c in run.children()}
     assert jobs[3].result in worker_pids and jobs[3].result != run.proc.pid
     assert run.stop() == 0
@@ -179,7 +180,7 @@ def test_a_killed_child_is_replaced_and_its_job_runs_again_at_once(
 def test_sigterm_lets_a_running_job_finish(
     start: Callable[..., Run], proc_app: App, tmp_path: Path
 ) -> None:
-    run = start("--concurrency", "1", "--drain-timeout", "20")
+    run = start("--concurrency", "1", "--parallelism", "1", "--drain-timeout", "20")
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=1.5, marker=str(marker))
     wait_for(marker.exists, 20, "the job to start")
@@ -217,11 +218,11 @@ def test_kill_9_of_the_supervisor_leaves_no_children(start: Callable[..., Run]) 
 
 
 def test_an_import_error_exits_with_the_traceback_and_no_fork_loop(
-    tmp_path: Path, sqlite_url: str, env: dict[str, str]
+    tmp_path: Path, env: dict[str, str]
 ) -> None:
     began = time.monotonic()
     result = subprocess.run(
-        [*JOBWORKER, "run", "broken_at_import", "--database-url", sqlite_url],
+        [*JOBWORKER, "run", "broken_at_import"],
         env=env,
         capture_output=True,
         text=True,
@@ -232,7 +233,7 @@ def test_an_import_error_exits_with_the_traceback_and_no_fork_loop(
     assert "this module fails while being imported" in result.stderr
     assert time.monotonic() - began < 15
     missing = subprocess.run(
-        [*JOBWORKER, "run", "no_such_module_here", "--database-url", sqlite_url],
+        [*JOBWORKER, "run", "no_such_module_here"],
         env=env,
         capture_output=True,
         text=True,
@@ -280,7 +281,7 @@ def test_a_child_with_a_stuck_event_loop_is_killed_and_replaced(
 def test_process_titles_show_role_index_and_current_job(
     start: Callable[..., Run], proc_app: App, tmp_path: Path
 ) -> None:
-    run = start("--concurrency", "2")
+    run = start("--concurrency", "2", "--drain-timeout", "0.5")
     run.wait_children(2)
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=5, marker=str(marker))
