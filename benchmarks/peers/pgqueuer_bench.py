@@ -13,15 +13,18 @@ it `WITH (FORCE)` at the end, whatever happened.
 
 What it measures, for no-op jobs:
 
-1. batch enqueue: `--jobs` jobs with `Queries.enqueue(list, list, list)` in chunks of 1000;
-2. drain with `--batch-size`: `--concurrency` worker processes, each running a `QueueManager`
-   with a no-op async entrypoint on uvloop (as `pgq run` does) and `run(batch_size=N)`, are
-   started, and the `pgqueuer_log` table is polled every 50 ms until it holds `--jobs`
-   `successful` rows (PgQueuer deletes a finished job from the `pgqueuer` table and logs it in
-   the same statement, so that is "done"). Two rates, as in `benchmarks/throughput.py`:
-   steady state (jobs logged between the first poll that saw a success and the poll that saw
-   the last, over that interval) and including start-up (all jobs over the time from starting
-   the processes);
+1. batch enqueue: `--jobs` jobs with `Queries.enqueue(list, list, list)` in chunks of 1000,
+   from the parent process, on the same event loop as the workers (asyncpg's client side is
+   markedly faster on uvloop: ~55k vs ~43k jobs/s here);
+2. drain with `--batch-size`: `--concurrency` worker processes are started, each running a
+   `QueueManager` on one asyncpg connection with a no-op async entrypoint and
+   `run(batch_size=N)`, on uvloop as `pgq run` does (`--loop asyncio` to compare); then the
+   `pgqueuer_log` table is polled every 50 ms until it holds `--jobs` `successful` rows
+   (PgQueuer logs a `queued` row at enqueue, then deletes a finished job from the `pgqueuer`
+   table and logs it `successful` in one statement, so that is "done"). Two rates, as in
+   `benchmarks/throughput.py`: steady state (jobs logged between the first poll that saw a
+   success and the poll that saw the last, over that interval) and including start-up (all
+   jobs over the time from starting the processes);
 3. idle latency: with those workers still running and the queue empty, `--latency-jobs` jobs
    are enqueued one at a time, ~20 ms apart, each carrying `time.time()` taken just before the
    enqueue call; the handler sends `time.time() - t` back over a multiprocessing queue;
@@ -34,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import inspect
 import json
 import math
@@ -51,7 +55,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import pgqueuer
 import uvloop
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
@@ -62,6 +65,8 @@ POLL_INTERVAL = 0.05
 LATENCY_GAP = 0.02
 SETTLE = 0.5  # seconds the workers are left idle before the latency probe
 STOP_TIMEOUT = 30.0
+# pgqueuer_log also gets a 'queued' row per enqueued job; these are the outcomes that mean failure.
+FAILED_STATUSES = frozenset({"exception", "failed", "canceled", "deleted"})
 DEFAULT_BATCH_SIZE: int = inspect.signature(QueueManager.run).parameters["batch_size"].default
 
 LatencyQueue = multiprocessing.queues.Queue  # of float: seconds from enqueue to handler start
@@ -74,9 +79,14 @@ class BenchmarkError(Exception):
 # Worker processes ---------------------------------------------------------------------------
 
 
-def worker_main(dsn: str, batch_size: int | None, latencies: LatencyQueue[float]) -> None:
-    """A worker process: one QueueManager on one connection, on uvloop, until SIGTERM."""
-    uvloop.run(serve(dsn, batch_size, latencies))
+LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}
+
+
+def worker_main(
+    loop: str, dsn: str, batch_size: int | None, latencies: LatencyQueue[float]
+) -> None:
+    """A worker process: one QueueManager on one connection, until SIGTERM."""
+    LOOPS[loop](serve(dsn, batch_size, latencies))
 
 
 async def serve(dsn: str, batch_size: int | None, latencies: LatencyQueue[float]) -> None:
@@ -111,6 +121,7 @@ class Workers:
     def __init__(
         self,
         ctx: multiprocessing.context.SpawnContext,
+        loop: str,
         dsn: str,
         count: int,
         batch_size: int | None,
@@ -119,7 +130,7 @@ class Workers:
         self.processes = [
             ctx.Process(
                 target=worker_main,
-                args=(dsn, batch_size, latencies),
+                args=(loop, dsn, batch_size, latencies),
                 name=f"pgqueuer-worker-{i}",
                 daemon=True,
             )
@@ -166,6 +177,7 @@ class Drain:
 @dataclass
 class Results:
     version: str
+    loop: str
     jobs: int
     concurrency: int
     batch_enqueue_per_s: float
@@ -276,7 +288,7 @@ class Bench:
 
 
 async def measure_drain(
-    bench: Bench, workers: Workers, jobs: int, batch_size: int, timeout: float
+    bench: Bench, workers: Workers, jobs: int, limit_s: float
 ) -> tuple[float, float, int, float]:
     """Start `workers` and poll until `jobs` are logged successful.
 
@@ -294,12 +306,12 @@ async def measure_drain(
         if done >= jobs:
             assert first is not None
             return started, first[0], first[1], now
-        failed = {status: n for status, n in counts.items() if status != "successful"}
+        failed = {status: n for status, n in counts.items() if status in FAILED_STATUSES}
         if failed:
             raise BenchmarkError(f"jobs did not succeed: {failed}")
         workers.check_alive()
-        if now - started > timeout:
-            raise BenchmarkError(f"timed out after {timeout:.0f}s with {done}/{jobs} done")
+        if now - started > limit_s:
+            raise BenchmarkError(f"timed out after {limit_s:.0f}s with {done}/{jobs} done")
         await asyncio.sleep(POLL_INTERVAL)
 
 
@@ -359,10 +371,10 @@ async def drain_run(
     effective = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     label = f"batch_size={batch_size}" if batch_size is not None else "defaults"
     progress(f"drain ({label}): {args.concurrency} worker process(es) ...")
-    workers = Workers(ctx, dsn, args.concurrency, batch_size, latencies)
+    workers = Workers(ctx, args.loop, dsn, args.concurrency, batch_size, latencies)
     probe: list[float] = []
     try:
-        marks = await measure_drain(bench, workers, args.jobs, effective, args.timeout)
+        marks = await measure_drain(bench, workers, args.jobs, args.timeout)
         if probe_latency:
             progress(f"idle latency: {args.latency_jobs} jobs one at a time ...")
             probe = await measure_latency(bench, workers, latencies, args.latency_jobs)
@@ -395,7 +407,8 @@ async def run_benchmark(args: argparse.Namespace) -> Results:
         finally:
             await connection.close()
     return Results(
-        version=pgqueuer.__version__,
+        version=importlib.metadata.version("pgqueuer"),
+        loop=args.loop,
         jobs=args.jobs,
         concurrency=args.concurrency,
         batch_enqueue_per_s=batch_enqueue,
@@ -418,7 +431,8 @@ def format_report(r: Results) -> str:
 
     rows: list[tuple[str, str, str]] = [
         ("jobs", f"{r.jobs:,}", ""),
-        ("concurrency", str(r.concurrency), "worker processes, one connection each, uvloop"),
+        ("concurrency", str(r.concurrency), "worker processes, one connection each"),
+        ("event loop", r.loop, "in the workers and the enqueuing parent"),
         ("batch enqueue", f"{r.batch_enqueue_per_s:,.0f} jobs/s", f"x {BATCH_CHUNK} per call"),
     ]
     for title, d in (
@@ -489,6 +503,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for each drain"
     )
+    parser.add_argument(
+        "--loop",
+        choices=sorted(LOOPS),
+        default="uvloop",
+        help="event loop of the parent and the workers (`pgq run` uses uvloop when installed)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
 
@@ -496,7 +516,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        results = asyncio.run(run_benchmark(args))
+        results = LOOPS[args.loop](run_benchmark(args))
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
