@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import subprocess
 import sys
 import uuid
@@ -85,7 +86,7 @@ def test_claims_never_overlap_and_nothing_is_lost(store: Store, tmp_path: Path) 
         history.sort()
         attempts = [h[0] for h in history]
         assert attempts == list(range(1, len(history) + 1)), (job_id, history)
-        for earlier, later in zip(history, history[1:], strict=False):
+        for earlier, later in itertools.pairwise(history):
             # Abandoned, or completed too late: either way only an expired lease frees it.
             assert later[2] >= earlier[3], f"{job_id} was claimed again under a live lease"
         abandoned += len(history) - 1
