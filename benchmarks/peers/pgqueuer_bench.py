@@ -226,19 +226,30 @@ def with_database(dsn: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
+async def admin_execute(dsn: str, statement: str) -> None:
+    """Run `statement` on a connection of its own (a long-held one might be cut meanwhile)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
 @contextlib.asynccontextmanager
 async def scratch_database(dsn: str) -> AsyncIterator[str]:
     """A new, empty database next to `dsn`'s, dropped WITH (FORCE) on the way out."""
     name = f"pgq_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(dsn)
+    await admin_execute(dsn, f'CREATE DATABASE "{name}"')
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield with_database(dsn, name)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield with_database(dsn, name)
     finally:
-        await admin.close()
+        drop = f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+        try:
+            await admin_execute(dsn, drop)
+        except (OSError, asyncpg.PostgresError) as exc:
+            progress(f"dropping {name} failed ({exc!r}); retrying once")
+            await asyncio.sleep(1)
+            await admin_execute(dsn, drop)
 
 
 class Bench:
@@ -252,6 +263,12 @@ class Bench:
         self.log_table = settings.queue_table_log
         self.statistics_table = settings.statistics_table
 
+    async def quiesce(self) -> None:
+        """Flush dirty buffers before a timed phase, so that the previous phase's (or a
+        previous run's) writes are not paid for in this one. Skipped without the privilege."""
+        with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
+            await self.connection.execute("CHECKPOINT")
+
     async def reset(self) -> None:
         await self.connection.execute(
             f"TRUNCATE {self.queue_table}, {self.log_table}, {self.statistics_table}"
@@ -259,6 +276,7 @@ class Bench:
 
     async def enqueue_batches(self, count: int) -> float:
         """Enqueue `count` no-op jobs in chunks of BATCH_CHUNK; jobs/s."""
+        await self.quiesce()
         started = time.perf_counter()
         for start in range(0, count, BATCH_CHUNK):
             n = min(BATCH_CHUNK, count - start)
@@ -373,6 +391,7 @@ async def drain_run(
     progress(f"drain ({label}): {args.concurrency} worker process(es) ...")
     workers = Workers(ctx, args.loop, dsn, args.concurrency, batch_size, latencies)
     probe: list[float] = []
+    await bench.quiesce()
     try:
         marks = await measure_drain(bench, workers, args.jobs, args.timeout)
         if probe_latency:

@@ -38,6 +38,16 @@ try:
     import asyncpg
 except ImportError:  # pragma: no cover - exercised only without the extra
     asyncpg = None
+    _CONNECTION_LOST: tuple[type[BaseException], ...] = ()
+else:
+    _CONNECTION_LOST = (
+        OSError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.AdminShutdownError,
+    )
 
 logger = logging.getLogger("jobworker.storage.postgres")
 
@@ -98,19 +108,26 @@ class PostgresStorage:
     async def open(self) -> None:
         if self._pool is not None:
             return
+        # min_size=0: the pool keeps no floor of connections to restore, so an outage costs
+        # failed queries (which their callers retry), not a stream of reconnect tracebacks.
+        pool = asyncpg.create_pool(
+            self.url,
+            min_size=0,
+            max_size=self.settings.pool_size,
+            init=_init_connection,
+            timeout=self.settings.connect_timeout,
+            command_timeout=None,
+        )
         try:
-            self._pool = await asyncpg.create_pool(
-                self.url,
-                min_size=1,
-                max_size=self.settings.pool_size,
-                init=_init_connection,
-                timeout=self.settings.connect_timeout,
-                command_timeout=None,
-            )
+            await pool
+            async with pool.acquire() as conn:
+                await conn.execute("SELECT 1")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.close()
             raise ConfigurationError(
                 f"cannot connect to PostgreSQL at {self._safe_url}: {exc}"
             ) from exc
+        self._pool = pool
 
     @property
     def _safe_url(self) -> str:
@@ -123,6 +140,20 @@ class PostgresStorage:
                 await asyncio.wait_for(pool.close(), 10)
             except (TimeoutError, OSError, asyncpg.InterfaceError):
                 pool.terminate()
+
+    async def _query(self, method: str, name: str, *args: Any, retry: bool = True) -> Any:
+        """Run a named statement on a pooled connection. A connection that died under us (the
+        server restarted, an admin terminated it) is retried once on a fresh one when the
+        statement is safe to repeat."""
+        for attempt in (1, 2):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await getattr(conn, method)(self._sql[name], *args)
+            except _CONNECTION_LOST as exc:
+                if not retry or attempt == 2:
+                    raise
+                logger.debug("a database connection was lost (%s); retrying on a fresh one", exc)
+        raise AssertionError("unreachable")
 
     @property
     def pool(self) -> Any:
@@ -226,10 +257,10 @@ class PostgresStorage:
             return []
         now = self.clock.now()
         until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                self._sql["claim"], now, list(queues), list(job_types), limit, owner, until
-            )
+        # Not repeated on a lost connection: the worker's claim loop retries on its own.
+        rows = await self._query(
+            "fetch", "claim", now, list(queues), list(job_types), limit, owner, until, retry=False
+        )
         rows.sort(key=lambda row: (-row[9], row[10]))
         return [
             ClaimedJob(
@@ -249,9 +280,7 @@ class PostgresStorage:
     async def extend_leases(self, owner: str, lease_duration: float) -> int:
         now = self.clock.now()
         until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
-        async with self.pool.acquire() as conn:
-            status = await conn.execute(self._sql["extend_leases"], owner, until)
-        return _count(status)
+        return _count(await self._query("execute", "extend_leases", owner, until))
 
     async def complete_many(self, completions: Sequence[Completion]) -> int:
         if not completions:
@@ -271,9 +300,8 @@ class PostgresStorage:
             [item.ended_at for item in completions],
             self.clock.now(),
         )
-        async with self.pool.acquire() as conn:
-            status = await conn.execute(self._sql["complete"], *params)
-        applied = _count(status)
+        # Safe to repeat: a second run finds the leases already released and changes nothing.
+        applied = _count(await self._query("execute", "complete", *params))
         if applied < len(completions):
             logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - applied)
         return applied
@@ -285,50 +313,47 @@ class PostgresStorage:
         return await self._end_leases(None, True, "lease expired", limit=limit)
 
     async def _end_leases(self, owner: str | None, lost: bool, reason: str, *, limit: int) -> int:
-        async with self.pool.acquire() as conn:
-            status = await conn.execute(
-                self._sql["end_leases"],
-                owner,
-                self.clock.now(),
-                lost,
-                reason,
-                limit,
-                self.settings.result_ttl,
-            )
+        status = await self._query(
+            "execute",
+            "end_leases",
+            owner,
+            self.clock.now(),
+            lost,
+            reason,
+            limit,
+            self.settings.result_ttl,
+        )
         return _count(status)
 
     # Reading ------------------------------------------------------------------------------
 
     async def get(self, job_id: uuid.UUID) -> JobRecord | None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(self._sql["get_job"], job_id)
+        row = await self._query("fetchrow", "get_job", job_id)
         return None if row is None else _record(row)
 
     async def list_jobs(
         self, filter: JobFilter, *, limit: int = 50, offset: int = 0
     ) -> list[JobRecord]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(
-                self._sql["list_jobs"],
-                filter.status.value if filter.status else None,
-                filter.job_type,
-                filter.queue,
-                filter.idempotency_key,
-                limit,
-                offset,
-            )
+        rows = await self._query(
+            "fetch",
+            "list_jobs",
+            filter.status.value if filter.status else None,
+            filter.job_type,
+            filter.queue,
+            filter.idempotency_key,
+            limit,
+            offset,
+        )
         return [_record(row) for row in rows]
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         counts = dict.fromkeys(JobStatus, 0)
-        async with self.pool.acquire() as conn:
-            for status, n in await conn.fetch(self._sql["count_by_status"]):
-                counts[JobStatus(status)] = n
+        for status, n in await self._query("fetch", "count_by_status"):
+            counts[JobStatus(status)] = n
         return counts
 
     async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]:
-        async with self.pool.acquire() as conn:
-            rows = await conn.fetch(self._sql["list_attempts"], job_id)
+        rows = await self._query("fetch", "list_attempts", job_id)
         return [
             AttemptRecord(
                 job_id=_uuid(row[0]),
@@ -344,9 +369,7 @@ class PostgresStorage:
         ]
 
     async def purge_expired(self, limit: int = 500) -> int:
-        async with self.pool.acquire() as conn:
-            status = await conn.execute(self._sql["purge_expired"], self.clock.now(), limit)
-        return _count(status)
+        return _count(await self._query("execute", "purge_expired", self.clock.now(), limit))
 
 
 class _Listener:

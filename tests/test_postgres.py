@@ -1,0 +1,335 @@
+"""What only the PostgreSQL backend does: migrations, transactional enqueue, LISTEN/NOTIFY,
+surviving dropped connections and a stopped server, and several supervisors on one database."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from jobworker import App, JobContext, JobStatus, Registry, Settings
+from jobworker.storage import create_storage
+from jobworker.testing import adrain
+from jobworker.worker import Worker, WorkerOptions, worker_id
+
+from .conftest import FAST, JOBWORKER, TESTS, subprocess_env
+from .pg import drop_schema, migrate_schema, new_schema_name
+
+sys.path.insert(0, str(TESTS / "apps"))
+import contextlib
+
+import proc_jobs
+
+from .test_processes import Run, executions, settled, wait_for
+
+
+@pytest.fixture
+def schema(pg_database: str) -> Iterator[str]:
+    name = new_schema_name()
+    yield name
+    asyncio.run(drop_schema(pg_database, name))
+
+
+@pytest.fixture
+def migrated(pg_database: str, schema: str) -> str:
+    asyncio.run(migrate_schema(pg_database, schema))
+    return schema
+
+
+def env_for(url: str, schema: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    fast = {f"JOBWORKER_{k.upper()}": str(v) for k, v in FAST.items()}
+    return subprocess_env(
+        JOBWORKER_DATABASE_URL=url,
+        JOBWORKER_DATABASE_SCHEMA=schema,
+        EXEC_LOG=str(tmp_path / "executions.log"),
+        **fast,
+        **extra,
+    )
+
+
+def test_a_worker_refuses_an_unmigrated_database(
+    pg_database: str, schema: str, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [*JOBWORKER, "run", "proc_jobs", "--concurrency", "1"],
+        env=env_for(pg_database, schema, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "has no jobworker schema" in result.stderr
+    assert "run: jobworker migrate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
+    env = subprocess_env()
+    migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
+    first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert "applied schema version(s) 1, 2" in first.stdout
+    again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
+    assert "up to date" in again.stdout
+
+    # `jobworker sql` prints scripts a user's own tool can run as they are.
+    other = new_schema_name()
+    printed = subprocess.run(
+        [*JOBWORKER, "sql", "--dialect", "postgres", "--schema", other],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+    async def apply_and_check() -> None:
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(printed)
+            await conn.execute(printed)  # idempotent
+        finally:
+            await conn.close()
+        settings = Settings(database_url=pg_database, database_schema=other)
+        storage = create_storage(pg_database, settings)
+        await storage.open()
+        try:
+            await storage.check_schema()
+        finally:
+            await storage.close()
+            await drop_schema(pg_database, other)
+
+    asyncio.run(apply_and_check())
+    bad = subprocess.run(
+        [*JOBWORKER, "sql", "--dialect", "postgres", "--schema", 'x"; drop table jobs; --'],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "invalid schema name" in bad.stderr
+
+
+async def test_enqueue_inside_the_callers_transaction(pg_database: str, migrated: str) -> None:
+    registry = Registry()
+
+    @registry.job(name="outbox.send")
+    def send(ctx: JobContext, order_id: int) -> None: ...
+
+    app = App(pg_database, registry=registry, database_schema=migrated)
+    conn = await asyncpg.connect(pg_database)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        rolled_back = await send.adelay(order_id=1, connection=conn)
+        await transaction.rollback()
+        async with conn.transaction():
+            committed = await send.adelay(order_id=2, connection=conn)
+            many = await send.adelay_many([{"order_id": 3}, {"order_id": 4}], connection=conn)
+            assert await app.client.aget(committed.job_id) is None, "invisible until commit"
+        assert await app.client.aget(rolled_back.job_id) is None
+        job = await app.client.aget(committed.job_id)
+        assert job is not None and job.status is JobStatus.QUEUED
+        assert all([await app.client.aget(h.job_id) for h in many])
+        assert (await adrain(app)).succeeded == 3
+    finally:
+        await conn.close()
+        await app.aclose()
+
+
+async def test_idle_workers_wake_on_notify_not_on_polling(pg_database: str, migrated: str) -> None:
+    registry = Registry()
+    started: list[float] = []
+
+    @registry.job(name="wake")
+    async def wake(ctx: JobContext, enqueued: float) -> None:
+        started.append(time.monotonic() - enqueued)
+
+    settings = Settings(database_url=pg_database, database_schema=migrated, poll_interval=30)
+    app = App(registry=registry, settings=settings)
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("wake"), maintenance=False))
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.5)  # idle: the first poll has found nothing
+        for _ in range(5):
+            await wake.adelay(enqueued=time.monotonic())
+            await asyncio.sleep(0.1)
+        for _ in range(500):  # up to 5 s
+            if len(started) == 5:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        worker.request_stop()
+        await task
+        await app.aclose()
+    assert len(started) == 5
+    assert max(started) < 1.0, f"woken by NOTIFY, not a 30 s poll: {started}"
+
+
+def test_workers_survive_their_connections_being_terminated(
+    pg_database: str, migrated: str, tmp_path: Path
+) -> None:
+    env = env_for(pg_database, migrated, tmp_path)
+    run = Run(tmp_path, ["--concurrency", "2"], env)
+    app = App(pg_database, database_schema=migrated)
+    try:
+        marker = tmp_path / "marker"
+        handle = proc_jobs.sleepy.delay(seconds=1.5, marker=str(marker))
+        wait_for(marker.exists, 20, "the job to start")
+
+        async def terminate() -> int:
+            conn = await asyncpg.connect(pg_database)
+            try:
+                rows = await conn.fetch(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name <> 'keep'"
+                )
+                return len(rows)
+            finally:
+                await conn.close()
+
+        app.client.get(handle.job_id)  # our own pool connection exists now...
+        terminated = asyncio.run(terminate())  # ...and is terminated along with the workers'
+        assert terminated >= 2
+        job = wait_for(lambda: settled(app, [handle]), 30, "the job's outcome")[0]
+        assert job.status is JobStatus.SUCCEEDED and job.attempt == 1
+        assert app.client.counts()[JobStatus.RUNNING] == 0
+        after = proc_jobs.noop.delay(i=1)
+        assert wait_for(lambda: settled(app, [after]), 20, "a job after the reconnect")
+        assert run.stop() == 0
+        assert "works again" in run.log or "LISTEN connection is back" in run.log
+    finally:
+        run.kill()
+        app.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL server this test may stop and start at will."""
+
+    def __init__(self) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            pytest.skip("no PostgreSQL server binaries under /usr/lib/postgresql")
+        self.bin = bins[-1]
+        self.dir = Path(tempfile.mkdtemp(prefix="jw-pg-"))
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.dir / "data"), "--auth=trust", "-U", "postgres"
+        )
+
+    def _as_postgres(self, *cmd: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop"
+        )
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
+def test_workers_resume_after_postgres_is_down_for_20_seconds(tmp_path: Path) -> None:
+    server = PrivatePostgres()
+    run = None
+    app = None
+    try:
+        server.start()
+        asyncio.run(migrate_schema(server.url, "jobworker"))
+        env = env_for(server.url, "jobworker", tmp_path)
+        run = Run(tmp_path, ["--concurrency", "2"], env)
+        app = App(server.url)
+        before = proc_jobs.noop.delay(i=1)
+        wait_for(lambda: settled(app, [before]), 20, "a job before the outage")
+        app.close()
+
+        server.stop()
+        time.sleep(20)
+        assert run.proc.poll() is None, "the supervisor kept running through the outage"
+        server.start()
+
+        app = App(server.url)
+        after = proc_jobs.noop.delay_many([{"i": i} for i in range(20)])
+        jobs = wait_for(lambda: settled(app, after), 60, "jobs after the outage")
+        assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
+        assert run.stop() == 0
+        log = run.log
+        assert "claiming jobs failed" in log
+        assert "claiming jobs works again after" in log
+        assert "the LISTEN connection to PostgreSQL was lost" in log
+        assert "worker 0 (pid" not in log or "died" not in log, "no worker process had to restart"
+    finally:
+        if run is not None:
+            run.kill()
+        if app is not None:
+            app.close()
+        server.remove()
+
+
+@pytest.mark.slow
+def test_two_supervisors_share_the_work_and_run_each_job_once(
+    pg_database: str, migrated: str, tmp_path: Path
+) -> None:
+    env = env_for(pg_database, migrated, tmp_path)
+    app = App(pg_database, database_schema=migrated)
+    handles = proc_jobs.noop.delay_many([{"i": i} for i in range(4000)])
+    first = Run(tmp_path, ["--concurrency", "2", "--parallelism", "8"], env)
+    second = Run(tmp_path, ["--concurrency", "2", "--parallelism", "8"], env)
+    try:
+        wait_for(lambda: app.client.counts()[JobStatus.SUCCEEDED] == 4000, 120, "4000 jobs")
+        children = {
+            "first": {c.pid for c in first.children()},
+            "second": {c.pid for c in second.children()},
+        }
+        assert first.stop() == 0 and second.stop() == 0
+    finally:
+        first.kill()
+        second.kill()
+        app.close()
+    ran = executions(tmp_path)
+    per_job = collections.Counter(job_id for job_id, _, _ in ran)
+    assert set(per_job.values()) == {1} and set(per_job) == {str(h.job_id) for h in handles}
+    pids = {pid for _, _, pid in ran}
+    assert pids & children["first"] and pids & children["second"], "both machines took work"
+    _ = signal  # the supervisors were stopped with SIGTERM above
