@@ -96,8 +96,53 @@ class SQLiteBackend:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class PostgresBackend:
+    """Fresh databases `jw_bench_<random>` on the server at $JOBWORKER_BENCH_PG_URL (default: the
+    local server), migrated with `jobworker migrate`'s code and dropped by `close()`."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self.admin_url = os.environ.get(
+            "JOBWORKER_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        )
+        self._databases: list[str] = []
+
+    def _url(self, database: str) -> str:
+        return f"{self.admin_url.rpartition('/')[0]}/{database}"
+
+    def new_database(self, label: str) -> str:
+        name = f"jw_bench_{label}_{os.getpid()}_{len(self._databases)}"
+        asyncio.run(self._admin(f'CREATE DATABASE "{name}"'))
+        self._databases.append(name)
+        url = self._url(name)
+        asyncio.run(self._migrate(url))
+        return url
+
+    async def _admin(self, sql: str) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def _migrate(self, url: str) -> None:
+        app = App(database_url=url)
+        try:
+            await (await app.storage()).migrate()
+        finally:
+            await app.aclose()
+
+    def close(self) -> None:
+        for name in self._databases:
+            asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 BACKENDS: dict[str, Callable[[], Backend]] = {
     "sqlite": SQLiteBackend,
+    "postgres": PostgresBackend,
 }
 
 

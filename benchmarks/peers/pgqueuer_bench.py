@@ -67,6 +67,7 @@ SETTLE = 0.5  # seconds the workers are left idle before the latency probe
 STOP_TIMEOUT = 30.0
 # pgqueuer_log also gets a 'queued' row per enqueued job; these are the outcomes that mean failure.
 FAILED_STATUSES = frozenset({"exception", "failed", "canceled", "deleted"})
+LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}  # --loop
 DEFAULT_BATCH_SIZE: int = inspect.signature(QueueManager.run).parameters["batch_size"].default
 
 LatencyQueue = multiprocessing.queues.Queue  # of float: seconds from enqueue to handler start
@@ -77,9 +78,6 @@ class BenchmarkError(Exception):
 
 
 # Worker processes ---------------------------------------------------------------------------
-
-
-LOOPS = {"uvloop": uvloop.run, "asyncio": asyncio.run}
 
 
 def worker_main(
