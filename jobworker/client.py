@@ -14,6 +14,7 @@ from jobworker.config import Settings
 from jobworker.definitions import NAME_PATTERN, JobDefinition, Registry
 from jobworker.errors import ConfigurationError, JobArgumentsError
 from jobworker.handle import JobHandle
+from jobworker.ids import uuid7
 from jobworker.models import (
     AttemptRecord,
     JobDescriptor,
@@ -88,7 +89,7 @@ class Client:
             encoded.append(definition.encode_args(args))
         return [
             NewJob(
-                id=uuid.uuid4(),
+                id=uuid7(now),
                 job_type=definition.name,
                 queue=queue,
                 priority=priority,

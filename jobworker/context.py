@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 P = TypeVar("P")
 
@@ -42,11 +41,20 @@ class JobContext(Generic[P]):
         self.queue = queue
         self.enqueued_at = enqueued_at
         self.worker_id = worker_id
-        self.correlation_id = job_id.hex
-        self._cancelled = threading.Event()
-        self.logger = logging.LoggerAdapter(
-            logger, {"job_id": str(job_id), "job_type": job_type, "attempt": attempt}
-        )
+        self._cancelled = False
+        self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def correlation_id(self) -> str:
+        return self.job_id.hex
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose records carry the job's id, name and attempt."""
+        if self._logger is None:
+            extra = {"job_id": str(self.job_id), "job_type": self.job_type, "attempt": self.attempt}
+            self._logger = logging.LoggerAdapter(logger, extra)
+        return self._logger
 
     @property
     def is_last_attempt(self) -> bool:
@@ -55,18 +63,15 @@ class JobContext(Generic[P]):
     @property
     def cancel_requested(self) -> bool:
         """True once the job has been asked to stop (shutdown past the drain timeout, cancel)."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def raise_if_cancelled(self) -> None:
-        if self._cancelled.is_set():
+        if self._cancelled:
             raise JobCancelledError(f"job {self.job_id} was asked to stop")
 
     def request_cancel(self) -> None:
         """Called by the worker; handlers observe it through `cancel_requested`."""
-        self._cancelled.set()
+        self._cancelled = True  # a plain flag: read from handler threads, set from the loop
 
     def __repr__(self) -> str:
         return f"<JobContext {self.job_type} {self.job_id} attempt {self.attempt}>"
-
-    def _extra(self) -> dict[str, Any]:
-        return {"job_id": str(self.job_id), "job_type": self.job_type, "attempt": self.attempt}

@@ -61,7 +61,10 @@ class ScheduleOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
-    """A fully resolved job, validated and encoded, ready for `Storage.enqueue_many`."""
+    """A fully resolved job, validated and encoded, ready for `Storage.enqueue_many`.
+
+    `id` is a UUIDv7 of the enqueue instant: backends may list jobs newest first by id.
+    """
 
     id: uuid.UUID
     job_type: str

@@ -36,6 +36,9 @@ from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.worker")
 
+# How long a busy worker lets finishing jobs free more slots before it claims for them.
+CLAIM_GATHER_SECONDS = 0.002
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -156,6 +159,7 @@ class Worker:
         self._running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
+        self._watermark = max(1, min(options.parallelism, self.settings.claim_batch_size) // 2)
         self.claimed = 0
         self.finished = 0
         self.outcomes: Counter[AttemptOutcome] = Counter()
@@ -215,9 +219,12 @@ class Worker:
             if max_jobs is not None and self.claimed >= max_jobs:
                 logger.info("worker %s reached --max-jobs-per-child=%d", self.worker_id, max_jobs)
                 return
-            free = self.options.parallelism - len(self._running)
-            if max_jobs is not None:
-                free = min(free, max_jobs - self.claimed)
+            free = self._free_slots()
+            if 0 < free < self._watermark and self._running:
+                # A few slots are free while jobs still run: give others a moment to finish so
+                # one claim fills many slots (a round trip per job is what limits throughput).
+                await asyncio.sleep(CLAIM_GATHER_SECONDS)
+                free = self._free_slots()
             wanted = min(free, self.settings.claim_batch_size)
             claimed: list[ClaimedJob] = []
             if wanted > 0:
@@ -247,6 +254,12 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             # Finishing jobs arrive together; yield once so they free their slots in one batch.
             await asyncio.sleep(0)
+
+    def _free_slots(self) -> int:
+        free = self.options.parallelism - len(self._running)
+        if self.options.max_jobs is not None:
+            free = min(free, self.options.max_jobs - self.claimed)
+        return free
 
     def _on_enqueued(self, queue: str) -> None:
         if queue == "*" or queue in self.queues:

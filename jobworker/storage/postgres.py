@@ -86,6 +86,12 @@ async def _init_connection(conn: Any) -> None:
     )
 
 
+async def _keep_session(conn: Any) -> None:
+    """Pooled connections are returned as they are: jobworker never changes session state
+    (no SET, LISTEN or advisory lock on a pooled connection; transactions always end), so the
+    default reset query would be a wasted round trip on every release."""
+
+
 class PostgresStorage:
     dialect = "postgres"
 
@@ -115,6 +121,7 @@ class PostgresStorage:
             min_size=0,
             max_size=self.settings.pool_size,
             init=_init_connection,
+            reset=_keep_session,
             timeout=self.settings.connect_timeout,
             command_timeout=None,
         )
@@ -264,7 +271,7 @@ class PostgresStorage:
         rows.sort(key=lambda row: (-row[9], row[10]))
         return [
             ClaimedJob(
-                id=_uuid(row[0]),
+                id=row[0],  # asyncpg's UUID subclass: equal to, and hashed like, uuid.UUID
                 job_type=row[1],
                 queue=row[2],
                 args=row[3],
@@ -445,7 +452,8 @@ def _count(status: str) -> int:
 
 
 def _uuid(value: Any) -> uuid.UUID:
-    return value if type(value) is uuid.UUID else uuid.UUID(str(value))
+    """asyncpg returns its own uuid.UUID subclass; callers get plain UUIDs."""
+    return value if type(value) is uuid.UUID else uuid.UUID(bytes=value.bytes)
 
 
 def _record(row: Any) -> JobRecord:

@@ -40,8 +40,9 @@ CREATE INDEX IF NOT EXISTS jobs_claimable
     ON __SCHEMA__.jobs (priority DESC, run_at)
     WHERE status IN ('queued', 'scheduled', 'failed');
 
+-- Lease rescue finds expired leases; running jobs are few (bounded by the workers' slots).
 CREATE INDEX IF NOT EXISTS jobs_leases
-    ON __SCHEMA__.jobs (lease_owner, lease_expires_at)
+    ON __SCHEMA__.jobs (lease_expires_at)
     WHERE status = 'running';
 
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key
@@ -50,14 +51,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency_key
 
 CREATE INDEX IF NOT EXISTS jobs_expires_at
     ON __SCHEMA__.jobs (expires_at) WHERE expires_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_status_enqueued ON __SCHEMA__.jobs (status, enqueued_at);
-CREATE INDEX IF NOT EXISTS jobs_type_enqueued ON __SCHEMA__.jobs (job_type, enqueued_at);
-CREATE INDEX IF NOT EXISTS jobs_enqueued ON __SCHEMA__.jobs (enqueued_at);
+
+-- Every index on jobs costs an entry per status change, so there are few. Ids are UUIDv7
+-- (time-ordered): listing newest first walks the primary key backwards. Listing by status uses
+-- a partial index for the statuses that are rare and looked for (queued jobs are in
+-- jobs_claimable, running ones in jobs_leases).
+CREATE INDEX IF NOT EXISTS jobs_attention
+    ON __SCHEMA__.jobs (status, id)
+    WHERE status IN ('failed', 'dead', 'cancelled', 'awaiting');
 CREATE INDEX IF NOT EXISTS jobs_continues
     ON __SCHEMA__.jobs (continues_job_id) WHERE continues_job_id IS NOT NULL;
 
+-- Attempts are only ever read by job: one index, no primary key to maintain per row.
 CREATE TABLE IF NOT EXISTS __SCHEMA__.job_attempts (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id          bigint GENERATED ALWAYS AS IDENTITY,
     job_id      uuid NOT NULL,
     attempt     integer NOT NULL,
     worker      text NOT NULL,

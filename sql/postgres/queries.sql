@@ -21,27 +21,9 @@ RETURNING id;
 SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::text[]);
 
 -- name: claim
--- Lock the most urgent due rows no other worker holds, lease them, count the attempt.
-WITH next AS (
-    SELECT id FROM __SCHEMA__.jobs
-    WHERE status IN ('queued', 'scheduled', 'failed')
-      AND run_at <= $1
-      AND queue = ANY($2::text[])
-      AND job_type = ANY($3::text[])
-    ORDER BY priority DESC, run_at
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE __SCHEMA__.jobs AS j
-SET status = 'running',
-    attempt = j.attempt + 1,
-    lease_owner = $5,
-    lease_expires_at = $6,
-    started_at = $1
-FROM next
-WHERE j.id = next.id
-RETURNING j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
-    j.started_at, j.result_ttl, j.priority, j.run_at;
+-- Lock the most urgent due rows no other worker holds, lease them, count the attempt
+-- (see 003_claim.sql for why this is a function).
+SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6);
 
 -- name: extend_leases
 UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
@@ -120,6 +102,7 @@ SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enque
 FROM __SCHEMA__.jobs WHERE id = $1;
 
 -- name: list_jobs
+-- Newest first: ids are UUIDv7, ordered by time.
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
     result, error, traceback, result_ttl, expires_at
@@ -128,7 +111,7 @@ WHERE ($1::text IS NULL OR status = $1)
   AND ($2::text IS NULL OR job_type = $2)
   AND ($3::text IS NULL OR queue = $3)
   AND ($4::text IS NULL OR idempotency_key = $4)
-ORDER BY enqueued_at DESC, id DESC
+ORDER BY id DESC
 LIMIT $5 OFFSET $6;
 
 -- name: count_by_status

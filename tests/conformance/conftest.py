@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from jobworker import Settings
 from jobworker.clock import FrozenClock
+from jobworker.ids import uuid7
 from jobworker.models import JobStatus, NewJob
 from jobworker.storage import Storage, create_storage
 
@@ -65,7 +65,7 @@ def new_job(clock: FrozenClock) -> NewJobFactory:
         delay = overrides.pop("delay", None)
         run_at = now + timedelta(seconds=delay) if delay else now
         fields: dict[str, Any] = {
-            "id": uuid.uuid4(),
+            "id": uuid7(now),
             "job_type": "t.noop",
             "queue": "default",
             "priority": 0,
