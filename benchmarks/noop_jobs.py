@@ -8,6 +8,8 @@ the workers build one from `--database-url`.
 
 from __future__ import annotations
 
+import time
+
 from jobworker import JobContext, job
 
 
@@ -19,3 +21,9 @@ def noop(ctx: JobContext, n: int) -> None:
 @job(name="bench.anoop")
 async def anoop(ctx: JobContext, n: int) -> None:
     """Do nothing (an async handler: it runs on the worker's event loop)."""
+
+
+@job(name="bench.latency")
+async def latency(ctx: JobContext, sent: float) -> float:
+    """Seconds from just before the enqueue call (`sent`, a time.time()) to the handler's start."""
+    return time.time() - sent

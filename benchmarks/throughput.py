@@ -171,6 +171,14 @@ class DrainFigures:
 
 
 @dataclass
+class LatencyFigures:
+    jobs: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+@dataclass
 class Results:
     backend: str
     jobs: int
@@ -182,6 +190,8 @@ class Results:
     single_async_per_s: float
     batch_per_s: float
     drain: DrainFigures
+    latency: LatencyFigures | None = None
+    peers: dict[str, Any] | None = None
     python: str = platform.python_version()
     jobworker: str = __version__
     cpus: int = os.cpu_count() or 1
@@ -349,6 +359,103 @@ def read_log(log: IO[bytes]) -> list[str]:
     return log.read().decode(errors="replace").splitlines()
 
 
+# Idle latency -------------------------------------------------------------------------------
+
+
+LATENCY_GAP = 0.02  # seconds between two enqueues: each job finds idle workers
+
+
+def measure_latency(
+    app: App, module: ModuleType, jobs: int, concurrency: int, parallelism: int
+) -> LatencyFigures:
+    """Enqueue-to-start time of `jobs` jobs enqueued one at a time to idle workers."""
+    fn: JobFunction[Any, Any] = module.latency
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            worker_command(app.settings.database_url, concurrency, parallelism),
+            env=worker_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            warm = fn.delay(sent=time.time())  # the workers are up once this one has run
+            deadline = time.monotonic() + 60
+            while (job := warm.get()) is None or job.status is not JobStatus.SUCCEEDED:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise BenchmarkError("the latency workers did not start")
+                time.sleep(0.05)
+            time.sleep(0.5)  # every worker process idle and listening
+
+            async def enqueue_spaced() -> list[Any]:
+                try:
+                    handles = []
+                    for _ in range(jobs):
+                        handles.append(await fn.adelay(sent=time.time()))
+                        await asyncio.sleep(LATENCY_GAP)
+                    return handles
+                finally:
+                    await app.aclose()
+
+            handles = asyncio.run(enqueue_spaced())
+            deadline = time.monotonic() + 60
+            while True:
+                found = [h.get() for h in handles]
+                if all(j is not None and j.status is JobStatus.SUCCEEDED for j in found):
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchmarkError("latency jobs did not all succeed")
+                time.sleep(0.1)
+        finally:
+            stop_supervisor(process)
+    samples = sorted(float(j.result) * 1000 for j in found if j is not None)
+    return LatencyFigures(
+        jobs=len(samples),
+        p50_ms=percentile(samples, 50),
+        p99_ms=percentile(samples, 99),
+        max_ms=samples[-1],
+    )
+
+
+def percentile(sorted_values: list[float], pct: float) -> float:
+    index = min(len(sorted_values) - 1, max(0, math.ceil(pct / 100 * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# Peers --------------------------------------------------------------------------------------
+
+
+PEERS_PYTHON = BENCH_DIR / ".venv-peers" / "bin" / "python"
+
+
+def run_pgqueuer(admin_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
+    """PgQueuer's figures on the same server, from its own venv (`benchmarks/peers/setup.sh`)."""
+    if not PEERS_PYTHON.exists():
+        raise BenchmarkError("PgQueuer is not installed: run `bash benchmarks/peers/setup.sh`")
+    result = subprocess.run(
+        [
+            str(PEERS_PYTHON),
+            str(BENCH_DIR / "peers" / "pgqueuer_bench.py"),
+            "--dsn",
+            admin_url,
+            "--jobs",
+            str(jobs),
+            "--concurrency",
+            str(concurrency),
+            "--batch-size",
+            "100",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if result.returncode != 0:
+        raise BenchmarkError(f"the PgQueuer benchmark failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
 # Running ------------------------------------------------------------------------------------
 
 
@@ -382,6 +489,23 @@ def run_benchmark(args: argparse.Namespace) -> Results:
             drain = measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
         finally:
             app.close()
+
+        latency = None
+        if args.latency:
+            app = App(database_url=backend.new_database("latency"))
+            try:
+                progress(f"idle latency: {args.latency} jobs enqueued one at a time ...")
+                latency = measure_latency(
+                    app, module, args.latency, args.concurrency, args.parallelism
+                )
+            finally:
+                app.close()
+    peers = None
+    if args.peers:
+        if args.backend != "postgres":
+            raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
+        progress("PgQueuer, same jobs and processes, batch size 100 and defaults ...")
+        peers = {"pgqueuer": run_pgqueuer(PostgresBackend().admin_url, args.jobs, args.concurrency)}
     return Results(
         backend=args.backend,
         jobs=args.jobs,
@@ -393,6 +517,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         single_async_per_s=single_async,
         batch_per_s=batch,
         drain=drain,
+        latency=latency,
+        peers=peers,
     )
 
 
@@ -426,6 +552,16 @@ def format_report(r: Results) -> str:
         ("supervisor exit code", str(d.supervisor_exit_code), "after SIGTERM"),
         ("host", f"{r.cpus} CPUs", f"Python {r.python}, jobworker {r.jobworker}"),
     ]
+    if r.latency is not None:
+        rows.append(
+            (
+                "idle latency p50 / p99",
+                f"{r.latency.p50_ms:.1f} / {r.latency.p99_ms:.1f} ms",
+                f"{r.latency.jobs} jobs enqueued one at a time, enqueue -> handler start",
+            )
+        )
+    if r.peers and "pgqueuer" in r.peers:
+        rows.extend(peer_rows(r, r.peers["pgqueuer"]))
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
     lines = ["jobworker throughput benchmark"]
@@ -438,6 +574,39 @@ def format_report(r: Results) -> str:
         if len(d.worker_log) > 20:
             lines.append(f"  | ... {len(d.worker_log) - 20} more")
     return "\n".join(lines)
+
+
+def peer_rows(r: Results, pgq: dict[str, Any]) -> list[tuple[str, str, str]]:
+    drains = pgq["drain"]
+    best_name, best = max(drains.items(), key=lambda item: item[1]["steady"] or 0)
+    ours = r.drain.steady_per_s or 0.0
+    rows = [
+        ("PgQueuer", pgq.get("version", "?"), "measured in this run, its own venv"),
+        (
+            "PgQueuer batch enqueue",
+            f"{pgq['batch_enqueue']:,.0f} jobs/s",
+            f"jobworker / PgQueuer = {r.batch_per_s / pgq['batch_enqueue']:.2f}x",
+        ),
+    ]
+    for name, figures in drains.items():
+        rows.append(
+            (
+                f"PgQueuer drain ({name})",
+                f"{figures['steady']:,.0f} jobs/s",
+                f"incl. start-up {figures['with_startup']:,.0f} jobs/s",
+            )
+        )
+    rows.append(
+        (
+            "drain ratio vs best",
+            f"{ours / best['steady']:.2f}x",
+            f"jobworker steady / PgQueuer {best_name} steady",
+        )
+    )
+    lat = pgq.get("latency_ms") or {}
+    if lat:
+        rows.append(("PgQueuer latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms", ""))
+    return rows
 
 
 def positive_int(text: str) -> int:
@@ -460,10 +629,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--single", type=positive_int, default=2000, help="jobs enqueued one at a time"
     )
     parser.add_argument(
-        "--handler", choices=sorted(HANDLERS), default="sync", help="bench.noop or bench.anoop"
+        "--handler", choices=sorted(HANDLERS), default="async", help="bench.noop or bench.anoop"
     )
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="seconds to wait for the drain"
+    )
+    parser.add_argument(
+        "--latency",
+        type=int,
+        default=200,
+        help="jobs for the idle enqueue-to-start latency (0: skip)",
+    )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="also run PgQueuer on the same server and print the ratios (postgres only)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
