@@ -83,6 +83,11 @@ async def test_batch_enqueue_is_all_or_nothing(storage: Storage, new_job: NewJob
     with pytest.raises(Exception):  # noqa: B017 - the driver's own integrity error
         await storage.enqueue_many([first, new_job(), new_job(id=first.id)])
     assert await storage.get(first.id) is None
+    # A large batch may take another path into the database (PostgreSQL: COPY); same rule.
+    large = [new_job() for _ in range(200)]
+    with pytest.raises(Exception):  # noqa: B017
+        await storage.enqueue_many([*large, new_job(id=large[0].id)])
+    assert await storage.get(large[0].id) is None
     assert sum((await storage.count_by_status()).values()) == 100
 
 
