@@ -38,6 +38,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,8 @@ class Results:
     single_async_per_s: float
     batch_per_s: float
     drain: DrainFigures
+    batch_runs: list[float] = field(default_factory=list)
+    drain_runs: list[float] = field(default_factory=list)
     latency: LatencyFigures | None = None
     peers: dict[str, Any] | None = None
     python: str = platform.python_version()
@@ -456,6 +459,20 @@ def run_pgqueuer(admin_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
     return figures
 
 
+def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-figure medians of several runs of the same nested JSON shape."""
+    first = runs[0]
+    merged: dict[str, Any] = {}
+    for key, value in first.items():
+        if isinstance(value, dict):
+            merged[key] = median_figures([run[key] for run in runs])
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            merged[key] = statistics.median(run[key] for run in runs)
+        else:
+            merged[key] = value
+    return merged
+
+
 # Running ------------------------------------------------------------------------------------
 
 
@@ -476,19 +493,28 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         finally:
             app.close()
 
-        app = App(database_url=backend.new_database("drain"))
-        try:
-            progress(f"batch enqueue: {args.jobs:,} jobs, .delay_many() x {BATCH_CHUNK} ...")
-            batch = enqueue_batches(app, fn, args.jobs)
-            queued = app.client.counts()[JobStatus.QUEUED]
-            if queued != args.jobs:
-                raise BenchmarkError(f"expected {args.jobs} queued jobs, found {queued}")
-            progress(
-                f"drain: {args.concurrency} worker process(es) x {args.parallelism} slot(s) ..."
-            )
-            drain = measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
-        finally:
-            app.close()
+        batch_runs: list[float] = []
+        drains: list[DrainFigures] = []
+        for run in range(1, args.repeat + 1):
+            app = App(database_url=backend.new_database(f"drain{run}"))
+            try:
+                progress(f"[{run}/{args.repeat}] batch enqueue: {args.jobs:,} jobs ...")
+                batch_runs.append(enqueue_batches(app, fn, args.jobs))
+                queued = app.client.counts()[JobStatus.QUEUED]
+                if queued != args.jobs:
+                    raise BenchmarkError(f"expected {args.jobs} queued jobs, found {queued}")
+                progress(
+                    f"[{run}/{args.repeat}] drain: {args.concurrency} process(es) "
+                    f"x {args.parallelism} slot(s) ..."
+                )
+                drains.append(
+                    measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
+                )
+            finally:
+                app.close()
+        batch = statistics.median(batch_runs)
+        drains.sort(key=lambda d: d.steady_per_s or 0.0)
+        drain = drains[len(drains) // 2]  # the median run
 
         latency = None
         if args.latency:
@@ -505,7 +531,9 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         if args.backend != "postgres":
             raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
         progress("PgQueuer, same jobs and processes, batch size 100 and defaults ...")
-        peers = {"pgqueuer": run_pgqueuer(PostgresBackend().admin_url, args.jobs, args.concurrency)}
+        admin_url = PostgresBackend().admin_url
+        runs = [run_pgqueuer(admin_url, args.jobs, args.concurrency) for _ in range(args.repeat)]
+        peers = {"pgqueuer": median_figures(runs)}
     return Results(
         backend=args.backend,
         jobs=args.jobs,
@@ -517,6 +545,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         single_async_per_s=single_async,
         batch_per_s=batch,
         drain=drain,
+        batch_runs=batch_runs,
+        drain_runs=[d.steady_per_s or 0.0 for d in drains],
         latency=latency,
         peers=peers,
     )
@@ -537,12 +567,18 @@ def format_report(r: Results) -> str:
             f"{r.single_async_per_s:,.0f} jobs/s",
             f"{r.single:,} x await .adelay()",
         ),
-        ("batch enqueue", f"{r.batch_per_s:,.0f} jobs/s", f".delay_many() x {BATCH_CHUNK}"),
+        (
+            "batch enqueue",
+            f"{r.batch_per_s:,.0f} jobs/s",
+            f".delay_many() x {BATCH_CHUNK}"
+            + (f", median of {runs_text(r.batch_runs)}" if len(r.batch_runs) > 1 else ""),
+        ),
         ("worker start-up", f"{d.startup_s:.2f} s", "process start -> first success seen"),
         (
             "drain (steady state)",
             steady,
-            f"{d.steady_jobs:,} jobs in {d.steady_s:.2f} s, first -> last success",
+            f"{d.steady_jobs:,} jobs in {d.steady_s:.2f} s, first -> last success"
+            + (f"; median of {runs_text(r.drain_runs)}" if len(r.drain_runs) > 1 else ""),
         ),
         (
             "drain (incl. start-up)",
@@ -574,6 +610,10 @@ def format_report(r: Results) -> str:
         if len(d.worker_log) > 20:
             lines.append(f"  | ... {len(d.worker_log) - 20} more")
     return "\n".join(lines)
+
+
+def runs_text(values: list[float]) -> str:
+    return ", ".join(f"{v:,.0f}" for v in sorted(values))
 
 
 def peer_rows(r: Results, pgq: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -644,6 +684,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--peers",
         action="store_true",
         help="also run PgQueuer on the same server and print the ratios (postgres only)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="batch enqueue and drain this many times (and PgQueuer too); medians are reported",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)
