@@ -4,17 +4,20 @@ from jobworker._version import __version__
 from jobworker.app import App, default_app
 from jobworker.client import Client
 from jobworker.config import Settings
-from jobworker.context import JobCancelledError, JobContext
+from jobworker.context import JobContext
 from jobworker.definitions import JobDefinition, JobFunction, Registry, job
 from jobworker.errors import (
     ConfigurationError,
     DefinitionError,
     DuplicateJobError,
     JobArgumentsError,
+    JobCancelledError,
+    JobFailedError,
     JobNotFoundError,
     JobworkerError,
     MissingExtraError,
     PermanentJobError,
+    ResultTimeoutError,
     SchemaMissingError,
     UnknownJobError,
 )
@@ -41,6 +44,7 @@ __all__ = [
     "JobContext",
     "JobDefinition",
     "JobDescriptor",
+    "JobFailedError",
     "JobFunction",
     "JobHandle",
     "JobKind",
@@ -50,6 +54,7 @@ __all__ = [
     "MissingExtraError",
     "PermanentJobError",
     "Registry",
+    "ResultTimeoutError",
     "ScheduleOptions",
     "SchemaMissingError",
     "Settings",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import uuid
 from collections.abc import Mapping, Sequence
@@ -12,7 +13,14 @@ from jobworker import codec
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.definitions import NAME_PATTERN, JobDefinition, Registry
-from jobworker.errors import ConfigurationError, JobArgumentsError
+from jobworker.errors import (
+    ConfigurationError,
+    JobArgumentsError,
+    JobCancelledError,
+    JobFailedError,
+    JobNotFoundError,
+    ResultTimeoutError,
+)
 from jobworker.handle import JobHandle
 from jobworker.ids import uuid7
 from jobworker.models import (
@@ -212,6 +220,42 @@ class Client:
 
     def list(self, **filters: Any) -> builtins.list[JobDescriptor]:
         return self._portal.call(self.alist(**filters))
+
+    async def aresult(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Any:
+        """Wait for a job to finish; its result, decoded to its job's return type when the job
+        is registered here. See `JobHandle.result` for the errors."""
+        job_id = _as_uuid(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        storage = await self._provider.storage()
+        pause = 0.01
+        while True:
+            record = await storage.get(job_id)
+            if record is None:
+                raise JobNotFoundError(job_id)
+            if record.status is JobStatus.SUCCEEDED:
+                return self._decode_result(record)
+            if record.status is JobStatus.DEAD:
+                raise JobFailedError(job_id, record.error, record.traceback)
+            if record.status is JobStatus.CANCELLED:
+                raise JobCancelledError(f"job {job_id} was cancelled: {record.error or ''}")
+            if deadline is not None and loop.time() >= deadline:
+                raise ResultTimeoutError(
+                    f"job {job_id} did not finish within {timeout}s (it is {record.status})"
+                )
+            wait = pause if deadline is None else min(pause, deadline - loop.time())
+            await asyncio.sleep(max(wait, 0))
+            pause = min(pause * 1.5, 0.5)
+
+    def result(self, job_id: uuid.UUID | str, timeout: float | None = None) -> Any:
+        return self._portal.call(self.aresult(job_id, timeout))
+
+    def _decode_result(self, record: JobRecord) -> Any:
+        if record.result is None:
+            return None
+        if record.job_type in self.registry:
+            return self.registry.get(record.job_type).decode_result(record.result)
+        return codec.decode(record.result)
 
     async def aattempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
         """Every finished attempt of a job, oldest first."""

@@ -7,13 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Generic, TypeVar
 
+from jobworker.errors import JobCancelledError
+
 P = TypeVar("P")
 
 logger = logging.getLogger("jobworker.job")
-
-
-class JobCancelledError(Exception):
-    """Raised by `JobContext.raise_if_cancelled()` once the job has been asked to stop."""
 
 
 class JobContext(Generic[P]):

@@ -65,3 +65,22 @@ class AppImportError(JobworkerError):
 
 class PermanentJobError(JobworkerError):
     """Raise from a handler to fail the job at once, without retries (it goes `dead`)."""
+
+
+class JobCancelledError(JobworkerError):
+    """The job was cancelled: raised by `ctx.raise_if_cancelled()` inside a handler that has been
+    asked to stop, and by `handle.result()` for a cancelled job."""
+
+
+class JobFailedError(JobworkerError):
+    """`handle.result()` of a job that ended `dead`; carries the stored error and traceback."""
+
+    def __init__(self, job_id: object, error: str | None, traceback: str | None) -> None:
+        super().__init__(f"job {job_id} is dead: {error or 'no error recorded'}")
+        self.job_id = job_id
+        self.error = error
+        self.traceback = traceback
+
+
+class ResultTimeoutError(JobworkerError, TimeoutError):
+    """`handle.result(timeout=...)` gave up before the job finished (the job goes on)."""

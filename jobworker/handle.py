@@ -18,6 +18,10 @@ class JobSource(Protocol):
 
     async def aget(self, job_id: uuid.UUID) -> JobDescriptor | None: ...
 
+    def result(self, job_id: uuid.UUID, timeout: float | None = None) -> Any: ...
+
+    async def aresult(self, job_id: uuid.UUID, timeout: float | None = None) -> Any: ...
+
 
 class JobHandle(Generic[R]):
     """A reference to one enqueued job. `R` is the job's result type."""
@@ -39,6 +43,17 @@ class JobHandle(Generic[R]):
 
     async def aget(self) -> JobDescriptor | None:
         return await self._source.aget(self.job_id)
+
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the job to finish and return its result, decoded to the job's return type.
+
+        Raises `JobFailedError` (with the stored error) if it ends dead, `JobCancelledError` if
+        it is cancelled, and `ResultTimeoutError` if `timeout` seconds pass first.
+        """
+        return self._source.result(self.job_id, timeout)  # type: ignore[no-any-return]
+
+    async def aresult(self, timeout: float | None = None) -> R:
+        return await self._source.aresult(self.job_id, timeout)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_type} {self.job_id}>"
