@@ -71,7 +71,7 @@ async def test_result_of_a_dead_job_raises_with_the_stored_error(app: App) -> No
 
 async def test_result_times_out_and_unknown_jobs_are_errors(app: App) -> None:
     handle = await app.client.aenqueue("report", {"rows": 1})
-    with pytest.raises(ResultTimeoutError, match="did not finish within 0.2s"):
+    with pytest.raises(ResultTimeoutError, match=r"did not finish within 0\.2s"):
         await handle.aresult(timeout=0.2)
     with pytest.raises(JobNotFoundError):
         await app.client.aresult(uuid.uuid4(), timeout=1)
