@@ -84,3 +84,12 @@ class JobFailedError(JobworkerError):
 
 class ResultTimeoutError(JobworkerError, TimeoutError):
     """`handle.result(timeout=...)` gave up before the job finished (the job goes on)."""
+
+
+class InvalidJobStateError(JobworkerError):
+    """An operation that the job's current status does not allow (retrying a queued job...)."""
+
+    def __init__(self, job_id: object, status: str, detail: str) -> None:
+        super().__init__(f"job {job_id} is {status}: {detail}")
+        self.job_id = job_id
+        self.status = status

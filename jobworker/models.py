@@ -182,7 +182,27 @@ class Released(msgspec.Struct, frozen=True, tag=True):
     reason: str
 
 
-Outcome = Succeeded | Failed | Released
+class Cancelled(msgspec.Struct, frozen=True, tag=True):
+    """The handler stopped because the job was cancelled; it is not retried."""
+
+    reason: str
+
+
+Outcome = Succeeded | Failed | Released | Cancelled
+
+
+class CancelResult(enum.StrEnum):
+    """What `cancel` did."""
+
+    CANCELLED = "cancelled"  # it was waiting (queued, scheduled, awaiting, failed): now cancelled
+    REQUESTED = "requested"  # it is running: its worker is asked to stop it
+    FINISHED = "finished"  # it had already ended; nothing changed
+
+
+class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    paused: bool
+    counts: dict[str, int]
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):

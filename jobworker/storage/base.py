@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -12,6 +12,8 @@ import msgspec
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
+    Cancelled,
+    CancelResult,
     ClaimedJob,
     Completion,
     Failed,
@@ -19,6 +21,7 @@ from jobworker.models import (
     JobRecord,
     JobStatus,
     NewJob,
+    QueueInfo,
     Released,
     Succeeded,
 )
@@ -46,7 +49,16 @@ def outcome_row(item: Completion, default_ttl: float) -> OutcomeRow:
         return OutcomeRow(kind, None, outcome.error, outcome.traceback, item.retry_at, ttl)
     if isinstance(outcome, Released):
         return OutcomeRow(AttemptOutcome.RELEASED, None, outcome.reason, None, None, ttl)
+    if isinstance(outcome, Cancelled):
+        return OutcomeRow(AttemptOutcome.CANCELLED, None, outcome.reason, None, None, ttl)
     raise TypeError(f"unknown outcome {outcome!r}")
+
+
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+
+def parent_ended_reason(parent_id: object, status: JobStatus | str) -> str:
+    return f"parent job {parent_id} ended {JobStatus(status).value}"
 
 
 class EnqueueResult(msgspec.Struct, frozen=True):
@@ -101,8 +113,14 @@ class Storage(Protocol):
         """
         ...
 
-    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
-        """Call `on_enqueued(queue)` when jobs are enqueued ("*": maybe any queue)."""
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
+        """Call `on_enqueued(queue)` when jobs are enqueued ("*": maybe any queue), and
+        `on_cancel(job_id)` when a running job's cancellation is requested. Backends without
+        notifications return a subscription that never calls: workers poll instead."""
         ...
 
     async def claim(
@@ -112,8 +130,13 @@ class Storage(Protocol):
         queues: Sequence[str],
         limit: int,
         lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
-        """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each."""
+        """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each.
+
+        `concurrency` caps, per job type, how many may run at once across every worker: the
+        claim counts the running ones and takes no more than the rest, atomically.
+        """
         ...
 
     async def extend_leases(self, owner: str, lease_duration: float) -> int:
@@ -140,6 +163,35 @@ class Storage(Protocol):
 
     async def rescue_expired(self, limit: int = 500) -> int:
         """Treat jobs whose lease has expired as lost (see `release_owner`)."""
+        ...
+
+    async def cancel(self, job_id: uuid.UUID, reason: str) -> CancelResult:
+        """Cancel a waiting job (and the continuations waiting on it) at once, or ask the worker
+        of a running one to stop it. Raises `JobNotFoundError` for an unknown id."""
+        ...
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        """The running jobs of `owner` whose cancellation has been requested."""
+        ...
+
+    async def retry_job(self, job_id: uuid.UUID) -> None:
+        """Queue a dead job again (with one more attempt if it had used them all)."""
+        ...
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        """Delete a job that is not running, with its attempts and events."""
+        ...
+
+    async def resolve_continuations(self, limit: int = 500) -> int:
+        """Repair sweep: settle awaiting jobs whose parent has already ended."""
+        ...
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None: ...
+
+    async def paused_queues(self) -> set[str]: ...
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue with jobs or a pause state: its counts by status and whether paused."""
         ...
 
     async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...

@@ -14,24 +14,32 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
-from jobworker.errors import ConfigurationError, MissingExtraError, SchemaMissingError
+from jobworker.errors import (
+    ConfigurationError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    MissingExtraError,
+    SchemaMissingError,
+)
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
+    CancelResult,
     ClaimedJob,
     Completion,
     JobFilter,
     JobRecord,
     JobStatus,
     NewJob,
+    QueueInfo,
 )
-from jobworker.storage.base import EnqueueResult, Subscription, outcome_row
+from jobworker.storage.base import FINISHED, EnqueueResult, Subscription, outcome_row
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 try:
@@ -212,8 +220,12 @@ class PostgresStorage:
 
     # Notifications ------------------------------------------------------------------------
 
-    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
-        listener = _Listener(self, on_enqueued)
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
+        listener = _Listener(self, on_enqueued, on_cancel)
         await listener.start()
         return listener
 
@@ -224,6 +236,11 @@ class PostgresStorage:
     ) -> list[EnqueueResult]:
         if not jobs:
             return []
+        if any(job.continues_job_id for job in jobs):
+            if connection is not None:
+                return await self._insert_continuations(connection, jobs, text_json=True)
+            async with self.pool.acquire() as conn, conn.transaction():
+                return await self._insert_continuations(conn, jobs, text_json=False)
         if (
             connection is None
             and len(jobs) >= _COPY_FROM
@@ -235,6 +252,28 @@ class PostgresStorage:
         # One statement: atomic on its own, no BEGIN/COMMIT round trips.
         async with self.pool.acquire() as conn:
             return await self._insert(conn, jobs, text_json=False)
+
+    async def _insert_continuations(
+        self, conn: Any, jobs: Sequence[NewJob], *, text_json: bool
+    ) -> list[EnqueueResult]:
+        """Continuations go in with their parents locked (in one transaction), and those whose
+        parent has already ended are settled before it commits."""
+        parents = sorted({job.continues_job_id for job in jobs if job.continues_job_id})
+        found = {row[0]: row[1] for row in await conn.fetch(self._sql["lock_parents"], parents)}
+        missing = [parent for parent in parents if parent not in found]
+        if missing:
+            raise JobNotFoundError(missing[0])
+        results = await self._insert(conn, jobs, text_json=text_json)
+        ended = [parent for parent, status in found.items() if status in FINISHED]
+        if ended:
+            await conn.fetchval(
+                self._sql["settle_continuations"],
+                ended,
+                self.clock.now(),
+                self.settings.result_ttl,
+                self.channel,
+            )
+        return results
 
     async def _copy(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
         """Large batches without idempotency keys: binary COPY, the fastest way in."""
@@ -298,14 +337,28 @@ class PostgresStorage:
         queues: Sequence[str],
         limit: int,
         lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0 or not job_types or not queues:
             return []
         now = self.clock.now()
         until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
+        caps = sorted((t, n) for t, n in (concurrency or {}).items() if t in job_types)
+        capped = {t for t, _ in caps}
+        free = [t for t in job_types if t not in capped]
         # Not repeated on a lost connection: the worker's claim loop retries on its own.
         rows = await self._query(
-            "fetch", "claim", now, list(queues), list(job_types), limit, owner, until, retry=False
+            "fetch",
+            "claim",
+            now,
+            list(queues),
+            free,
+            limit,
+            owner,
+            until,
+            [t for t, _ in caps],
+            [n for _, n in caps],
+            retry=False,
         )
         rows.sort(key=lambda row: (-row[9], row[10]))
         return [
@@ -347,10 +400,30 @@ class PostgresStorage:
             self.clock.now(),
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
-        applied = _count(await self._query("execute", "complete", *params))
-        if applied < len(completions):
-            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - applied)
-        return applied
+        updated = await self._query("fetch", "complete", *params)
+        if len(updated) < len(completions):
+            logger.info(
+                "dropped %d outcome(s) whose lease was lost", len(completions) - len(updated)
+            )
+        await self._settle([row[0] for row in updated if row[1]])
+        return len(updated)
+
+    async def _settle(self, parents: Sequence[uuid.UUID]) -> int:
+        """Promote or cancel the continuations of jobs that have just ended. A separate
+        statement on purpose: it must see continuations committed while the parent's row was
+        locked by the statement that ended it. If this process dies first, the maintenance
+        sweep (`resolve_continuations`) settles them."""
+        if not parents:
+            return 0
+        count = await self._query(
+            "fetchval",
+            "settle_continuations",
+            list(parents),
+            self.clock.now(),
+            self.settings.result_ttl,
+            self.channel,
+        )
+        return int(count or 0)
 
     async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
         return await self._end_leases(owner, lost, reason, limit=100_000)
@@ -359,8 +432,8 @@ class PostgresStorage:
         return await self._end_leases(None, True, "lease expired", limit=limit)
 
     async def _end_leases(self, owner: str | None, lost: bool, reason: str, *, limit: int) -> int:
-        status = await self._query(
-            "execute",
+        ended = await self._query(
+            "fetch",
             "end_leases",
             owner,
             self.clock.now(),
@@ -369,7 +442,69 @@ class PostgresStorage:
             limit,
             self.settings.result_ttl,
         )
-        return _count(status)
+        await self._settle([row[0] for row in ended if row[1]])
+        return len(ended)
+
+    # Cancellation and manual operations ---------------------------------------------------
+
+    async def cancel(self, job_id: uuid.UUID, reason: str) -> CancelResult:
+        row = await self._query(
+            "fetchrow",
+            "cancel",
+            job_id,
+            reason,
+            self.clock.now(),
+            self.settings.result_ttl,
+            self.channel,
+            retry=False,
+        )
+        if row is None:
+            raise JobNotFoundError(job_id)
+        if row[1]:
+            await self._settle([job_id])
+            return CancelResult.CANCELLED
+        return CancelResult.REQUESTED if row[2] else CancelResult.FINISHED
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        return [_uuid(row[0]) for row in await self._query("fetch", "cancel_requests", owner)]
+
+    async def retry_job(self, job_id: uuid.UUID) -> None:
+        row = await self._query(
+            "fetchrow", "retry_dead", job_id, self.clock.now(), self.channel, retry=False
+        )
+        if row is None:
+            raise JobNotFoundError(job_id)
+        if not row[1]:
+            raise InvalidJobStateError(job_id, row[0], "only dead jobs can be retried")
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        row = await self._query("fetchrow", "delete_job", job_id)
+        if row is None:
+            raise JobNotFoundError(job_id)
+        if not row[1]:
+            raise InvalidJobStateError(job_id, row[0], "cancel it first")
+
+    async def resolve_continuations(self, limit: int = 500) -> int:
+        parents = [row[0] for row in await self._query("fetch", "orphaned_parents", limit)]
+        return await self._settle(parents)
+
+    # Queues -------------------------------------------------------------------------------
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        await self._query("execute", "set_queue_paused", queue, paused, self.clock.now())
+
+    async def paused_queues(self) -> set[str]:
+        return {row[0] for row in await self._query("fetch", "paused_queues")}
+
+    async def queues(self) -> list[QueueInfo]:
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, n in await self._query("fetch", "queue_counts"):
+            counts.setdefault(queue, {})[status] = n
+        paused = {row[0]: row[1] for row in await self._query("fetch", "queue_states")}
+        return [
+            QueueInfo(name=name, paused=paused.get(name, False), counts=counts.get(name, {}))
+            for name in sorted(set(counts) | set(paused))
+        ]
 
     # Reading ------------------------------------------------------------------------------
 
@@ -421,9 +556,15 @@ class PostgresStorage:
 class _Listener:
     """A dedicated connection LISTENing for enqueues; reconnects on its own when it drops."""
 
-    def __init__(self, storage: PostgresStorage, on_enqueued: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        storage: PostgresStorage,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None,
+    ) -> None:
         self._storage = storage
         self._on_enqueued = on_enqueued
+        self._on_cancel = on_cancel
         self._conn: Any = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -446,7 +587,11 @@ class _Listener:
         self._lost.clear()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        self._on_enqueued(payload)
+        if payload.startswith("cancel:"):
+            if self._on_cancel is not None:
+                self._on_cancel(uuid.UUID(payload[7:]))
+        else:
+            self._on_enqueued(payload)
 
     async def _keep_alive(self) -> None:
         while True:

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,18 +25,31 @@ import msgspec
 
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
-from jobworker.errors import ConfigurationError, SchemaMissingError
+from jobworker.errors import (
+    ConfigurationError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    SchemaMissingError,
+)
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
+    CancelResult,
     ClaimedJob,
     Completion,
     JobFilter,
     JobRecord,
     JobStatus,
     NewJob,
+    QueueInfo,
 )
-from jobworker.storage.base import EnqueueResult, NoSubscription, Subscription, outcome_row
+from jobworker.storage.base import (
+    EnqueueResult,
+    NoSubscription,
+    Subscription,
+    outcome_row,
+    parent_ended_reason,
+)
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 T = TypeVar("T")
@@ -187,7 +200,11 @@ class SQLiteStorage:
 
     # Enqueue ------------------------------------------------------------------------------
 
-    async def subscribe(self, on_enqueued: Callable[[str], None]) -> Subscription:
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
         return NoSubscription()  # SQLite has no notifications; workers poll
 
     async def enqueue_many(
@@ -215,20 +232,60 @@ class SQLiteStorage:
 
         def insert(conn: sqlite3.Connection) -> list[EnqueueResult]:
             with self._write(conn):
-                if not any(row["idempotency_key"] for row in rows):
+                if not any(row["idempotency_key"] or row["continues_job_id"] for row in rows):
                     conn.executemany(self._sql["enqueue"], rows)
                     return [EnqueueResult(job.id) for job in jobs]
                 results = []
                 for row in rows:
                     # The unique index decides; a job already holding the key wins.
-                    if conn.execute(self._sql["enqueue"], row).rowcount == 1:
-                        results.append(EnqueueResult(uuid.UUID(str(row["id"]))))
-                    else:
+                    if conn.execute(self._sql["enqueue"], row).rowcount != 1:
                         existing = conn.execute(self._sql["id_by_idempotency_key"], row).fetchone()
                         results.append(EnqueueResult(uuid.UUID(existing[0]), created=False))
+                        continue
+                    results.append(EnqueueResult(uuid.UUID(str(row["id"]))))
+                    if row["continues_job_id"]:
+                        self._settle_continuation(
+                            conn, str(row["id"]), str(row["continues_job_id"])
+                        )
                 return results
 
         return await self._run(insert)
+
+    def _settle_continuation(self, conn: sqlite3.Connection, child: str, parent: str) -> None:
+        """A continuation enqueued after its parent ended is settled at once (in the same
+        transaction, so a parent that ends meanwhile cannot be missed)."""
+        found = conn.execute(self._sql["job_status"], {"id": parent}).fetchone()
+        if found is None:
+            raise JobNotFoundError(uuid.UUID(parent))
+        self._settle_awaiting(conn, child, JobStatus(found[0]), parent)
+
+    def _settle_awaiting(
+        self, conn: sqlite3.Connection, child: str, parent_status: JobStatus | None, parent: str
+    ) -> None:
+        params = {"id": child, "now": self.clock.now().timestamp()}
+        if parent_status is JobStatus.SUCCEEDED:
+            conn.execute(self._sql["promote_one_continuation"], params)
+        elif parent_status is None or parent_status in (JobStatus.DEAD, JobStatus.CANCELLED):
+            reason = parent_ended_reason(parent, parent_status or JobStatus.CANCELLED)
+            params.update(reason=reason, default_ttl=self.settings.result_ttl)
+            conn.execute(self._sql["cancel_one_continuation"], params)
+            conn.execute(self._sql["cancel_continuations"], params)
+
+    def _after_parent_ended(
+        self, conn: sqlite3.Connection, job_id: str, status: JobStatus, now: float
+    ) -> None:
+        if status is JobStatus.SUCCEEDED:
+            conn.execute(self._sql["promote_continuations"], {"id": job_id, "now": now})
+        elif status in (JobStatus.DEAD, JobStatus.CANCELLED):
+            conn.execute(
+                self._sql["cancel_continuations"],
+                {
+                    "id": job_id,
+                    "now": now,
+                    "reason": parent_ended_reason(job_id, status),
+                    "default_ttl": self.settings.result_ttl,
+                },
+            )
 
     # Claim and leases ---------------------------------------------------------------------
 
@@ -239,11 +296,13 @@ class SQLiteStorage:
         queues: Sequence[str],
         limit: int,
         lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
         if limit <= 0 or not job_types or not queues:
             return []
-        types_json = msgspec.json.encode(list(job_types)).decode()
-        queues_json = msgspec.json.encode(list(queues)).decode()
+        limits = {t: n for t, n in (concurrency or {}).items() if t in job_types}
+        free_json = _json_list([t for t in job_types if t not in limits])
+        queues_json = _json_list(queues)
 
         def claim(conn: sqlite3.Connection) -> list[ClaimedJob]:
             now = self.clock.now().timestamp()
@@ -252,11 +311,24 @@ class SQLiteStorage:
                 "lease_until": now + lease_duration,
                 "now": now,
                 "queues": queues_json,
-                "job_types": types_json,
+                "job_types": free_json,
                 "limit": limit,
             }
             with self._write(conn):
                 rows = conn.execute(self._sql["claim"], params).fetchall()
+                # Capped job types: count what runs and take no more than the rest, all within
+                # this write transaction (SQLite has one writer at a time).
+                for job_type in sorted(limits):
+                    room = limit - len(rows)
+                    if room <= 0:
+                        break
+                    running = conn.execute(
+                        self._sql["running_of_type"], {"job_type": job_type}
+                    ).fetchone()[0]
+                    allowance = min(room, limits[job_type] - running)
+                    if allowance > 0:
+                        capped = {**params, "job_types": _json_list([job_type]), "limit": allowance}
+                        rows += conn.execute(self._sql["claim"], capped).fetchall()
             rows.sort(key=lambda row: (-row[9], row[10]))
             return [
                 ClaimedJob(
@@ -327,6 +399,9 @@ class SQLiteStorage:
                             "traceback": row.traceback,
                         },
                     )
+                    ended = _ENDS_JOB.get(row.outcome)
+                    if ended is not None:
+                        self._after_parent_ended(conn, str(item.job_id), ended, now)
             return applied
 
         return await self._run(complete)
@@ -336,6 +411,7 @@ class SQLiteStorage:
         AttemptOutcome.FAILED: "complete_failed",
         AttemptOutcome.DEAD: "complete_dead",
         AttemptOutcome.RELEASED: "released_to_queued",
+        AttemptOutcome.CANCELLED: "complete_cancelled",
     }
 
     async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
@@ -362,10 +438,14 @@ class SQLiteStorage:
         ended = 0
         with self._write(conn):
             rows = conn.execute(self._sql[selector], params).fetchall()
-            for job_id, attempt, max_attempts, owner, started_at in rows:
+            for job_id, attempt, max_attempts, owner, started_at, cancel_requested in rows:
                 error = f"{reason} (worker {owner})"
                 update = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
-                if not lost:
+                if cancel_requested:
+                    # It was asked to stop: whatever ended the lease, it is not run again.
+                    statement, outcome = "complete_cancelled", AttemptOutcome.CANCELLED
+                    update.update(error="cancelled", result_ttl=self.settings.result_ttl)
+                elif not lost:
                     statement, outcome = "released_to_queued", AttemptOutcome.RELEASED
                 elif attempt >= max_attempts:
                     statement, outcome = "lost_to_dead", AttemptOutcome.LOST
@@ -389,7 +469,111 @@ class SQLiteStorage:
                         "traceback": None,
                     },
                 )
+                if statement in ("lost_to_dead", "complete_cancelled"):
+                    status = JobStatus.DEAD if statement == "lost_to_dead" else JobStatus.CANCELLED
+                    self._after_parent_ended(conn, job_id, status, now)
         return ended
+
+    # Cancellation and manual operations ---------------------------------------------------
+
+    async def cancel(self, job_id: uuid.UUID, reason: str) -> CancelResult:
+        def cancel(conn: sqlite3.Connection) -> CancelResult:
+            now = self.clock.now().timestamp()
+            params = {
+                "id": str(job_id),
+                "now": now,
+                "reason": reason,
+                "default_ttl": self.settings.result_ttl,
+            }
+            with self._write(conn):
+                found = conn.execute(self._sql["job_status"], params).fetchone()
+                if found is None:
+                    raise JobNotFoundError(job_id)
+                if conn.execute(self._sql["cancel_waiting"], params).rowcount == 1:
+                    self._after_parent_ended(conn, str(job_id), JobStatus.CANCELLED, now)
+                    return CancelResult.CANCELLED
+                if conn.execute(self._sql["request_cancel"], params).rowcount == 1:
+                    return CancelResult.REQUESTED
+                return CancelResult.FINISHED
+
+        return await self._run(cancel)
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        def requests(conn: sqlite3.Connection) -> list[uuid.UUID]:
+            rows = conn.execute(self._sql["cancel_requests"], {"owner": owner})
+            return [uuid.UUID(row[0]) for row in rows]
+
+        return await self._run(requests)
+
+    async def retry_job(self, job_id: uuid.UUID) -> None:
+        def retry(conn: sqlite3.Connection) -> None:
+            params = {"id": str(job_id), "now": self.clock.now().timestamp()}
+            with self._write(conn):
+                found = conn.execute(self._sql["job_status"], params).fetchone()
+                if found is None:
+                    raise JobNotFoundError(job_id)
+                if conn.execute(self._sql["retry_dead"], params).rowcount != 1:
+                    raise InvalidJobStateError(job_id, found[0], "only dead jobs can be retried")
+
+        await self._run(retry)
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            params = {"id": str(job_id)}
+            with self._write(conn):
+                found = conn.execute(self._sql["job_status"], params).fetchone()
+                if found is None:
+                    raise JobNotFoundError(job_id)
+                if found[0] == JobStatus.RUNNING:
+                    raise InvalidJobStateError(job_id, found[0], "cancel it first")
+                for statement in ("delete_events", "delete_attempts", "delete_job"):
+                    conn.execute(self._sql[statement], params)
+
+        await self._run(delete)
+
+    async def resolve_continuations(self, limit: int = 500) -> int:
+        def resolve(conn: sqlite3.Connection) -> int:
+            with self._write(conn):
+                rows = conn.execute(
+                    self._sql["orphaned_continuations"], {"limit": limit}
+                ).fetchall()
+                for child, parent_status in rows:
+                    parent = conn.execute(
+                        "SELECT continues_job_id FROM jobs WHERE id = ?", (child,)
+                    ).fetchone()[0]
+                    status = JobStatus(parent_status) if parent_status else None
+                    self._settle_awaiting(conn, child, status, parent)
+            return len(rows)
+
+        return await self._run(resolve)
+
+    # Queues -------------------------------------------------------------------------------
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None:
+        def pause(conn: sqlite3.Connection) -> None:
+            params = {"queue": queue, "paused": int(paused), "now": self.clock.now().timestamp()}
+            with self._write(conn):
+                conn.execute(self._sql["set_queue_paused"], params)
+
+        await self._run(pause)
+
+    async def paused_queues(self) -> set[str]:
+        return await self._run(
+            lambda conn: {row[0] for row in conn.execute(self._sql["paused_queues"])}
+        )
+
+    async def queues(self) -> list[QueueInfo]:
+        def queues(conn: sqlite3.Connection) -> list[QueueInfo]:
+            counts: dict[str, dict[str, int]] = {}
+            for queue, status, n in conn.execute(self._sql["queue_counts"]):
+                counts.setdefault(queue, {})[status] = n
+            paused = {q: bool(p) for q, p in conn.execute(self._sql["queue_states"])}
+            return [
+                QueueInfo(name=name, paused=paused.get(name, False), counts=counts.get(name, {}))
+                for name in sorted(set(counts) | set(paused))
+            ]
+
+        return await self._run(queues)
 
     # Reading ------------------------------------------------------------------------------
 
@@ -458,6 +642,17 @@ class SQLiteStorage:
             return len(ids)
 
         return await self._run(purge)
+
+
+_ENDS_JOB = {
+    AttemptOutcome.SUCCEEDED: JobStatus.SUCCEEDED,
+    AttemptOutcome.DEAD: JobStatus.DEAD,
+    AttemptOutcome.CANCELLED: JobStatus.CANCELLED,
+}
+
+
+def _json_list(values: Sequence[str]) -> str:
+    return msgspec.json.encode(list(values)).decode()
 
 
 def _record(row: Sequence[Any]) -> JobRecord:

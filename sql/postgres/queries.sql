@@ -22,8 +22,8 @@ SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::
 
 -- name: claim
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt
--- (see 003_claim.sql for why this is a function).
-SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6);
+-- (see 003_claim.sql and 004_lifecycle.sql for why this is a function).
+SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
 
 -- name: extend_leases
 UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
@@ -47,53 +47,190 @@ WITH done AS (
         error = CASE d.outcome WHEN 'released' THEN j.error ELSE d.error END,
         traceback = CASE d.outcome WHEN 'released' THEN j.traceback ELSE d.traceback END,
         run_at = COALESCE(d.retry_at, j.run_at),
-        completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead') THEN $12::timestamptz END,
-        expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead')
+        completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
+                            THEN $12::timestamptz END,
+        expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
                           THEN $12::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM done AS d
     WHERE j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
       AND j.status = 'running'
-    RETURNING j.id
+    RETURNING j.id, j.has_continuations AND j.status IN ('succeeded', 'dead', 'cancelled')
+        AS settle
+), attempts AS (
+    INSERT INTO __SCHEMA__.job_attempts
+        (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
+    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
+    FROM done AS d JOIN updated AS u ON u.id = d.id
 )
-INSERT INTO __SCHEMA__.job_attempts
-    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
-SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
-FROM done AS d JOIN updated AS u ON u.id = d.id;
+-- One row per outcome applied; `settle`: the job ended and has continuations to settle.
+SELECT id, settle FROM updated;
 
 -- name: end_leases
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
--- out of attempts means dead) or not (released: the attempt does not count).
+-- out of attempts means dead) or not (released: the attempt does not count). A job whose
+-- cancellation was requested ends cancelled either way.
 WITH ended AS (
-    SELECT id, attempt, max_attempts, lease_owner, started_at FROM __SCHEMA__.jobs
+    SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested
+    FROM __SCHEMA__.jobs
     WHERE status = 'running'
       AND (($1::text IS NOT NULL AND lease_owner = $1::text)
            OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
     LIMIT $5::integer
     FOR UPDATE SKIP LOCKED
+), decided AS (
+    SELECT e.*,
+        CASE WHEN e.cancel_requested THEN 'cancelled'
+             WHEN $3::boolean AND e.attempt >= e.max_attempts THEN 'dead'
+             ELSE 'queued' END AS new_status,
+        CASE WHEN e.cancel_requested THEN 'cancelled'
+             WHEN $3::boolean THEN 'lost' ELSE 'released' END AS outcome
+    FROM ended AS e
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
-    SET status = CASE WHEN $3::boolean AND e.attempt >= e.max_attempts THEN 'dead' ELSE 'queued' END,
-        attempt = CASE WHEN $3 THEN j.attempt ELSE j.attempt - 1 END,
-        started_at = CASE WHEN $3 THEN j.started_at END,
-        run_at = CASE WHEN $3 THEN $2 ELSE j.run_at END,
-        error = CASE WHEN $3 THEN $4::text || ' (worker ' || e.lease_owner || ')' ELSE j.error END,
-        traceback = CASE WHEN $3 THEN NULL ELSE j.traceback END,
-        completed_at = CASE WHEN $3 AND e.attempt >= e.max_attempts THEN $2 END,
-        expires_at = CASE WHEN $3 AND e.attempt >= e.max_attempts
+    SET status = d.new_status,
+        attempt = CASE WHEN d.outcome = 'released' THEN j.attempt - 1 ELSE j.attempt END,
+        started_at = CASE WHEN d.outcome = 'released' THEN NULL ELSE j.started_at END,
+        run_at = CASE WHEN d.outcome = 'lost' THEN $2 ELSE j.run_at END,
+        error = CASE WHEN d.outcome = 'released' THEN j.error
+                     ELSE $4::text || ' (worker ' || d.lease_owner || ')' END,
+        traceback = CASE WHEN d.outcome = 'released' THEN j.traceback END,
+        completed_at = CASE WHEN d.new_status IN ('dead', 'cancelled') THEN $2 END,
+        expires_at = CASE WHEN d.new_status IN ('dead', 'cancelled')
                           THEN $2::timestamptz + make_interval(secs => $6::double precision) END,
         lease_owner = NULL,
         lease_expires_at = NULL
-    FROM ended AS e
-    WHERE j.id = e.id
-    RETURNING j.id, e.attempt, e.lease_owner, e.started_at
+    FROM decided AS d
+    WHERE j.id = d.id
+    RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome,
+        j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle
+), attempts AS (
+    INSERT INTO __SCHEMA__.job_attempts
+        (job_id, attempt, worker, started_at, ended_at, outcome, error)
+    SELECT id, attempt, lease_owner, COALESCE(started_at, $2), $2, outcome,
+           $4::text || ' (worker ' || lease_owner || ')'
+    FROM updated
 )
-INSERT INTO __SCHEMA__.job_attempts
-    (job_id, attempt, worker, started_at, ended_at, outcome, error)
-SELECT id, attempt, lease_owner, COALESCE(started_at, $2), $2,
-       CASE WHEN $3 THEN 'lost' ELSE 'released' END, $4 || ' (worker ' || lease_owner || ')'
-FROM updated;
+SELECT id, settle FROM updated;
+
+-- name: settle_continuations
+-- Continuations of parents that have ended: promoted when the parent succeeded, cancelled
+-- (down the chain) when it ended dead or cancelled, or no longer exists.
+WITH RECURSIVE parents AS (
+    SELECT given.id, COALESCE(j.status, 'missing') AS status
+    FROM unnest($1::uuid[]) AS given(id)
+    LEFT JOIN __SCHEMA__.jobs AS j ON j.id = given.id
+    WHERE COALESCE(j.status, 'missing') IN ('succeeded', 'dead', 'cancelled', 'missing')
+), promoted AS (
+    UPDATE __SCHEMA__.jobs AS c
+    SET status = CASE WHEN c.run_at > $2 THEN 'scheduled' ELSE 'queued' END
+    FROM parents AS p
+    WHERE c.continues_job_id = p.id AND p.status = 'succeeded' AND c.status = 'awaiting'
+    RETURNING c.id, pg_notify($4::text, c.queue)
+), doomed(id, root, root_status) AS (
+    SELECT c.id, p.id, p.status
+    FROM __SCHEMA__.jobs AS c JOIN parents AS p ON c.continues_job_id = p.id
+    WHERE p.status <> 'succeeded' AND c.status = 'awaiting'
+    UNION
+    SELECT j.id, d.root, d.root_status
+    FROM __SCHEMA__.jobs AS j JOIN doomed AS d ON j.continues_job_id = d.id
+    WHERE j.status = 'awaiting'
+), cancelled AS (
+    UPDATE __SCHEMA__.jobs AS c
+    SET status = 'cancelled',
+        error = CASE d.root_status WHEN 'missing'
+                    THEN 'parent job ' || d.root || ' no longer exists'
+                    ELSE 'parent job ' || d.root || ' ended ' || d.root_status END,
+        completed_at = $2,
+        expires_at = $2::timestamptz + make_interval(secs => COALESCE(c.result_ttl, $3))
+    FROM doomed AS d
+    WHERE c.id = d.id
+    RETURNING c.id
+)
+SELECT (SELECT count(*) FROM promoted) + (SELECT count(*) FROM cancelled);
+
+-- name: lock_parents
+-- Enqueueing continuations: lock each parent row and mark it, so that a parent finishing at the
+-- same moment either sees the continuation or is seen by it (never neither).
+UPDATE __SCHEMA__.jobs SET has_continuations = true
+WHERE id = ANY($1::uuid[])
+RETURNING id, status;
+
+-- name: orphaned_parents
+SELECT DISTINCT c.continues_job_id
+FROM __SCHEMA__.jobs AS c
+LEFT JOIN __SCHEMA__.jobs AS p ON p.id = c.continues_job_id
+WHERE c.status = 'awaiting'
+  AND (p.id IS NULL OR p.status IN ('succeeded', 'dead', 'cancelled'))
+LIMIT $1;
+
+-- name: cancel
+-- A waiting job is cancelled at once; a running one is flagged and its worker notified.
+WITH target AS (
+    SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
+), waiting AS (
+    UPDATE __SCHEMA__.jobs AS j
+    SET status = 'cancelled', error = $2, traceback = NULL, completed_at = $3,
+        expires_at = $3::timestamptz + make_interval(secs => COALESCE(j.result_ttl, $4)),
+        lease_owner = NULL, lease_expires_at = NULL
+    FROM target AS t
+    WHERE j.id = t.id AND t.status IN ('queued', 'scheduled', 'awaiting', 'failed')
+    RETURNING j.id
+), running AS (
+    UPDATE __SCHEMA__.jobs AS j
+    SET cancel_requested = true
+    FROM target AS t
+    WHERE j.id = t.id AND t.status = 'running'
+    RETURNING j.id, pg_notify($5::text, 'cancel:' || j.id::text)
+)
+SELECT t.status, EXISTS (SELECT 1 FROM waiting), EXISTS (SELECT 1 FROM running)
+FROM target AS t;
+
+-- name: cancel_requests
+SELECT id FROM __SCHEMA__.jobs
+WHERE lease_owner = $1 AND status = 'running' AND cancel_requested;
+
+-- name: retry_dead
+WITH target AS (
+    SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
+), retried AS (
+    UPDATE __SCHEMA__.jobs AS j
+    SET status = 'queued', run_at = $2, max_attempts = greatest(j.max_attempts, j.attempt + 1),
+        error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
+        cancel_requested = false
+    FROM target AS t
+    WHERE j.id = t.id AND t.status = 'dead'
+    RETURNING j.id, pg_notify($3::text, j.queue)
+)
+SELECT t.status, EXISTS (SELECT 1 FROM retried) FROM target AS t;
+
+-- name: delete_job
+WITH target AS (
+    SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
+), deletable AS (
+    SELECT id FROM target WHERE status <> 'running'
+), attempts AS (
+    DELETE FROM __SCHEMA__.job_attempts WHERE job_id IN (SELECT id FROM deletable)
+), events AS (
+    DELETE FROM __SCHEMA__.job_events WHERE job_id IN (SELECT id FROM deletable)
+), deleted AS (
+    DELETE FROM __SCHEMA__.jobs WHERE id IN (SELECT id FROM deletable) RETURNING id
+)
+SELECT t.status, EXISTS (SELECT 1 FROM deleted) FROM target AS t;
+
+-- name: set_queue_paused
+INSERT INTO __SCHEMA__.queue_state (queue, paused, updated_at) VALUES ($1, $2, $3)
+ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- name: paused_queues
+SELECT queue FROM __SCHEMA__.queue_state WHERE paused;
+
+-- name: queue_counts
+SELECT queue, status, count(*) FROM __SCHEMA__.jobs GROUP BY queue, status;
+
+-- name: queue_states
+SELECT queue, paused FROM __SCHEMA__.queue_state;
 
 -- name: get_job
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,

@@ -67,11 +67,11 @@ INSERT INTO job_attempts (job_id, attempt, worker, started_at, ended_at, outcome
 VALUES (:job_id, :attempt, :worker, :started_at, :ended_at, :outcome, :error, :traceback);
 
 -- name: leases_of_owner
-SELECT id, attempt, max_attempts, lease_owner, started_at FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested FROM jobs
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, started_at FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested FROM jobs
 WHERE status = 'running' AND lease_expires_at < :now
 LIMIT :limit;
 
@@ -130,3 +130,88 @@ DELETE FROM job_attempts WHERE job_id = :id;
 
 -- name: delete_events
 DELETE FROM job_events WHERE job_id = :id;
+
+-- name: job_status
+SELECT status, cancel_requested FROM jobs WHERE id = :id;
+
+-- name: cancel_waiting
+UPDATE jobs
+SET status = 'cancelled', error = :reason, traceback = NULL, completed_at = :now,
+    expires_at = :now + COALESCE(result_ttl, :default_ttl),
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND status IN ('queued', 'scheduled', 'awaiting', 'failed');
+
+-- name: request_cancel
+UPDATE jobs SET cancel_requested = 1, updated_at = :now WHERE id = :id AND status = 'running';
+
+-- name: cancel_requests
+SELECT id FROM jobs WHERE lease_owner = :owner AND status = 'running' AND cancel_requested = 1;
+
+-- name: complete_cancelled
+UPDATE jobs
+SET status = 'cancelled', error = :error, traceback = NULL,
+    completed_at = :now, expires_at = :now + :result_ttl,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+
+-- name: promote_continuations
+-- The parent succeeded: its continuations may run.
+UPDATE jobs
+SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now
+WHERE continues_job_id = :id AND status = 'awaiting';
+
+-- name: cancel_continuations
+-- The parent ended dead or cancelled: every continuation waiting on it, down the chain, is
+-- cancelled with the reason.
+WITH RECURSIVE doomed(id) AS (
+    SELECT id FROM jobs WHERE continues_job_id = :id AND status = 'awaiting'
+    UNION
+    SELECT j.id FROM jobs AS j JOIN doomed AS d ON j.continues_job_id = d.id
+    WHERE j.status = 'awaiting'
+)
+UPDATE jobs
+SET status = 'cancelled', error = :reason, completed_at = :now,
+    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now
+WHERE id IN (SELECT id FROM doomed);
+
+-- name: orphaned_continuations
+-- Awaiting jobs whose parent has ended (or is gone): the repair sweep settles them.
+SELECT c.id, p.status FROM jobs AS c
+LEFT JOIN jobs AS p ON p.id = c.continues_job_id
+WHERE c.status = 'awaiting'
+  AND (p.id IS NULL OR p.status IN ('succeeded', 'dead', 'cancelled'))
+LIMIT :limit;
+
+-- name: cancel_one_continuation
+UPDATE jobs
+SET status = 'cancelled', error = :reason, completed_at = :now,
+    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now
+WHERE id = :id AND status = 'awaiting';
+
+-- name: promote_one_continuation
+UPDATE jobs
+SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now
+WHERE id = :id AND status = 'awaiting';
+
+-- name: retry_dead
+UPDATE jobs
+SET status = 'queued', run_at = :now, max_attempts = MAX(max_attempts, attempt + 1),
+    error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
+    cancel_requested = 0, updated_at = :now
+WHERE id = :id AND status = 'dead';
+
+-- name: running_of_type
+SELECT COUNT(*) FROM jobs WHERE status = 'running' AND job_type = :job_type;
+
+-- name: set_queue_paused
+INSERT INTO queue_state (queue, paused, updated_at) VALUES (:queue, :paused, :now)
+ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at;
+
+-- name: paused_queues
+SELECT queue FROM queue_state WHERE paused = 1;
+
+-- name: queue_counts
+SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status;
+
+-- name: queue_states
+SELECT queue, paused FROM queue_state;
