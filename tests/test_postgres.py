@@ -80,7 +80,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
     migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
     first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "applied schema version(s) 1, 2" in first.stdout
+    assert "applied schema version(s) 1, 2, 3, 4" in first.stdout
     again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert "up to date" in again.stdout
 
