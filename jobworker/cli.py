@@ -19,7 +19,7 @@ from jobworker._version import __version__
 from jobworker.app import App, find_app
 from jobworker.definitions import import_object
 from jobworker.errors import AppImportError, JobworkerError
-from jobworker.models import JobDescriptor, ScheduleOptions
+from jobworker.models import CancelResult, JobDescriptor, ScheduleOptions
 from jobworker.storage import DIALECTS, schema_sql
 from jobworker.supervisor import Supervisor, SupervisorOptions
 
@@ -303,6 +303,116 @@ def format_table(rows: list[JobDescriptor]) -> str:
     if not rows:
         lines.append("(no jobs)")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("job_id")
+@app_option
+@database_option
+@click.option("--reason", default="cancelled from the command line", show_default=True)
+@friendly_errors
+def cancel(job_id: str, app_path: str | None, database_url: str | None, reason: str) -> None:
+    """Cancel job JOB_ID (a running job is asked to stop)."""
+    app = load_app(app_path, database_url)
+    try:
+        result = app.client.cancel(job_id, reason)
+    finally:
+        app.close()
+    messages = {
+        CancelResult.CANCELLED: f"job {job_id} cancelled",
+        CancelResult.REQUESTED: f"job {job_id} is running: its worker has been asked to stop it",
+        CancelResult.FINISHED: f"job {job_id} had already finished: nothing to cancel",
+    }
+    click.echo(messages[result])
+
+
+@main.command()
+@click.argument("job_id")
+@app_option
+@database_option
+@friendly_errors
+def retry(job_id: str, app_path: str | None, database_url: str | None) -> None:
+    """Queue dead job JOB_ID again."""
+    app = load_app(app_path, database_url)
+    try:
+        app.client.retry(job_id)
+    finally:
+        app.close()
+    click.echo(f"job {job_id} queued again")
+
+
+@main.command()
+@click.argument("job_id")
+@app_option
+@database_option
+@friendly_errors
+def delete(job_id: str, app_path: str | None, database_url: str | None) -> None:
+    """Delete job JOB_ID with its attempts and events."""
+    app = load_app(app_path, database_url)
+    try:
+        app.client.delete(job_id)
+    finally:
+        app.close()
+    click.echo(f"job {job_id} deleted")
+
+
+@main.group()
+def queues() -> None:
+    """List, pause and resume queues."""
+
+
+@queues.command("list")
+@app_option
+@database_option
+@friendly_errors
+def queues_list(app_path: str | None, database_url: str | None) -> None:
+    """Every queue with its job counts and whether it is paused."""
+    app = load_app(app_path, database_url)
+    try:
+        infos = app.client.queues()
+    finally:
+        app.close()
+    columns = ("queued", "scheduled", "running", "failed", "succeeded", "dead", "cancelled")
+    header = ("QUEUE", "STATE", *(c.upper() for c in columns))
+    rows = [header] + [
+        (q.name, "paused" if q.paused else "active", *(str(q.counts.get(c, 0)) for c in columns))
+        for q in infos
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    if not infos:
+        click.echo("(no queues)")
+
+
+@queues.command("pause")
+@click.argument("name")
+@app_option
+@database_option
+@friendly_errors
+def queues_pause(name: str, app_path: str | None, database_url: str | None) -> None:
+    """Stop every worker claiming from queue NAME (running jobs carry on)."""
+    app = load_app(app_path, database_url)
+    try:
+        app.client.pause_queue(name)
+    finally:
+        app.close()
+    click.echo(f"queue {name} paused")
+
+
+@queues.command("resume")
+@click.argument("name")
+@app_option
+@database_option
+@friendly_errors
+def queues_resume(name: str, app_path: str | None, database_url: str | None) -> None:
+    """Let workers claim from queue NAME again."""
+    app = load_app(app_path, database_url)
+    try:
+        app.client.resume_queue(name)
+    finally:
+        app.close()
+    click.echo(f"queue {name} resumed")
 
 
 @main.command()

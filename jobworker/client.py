@@ -25,11 +25,13 @@ from jobworker.handle import JobHandle
 from jobworker.ids import uuid7
 from jobworker.models import (
     AttemptRecord,
+    CancelResult,
     JobDescriptor,
     JobFilter,
     JobRecord,
     JobStatus,
     NewJob,
+    QueueInfo,
     ScheduleOptions,
 )
 from jobworker.portal import Portal
@@ -72,8 +74,6 @@ class Client:
         options = options or ScheduleOptions()
         now = self.clock.now()
         run_at = _check_run_at(options.run_at) or now
-        if options.continues_job_id is not None:
-            raise ConfigurationError("continuations (continues_job_id) are not supported yet")
         if options.idempotency_key is not None and len(arguments) > 1:
             raise ConfigurationError("one idempotency_key cannot be shared by a batch of jobs")
         if options.max_retries is not None and options.max_retries < 0:
@@ -89,7 +89,11 @@ class Client:
             max_attempts = definition.max_attempts or self.settings.default_max_retries + 1
         priority = options.priority if options.priority is not None else definition.priority
         result_ttl = options.result_ttl if options.result_ttl is not None else definition.result_ttl
-        status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
+        if options.continues_job_id is not None:
+            # Settled by storage against the parent: queued once it succeeds, cancelled if not.
+            status = JobStatus.AWAITING
+        else:
+            status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
         encoded = []
         for index, args in enumerate(arguments):
             if not isinstance(args, Mapping):
@@ -256,6 +260,70 @@ class Client:
         if record.job_type in self.registry:
             return self.registry.get(record.job_type).decode_result(record.result)
         return codec.decode(record.result)
+
+    # Operations ----------------------------------------------------------------------------
+
+    async def acancel(self, job_id: uuid.UUID | str, reason: str = "cancelled") -> CancelResult:
+        """Cancel a job. Waiting jobs (queued, scheduled, awaiting, failed) are cancelled at once,
+        with the continuations waiting on them; a running job's worker is asked to stop it; a
+        finished job is left as it is (`CancelResult.FINISHED`). Cancelled jobs never retry."""
+        storage = await self._provider.storage()
+        return await storage.cancel(_as_uuid(job_id), reason)
+
+    def cancel(self, job_id: uuid.UUID | str, reason: str = "cancelled") -> CancelResult:
+        return self._portal.call(self.acancel(job_id, reason))
+
+    async def aretry(self, job_id: uuid.UUID | str) -> None:
+        """Queue a dead job again; it gets one more attempt if it had used them all."""
+        storage = await self._provider.storage()
+        await storage.retry_job(_as_uuid(job_id))
+
+    def retry(self, job_id: uuid.UUID | str) -> None:
+        self._portal.call(self.aretry(job_id))
+
+    async def adelete(self, job_id: uuid.UUID | str) -> None:
+        """Delete a job that is not running, with its attempts and events."""
+        storage = await self._provider.storage()
+        await storage.delete_job(_as_uuid(job_id))
+
+    def delete(self, job_id: uuid.UUID | str) -> None:
+        self._portal.call(self.adelete(job_id))
+
+    async def afind_by_idempotency_key(self, key: str) -> JobDescriptor | None:
+        """The job holding an idempotency key, if one does."""
+        found = await self.alist(idempotency_key=key, limit=1)
+        return found[0] if found else None
+
+    def find_by_idempotency_key(self, key: str) -> JobDescriptor | None:
+        return self._portal.call(self.afind_by_idempotency_key(key))
+
+    async def apause_queue(self, queue: str) -> None:
+        """Workers everywhere stop claiming from `queue` within a poll interval; running jobs
+        carry on."""
+        await self._set_paused(queue, True)
+
+    def pause_queue(self, queue: str) -> None:
+        self._portal.call(self._set_paused(queue, True))
+
+    async def aresume_queue(self, queue: str) -> None:
+        await self._set_paused(queue, False)
+
+    def resume_queue(self, queue: str) -> None:
+        self._portal.call(self._set_paused(queue, False))
+
+    async def _set_paused(self, queue: str, paused: bool) -> None:
+        if not NAME_PATTERN.match(queue):
+            raise ConfigurationError(f"invalid queue name {queue!r}")
+        storage = await self._provider.storage()
+        await storage.set_queue_paused(queue, paused)
+
+    async def aqueues(self) -> builtins.list[QueueInfo]:
+        """Every queue: its job counts by status and whether it is paused."""
+        storage = await self._provider.storage()
+        return await storage.queues()
+
+    def queues(self) -> builtins.list[QueueInfo]:
+        return self._portal.call(self.aqueues())
 
     async def aattempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
         """Every finished attempt of a job, oldest first."""

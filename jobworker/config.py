@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     lease_duration: float = 60.0
     poll_interval: float = 1.0
     rescue_interval: float = 15.0
+    cancel_poll_interval: float = 2.0
+    janitor_interval: float = 300.0
+    janitor_batch_size: int = 500
     claim_batch_size: int = 64
     completion_batch_size: int = 256
     drain_timeout: float = 30.0
@@ -52,6 +55,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             "lease_duration",
             "poll_interval",
             "rescue_interval",
+            "cancel_poll_interval",
+            "janitor_interval",
             "heartbeat_timeout",
             "connect_timeout",
             "sqlite_busy_timeout",
@@ -59,7 +64,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be greater than 0")
-        for name in ("claim_batch_size", "completion_batch_size", "pool_size"):
+        for name in (
+            "claim_batch_size",
+            "completion_batch_size",
+            "pool_size",
+            "janitor_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"setting {name} must be at least 1")
         if self.default_max_retries < 0:

@@ -75,6 +75,7 @@ class JobDefinition:
     result_ttl: float | None = None
     cron: str | None = None
     timezone: str | None = None
+    concurrency: int | None = None
     _args_decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False)
     _result_decoder: msgspec.json.Decoder[Any] = field(init=False, repr=False)
 
@@ -249,6 +250,7 @@ class Registry:
         result_ttl: float | None = None,
         cron: str | None = None,
         timezone: str | None = None,
+        concurrency: int | None = None,
     ) -> Callable[[Callable[..., Any]], JobFunction[Any, Any]]: ...
 
     def job(
@@ -268,8 +270,12 @@ class Registry:
         result_ttl: float | None = None,
         cron: str | None = None,
         timezone: str | None = None,
+        concurrency: int | None = None,
     ) -> Any:
-        """Declare a job: `@job` or `@job(name=..., max_attempts=..., ...)`."""
+        """Declare a job: `@job` or `@job(name=..., max_attempts=..., ...)`.
+
+        `concurrency=N` caps how many of this job run at once across every worker and machine.
+        """
 
         def decorate(fn: Callable[..., Any]) -> JobFunction[Any, Any]:
             definition = build_definition(
@@ -286,6 +292,7 @@ class Registry:
                 result_ttl=result_ttl,
                 cron=cron,
                 timezone=timezone,
+                concurrency=concurrency,
             )
             self.register(definition)
             return JobFunction(definition, self)
@@ -346,6 +353,7 @@ def build_definition(
     result_ttl: float | None = None,
     cron: str | None = None,
     timezone: str | None = None,
+    concurrency: int | None = None,
 ) -> JobDefinition:
     """Inspect `fn` and build its definition; every problem is a `DefinitionError`."""
     if not callable(fn):
@@ -372,6 +380,8 @@ def build_definition(
         raise DefinitionError(f"job {job_name!r}: result_ttl must not be negative")
     if queue is not None and not NAME_PATTERN.match(queue):
         raise DefinitionError(f"job {job_name!r}: invalid queue name {queue!r}")
+    if concurrency is not None and concurrency < 1:
+        raise DefinitionError(f"job {job_name!r}: concurrency must be at least 1")
 
     signature = inspect.signature(fn)
     try:
@@ -431,6 +441,7 @@ def build_definition(
         result_ttl=result_ttl,
         cron=cron,
         timezone=timezone,
+        concurrency=concurrency,
     )
 
 

@@ -17,8 +17,8 @@ import msgspec
 
 from jobworker.context import JobContext
 from jobworker.definitions import JobDefinition
-from jobworker.errors import JobArgumentsError, PermanentJobError
-from jobworker.models import ClaimedJob, Failed, Outcome, Succeeded
+from jobworker.errors import JobArgumentsError, JobCancelledError, PermanentJobError
+from jobworker.models import Cancelled, ClaimedJob, Failed, Outcome, Succeeded
 
 
 class Executor:
@@ -46,6 +46,8 @@ class Executor:
                 error=f"TimeoutError: the attempt exceeded its timeout of {definition.timeout}s",
                 traceback="",
             )
+        except JobCancelledError:
+            return Cancelled(reason="the handler stopped after its cancellation was requested")
         except PermanentJobError as exc:
             return _failure(exc, retryable=False)
         except Exception as exc:

@@ -24,6 +24,7 @@ from jobworker.context import JobContext
 from jobworker.executor import Executor
 from jobworker.models import (
     AttemptOutcome,
+    Cancelled,
     ClaimedJob,
     Completion,
     Failed,
@@ -48,8 +49,7 @@ class WorkerOptions:
     job_types: Sequence[str] | None = None  # None: every job in the registry
     max_jobs: int | None = None  # exit (to be replaced) after claiming this many
     drain_timeout: float | None = None  # None: from settings
-    maintenance: bool = True  # rescue expired leases and purge expired results
-    janitor_interval: float = 300.0
+    maintenance: bool = True  # rescue expired leases, settle continuations, purge results
     exit_when_idle: bool = False  # return once nothing is due and nothing runs (testing.drain)
 
 
@@ -58,7 +58,9 @@ class _Running:
     job: ClaimedJob
     ctx: JobContext[Any]
     task: asyncio.Task[None]
+    is_async: bool
     started: float = field(default_factory=time.monotonic)
+    cancelled: bool = False  # its cancellation was requested (not a shutdown)
 
 
 class Outage:
@@ -160,6 +162,12 @@ class Worker:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._watermark = max(1, min(options.parallelism, self.settings.claim_batch_size) // 2)
+        self._active_queues = list(self.queues)
+        self._caps = {
+            definition.name: definition.concurrency
+            for definition in app.registry
+            if definition.concurrency is not None and definition.name in self.job_types
+        }
         self.claimed = 0
         self.finished = 0
         self.outcomes: Counter[AttemptOutcome] = Counter()
@@ -192,7 +200,9 @@ class Worker:
         ]
         if self.options.maintenance:
             side_tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
-        subscription = await storage.subscribe(self._on_enqueued)
+        side_tasks.append(asyncio.create_task(self._watch_cancellations(), name="cancels"))
+        side_tasks.append(asyncio.create_task(self._watch_paused_queues(), name="pauses"))
+        subscription = await storage.subscribe(self._on_enqueued, self._cancel_running)
         logger.info(
             "worker %s started: queues=%s parallelism=%d jobs=%d",
             self.worker_id,
@@ -232,9 +242,10 @@ class Worker:
                     claimed = await self._storage.claim(
                         self.worker_id,
                         self.job_types,
-                        self.queues,
+                        self._active_queues,
                         wanted,
                         self.settings.lease_duration,
+                        self._caps,
                     )
                     outage.succeeded()
                 except Exception as exc:
@@ -254,6 +265,53 @@ class Worker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             # Finishing jobs arrive together; yield once so they free their slots in one batch.
             await asyncio.sleep(0)
+
+    # Cancellation and paused queues ------------------------------------------------------
+
+    def _cancel_running(self, job_id: uuid.UUID) -> None:
+        """Stop a running job whose cancellation was requested: an async handler's task is
+        cancelled; a sync handler sees ctx.cancel_requested and should return or raise."""
+        running = self._running.get(job_id)
+        if running is None or running.cancelled:
+            return
+        logger.info("job %s %s: cancellation requested", running.job.job_type, job_id)
+        running.cancelled = True
+        running.ctx.request_cancel()
+        if running.is_async:
+            running.task.cancel()
+
+    async def _watch_cancellations(self) -> None:
+        """Polls for cancel requests (the only way on SQLite; a backstop to NOTIFY elsewhere)."""
+        outage = Outage("checking for cancellations")
+        while True:
+            await asyncio.sleep(self.settings.cancel_poll_interval)
+            if not self._running:
+                continue
+            try:
+                requested = await self._storage.cancel_requests(self.worker_id)
+            except Exception as exc:
+                outage.failed(exc)
+                continue
+            outage.succeeded()
+            for job_id in requested:
+                self._cancel_running(job_id)
+
+    async def _watch_paused_queues(self) -> None:
+        outage = Outage("reading paused queues")
+        while True:
+            try:
+                paused = await self._storage.paused_queues()
+            except Exception as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
+                active = [queue for queue in self.queues if queue not in paused]
+                if active != self._active_queues:
+                    stopped = sorted(set(self.queues) - set(active))
+                    logger.info("claiming from %s; paused: %s", active, stopped or "none")
+                    self._active_queues = active
+                    self._wake.set()
+            await asyncio.sleep(self.settings.poll_interval)
 
     def _free_slots(self) -> int:
         free = self.options.parallelism - len(self._running)
@@ -281,7 +339,8 @@ class Worker:
             worker_id=self.worker_id,
         )
         task = asyncio.create_task(self._run_job(job, ctx), name=f"job:{job.id}")
-        self._running[job.id] = _Running(job, ctx, task)
+        is_async = self.app.registry.get(job.job_type).is_async
+        self._running[job.id] = _Running(job, ctx, task, is_async)
 
     async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any]) -> None:
         outcome: Outcome
@@ -289,7 +348,11 @@ class Worker:
             definition = self.app.registry.get(job.job_type)
             outcome = await self._executor.execute(definition, job, ctx)
         except asyncio.CancelledError:
-            outcome = Released(reason="the worker shut down before the job finished")
+            running = self._running.get(job.id)
+            if running is not None and running.cancelled:
+                outcome = Cancelled(reason="cancelled while running")
+            else:
+                outcome = Released(reason="the worker shut down before the job finished")
         except Exception as exc:  # the executor maps handler errors; this is our own bug
             logger.exception("executing job %s failed unexpectedly", job.id)
             outcome = Failed(error=f"internal error: {exc!r}", traceback="")
@@ -394,15 +457,31 @@ class Worker:
                 rescued = await self._storage.rescue_expired()
                 if rescued:
                     logger.warning("rescued %d job(s) whose lease had expired", rescued)
-                if time.monotonic() - last_purge >= self.options.janitor_interval:
+                settled = await self._storage.resolve_continuations()
+                if settled:
+                    logger.info("settled continuations of %d ended job(s)", settled)
+                if time.monotonic() - last_purge >= self.settings.janitor_interval:
                     last_purge = time.monotonic()
-                    purged = await self._storage.purge_expired()
-                    if purged:
-                        logger.info("purged %d expired job(s)", purged)
+                    await self._purge()
             except Exception as exc:
                 outage.failed(exc)
             else:
                 outage.succeeded()
+
+    async def _purge(self) -> int:
+        """The janitor: delete finished jobs past their result TTL, one bounded batch (its own
+        short transaction) at a time, until none is left."""
+        batch = self.settings.janitor_batch_size
+        total = 0
+        while not self.stopping:
+            purged = await self._storage.purge_expired(limit=batch)
+            total += purged
+            if purged < batch:
+                break
+            await asyncio.sleep(0.01)  # let the claim loop and other writers in between
+        if total:
+            logger.info("janitor: purged %d job(s) past their result TTL", total)
+        return total
 
     async def _heartbeat(self) -> None:
         while True:
@@ -416,6 +495,8 @@ def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutc
         return AttemptOutcome.SUCCEEDED
     if isinstance(outcome, Released):
         return AttemptOutcome.RELEASED
+    if isinstance(outcome, Cancelled):
+        return AttemptOutcome.CANCELLED
     return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
 
 
