@@ -18,12 +18,18 @@ What it measures, each against a fresh, empty database that is removed afterward
    (all jobs over the time from starting the supervisor process). The supervisor is then sent
    SIGTERM and waited for.
 
-The jobs are the no-op handlers of `benchmarks/noop_jobs.py` (`bench.noop`, a sync `def`, by
-default; `--handler async` uses `bench.anoop`).
+The jobs are the no-op handlers of `benchmarks/noop_jobs.py` (`bench.anoop`, an async handler,
+by default; `--handler sync` uses `bench.noop`, which runs on the worker's thread pool).
 
-Backends: only `sqlite` (a temporary database file) is implemented for now. Another backend
-(postgres, later) is added by writing a class with the `Backend` protocol's two methods and
-listing it in `BACKENDS`; `--backend` accepts exactly the names listed there.
+4. idle latency (`--latency N`, default 200): N jobs enqueued one at a time, 20 ms apart, to
+   idle workers; each returns the time from just before its enqueue call to its start.
+5. with `--peers` (PostgreSQL): PgQueuer on the same server, from its own venv
+   (`bash benchmarks/peers/setup.sh`), and the ratios. `--repeat N` repeats batch enqueue and
+   drain (and PgQueuer) N times and reports medians.
+
+Backends: `sqlite` (temporary database files) and `postgres` (fresh databases on the server at
+$JOBWORKER_BENCH_PG_URL, default the local one, dropped afterwards). A backend is a class with
+the `Backend` protocol's two methods, listed in `BACKENDS`.
 """
 
 from __future__ import annotations

@@ -100,6 +100,13 @@ class App:
                 fresh = False
         if fresh:
             await storage.open()
+            try:
+                await storage.check_schema()  # a clear error, not a missing-table traceback
+            except BaseException:
+                await storage.close()
+                with self._storage_lock:
+                    self._storages.pop(loop, None)
+                raise
         return storage
 
     async def aclose(self) -> None:

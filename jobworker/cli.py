@@ -105,7 +105,12 @@ def main(log_level: str) -> None:
     show_default=True,
     help="Jobs each worker process runs at once.",
 )
-@click.option("--queues", "-q", default=None, help="Comma-separated queues (default: default).")
+@click.option(
+    "--queues",
+    "-q",
+    default=None,
+    help="Comma-separated queues (default: the default queue and those jobs declare).",
+)
 @click.option(
     "--max-jobs-per-child",
     type=click.IntRange(1),
@@ -418,7 +423,11 @@ def queues_resume(name: str, app_path: str | None, database_url: str | None) -> 
 @main.command()
 @app_option
 @database_option
-@click.option("--schema", default=None, help="PostgreSQL schema (default: jobworker).")
+@click.option(
+    "--schema",
+    default=None,
+    help="PostgreSQL schema (default: the database_schema setting, jobworker).",
+)
 @friendly_errors
 def migrate(app_path: str | None, database_url: str | None, schema: str | None) -> None:
     """Create or upgrade the jobworker schema in the database."""
@@ -436,8 +445,10 @@ def migrate(app_path: str | None, database_url: str | None, schema: str | None) 
 
     applied = asyncio.run(apply())
     where = app.dialect
-    if where != "sqlite":
-        where += f" (schema {app.settings.database_schema})"
+    if where == "sqlite":
+        click.echo("sqlite: the schema is ready (SQLite creates and upgrades it on first use)")
+        return
+    where += f" (schema {app.settings.database_schema})"
     if applied:
         click.echo(f"applied schema version(s) {', '.join(map(str, applied))} to {where}")
     else:

@@ -11,10 +11,9 @@ CREATE TABLE IF NOT EXISTS __SCHEMA__.queue_state (
 -- looks for continuations only when it has some.
 ALTER TABLE __SCHEMA__.jobs ADD COLUMN IF NOT EXISTS has_continuations boolean NOT NULL DEFAULT false;
 
-DROP FUNCTION IF EXISTS __SCHEMA__.claim_jobs(
-    timestamptz, text[], text[], integer, text, timestamptz);
-
--- The claim (see 003_claim.sql for why it is a function with its own planner settings).
+-- The claim (see 003_claim.sql for why it is a function with its own planner settings). An
+-- overload of version 3's claim_jobs, which stays for workers of the previous release during a
+-- rolling deploy.
 -- p_job_types are claimed freely; each of p_capped_types may have at most the matching
 -- p_caps entry running across the cluster: claims of one capped type are serialised by a
 -- transaction-level advisory lock, and count the running ones before taking the rest.
