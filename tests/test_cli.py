@@ -22,7 +22,8 @@ def cli(sqlite_url: str):  # type: ignore[no-untyped-def]
     runner = CliRunner()
 
     def invoke(*args: str) -> Result:
-        return runner.invoke(main, [*args[:1], "--database-url", sqlite_url, *args[1:]])
+        # `queues pause NAME`: the option belongs to the subcommand, after its arguments.
+        return runner.invoke(main, [*args, "--database-url", sqlite_url])
 
     return invoke
 
@@ -194,3 +195,25 @@ def test_a_missing_dotted_module_is_one_line(cli) -> None:  # type: ignore[no-un
 def test_an_in_memory_sqlite_url_is_refused() -> None:
     result = CliRunner().invoke(main, ["jobs", "--database-url", "sqlite:///:memory:"])
     one_line_error(result, "in-memory SQLite")
+
+
+def test_cancel_retry_delete_and_queues_commands(cli, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    args = json.dumps({"tenant_id": str(uuid.uuid4())})
+    job_id = cli("enqueue", "cli.export", "--app", "cli_jobs", "--args", args).output.strip()
+    assert cli("cancel", job_id).output.strip() == f"job {job_id} cancelled"
+    assert "already finished" in cli("cancel", job_id).output
+    one_line_error(cli("retry", job_id), "only dead jobs can be retried")
+    one_line_error(cli("cancel", str(uuid.UUID(int=9))), "no job with id")
+    assert cli("delete", job_id).output.strip() == f"job {job_id} deleted"
+    one_line_error(cli("delete", job_id), "no job with id")
+    one_line_error(cli("retry", "nope"), "not a job id")
+
+    queued = cli("enqueue", "cli.export", "--app", "cli_jobs", "--args", args, "--queue", "q1")
+    assert queued.exit_code == 0
+    assert cli("queues", "pause", "q1").output.strip() == "queue q1 paused"
+    listing = cli("queues", "list").output.splitlines()
+    assert listing[0].split()[:3] == ["QUEUE", "STATE", "QUEUED"]
+    assert listing[1].split()[:3] == ["q1", "paused", "1"]
+    assert cli("queues", "resume", "q1").output.strip() == "queue q1 resumed"
+    assert cli("queues", "list").output.splitlines()[1].split()[:2] == ["q1", "active"]
+    one_line_error(cli("queues", "pause", "bad queue"), "invalid queue name")

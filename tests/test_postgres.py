@@ -333,3 +333,41 @@ def test_two_supervisors_share_the_work_and_run_each_job_once(
     pids = {pid for _, _, pid in ran}
     assert pids & children["first"] and pids & children["second"], "both machines took work"
     _ = signal  # the supervisors were stopped with SIGTERM above
+
+
+async def test_a_running_job_is_cancelled_through_notify_not_polling(
+    pg_database: str, migrated: str
+) -> None:
+    registry = Registry()
+
+    @registry.job(name="long")
+    async def long(ctx: JobContext) -> None:
+        await asyncio.sleep(30)
+
+    settings = Settings(
+        database_url=pg_database, database_schema=migrated, poll_interval=0.05,
+        cancel_poll_interval=60,
+    )
+    app = App(registry=registry, settings=settings)
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("cancel"), maintenance=False))
+    task = asyncio.create_task(worker.run())
+    try:
+        handle = await long.adelay()
+        for _ in range(200):
+            job = await handle.aget()
+            if job is not None and job.status is JobStatus.RUNNING:
+                break
+            await asyncio.sleep(0.02)
+        asked = time.monotonic()
+        assert (await app.client.acancel(handle.job_id)).value == "requested"
+        for _ in range(200):
+            job = await handle.aget()
+            if job is not None and job.status is JobStatus.CANCELLED:
+                break
+            await asyncio.sleep(0.01)
+        assert job is not None and job.status is JobStatus.CANCELLED
+        assert time.monotonic() - asked < 1.0, "woken by NOTIFY, not the 60 s poll"
+    finally:
+        worker.request_stop()
+        await task
+        await app.aclose()
