@@ -203,6 +203,9 @@ class Worker:
         side_tasks.append(asyncio.create_task(self._watch_cancellations(), name="cancels"))
         side_tasks.append(asyncio.create_task(self._watch_paused_queues(), name="pauses"))
         subscription = await storage.subscribe(self._on_enqueued, self._cancel_running)
+        with contextlib.suppress(Exception):  # the watcher retries; never claim a paused queue
+            paused = await storage.paused_queues()
+            self._active_queues = [queue for queue in self.queues if queue not in paused]
         logger.info(
             "worker %s started: queues=%s parallelism=%d jobs=%d",
             self.worker_id,
