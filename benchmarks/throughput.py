@@ -136,11 +136,12 @@ class PostgresBackend:
             await conn.close()
 
     async def _migrate(self, url: str) -> None:
-        app = App(database_url=url)
+        storage = App(database_url=url).create_storage()
+        await storage.open()
         try:
-            await (await app.storage()).migrate()
+            await storage.migrate()
         finally:
-            await app.aclose()
+            await storage.close()
 
     def close(self) -> None:
         for name in self._databases:
