@@ -345,7 +345,9 @@ async def test_a_running_job_is_cancelled_through_notify_not_polling(
         await asyncio.sleep(30)
 
     settings = Settings(
-        database_url=pg_database, database_schema=migrated, poll_interval=0.05,
+        database_url=pg_database,
+        database_schema=migrated,
+        poll_interval=0.05,
         cancel_poll_interval=60,
     )
     app = App(registry=registry, settings=settings)

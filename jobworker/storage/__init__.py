@@ -9,7 +9,7 @@ from jobworker.storage.base import EnqueueResult, Storage
 
 __all__ = ["DIALECTS", "EnqueueResult", "Storage", "create_storage", "dialect_of", "schema_sql"]
 
-DIALECTS = ("sqlite", "postgres")
+DIALECTS = ("sqlite", "postgres", "sqlserver")
 
 _SCHEMES = {
     "sqlite": "sqlite",
@@ -50,6 +50,10 @@ def create_storage(
         from jobworker.storage.postgres import PostgresStorage
 
         return PostgresStorage(url, settings, clock)
+    if dialect == "sqlserver":
+        from jobworker.storage.sqlserver import SQLServerStorage
+
+        return SQLServerStorage(url, settings, clock)
     raise ConfigurationError(f"the {dialect} backend is not available yet in this version")
 
 
@@ -63,4 +67,8 @@ def schema_sql(dialect: str, schema: str = "jobworker") -> list[tuple[int, str, 
         from jobworker.storage.sqlfiles import schema_scripts
 
         return schema_scripts("sqlite")
+    if dialect == "sqlserver":
+        from jobworker.storage.sqlserver import rendered_scripts as sqlserver_scripts
+
+        return sqlserver_scripts(schema)
     raise ConfigurationError(f"unknown dialect {dialect!r} (known: {', '.join(DIALECTS)})")

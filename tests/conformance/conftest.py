@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +16,11 @@ from jobworker.ids import uuid7
 from jobworker.models import JobStatus, NewJob
 from jobworker.storage import Storage, create_storage
 
+from .. import sqlserver
 from ..pg import drop_schema, new_schema_name
 
 BACKENDS = ["sqlite", "postgres"]
-if os.environ.get("JOBWORKER_TEST_SQLSERVER_DSN"):
+if sqlserver.DSN:  # JOBWORKER_TEST_SQLSERVER_DSN, read at import (see tests/sqlserver.py)
     BACKENDS.append("sqlserver")
 
 
@@ -40,8 +40,10 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield Settings(database_url=url, database_schema=schema)
         asyncio.run(drop_schema(url, schema))
     else:
-        dsn = os.environ["JOBWORKER_TEST_SQLSERVER_DSN"]
-        yield Settings(database_url=dsn, database_schema=new_schema_name())
+        # A schema of its own (the `storage` fixture migrates it), dropped with its objects after.
+        assert sqlserver.DSN
+        with sqlserver.temporary_schema(sqlserver.DSN) as schema:
+            yield Settings(database_url=sqlserver.DSN, database_schema=schema)
 
 
 @pytest.fixture

@@ -1,0 +1,617 @@
+-- Named statements of the SQL Server backend. Each starts with a `-- name: <name>` line.
+-- A placeholder is replaced by the validated, bracket-quoted schema name.
+--
+-- Parameters. pyodbc passes them by position, so every statement declares its parameters first,
+-- one `DECLARE @name type = <marker>;` line each, in order, and the backend binds them by name.
+-- No parameter is ever NULL: values that may be missing travel inside a JSON document read with
+-- OPENJSON, so the ODBC driver never has to guess a NULL's type. Times travel as ISO 8601 text in
+-- UTC ('2030-01-01T12:00:00.000000'), which datetime2 reads the same under every language and
+-- DATEFORMAT setting, and which keeps all six fractional digits.
+--
+-- Transactions. The connection is in autocommit mode: a single statement is its own transaction,
+-- and a statement made of several opens and commits its own, with XACT_ABORT ON so that any error
+-- rolls all of it back. Results are selected before COMMIT; the backend reads every result set.
+
+-- name: schema_table_exists
+SELECT CASE WHEN OBJECT_ID(N'__SCHEMA__.jobworker_schema', N'U') IS NULL THEN 0 ELSE 1 END;
+
+-- name: schema_version
+SELECT COALESCE(MAX(version), 0) FROM __SCHEMA__.jobworker_schema;
+
+-- name: migration_lock
+-- Runs inside the migration's transaction, which owns the lock until it commits or rolls back.
+SET NOCOUNT ON;
+DECLARE @resource nvarchar(255) = ?;
+DECLARE @wait_forever int = -1;
+DECLARE @status int;
+EXEC @status = sp_getapplock
+    @Resource = @resource, @LockMode = N'Exclusive', @LockOwner = N'Transaction',
+    @LockTimeout = @wait_forever;
+SELECT @status;
+
+-- name: enqueue
+-- The whole batch in one transaction. A job whose idempotency key is already held (by a stored
+-- job, or by an earlier job of the same batch) is not inserted and answers with the holder's id.
+-- UPDLOCK + HOLDLOCK lock the key's range in the unique index from the check to the commit, so
+-- a concurrent enqueue of the same key waits for this one; the unique index is the backstop.
+-- Continuations: their parents are locked (and marked) first, so that a parent finishing at the
+-- same moment either sees the continuation or is seen by it; those whose parent has already
+-- ended are settled before the commit. A missing parent stores nothing: the answer is then one
+-- row per job whose parent is missing (its fourth column), and nothing else.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @jobs nvarchar(max) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @default_ttl float = ?;
+DECLARE @new TABLE (
+    ord               int NOT NULL PRIMARY KEY,
+    id                uniqueidentifier NOT NULL,
+    job_type          nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    queue             nvarchar(200) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    priority          int NOT NULL,
+    status            nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    args              nvarchar(max) NOT NULL,
+    max_attempts      int NOT NULL,
+    enqueued_at       datetime2(6) NOT NULL,
+    run_at            datetime2(6) NOT NULL,
+    idempotency_key   nvarchar(850) COLLATE Latin1_General_100_BIN2 NULL,
+    continues_job_id  uniqueidentifier NULL,
+    result_ttl        float NULL
+);
+DECLARE @inserted TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
+DECLARE @parents TABLE (
+    id      uniqueidentifier NOT NULL PRIMARY KEY,
+    status  nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL
+);
+DECLARE @ended_parents nvarchar(max);
+DECLARE @settled int = 0;
+INSERT INTO @new (
+    ord, id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
+    idempotency_key, continues_job_id, result_ttl
+)
+SELECT CAST(a.[key] AS int), j.id, j.job_type, j.queue, j.priority, j.status, j.args,
+    j.max_attempts, j.enqueued_at, j.run_at, j.idempotency_key, j.continues_job_id, j.result_ttl
+FROM OPENJSON(@jobs) AS a
+CROSS APPLY OPENJSON(a.[value]) WITH (
+    id                uniqueidentifier '$.id',
+    job_type          nvarchar(max) '$.job_type',
+    queue             nvarchar(max) '$.queue',
+    priority          int '$.priority',
+    status            nvarchar(max) '$.status',
+    args              nvarchar(max) '$.args',
+    max_attempts      int '$.max_attempts',
+    enqueued_at       datetime2(6) '$.enqueued_at',
+    run_at            datetime2(6) '$.run_at',
+    idempotency_key   nvarchar(max) '$.idempotency_key',
+    continues_job_id  uniqueidentifier '$.continues_job_id',
+    result_ttl        float '$.result_ttl'
+) AS j;
+BEGIN TRANSACTION;
+UPDATE p SET has_continuations = 1
+OUTPUT inserted.id, inserted.status INTO @parents (id, status)
+FROM __SCHEMA__.jobs AS p
+WHERE p.id IN (SELECT n.continues_job_id FROM @new AS n WHERE n.continues_job_id IS NOT NULL);
+IF EXISTS (SELECT 1 FROM @new AS n
+           WHERE n.continues_job_id IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM @parents AS p WHERE p.id = n.continues_job_id))
+BEGIN
+    ROLLBACK TRANSACTION;
+    SELECT n.ord, CAST(0 AS bit), CAST(NULL AS uniqueidentifier), n.continues_job_id
+    FROM @new AS n
+    WHERE n.continues_job_id IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM @parents AS p WHERE p.id = n.continues_job_id)
+    ORDER BY n.ord;
+    RETURN;
+END;
+INSERT INTO __SCHEMA__.jobs (
+    id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
+    idempotency_key, continues_job_id, result_ttl
+)
+OUTPUT inserted.id INTO @inserted (id)
+SELECT n.id, n.job_type, n.queue, n.priority, n.status, n.args, n.max_attempts, n.enqueued_at,
+    n.run_at, n.idempotency_key, n.continues_job_id, n.result_ttl
+FROM @new AS n
+WHERE n.idempotency_key IS NULL
+   OR (NOT EXISTS (SELECT 1 FROM @new AS f
+                   WHERE f.idempotency_key = n.idempotency_key AND f.ord < n.ord)
+       AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobs AS h WITH (UPDLOCK, HOLDLOCK)
+                       WHERE h.idempotency_key = n.idempotency_key))
+ORDER BY n.ord;
+SET @ended_parents = (SELECT p.id FROM @parents AS p
+                      WHERE p.status IN (N'succeeded', N'dead', N'cancelled')
+                      FOR JSON PATH);
+IF @ended_parents IS NOT NULL
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
+SELECT n.ord, CAST(CASE WHEN i.id IS NULL THEN 0 ELSE 1 END AS bit), COALESCE(i.id, h.id),
+    CAST(NULL AS uniqueidentifier)
+FROM @new AS n
+LEFT JOIN @inserted AS i ON i.id = n.id
+OUTER APPLY (SELECT j.id FROM __SCHEMA__.jobs AS j
+             WHERE i.id IS NULL AND j.idempotency_key = n.idempotency_key) AS h
+ORDER BY n.ord;
+COMMIT TRANSACTION;
+
+-- name: claim
+-- Lock the most urgent due rows no other worker holds (READPAST), lease them, count the
+-- attempt. UPDATE TOP (n) would take any n rows, so the order lives in a CTE that is updated.
+-- @job_types (a JSON array) are claimed freely. @caps (a JSON array of {"job_type", "cap"}) are
+-- the capped types: for each, an application lock serialises the claims of that type across
+-- every worker until the commit, the running ones are counted, and no more than the rest taken.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @now datetime2(6) = ?;
+DECLARE @queues nvarchar(max) = ?;
+DECLARE @job_types nvarchar(max) = ?;
+DECLARE @limit int = ?;
+DECLARE @owner nvarchar(400) = ?;
+DECLARE @lease_until datetime2(6) = ?;
+DECLARE @caps nvarchar(max) = ?;
+DECLARE @lock_prefix nvarchar(100) = ?;
+DECLARE @claimed TABLE (
+    id            uniqueidentifier NOT NULL,
+    job_type      nvarchar(400) NOT NULL,
+    queue         nvarchar(200) NOT NULL,
+    args          nvarchar(max) NOT NULL,
+    attempt       int NOT NULL,
+    max_attempts  int NOT NULL,
+    enqueued_at   datetime2(6) NOT NULL,
+    started_at    datetime2(6) NULL,
+    result_ttl    float NULL,
+    priority      int NOT NULL,
+    run_at        datetime2(6) NOT NULL
+);
+DECLARE @capped TABLE (n int NOT NULL PRIMARY KEY, job_type nvarchar(max) NOT NULL, cap int NOT NULL);
+DECLARE @room int = @limit;
+DECLARE @i int = 0;
+DECLARE @count int;
+DECLARE @type nvarchar(max);
+DECLARE @cap int;
+DECLARE @running int;
+DECLARE @take int;
+DECLARE @lock int;
+DECLARE @resource nvarchar(255);
+DECLARE @wait_forever int = -1;
+INSERT INTO @capped (n, job_type, cap)
+SELECT CAST(a.[key] AS int), c.job_type, c.cap
+FROM OPENJSON(@caps) AS a
+CROSS APPLY OPENJSON(a.[value]) WITH (job_type nvarchar(max) '$.job_type', cap int '$.cap') AS c;
+SET @count = @@ROWCOUNT;
+BEGIN TRANSACTION;
+WITH due AS (
+    SELECT TOP (@room)
+        j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
+        j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
+        j.lease_expires_at
+    FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
+    WHERE j.status IN (N'queued', N'scheduled', N'failed')
+      AND j.run_at <= @now
+      AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2 FROM OPENJSON(@queues) AS q)
+      AND j.job_type IN (SELECT t.[value] COLLATE Latin1_General_100_BIN2
+                         FROM OPENJSON(@job_types) AS t)
+    ORDER BY j.priority DESC, j.run_at
+)
+UPDATE due
+SET status = N'running',
+    attempt = attempt + 1,
+    lease_owner = @owner,
+    lease_expires_at = @lease_until,
+    started_at = @now
+OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
+    inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
+    inserted.priority, inserted.run_at
+INTO @claimed;
+SET @room = @room - @@ROWCOUNT;
+WHILE @i < @count AND @room > 0
+BEGIN
+    SELECT @type = c.job_type, @cap = c.cap FROM @capped AS c WHERE c.n = @i;
+    SET @resource = @lock_prefix + CONVERT(nvarchar(64), HASHBYTES('SHA2_256', @type), 2);
+    EXEC @lock = sp_getapplock
+        @Resource = @resource, @LockMode = N'Exclusive', @LockOwner = N'Transaction',
+        @LockTimeout = @wait_forever;
+    IF @lock < 0
+        THROW 51000, N'jobworker: could not take the lock of a concurrency cap', 1;
+    SELECT @running = COUNT(*) FROM __SCHEMA__.jobs AS r
+    WHERE r.status = N'running' AND r.job_type = @type;
+    SET @take = CASE WHEN @cap - @running < @room THEN @cap - @running ELSE @room END;
+    IF @take < 0
+        SET @take = 0;
+    WITH due AS (
+        SELECT TOP (@take)
+            j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
+            j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
+            j.lease_expires_at
+        FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
+        WHERE j.status IN (N'queued', N'scheduled', N'failed')
+          AND j.run_at <= @now
+          AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2
+                          FROM OPENJSON(@queues) AS q)
+          AND j.job_type = @type
+        ORDER BY j.priority DESC, j.run_at
+    )
+    UPDATE due
+    SET status = N'running',
+        attempt = attempt + 1,
+        lease_owner = @owner,
+        lease_expires_at = @lease_until,
+        started_at = @now
+    OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
+        inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
+        inserted.priority, inserted.run_at
+    INTO @claimed;
+    SET @room = @room - @@ROWCOUNT;
+    SET @i = @i + 1;
+END;
+SELECT id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
+    priority, run_at
+FROM @claimed;
+COMMIT TRANSACTION;
+
+-- name: extend_leases
+SET NOCOUNT ON;
+DECLARE @owner nvarchar(400) = ?;
+DECLARE @lease_until datetime2(6) = ?;
+UPDATE __SCHEMA__.jobs SET lease_expires_at = @lease_until
+WHERE lease_owner = @owner AND status = N'running';
+SELECT @@ROWCOUNT;
+
+-- name: complete
+-- Many outcomes in one transaction: update the jobs whose lease is still ours, record one
+-- attempt row for each of them, and settle the continuations of those that ended. expires_at
+-- comes computed (completed_at + the job's result TTL).
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @now datetime2(6) = ?;
+DECLARE @outcomes nvarchar(max) = ?;
+DECLARE @default_ttl float = ?;
+DECLARE @done TABLE (
+    ord         int NOT NULL PRIMARY KEY,
+    id          uniqueidentifier NOT NULL,
+    attempt     int NOT NULL,
+    owner       nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    outcome     nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    result      nvarchar(max) NULL,
+    error       nvarchar(max) NULL,
+    traceback   nvarchar(max) NULL,
+    retry_at    datetime2(6) NULL,
+    expires_at  datetime2(6) NULL,
+    started_at  datetime2(6) NOT NULL,
+    ended_at    datetime2(6) NOT NULL
+);
+DECLARE @updated TABLE (
+    id                 uniqueidentifier NOT NULL,
+    status             nvarchar(16) NOT NULL,
+    has_continuations  bit NOT NULL
+);
+DECLARE @ended_parents nvarchar(max);
+DECLARE @settled int = 0;
+INSERT INTO @done (
+    ord, id, attempt, owner, outcome, result, error, traceback, retry_at, expires_at,
+    started_at, ended_at
+)
+SELECT CAST(a.[key] AS int), d.id, d.attempt, d.owner, d.outcome, d.result, d.error,
+    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at
+FROM OPENJSON(@outcomes) AS a
+CROSS APPLY OPENJSON(a.[value]) WITH (
+    id          uniqueidentifier '$.id',
+    attempt     int '$.attempt',
+    owner       nvarchar(max) '$.owner',
+    outcome     nvarchar(max) '$.outcome',
+    result      nvarchar(max) '$.result',
+    error       nvarchar(max) '$.error',
+    traceback   nvarchar(max) '$.traceback',
+    retry_at    datetime2(6) '$.retry_at',
+    expires_at  datetime2(6) '$.expires_at',
+    started_at  datetime2(6) '$.started_at',
+    ended_at    datetime2(6) '$.ended_at'
+) AS d;
+BEGIN TRANSACTION;
+UPDATE j
+SET status = CASE d.outcome WHEN N'released' THEN N'queued' ELSE d.outcome END,
+    attempt = CASE d.outcome WHEN N'released' THEN j.attempt - 1 ELSE j.attempt END,
+    started_at = CASE d.outcome WHEN N'released' THEN NULL ELSE j.started_at END,
+    result = CASE d.outcome WHEN N'succeeded' THEN d.result ELSE j.result END,
+    error = CASE d.outcome WHEN N'released' THEN j.error ELSE d.error END,
+    traceback = CASE d.outcome WHEN N'released' THEN j.traceback ELSE d.traceback END,
+    run_at = COALESCE(d.retry_at, j.run_at),
+    completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled') THEN @now END,
+    expires_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
+                      THEN d.expires_at END,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+OUTPUT inserted.id, inserted.status, inserted.has_continuations
+    INTO @updated (id, status, has_continuations)
+FROM __SCHEMA__.jobs AS j
+JOIN @done AS d ON j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
+WHERE j.status = N'running';
+INSERT INTO __SCHEMA__.job_attempts
+    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
+SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
+FROM @done AS d
+WHERE EXISTS (SELECT 1 FROM @updated AS u WHERE u.id = d.id)
+ORDER BY d.ord;
+SET @ended_parents = (SELECT u.id FROM @updated AS u
+                      WHERE u.has_continuations = 1
+                        AND u.status IN (N'succeeded', N'dead', N'cancelled')
+                      FOR JSON PATH);
+IF @ended_parents IS NOT NULL
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
+SELECT COUNT(*) FROM @updated;
+COMMIT TRANSACTION;
+
+-- name: end_leases
+-- Leases of one owner (@expired = 0), or up to @limit expired leases (@expired = 1), end.
+-- @lost = 1: the attempt counts (outcome lost), and a job out of attempts goes dead. @lost = 0:
+-- released, the attempt does not count. A job whose cancellation was requested ends cancelled
+-- either way. Rows another session holds are skipped (READPAST).
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @expired bit = ?;
+DECLARE @owner nvarchar(400) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @lost bit = ?;
+DECLARE @reason nvarchar(max) = ?;
+DECLARE @limit int = ?;
+DECLARE @expires_at datetime2(6) = ?;
+DECLARE @default_ttl float = ?;
+DECLARE @ended TABLE (
+    id                 uniqueidentifier NOT NULL,
+    attempt            int NOT NULL,
+    worker             nvarchar(400) NOT NULL,
+    started_at         datetime2(6) NULL,
+    cancel_requested   bit NOT NULL,
+    status             nvarchar(16) NOT NULL,
+    has_continuations  bit NOT NULL
+);
+DECLARE @ended_parents nvarchar(max);
+DECLARE @settled int = 0;
+BEGIN TRANSACTION;
+WITH ending AS (
+    SELECT TOP (@limit)
+        j.id, j.status, j.attempt, j.max_attempts, j.started_at, j.run_at, j.error,
+        j.traceback, j.completed_at, j.expires_at, j.lease_owner, j.lease_expires_at,
+        j.cancel_requested, j.has_continuations
+    FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
+    WHERE j.status = N'running'
+      AND ((@expired = 0 AND j.lease_owner = @owner)
+           OR (@expired = 1 AND j.lease_expires_at < @now))
+)
+UPDATE ending
+SET status = CASE WHEN cancel_requested = 1 THEN N'cancelled'
+                  WHEN @lost = 1 AND attempt >= max_attempts THEN N'dead'
+                  ELSE N'queued' END,
+    attempt = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN NULL ELSE started_at END,
+    run_at = CASE WHEN cancel_requested = 0 AND @lost = 1 THEN @now ELSE run_at END,
+    error = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN error
+                 ELSE @reason + N' (worker ' + lease_owner + N')' END,
+    traceback = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN traceback END,
+    completed_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
+                        THEN @now END,
+    expires_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
+                      THEN @expires_at END,
+    lease_owner = NULL,
+    lease_expires_at = NULL
+OUTPUT deleted.id, deleted.attempt, deleted.lease_owner, deleted.started_at,
+    deleted.cancel_requested, inserted.status, inserted.has_continuations
+INTO @ended (id, attempt, worker, started_at, cancel_requested, status, has_continuations);
+INSERT INTO __SCHEMA__.job_attempts
+    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
+SELECT id, attempt, worker, COALESCE(started_at, @now), @now,
+    CASE WHEN cancel_requested = 1 THEN N'cancelled'
+         WHEN @lost = 1 THEN N'lost'
+         ELSE N'released' END,
+    @reason + N' (worker ' + worker + N')', NULL
+FROM @ended;
+SET @ended_parents = (SELECT e.id FROM @ended AS e
+                      WHERE e.has_continuations = 1 AND e.status IN (N'dead', N'cancelled')
+                      FOR JSON PATH);
+IF @ended_parents IS NOT NULL
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
+SELECT COUNT(*) FROM @ended;
+COMMIT TRANSACTION;
+
+-- name: cancel
+-- A waiting job is cancelled at once, with the continuations waiting on it; a running one is
+-- flagged for its worker (which polls for cancel requests). Answers the status it had (NULL:
+-- no such job), whether it was cancelled, and whether it was asked to stop.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @id uniqueidentifier = ?;
+DECLARE @reason nvarchar(max) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @default_ttl float = ?;
+DECLARE @status nvarchar(16);
+DECLARE @cancelled bit = 0;
+DECLARE @requested bit = 0;
+DECLARE @parents nvarchar(max);
+DECLARE @settled int = 0;
+BEGIN TRANSACTION;
+SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
+IF @status IN (N'queued', N'scheduled', N'awaiting', N'failed')
+BEGIN
+    UPDATE __SCHEMA__.jobs
+    SET status = N'cancelled', error = @reason, traceback = NULL, completed_at = @now,
+        expires_at = __SCHEMA__.add_seconds(@now, COALESCE(result_ttl, @default_ttl)),
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = @id;
+    SET @cancelled = 1;
+    SET @parents = (SELECT @id AS id FOR JSON PATH);
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
+END
+ELSE IF @status = N'running'
+BEGIN
+    UPDATE __SCHEMA__.jobs SET cancel_requested = 1 WHERE id = @id;
+    SET @requested = 1;
+END;
+SELECT @status, @cancelled, @requested;
+COMMIT TRANSACTION;
+
+-- name: cancel_requests
+SET NOCOUNT ON;
+DECLARE @owner nvarchar(400) = ?;
+SELECT id FROM __SCHEMA__.jobs
+WHERE lease_owner = @owner AND status = N'running' AND cancel_requested = 1;
+
+-- name: retry_dead
+-- A dead job is queued again, with one more attempt if it had used them all. Answers the
+-- status it had (NULL: no such job) and whether it was retried.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @id uniqueidentifier = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @status nvarchar(16);
+BEGIN TRANSACTION;
+SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
+IF @status = N'dead'
+    UPDATE __SCHEMA__.jobs
+    SET status = N'queued', run_at = @now,
+        max_attempts = CASE WHEN max_attempts > attempt + 1 THEN max_attempts
+                            ELSE attempt + 1 END,
+        error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
+        cancel_requested = 0
+    WHERE id = @id;
+SELECT @status, CAST(CASE WHEN @status = N'dead' THEN 1 ELSE 0 END AS bit);
+COMMIT TRANSACTION;
+
+-- name: delete_job
+-- A job that is not running, with its attempts and events. Answers the status it had (NULL: no
+-- such job) and whether it was deleted.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @id uniqueidentifier = ?;
+DECLARE @status nvarchar(16);
+DECLARE @deleted bit = 0;
+BEGIN TRANSACTION;
+SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
+IF @status IS NOT NULL AND @status <> N'running'
+BEGIN
+    DELETE FROM __SCHEMA__.job_attempts WHERE job_id = @id;
+    DELETE FROM __SCHEMA__.job_events WHERE job_id = @id;
+    DELETE FROM __SCHEMA__.jobs WHERE id = @id;
+    SET @deleted = 1;
+END;
+SELECT @status, @deleted;
+COMMIT TRANSACTION;
+
+-- name: resolve_continuations
+-- Repair sweep: settle awaiting jobs whose parent has ended (or is gone), up to @limit parents.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @limit int = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @default_ttl float = ?;
+DECLARE @parents nvarchar(max);
+DECLARE @settled int = 0;
+BEGIN TRANSACTION;
+SET @parents = (
+    SELECT TOP (@limit) o.id
+    FROM (SELECT DISTINCT c.continues_job_id AS id
+          FROM __SCHEMA__.jobs AS c
+          LEFT JOIN __SCHEMA__.jobs AS p ON p.id = c.continues_job_id
+          WHERE c.status = N'awaiting' AND c.continues_job_id IS NOT NULL
+            AND (p.id IS NULL OR p.status IN (N'succeeded', N'dead', N'cancelled'))) AS o
+    FOR JSON PATH
+);
+IF @parents IS NOT NULL
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
+SELECT @settled;
+COMMIT TRANSACTION;
+
+-- name: set_queue_paused
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @queue nvarchar(max) = ?;
+DECLARE @paused bit = ?;
+DECLARE @now datetime2(6) = ?;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.queue_state WITH (UPDLOCK, SERIALIZABLE)
+SET paused = @paused, updated_at = @now
+WHERE queue = @queue;
+IF @@ROWCOUNT = 0
+    INSERT INTO __SCHEMA__.queue_state (queue, paused, updated_at) VALUES (@queue, @paused, @now);
+COMMIT TRANSACTION;
+
+-- name: paused_queues
+SELECT queue FROM __SCHEMA__.queue_state WHERE paused = 1;
+
+-- name: queue_counts
+SELECT queue, status, COUNT(*) FROM __SCHEMA__.jobs GROUP BY queue, status;
+
+-- name: queue_states
+SELECT queue, paused FROM __SCHEMA__.queue_state;
+
+-- name: get_job
+SET NOCOUNT ON;
+DECLARE @id uniqueidentifier = ?;
+SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
+    started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
+    result, error, traceback, result_ttl, expires_at
+FROM __SCHEMA__.jobs WHERE id = @id;
+
+-- name: list_jobs
+-- Newest first: by enqueued_at, then insertion order (uniqueidentifier does not sort by time).
+-- The filter is a JSON object whose absent or null fields do not filter.
+SET NOCOUNT ON;
+DECLARE @filter nvarchar(max) = ?;
+DECLARE @limit int = ?;
+DECLARE @offset int = ?;
+DECLARE @status nvarchar(16), @job_type nvarchar(max), @queue nvarchar(max),
+    @idempotency_key nvarchar(max);
+SELECT @status = f.status, @job_type = f.job_type, @queue = f.queue,
+    @idempotency_key = f.idempotency_key
+FROM OPENJSON(@filter) WITH (
+    status           nvarchar(16) '$.status',
+    job_type         nvarchar(max) '$.job_type',
+    queue            nvarchar(max) '$.queue',
+    idempotency_key  nvarchar(max) '$.idempotency_key'
+) AS f;
+SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
+    started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
+    result, error, traceback, result_ttl, expires_at
+FROM __SCHEMA__.jobs
+WHERE (@status IS NULL OR status = @status)
+  AND (@job_type IS NULL OR job_type = @job_type)
+  AND (@queue IS NULL OR queue = @queue)
+  AND (@idempotency_key IS NULL OR idempotency_key = @idempotency_key)
+ORDER BY enqueued_at DESC, seq DESC
+OFFSET @offset ROWS FETCH NEXT @limit ROWS ONLY
+OPTION (RECOMPILE);
+
+-- name: count_by_status
+SELECT status, COUNT(*) FROM __SCHEMA__.jobs GROUP BY status;
+
+-- name: list_attempts
+SET NOCOUNT ON;
+DECLARE @job_id uniqueidentifier = ?;
+SELECT job_id, attempt, worker, started_at, ended_at, outcome, error, traceback
+FROM __SCHEMA__.job_attempts WHERE job_id = @job_id ORDER BY id;
+
+-- name: purge_expired
+-- Up to @limit finished jobs past their result TTL, with their attempts and events.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @now datetime2(6) = ?;
+DECLARE @limit int = ?;
+DECLARE @doomed TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
+DECLARE @deleted int;
+BEGIN TRANSACTION;
+INSERT INTO @doomed (id)
+SELECT TOP (@limit) id FROM __SCHEMA__.jobs WITH (ROWLOCK, READPAST, UPDLOCK)
+WHERE expires_at <= @now
+ORDER BY expires_at;
+DELETE FROM __SCHEMA__.job_attempts WHERE job_id IN (SELECT id FROM @doomed);
+DELETE FROM __SCHEMA__.job_events WHERE job_id IN (SELECT id FROM @doomed);
+DELETE FROM __SCHEMA__.jobs WHERE id IN (SELECT id FROM @doomed);
+SET @deleted = @@ROWCOUNT;
+SELECT @deleted;
+COMMIT TRANSACTION;

@@ -1,0 +1,698 @@
+"""The SQL Server backend without a SQL Server: URLs, schema names, the SQL files, the CLI, and
+the backend's plumbing against a stand-in for pyodbc that records what it is asked to run.
+
+What these tests cannot show is that SQL Server accepts and runs the T-SQL: the conformance suite
+does that when JOBWORKER_TEST_SQLSERVER_DSN points at a server (see docs/sqlserver.md).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import re
+import sys
+import types
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from click.testing import CliRunner
+
+from jobworker import Settings
+from jobworker.cli import main
+from jobworker.clock import FrozenClock
+from jobworker.errors import (
+    ConfigurationError,
+    InvalidJobStateError,
+    JobNotFoundError,
+    MissingExtraError,
+    SchemaMissingError,
+)
+from jobworker.models import (
+    AttemptOutcome,
+    CancelResult,
+    Completion,
+    Failed,
+    JobFilter,
+    JobStatus,
+    NewJob,
+    Succeeded,
+)
+from jobworker.storage import DIALECTS, create_storage, schema_sql
+from jobworker.storage.sqlfiles import queries, schema_scripts
+from jobworker.storage.sqlserver import (
+    SQLServerStorage,
+    odbc_connection_string,
+    parameter_names,
+    quoted_schema,
+    rendered_scripts,
+    split_batches,
+    statements,
+)
+
+from .conftest import ROOT
+
+URL = "mssql+pyodbc://app:secret@db.example:1433/jobs?driver=ODBC+Driver+18+for+SQL+Server"
+TABLES = ("jobs", "job_attempts", "job_events", "queue_state", "jobworker_schema", "recurring_jobs")
+
+
+def code_of(sql: str) -> str:
+    return re.sub(r"--[^\n]*", "", sql)
+
+
+# URLs -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            URL + "&TrustServerCertificate=yes",
+            "DRIVER={ODBC Driver 18 for SQL Server};SERVER=db.example,1433;DATABASE=jobs;"
+            "UID=app;PWD=secret;TrustServerCertificate=yes",
+        ),
+        (  # no driver: ODBC Driver 18; no port: the driver's default
+            "mssql+pyodbc://app:secret@db.example/jobs",
+            "DRIVER={ODBC Driver 18 for SQL Server};SERVER=db.example;DATABASE=jobs;"
+            "UID=app;PWD=secret",
+        ),
+        (  # credentials are URL-decoded, then braced when they hold ODBC's special characters
+            "mssql://us%40er:p%3Bss%7Dword@host:1434/my%20db?driver=FreeTDS&Encrypt=yes",
+            "DRIVER={FreeTDS};SERVER=host,1434;DATABASE=my db;UID=us@er;PWD={p;ss}}word};"
+            "Encrypt=yes",
+        ),
+        (  # a named instance, and no credentials (integrated or Entra ID authentication)
+            "mssql+pyodbc://sqlhost%5CSQLEXPRESS/jobs?Authentication=ActiveDirectoryMsi",
+            "DRIVER={ODBC Driver 18 for SQL Server};SERVER=sqlhost\\SQLEXPRESS;DATABASE=jobs;"
+            "Authentication=ActiveDirectoryMsi",
+        ),
+        (  # odbc_connect: used as it is, once decoded
+            "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC+Driver+18+for+SQL+Server%7D%3B"
+            "SERVER%3Dtcp%3Adb%2C1433%3BDATABASE%3Djobs%3BUID%3Dapp%3BPWD%3Ds%3Bcret",
+            "DRIVER={ODBC Driver 18 for SQL Server};SERVER=tcp:db,1433;DATABASE=jobs;UID=app;"
+            "PWD=s;cret",
+        ),
+        ("mssql+pyodbc://?odbc_connect=DSN%3Djobs", "DSN=jobs"),
+    ],
+)
+def test_urls_become_odbc_connection_strings(url: str, expected: str) -> None:
+    assert odbc_connection_string(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://u:p@h/db", "expected mssql+pyodbc://"),
+        ("mssql+pyodbc:/h/db", "expected mssql+pyodbc://"),
+        ("mssql+pyodbc:///jobs", "no host"),
+        ("mssql+pyodbc://u:p@host", "no database name"),
+        ("mssql+pyodbc://u:p@host/", "no database name"),
+        ("mssql+pyodbc://u:p@host/a/b", "contains '/'"),
+        ("mssql+pyodbc://u:p@host:port/db", "the port is not a number"),
+        ("mssql+pyodbc://u:p@host:99999/db", "the port is not a number"),
+        ("mssql+pyodbc://u:p@host/db?driver=", "the driver parameter is empty"),
+        ("mssql+pyodbc://u:p@host/db?Encrypt=yes&encrypt=no", "given twice"),
+        ("mssql+pyodbc://u:p@host/db?bad;key=1", "not an ODBC keyword"),
+        ("mssql+pyodbc://u:p@host/db?Database=other", "in the URL itself"),
+        ("mssql+pyodbc://u:p@host/db?PWD=x", "in the URL itself"),
+        ("mssql+pyodbc://u:p@host/db#frag", "fragment"),
+        ("mssql+pyodbc://u:p@host/db?odbc_connect=DSN%3Dx", "give nothing else"),
+        ("mssql+pyodbc:///?odbc_connect=DSN%3Dx&Encrypt=yes", "give nothing else"),
+        ("mssql+pyodbc:///?odbc_connect=", "not an ODBC connection string"),
+    ],
+)
+def test_bad_urls_are_configuration_errors(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)) as info:
+        odbc_connection_string(url)
+    assert ":p@" not in str(info.value), "the password is never shown"
+
+
+# Schema names -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["jobworker", "_jobs", "jw_0123456789ab", "a" * 63, "dbo"])
+def test_plain_schema_names_are_bracket_quoted(name: str) -> None:
+    assert quoted_schema(name) == f"[{name}]"
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Jobs", "1jobs", "job-worker", "jobs]; DROP TABLE x; --", "a" * 64, "sys"]
+)
+def test_other_schema_names_are_refused(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="invalid schema name"):
+        quoted_schema(name)
+
+
+# The SQL files ------------------------------------------------------------------------------
+
+
+def referenced_queries() -> set[str]:
+    """Every statement name the backend's source passes to `_query` or `_scalar`."""
+    source = (ROOT / "jobworker" / "storage" / "sqlserver.py").read_text()
+    names = set()
+    tree = ast.parse(source)
+    for function in ast.walk(tree):
+        if isinstance(function, ast.FunctionDef) and function.name == "_scalar":
+            function.body = []  # it passes its own `name` on to `_query`
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("_query", "_scalar")
+        ):
+            assert len(node.args) >= 2 and isinstance(node.args[1], ast.Constant), ast.dump(node)
+            names.add(node.args[1].value)
+    return names
+
+
+def test_every_named_query_is_used_and_every_used_one_exists() -> None:
+    assert referenced_queries() == set(queries("sqlserver"))
+
+
+def test_each_statement_declares_its_parameters_once_each() -> None:
+    for name, statement in statements("jobworker").items():
+        code = code_of(statement.sql)
+        assert code == statement.sql, f"{name}: comments are not sent"
+        assert code.count("?") == len(statement.params), name
+        assert not re.search(r"^\s*GO\s*$", code, re.MULTILINE | re.IGNORECASE), name
+    assert statements("jobworker")["claim"].params[:4] == ("now", "queues", "job_types", "limit")
+    with pytest.raises(ValueError, match="every marker must stand alone"):
+        parameter_names("DECLARE @a int = ?;\nSELECT ? + @a;")
+
+
+def test_no_string_literal_holds_a_comment_marker_or_a_parameter_marker() -> None:
+    """What makes stripping comments (`--` to the end of the line) and counting `?` safe."""
+    texts = [*queries("sqlserver").values(), *(t for _, _, t in schema_scripts("sqlserver"))]
+    for text in texts:
+        for literal in re.findall(r"N?'[^']*'", code_of(text)):
+            assert "--" not in literal and "?" not in literal, literal
+
+
+def test_tables_are_always_named_with_the_schema() -> None:
+    bare = re.compile(r"(?<![\w@.\[])(" + "|".join(TABLES) + r")\b")
+    texts = dict(queries("sqlserver"))
+    texts.update({name: text for _, name, text in schema_scripts("sqlserver")})
+    for name, text in texts.items():
+        assert not bare.search(code_of(text)), (name, bare.search(code_of(text)))
+        assert "__SCHEMA__" in text or name == "migration_lock", name
+
+
+def test_schema_scripts_split_on_go_into_batches() -> None:
+    scripts = schema_scripts("sqlserver")
+    assert [version for version, _, _ in scripts] == list(range(1, len(scripts) + 1))
+    for version, name, text in scripts:
+        batches = split_batches(text)
+        assert len(batches) > 1, name
+        for batch in batches:
+            code = code_of(batch).strip()
+            assert code, f"{name}: a batch of only comments"
+            assert not re.search(r"^\s*GO\s*$", batch, re.MULTILINE | re.IGNORECASE)
+            # CREATE PROCEDURE / FUNCTION must be the first statement of its batch.
+            if re.search(r"\bCREATE\s+(OR\s+ALTER\s+)?(PROCEDURE|FUNCTION)\b", code, re.I):
+                assert re.match(r"CREATE\s+OR\s+ALTER\s+(PROCEDURE|FUNCTION)\b", code), batch
+        last = code_of(batches[-1])
+        assert f"VALUES ({version})" in last, f"{name} records its version last"
+    assert split_batches("SELECT 1;\ngo\n-- only a comment\nGO -- trailing\n\tGo\nSELECT 2") == [
+        "SELECT 1;",
+        "SELECT 2",
+    ]
+
+
+def test_rendered_scripts_hold_the_quoted_schema() -> None:
+    for _, _, text in rendered_scripts("acme_jobs"):
+        assert "__SCHEMA__" not in text and "[acme_jobs]." in text
+    with pytest.raises(ConfigurationError):
+        rendered_scripts("Acme")
+
+
+def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
+    assert "sqlserver" in DIALECTS
+    result = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "acme"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "-- jobworker schema version 1 (001_schema.sql)" in out
+    assert "-- jobworker schema version 2 (002_routines.sql)" in out
+    assert "CREATE TABLE [acme].jobs" in out and "__SCHEMA__" not in out
+    assert re.search(r"^GO$", out, re.MULTILINE)
+    assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == [1, 2]
+    bad = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "Acme"])
+    assert bad.exit_code == 2 and "invalid schema name" in bad.output
+
+
+# pyodbc ---------------------------------------------------------------------------------------
+
+
+def test_a_missing_pyodbc_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyodbc", None)  # import pyodbc -> ModuleNotFoundError
+    with pytest.raises(MissingExtraError, match=re.escape("pip install 'jobworker[sqlserver]'")):
+        create_storage(URL)
+
+
+def test_an_unreachable_server_is_a_configuration_error() -> None:
+    """With the real pyodbc, when it can be loaded here (it needs unixODBC); nothing listens on
+    port 1, and without Microsoft's driver installed the driver manager refuses first."""
+    try:
+        import pyodbc  # noqa: F401
+    except ImportError:
+        pytest.skip("pyodbc (with unixODBC) is not installed")
+    url = "mssql+pyodbc://app:secret@127.0.0.1:1/jobs"
+    storage = create_storage(url, Settings(database_url=url, connect_timeout=2))
+
+    async def open_it() -> None:
+        try:
+            await storage.open()
+        finally:
+            await storage.close()
+
+    with pytest.raises(ConfigurationError, match=r"cannot connect to SQL Server at .*app:\*\*\*@"):
+        asyncio.run(open_it())
+
+
+# A stand-in for pyodbc ------------------------------------------------------------------------
+
+
+class FakeError(Exception):
+    pass
+
+
+class FakeIntegrityError(FakeError):
+    pass
+
+
+Responder = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]] | None]
+
+
+class FakeCursor:
+    def __init__(self, conn: FakeConnection) -> None:
+        self.conn = conn
+        self.description: list[tuple[str]] | None = None
+        self.rows: list[tuple[Any, ...]] = []
+
+    def execute(self, sql: str, *params: Any) -> FakeCursor:
+        self.conn.log.append((self.conn.name_of(sql), sql, params))
+        rows = self.conn.respond(self.conn.name_of(sql) or sql, params)
+        self.description = None if rows is None else [("column",)]
+        self.rows = rows or []
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+    def nextset(self) -> bool:
+        self.description = None
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+class FakeConnection:
+    def __init__(self, respond: Responder) -> None:
+        self.respond = respond
+        self.log: list[tuple[str | None, str, tuple[Any, ...]]] = []
+        self.names = {s.sql: name for name, s in statements("jobworker").items()}
+
+    def name_of(self, sql: str) -> str | None:
+        return self.names.get(sql)
+
+    def cursor(self) -> FakeCursor:
+        return FakeCursor(self)
+
+    def close(self) -> None:
+        pass
+
+
+class Harness:
+    """A SQLServerStorage on the stand-in; `answers[name]` is what a named statement returns."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: dict[str, Any] = {}
+        self.connections: list[FakeConnection] = []
+        self.connect_args: list[tuple[str, dict[str, Any]]] = []
+        fake = types.ModuleType("pyodbc")
+        fake.Error = FakeError  # type: ignore[attr-defined]
+        fake.IntegrityError = FakeIntegrityError  # type: ignore[attr-defined]
+        fake.connect = self.connect  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "pyodbc", fake)
+        self.clock = FrozenClock(datetime(2030, 1, 1, 12, 0, tzinfo=UTC))
+        self.storage = SQLServerStorage(URL, Settings(database_url=URL), self.clock)
+
+    def connect(self, connection_string: str, **kwargs: Any) -> FakeConnection:
+        self.connect_args.append((connection_string, kwargs))
+        conn = FakeConnection(self.respond)
+        self.connections.append(conn)
+        return conn
+
+    def respond(self, name: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        if name not in statements("jobworker"):
+            return None  # a plain batch: SET, BEGIN/COMMIT TRANSACTION, a schema script
+        answer = self.answers[name]
+        if isinstance(answer, BaseException):
+            raise answer
+        if callable(answer):
+            result: list[tuple[Any, ...]] = answer(params)
+            return result
+        return None if answer is None else list(answer)
+
+    @property
+    def log(self) -> list[tuple[str | None, str, tuple[Any, ...]]]:
+        return [entry for conn in self.connections for entry in conn.log]
+
+    def params(self, name: str) -> dict[str, Any]:
+        """The parameters of the last run of a named statement, by name."""
+        [*_, (_, _sql, values)] = [entry for entry in self.log if entry[0] == name]
+        return dict(zip(statements("jobworker")[name].params, values, strict=True))
+
+    def executed(self) -> set[str]:
+        return {name for name, _, _ in self.log if name is not None}
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch) -> Harness:
+    return Harness(monkeypatch)  # each test closes the storage in its own event loop
+
+
+def turns(*answers: Any) -> Callable[[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """An answer that changes on every run: rows, or an exception to raise."""
+    queue = iter(answers)
+
+    def answer(params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        turn = next(queue)
+        if isinstance(turn, BaseException):
+            raise turn
+        rows: list[tuple[Any, ...]] = turn
+        return rows
+
+    return answer
+
+
+def naive(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def new_job(clock: FrozenClock, **overrides: Any) -> NewJob:
+    fields: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "job_type": "t.noop",
+        "queue": "default",
+        "priority": 0,
+        "args": b'{"a":1}',
+        "max_attempts": 3,
+        "status": JobStatus.QUEUED,
+        "run_at": clock.now(),
+        "enqueued_at": clock.now(),
+    }
+    fields.update(overrides)
+    return NewJob(**fields)
+
+
+async def test_open_connects_once_in_autocommit_and_sets_xact_abort(harness: Harness) -> None:
+    await harness.storage.open()
+    await harness.storage.open()
+    [(connection_string, kwargs)] = harness.connect_args
+    assert connection_string.startswith("DRIVER={ODBC Driver 18 for SQL Server};SERVER=db.example")
+    assert kwargs == {"autocommit": True, "timeout": 10}
+    assert [sql for _, sql, _ in harness.log] == ["SET XACT_ABORT ON;"]
+    await harness.storage.close()
+
+
+async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) -> None:
+    clock = harness.clock
+    parent = uuid.uuid4()
+    holder = uuid.uuid4()
+    first = new_job(clock, idempotency_key="k", continues_job_id=parent, result_ttl=9.5)
+    second = new_job(clock, idempotency_key="k", run_at=clock.now() + timedelta(microseconds=7))
+    harness.answers["enqueue"] = [
+        (0, True, str(first.id).upper(), None),
+        (1, False, str(holder).upper(), None),
+    ]
+    results = await harness.storage.enqueue_many([first, second])
+    assert [(r.job_id, r.created) for r in results] == [(first.id, True), (holder, False)]
+    params = harness.params("enqueue")
+    assert params["now"] == "2030-01-01T12:00:00.000000"
+    assert params["default_ttl"] == 86400.0
+    sent = msgspec.json.decode(params["jobs"])
+    assert sent[0] == {
+        "id": str(first.id),
+        "job_type": "t.noop",
+        "queue": "default",
+        "priority": 0,
+        "status": "queued",
+        "args": '{"a":1}',
+        "max_attempts": 3,
+        "enqueued_at": "2030-01-01T12:00:00.000000",
+        "run_at": "2030-01-01T12:00:00.000000",
+        "idempotency_key": "k",
+        "continues_job_id": str(parent),
+        "result_ttl": 9.5,
+    }
+    assert sent[1]["run_at"] == "2030-01-01T12:00:00.000007"
+    assert sent[1]["continues_job_id"] is None and sent[1]["result_ttl"] is None
+
+    harness.answers["enqueue"] = [(0, False, None, str(parent).upper())]
+    with pytest.raises(JobNotFoundError) as info:
+        await harness.storage.enqueue_many([first])
+    assert info.value.job_id == parent
+    with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
+        await harness.storage.enqueue_many([first], connection=object())
+    assert await harness.storage.enqueue_many([]) == []
+    await harness.storage.close()
+
+
+async def test_a_key_race_is_answered_on_the_next_turn(harness: Harness) -> None:
+    job = new_job(harness.clock, idempotency_key="k")
+    holder = uuid.uuid4()
+    harness.answers["enqueue"] = turns(
+        FakeIntegrityError("23000", "duplicate key ... unique index 'jobs_idempotency_key'"),
+        [(0, False, str(holder), None)],
+    )
+    [result] = await harness.storage.enqueue_many([job])
+    assert result.job_id == holder and not result.created
+    assert "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;" in [sql for _, sql, _ in harness.log]
+    await harness.storage.close()
+
+
+async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
+    now = harness.clock.now()
+    low, high = uuid.uuid4(), uuid.uuid4()
+    row = (str(low).upper(), "t.a", "default", '{"x":1}', 1, 3, naive(now), naive(now), None, 0)
+    harness.answers["claim"] = [
+        (*row, naive(now)),
+        (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9, naive(now)),
+    ]
+    claimed = await harness.storage.claim(
+        "w1", ["t.a", "t.b", "t.c"], ["default", "q"], 10, 30.0, concurrency={"t.b": 2, "x": 1}
+    )
+    assert [job.id for job in claimed] == [high, low]  # most urgent first
+    assert claimed[1].args == b'{"x":1}' and claimed[1].enqueued_at == now
+    assert claimed[1].started_at.tzinfo is UTC and claimed[0].result_ttl == 4.5
+    params = harness.params("claim")
+    assert msgspec.json.decode(params["job_types"]) == ["t.a", "t.c"]
+    assert msgspec.json.decode(params["caps"]) == [{"job_type": "t.b", "cap": 2}]
+    assert msgspec.json.decode(params["queues"]) == ["default", "q"]
+    assert params["lease_until"] == "2030-01-01T12:00:30.000000"
+    assert params["lock_prefix"] == "jobworker.cap.jobworker."
+    assert await harness.storage.claim("w1", [], ["q"], 10, 30.0) == []
+    await harness.storage.close()
+
+
+async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness) -> None:
+    clock = harness.clock
+    job_id = uuid.uuid4()
+    done = Completion(
+        job_id=job_id,
+        attempt=1,
+        lease_owner="w1",
+        started_at=clock.now(),
+        ended_at=clock.now(),
+        outcome=Succeeded(result=b'{"rows":3}'),
+        result_ttl=0.25,
+    )
+    failed = Completion(
+        job_id=uuid.uuid4(),
+        attempt=2,
+        lease_owner="w1",
+        started_at=clock.now(),
+        ended_at=clock.now(),
+        outcome=Failed(error="E", traceback="tb"),
+        retry_at=clock.now() + timedelta(seconds=5),
+    )
+    harness.answers["complete"] = turns(
+        FakeError("40001", "[SQL Server]Transaction was deadlocked (1205)"), [(2,)]
+    )
+    assert await harness.storage.complete_many([done, failed]) == 2
+    sent = msgspec.json.decode(harness.params("complete")["outcomes"])
+    assert sent[0]["outcome"] == "succeeded" and sent[0]["result"] == '{"rows":3}'
+    assert sent[0]["expires_at"] == "2030-01-01T12:00:00.250000"
+    assert sent[1]["outcome"] == "failed" and sent[1]["expires_at"] is None
+    assert sent[1]["retry_at"] == "2030-01-01T12:00:05.000000"
+    assert len([entry for entry in harness.log if entry[0] == "complete"]) == 2
+    await harness.storage.close()
+
+
+async def test_every_method_runs_its_statements_with_every_parameter(harness: Harness) -> None:
+    """Each method once, on canned answers: every statement it runs is given exactly the
+    parameters it declares (`Statement.bind` checks), none of them None."""
+    s, now = harness.storage, harness.clock.now()
+    job_id = uuid.uuid4()
+    record = (
+        str(job_id).upper(), "t.noop", "default", 0, "dead", '{"a":1}', 3, 3, naive(now),
+        naive(now), naive(now), naive(now), None, None, "k", None, "null", "E", "tb", 60.0,
+        naive(now + timedelta(seconds=60)),
+    )  # fmt: skip
+    harness.answers.update(
+        {
+            "schema_table_exists": [(1,)],
+            "schema_version": [(2,)],
+            "migration_lock": [(0,)],
+            "enqueue": [(0, True, str(job_id), None)],
+            "claim": [],
+            "extend_leases": [(2,)],
+            "complete": [(1,)],
+            "end_leases": [(3,)],
+            "cancel": [("running", False, True)],
+            "cancel_requests": [(str(job_id),)],
+            "retry_dead": [("dead", True)],
+            "delete_job": [("succeeded", True)],
+            "resolve_continuations": [(4,)],
+            "set_queue_paused": None,
+            "paused_queues": [("mail",)],
+            "queue_counts": [("default", "queued", 2), ("mail", "running", 1)],
+            "queue_states": [("mail", True), ("idle", False)],
+            "get_job": [record],
+            "list_jobs": [record],
+            "count_by_status": [("queued", 5), ("dead", 1)],
+            "list_attempts": [
+                (str(job_id), 1, "w1", naive(now), naive(now), "lost", "gone (worker w1)", None)
+            ],
+            "purge_expired": [(7,)],
+        }
+    )
+    assert await s.migrate() == []
+    await s.check_schema()
+    await s.enqueue_many([new_job(harness.clock)])
+    assert await s.claim("w1", ["t.noop"], ["default"], 5, 30.0) == []
+    assert await s.extend_leases("w1", 30.0) == 2
+    done = Completion(
+        job_id=job_id,
+        attempt=1,
+        lease_owner="w1",
+        started_at=now,
+        ended_at=now,
+        outcome=Succeeded(result=b"1"),
+    )
+    assert await s.complete_many([done]) == 1
+    assert await s.release_owner("w1", lost=False, reason="shutdown") == 3
+    assert harness.params("end_leases")["expired"] is False
+    assert await s.rescue_expired() == 3
+    params = harness.params("end_leases")
+    assert params["expired"] is True and params["lost"] is True and params["owner"] == ""
+    assert await s.cancel(job_id, "no") is CancelResult.REQUESTED
+    assert await s.cancel_requests("w1") == [job_id]
+    await s.retry_job(job_id)
+    await s.delete_job(job_id)
+    assert await s.resolve_continuations() == 4
+    await s.set_queue_paused("mail", True)
+    assert await s.paused_queues() == {"mail"}
+    infos = await s.queues()
+    assert [(q.name, q.paused, q.counts) for q in infos] == [
+        ("default", False, {"queued": 2}),
+        ("idle", False, {}),
+        ("mail", True, {"running": 1}),
+    ]
+    got = await s.get(job_id)
+    assert got is not None and got.id == job_id and got.status is JobStatus.DEAD
+    assert got.args == b'{"a":1}' and got.result == b"null" and got.expires_at is not None
+    assert got.enqueued_at == now and got.enqueued_at.tzinfo is UTC
+    listed = await s.list_jobs(JobFilter(status=JobStatus.DEAD, queue="default"), limit=5)
+    assert [r.id for r in listed] == [job_id]
+    assert msgspec.json.decode(harness.params("list_jobs")["filter"]) == {
+        "status": "dead",
+        "job_type": None,
+        "queue": "default",
+        "idempotency_key": None,
+    }
+    assert await s.list_jobs(JobFilter(), limit=0) == []
+    counts = await s.count_by_status()
+    assert counts[JobStatus.QUEUED] == 5 and counts[JobStatus.RUNNING] == 0
+    [attempt] = await s.attempts(job_id)
+    assert attempt.outcome is AttemptOutcome.LOST and attempt.job_id == job_id
+    assert await s.purge_expired(limit=10) == 7
+    assert harness.executed() == set(queries("sqlserver"))
+    for name, _, values in harness.log:
+        assert None not in values, name
+    await s.close()
+
+
+async def test_answers_about_missing_or_busy_jobs(harness: Harness) -> None:
+    s, job_id = harness.storage, uuid.uuid4()
+    harness.answers.update(
+        {
+            "cancel": [(None, False, False)],
+            "retry_dead": [(None, False)],
+            "delete_job": [(None, False)],
+        }
+    )
+    for call in (s.cancel(job_id, "x"), s.retry_job(job_id), s.delete_job(job_id)):
+        with pytest.raises(JobNotFoundError):
+            await call
+    harness.answers.update(
+        {
+            "cancel": [("succeeded", False, False)],
+            "retry_dead": [("queued", False)],
+            "delete_job": [("running", False)],
+        }
+    )
+    assert await s.cancel(job_id, "x") is CancelResult.FINISHED
+    with pytest.raises(InvalidJobStateError, match="only dead jobs can be retried"):
+        await s.retry_job(job_id)
+    with pytest.raises(InvalidJobStateError, match="cancel it first"):
+        await s.delete_job(job_id)
+    harness.answers["cancel"] = [("queued", True, False)]
+    assert await s.cancel(job_id, "x") is CancelResult.CANCELLED
+    await s.close()
+
+
+async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harness) -> None:
+    harness.answers.update({"schema_table_exists": [(0,)], "migration_lock": [(0,)]})
+    assert await harness.storage.migrate() == [1, 2]
+    sqls = [sql for _, sql, _ in harness.log]
+    batches = [b for _, _, text in rendered_scripts("jobworker") for b in split_batches(text)]
+    assert sqls[1] == "BEGIN TRANSACTION;" and sqls[-1] == "COMMIT TRANSACTION;"
+    assert [name for name, _, _ in harness.log[2:4]] == ["migration_lock", "schema_table_exists"]
+    assert harness.params("migration_lock") == {"resource": "jobworker.migrate.jobworker"}
+    assert sqls[4:-1] == batches
+
+    harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(1,)]})
+    with pytest.raises(SchemaMissingError, match=r"has schema version 1.*jobworker migrate"):
+        await harness.storage.check_schema()
+    assert await harness.storage.migrate() == [2]
+
+    harness.answers["migration_lock"] = [(-1,)]
+    with pytest.raises(ConfigurationError, match="migration lock"):
+        await harness.storage.migrate()
+    assert harness.log[-1][1] == "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;"
+    await harness.storage.close()
+
+
+async def test_a_lost_connection_is_replaced_for_reads_only(harness: Harness) -> None:
+    lost = FakeError("08S01", "Communication link failure")
+    harness.answers["count_by_status"] = turns(lost, [("queued", 3)])
+    counts = await harness.storage.count_by_status()
+    assert counts[JobStatus.QUEUED] == 3 and len(harness.connections) == 2
+    harness.answers["claim"] = lost
+    with pytest.raises(FakeError):
+        await harness.storage.claim("w1", ["t"], ["q"], 1, 5.0)
+    assert len(harness.connections) == 2, "a claim is not repeated on a fresh connection"
+    await harness.storage.close()
+
+
+def test_the_backend_module_imports_without_pyodbc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyodbc", None)
+    source = Path(ROOT / "jobworker" / "storage" / "sqlserver.py").read_text()
+    assert "\nimport pyodbc" not in source and "\nfrom pyodbc" not in source
+    assert rendered_scripts("jobworker")  # the SQL side needs no driver
