@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from jobworker.errors import ConfigurationError
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -55,6 +57,19 @@ def outcome_row(item: Completion, default_ttl: float) -> OutcomeRow:
 
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
+
+SCHEMA_TOKEN = "__SCHEMA__"  # stands for the quoted schema name in server backends' SQL
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(name: str) -> str:
+    """A schema name is 1-63 lower-case letters, digits and '_': checked, never pasted raw."""
+    if not _SCHEMA_NAME.match(name):
+        raise ConfigurationError(
+            f"invalid schema name {name!r}: use 1-63 lower-case letters, digits and '_', "
+            "not starting with a digit"
+        )
+    return name
 
 
 def parent_ended_reason(parent_id: object, status: JobStatus | str) -> str:

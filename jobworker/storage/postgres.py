@@ -39,7 +39,14 @@ from jobworker.models import (
     NewJob,
     QueueInfo,
 )
-from jobworker.storage.base import FINISHED, EnqueueResult, Subscription, outcome_row
+from jobworker.storage.base import (
+    FINISHED,
+    SCHEMA_TOKEN,
+    EnqueueResult,
+    Subscription,
+    check_schema_name,
+    outcome_row,
+)
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 try:
@@ -59,8 +66,6 @@ else:
 
 logger = logging.getLogger("jobworker.storage.postgres")
 
-SCHEMA_TOKEN = "__SCHEMA__"
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _MIGRATION_LOCK = 0x6A6F62776F726B  # "jobwork": one migration at a time per database
 _COPY_FROM = 64  # batches at least this large, without idempotency keys, are COPYed in
 _COPY_COLUMNS = [
@@ -80,11 +85,7 @@ _COPY_COLUMNS = [
 
 def quoted_schema(name: str) -> str:
     """The schema name as a quoted identifier, after checking it is a plain lower-case name."""
-    if not _SCHEMA_NAME.match(name):
-        raise ConfigurationError(
-            f"invalid schema name {name!r}: use 1-63 lower-case letters, digits and '_', "
-            "not starting with a digit"
-        )
+    check_schema_name(name)
     return f'"{name}"'
 
 

@@ -49,15 +49,20 @@ from jobworker.models import (
     NewJob,
     QueueInfo,
 )
-from jobworker.storage.base import EnqueueResult, NoSubscription, Subscription, outcome_row
+from jobworker.storage.base import (
+    SCHEMA_TOKEN,
+    EnqueueResult,
+    NoSubscription,
+    Subscription,
+    check_schema_name,
+    outcome_row,
+)
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 T = TypeVar("T")
 logger = logging.getLogger("jobworker.storage.sqlserver")
 
-SCHEMA_TOKEN = "__SCHEMA__"
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SYSTEM_SCHEMAS = frozenset({"sys", "information_schema"})
 _SCHEMES = ("mssql+pyodbc", "mssql")
 _ODBC_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*$")
@@ -79,11 +84,7 @@ _LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 def quoted_schema(name: str) -> str:
     """The schema name as a bracket-quoted identifier, after checking it is a plain name."""
-    if not _SCHEMA_NAME.match(name):
-        raise ConfigurationError(
-            f"invalid schema name {name!r}: use 1-63 lower-case letters, digits and '_', "
-            "not starting with a digit"
-        )
+    check_schema_name(name)
     if name in _SYSTEM_SCHEMAS:
         raise ConfigurationError(f"invalid schema name {name!r}: it is a SQL Server system schema")
     return f"[{name}]"
