@@ -76,6 +76,44 @@ def parent_ended_reason(parent_id: object, status: JobStatus | str) -> str:
     return f"parent job {parent_id} ended {JobStatus(status).value}"
 
 
+def job_record(
+    row: Sequence[Any],
+    *,
+    to_uuid: Callable[[Any], uuid.UUID],
+    to_time: Callable[[Any], datetime],
+    to_bytes: Callable[[Any], bytes],
+) -> JobRecord:
+    """A jobs row, in the column order every backend's get_job and list_jobs select, as a
+    JobRecord; the converters turn the driver's values into Python's."""
+
+    def maybe(convert: Callable[[Any], Any], value: Any) -> Any:
+        return None if value is None else convert(value)
+
+    return JobRecord(
+        id=to_uuid(row[0]),
+        job_type=row[1],
+        queue=row[2],
+        priority=row[3],
+        status=JobStatus(row[4]),
+        args=to_bytes(row[5]),
+        attempt=row[6],
+        max_attempts=row[7],
+        enqueued_at=to_time(row[8]),
+        run_at=to_time(row[9]),
+        started_at=maybe(to_time, row[10]),
+        completed_at=maybe(to_time, row[11]),
+        lease_owner=row[12],
+        lease_expires_at=maybe(to_time, row[13]),
+        idempotency_key=row[14],
+        continues_job_id=maybe(to_uuid, row[15]),
+        result=maybe(to_bytes, row[16]),
+        error=row[17],
+        traceback=row[18],
+        result_ttl=row[19],
+        expires_at=maybe(to_time, row[20]),
+    )
+
+
 class EnqueueResult(msgspec.Struct, frozen=True):
     job_id: uuid.UUID
     # False when an idempotency key matched an existing job, whose id is returned instead.

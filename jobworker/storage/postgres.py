@@ -45,6 +45,7 @@ from jobworker.storage.base import (
     EnqueueResult,
     Subscription,
     check_schema_name,
+    job_record,
     outcome_row,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
@@ -661,26 +662,9 @@ def _uuid(value: Any) -> uuid.UUID:
 
 
 def _record(row: Any) -> JobRecord:
-    return JobRecord(
-        id=_uuid(row[0]),
-        job_type=row[1],
-        queue=row[2],
-        priority=row[3],
-        status=JobStatus(row[4]),
-        args=row[5],
-        attempt=row[6],
-        max_attempts=row[7],
-        enqueued_at=row[8],
-        run_at=row[9],
-        started_at=row[10],
-        completed_at=row[11],
-        lease_owner=row[12],
-        lease_expires_at=row[13],
-        idempotency_key=row[14],
-        continues_job_id=None if row[15] is None else _uuid(row[15]),
-        result=row[16],
-        error=row[17],
-        traceback=row[18],
-        result_ttl=row[19],
-        expires_at=row[20],
-    )
+    # asyncpg already returns aware datetimes and (with our codec) jsonb as bytes.
+    return job_record(row, to_uuid=_uuid, to_time=_same, to_bytes=_same)
+
+
+def _same(value: Any) -> Any:
+    return value

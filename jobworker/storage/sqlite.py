@@ -47,6 +47,7 @@ from jobworker.storage.base import (
     EnqueueResult,
     NoSubscription,
     Subscription,
+    job_record,
     outcome_row,
     parent_ended_reason,
 )
@@ -656,26 +657,4 @@ def _json_list(values: Sequence[str]) -> str:
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
-    return JobRecord(
-        id=uuid.UUID(row[0]),
-        job_type=row[1],
-        queue=row[2],
-        priority=row[3],
-        status=JobStatus(row[4]),
-        args=bytes(row[5]),
-        attempt=row[6],
-        max_attempts=row[7],
-        enqueued_at=_dt_required(row[8]),
-        run_at=_dt_required(row[9]),
-        started_at=_dt(row[10]),
-        completed_at=_dt(row[11]),
-        lease_owner=row[12],
-        lease_expires_at=_dt(row[13]),
-        idempotency_key=row[14],
-        continues_job_id=uuid.UUID(row[15]) if row[15] else None,
-        result=None if row[16] is None else bytes(row[16]),
-        error=row[17],
-        traceback=row[18],
-        result_ttl=row[19],
-        expires_at=_dt(row[20]),
-    )
+    return job_record(row, to_uuid=uuid.UUID, to_time=_dt_required, to_bytes=bytes)

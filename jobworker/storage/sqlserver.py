@@ -55,6 +55,7 @@ from jobworker.storage.base import (
     NoSubscription,
     Subscription,
     check_schema_name,
+    job_record,
     outcome_row,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
@@ -844,26 +845,4 @@ def _optional_id(value: uuid.UUID | None) -> str | None:
 
 
 def _record(row: Sequence[Any]) -> JobRecord:
-    return JobRecord(
-        id=_uuid(row[0]),
-        job_type=row[1],
-        queue=row[2],
-        priority=row[3],
-        status=JobStatus(row[4]),
-        args=_bytes(row[5]),
-        attempt=row[6],
-        max_attempts=row[7],
-        enqueued_at=_dt_required(row[8]),
-        run_at=_dt_required(row[9]),
-        started_at=_dt(row[10]),
-        completed_at=_dt(row[11]),
-        lease_owner=row[12],
-        lease_expires_at=_dt(row[13]),
-        idempotency_key=row[14],
-        continues_job_id=None if row[15] is None else _uuid(row[15]),
-        result=None if row[16] is None else _bytes(row[16]),
-        error=row[17],
-        traceback=row[18],
-        result_ttl=row[19],
-        expires_at=_dt(row[20]),
-    )
+    return job_record(row, to_uuid=_uuid, to_time=_dt_required, to_bytes=_bytes)
