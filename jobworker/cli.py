@@ -377,7 +377,9 @@ def queues_list(app_path: str | None, database_url: str | None) -> None:
         infos = app.client.queues()
     finally:
         app.close()
-    columns = ("queued", "scheduled", "running", "failed", "succeeded", "dead", "cancelled")
+    columns = (
+        "queued", "scheduled", "awaiting", "running", "failed", "succeeded", "dead", "cancelled"
+    )
     header = ("QUEUE", "STATE", *(c.upper() for c in columns))
     rows = [header] + [
         (q.name, "paused" if q.paused else "active", *(str(q.counts.get(c, 0)) for c in columns))

@@ -7,9 +7,12 @@ persists (in a batch) and publishes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import threading
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -77,12 +80,17 @@ class Executor:
                     raise AttemptTimedOut from None
                 raise
         call = functools.partial(contextvars.copy_context().run, definition.func, ctx, **kwargs)
-        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if definition.timeout is None:
+            future = asyncio.get_running_loop().run_in_executor(self._threads, call)
+        else:
+            # A thread cannot be stopped. One that outlives its timeout must not hold a pool
+            # thread another job is waiting for, so a job with a timeout gets a thread of its own.
+            future = _in_own_thread(call, name=f"jobworker-job-{ctx.job_id}")
         try:
             if definition.timeout is None:
                 return await future
-            # A thread cannot be stopped: on timeout (or cancellation) the slot is freed, the
-            # handler is told through ctx.cancel_requested, and its eventual return is ignored.
+            # On timeout (or cancellation) the slot is freed, the handler is told through
+            # ctx.cancel_requested, and its eventual return is ignored.
             done, _ = await asyncio.wait([future], timeout=definition.timeout)
         except asyncio.CancelledError:
             ctx.request_cancel()
@@ -92,6 +100,31 @@ class Executor:
             future.cancel()
             raise AttemptTimedOut
         return future.result()
+
+
+def _in_own_thread(call: Callable[[], Any], *, name: str) -> asyncio.Future[Any]:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if future.done():  # timed out or cancelled meanwhile: the outcome is already decided
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+    def target() -> None:
+        value, error = None, None
+        try:
+            value = call()
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the worker's loop may be gone by now
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return future
 
 
 class AttemptTimedOut(Exception):

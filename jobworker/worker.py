@@ -350,6 +350,11 @@ class Worker:
         try:
             definition = self.app.registry.get(job.job_type)
             outcome = await self._executor.execute(definition, job, ctx)
+            running = self._running.get(job.id)
+            if isinstance(outcome, Failed) and running is not None and running.cancelled:
+                # It was asked to stop and stopped by failing: that is a cancellation, and a
+                # cancelled job is never retried.
+                outcome = Cancelled(reason=f"cancelled while running ({outcome.error})")
         except asyncio.CancelledError:
             running = self._running.get(job.id)
             if running is not None and running.cancelled:
@@ -410,6 +415,10 @@ class Worker:
             tasks = [running.task for running in self._running.values()]
             _done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
             if pending:
+                # A cancellation requested since the last poll wins over giving the job back.
+                with contextlib.suppress(Exception):
+                    for job_id in await self._storage.cancel_requests(self.worker_id):
+                        self._cancel_running(job_id)
                 logger.warning(
                     "worker %s: %d job(s) still running after the drain timeout; releasing them",
                     self.worker_id,

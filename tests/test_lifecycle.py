@@ -574,3 +574,105 @@ async def test_result_ttl_and_the_janitor(store: Store) -> None:
         assert (await kept_job.aget()).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
     finally:
         await app.aclose()
+
+
+# Edge cases found while documenting ---------------------------------------------------------
+
+
+async def test_a_running_jobs_cancel_reason_is_kept(store: Store, cancellable: Registry) -> None:
+    app = lifecycle_app(store, cancellable)
+    try:
+        handle = await app.client.aenqueue("sleeper", {"seconds": 30})
+        async with running_worker(app):
+            await wait_status(app, handle.job_id, JobStatus.RUNNING)
+            await app.client.acancel(handle.job_id, "customer asked")
+            await wait_status(app, handle.job_id, JobStatus.CANCELLED)
+        job = await handle.aget()
+        assert job is not None and job.error == "customer asked"
+    finally:
+        await app.aclose()
+
+
+async def test_a_sync_handler_that_fails_after_a_cancel_request_ends_cancelled(
+    store: Store,
+) -> None:
+    registry = Registry()
+
+    @registry.job(name="stubborn", max_attempts=4)
+    def stubborn(ctx: JobContext) -> None:
+        while not ctx.cancel_requested:
+            time.sleep(0.01)
+        raise RuntimeError("cleanup failed while stopping")
+
+    app = lifecycle_app(store, registry)
+    try:
+        handle = await stubborn.adelay()
+        async with running_worker(app):
+            await wait_status(app, handle.job_id, JobStatus.RUNNING)
+            await app.client.acancel(handle.job_id)
+            await wait_status(app, handle.job_id, JobStatus.CANCELLED)
+        job = await handle.aget()
+        assert job is not None and job.attempt == 1, "a cancelled job is not retried"
+    finally:
+        await app.aclose()
+
+
+async def test_a_cancel_request_is_honoured_by_a_worker_shutting_down(store: Store) -> None:
+    registry = Registry()
+
+    @registry.job(name="deaf", max_attempts=3)
+    def deaf(ctx: JobContext) -> None:
+        time.sleep(1.5)  # never looks at ctx.cancel_requested
+
+    app = lifecycle_app(store, registry, cancel_poll_interval=60)
+    try:
+        handle = await deaf.adelay()
+        async with running_worker(app, drain_timeout=0.2):
+            await wait_status(app, handle.job_id, JobStatus.RUNNING)
+            await app.client.acancel(handle.job_id, "stop it")
+        job = await handle.aget()
+        assert job is not None and job.status is JobStatus.CANCELLED, "not released to run again"
+    finally:
+        await app.aclose()
+
+
+async def test_a_timed_out_sync_job_does_not_hold_up_the_next(store: Store) -> None:
+    registry = Registry()
+
+    @registry.job(name="hangs", timeout=0.2, max_attempts=1)
+    def hangs(ctx: JobContext) -> None:
+        time.sleep(2)
+
+    @registry.job(name="quick", timeout=1.0)
+    def quick(ctx: JobContext) -> str:
+        return "done"
+
+    app = lifecycle_app(store, registry)
+    try:
+        stuck = await hangs.adelay()
+        async with running_worker(app, parallelism=1):
+            await wait_status(app, stuck.job_id, JobStatus.DEAD)
+            began = time.monotonic()
+            after = await quick.adelay()
+            assert await after.aresult(timeout=5) == "done"
+            assert time.monotonic() - began < 1.0, "not waiting for the stuck thread"
+    finally:
+        await app.aclose()
+
+
+async def test_deleting_a_parent_cancels_its_waiting_continuations(
+    store: Store, chain: Registry
+) -> None:
+    app = lifecycle_app(store, chain)
+    try:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        parent = await app.client.aenqueue("step", {"name": "p"}, ScheduleOptions(run_at=later))
+        child = await app.client.aenqueue(
+            "step", {"name": "c"}, ScheduleOptions(continues_job_id=parent.job_id)
+        )
+        await app.client.adelete(parent.job_id)
+        job = await child.aget()
+        assert job is not None and job.status is JobStatus.CANCELLED
+        assert job.error == f"parent job {parent.job_id} no longer exists"
+    finally:
+        await app.aclose()

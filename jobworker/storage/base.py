@@ -72,7 +72,10 @@ def check_schema_name(name: str) -> str:
     return name
 
 
-def parent_ended_reason(parent_id: object, status: JobStatus | str) -> str:
+def parent_ended_reason(parent_id: object, status: JobStatus | str | None) -> str:
+    """Why a continuation was cancelled: its parent ended dead or cancelled, or is gone."""
+    if status is None:
+        return f"parent job {parent_id} no longer exists"
     return f"parent job {parent_id} ended {JobStatus(status).value}"
 
 

@@ -485,6 +485,7 @@ class PostgresStorage:
             raise JobNotFoundError(job_id)
         if not row[1]:
             raise InvalidJobStateError(job_id, row[0], "cancel it first")
+        await self._settle([job_id])  # its continuations: "parent job ... no longer exists"
 
     async def resolve_continuations(self, limit: int = 500) -> int:
         parents = [row[0] for row in await self._query("fetch", "orphaned_parents", limit)]

@@ -267,7 +267,7 @@ class SQLiteStorage:
         if parent_status is JobStatus.SUCCEEDED:
             conn.execute(self._sql["promote_one_continuation"], params)
         elif parent_status is None or parent_status in (JobStatus.DEAD, JobStatus.CANCELLED):
-            reason = parent_ended_reason(parent, parent_status or JobStatus.CANCELLED)
+            reason = parent_ended_reason(parent, parent_status)
             params.update(reason=reason, default_ttl=self.settings.result_ttl)
             conn.execute(self._sql["cancel_one_continuation"], params)
             conn.execute(self._sql["cancel_continuations"], params)
@@ -529,6 +529,12 @@ class SQLiteStorage:
                     raise InvalidJobStateError(job_id, found[0], "cancel it first")
                 for statement in ("delete_events", "delete_attempts", "delete_job"):
                     conn.execute(self._sql[statement], params)
+                # Continuations waiting on it will never see it end: cancel them now.
+                conn.execute(self._sql["cancel_continuations"], {
+                    **params, "now": self.clock.now().timestamp(),
+                    "reason": parent_ended_reason(job_id, None),
+                    "default_ttl": self.settings.result_ttl,
+                })
 
         await self._run(delete)
 

@@ -734,8 +734,13 @@ class SQLServerStorage:
             raise InvalidJobStateError(job_id, status, "only dead jobs can be retried")
 
     async def delete_job(self, job_id: uuid.UUID) -> None:
+        params = {
+            "id": str(job_id),
+            "now": _ts(self.clock.now()),
+            "default_ttl": self.settings.result_ttl,
+        }
         status, deleted = await self._run(
-            lambda conn: self._query(conn, "delete_job", id=str(job_id))[0], retry=False
+            lambda conn: self._query(conn, "delete_job", **params)[0], retry=False
         )
         if status is None:
             raise JobNotFoundError(job_id)

@@ -44,7 +44,10 @@ WITH done AS (
         attempt = CASE d.outcome WHEN 'released' THEN j.attempt - 1 ELSE j.attempt END,
         started_at = CASE d.outcome WHEN 'released' THEN NULL ELSE j.started_at END,
         result = CASE d.outcome WHEN 'succeeded' THEN d.result ELSE j.result END,
-        error = CASE d.outcome WHEN 'released' THEN j.error ELSE d.error END,
+        -- A cancelled job keeps the reason its cancellation was requested with.
+        error = CASE WHEN d.outcome = 'released' THEN j.error
+                     WHEN d.outcome = 'cancelled' AND j.cancel_requested THEN j.error
+                     ELSE d.error END,
         traceback = CASE d.outcome WHEN 'released' THEN j.traceback ELSE d.traceback END,
         run_at = COALESCE(d.retry_at, j.run_at),
         completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
@@ -93,7 +96,7 @@ WITH ended AS (
         attempt = CASE WHEN d.outcome = 'released' THEN j.attempt - 1 ELSE j.attempt END,
         started_at = CASE WHEN d.outcome = 'released' THEN NULL ELSE j.started_at END,
         run_at = CASE WHEN d.outcome = 'lost' THEN $2 ELSE j.run_at END,
-        error = CASE WHEN d.outcome = 'released' THEN j.error
+        error = CASE WHEN d.outcome IN ('released', 'cancelled') THEN j.error
                      ELSE $4::text || ' (worker ' || d.lease_owner || ')' END,
         traceback = CASE WHEN d.outcome = 'released' THEN j.traceback END,
         completed_at = CASE WHEN d.new_status IN ('dead', 'cancelled') THEN $2 END,
@@ -179,7 +182,7 @@ WITH target AS (
     RETURNING j.id
 ), running AS (
     UPDATE __SCHEMA__.jobs AS j
-    SET cancel_requested = true
+    SET cancel_requested = true, error = $2
     FROM target AS t
     WHERE j.id = t.id AND t.status = 'running'
     RETURNING j.id, pg_notify($5::text, 'cancel:' || j.id::text)

@@ -142,14 +142,17 @@ SET status = 'cancelled', error = :reason, traceback = NULL, completed_at = :now
 WHERE id = :id AND status IN ('queued', 'scheduled', 'awaiting', 'failed');
 
 -- name: request_cancel
-UPDATE jobs SET cancel_requested = 1, updated_at = :now WHERE id = :id AND status = 'running';
+UPDATE jobs SET cancel_requested = 1, error = :reason, updated_at = :now
+WHERE id = :id AND status = 'running';
 
 -- name: cancel_requests
 SELECT id FROM jobs WHERE lease_owner = :owner AND status = 'running' AND cancel_requested = 1;
 
 -- name: complete_cancelled
+-- A cancelled job keeps the reason its cancellation was requested with.
 UPDATE jobs
-SET status = 'cancelled', error = :error, traceback = NULL,
+SET status = 'cancelled', error = CASE WHEN cancel_requested = 1 THEN error ELSE :error END,
+    traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';

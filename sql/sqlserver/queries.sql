@@ -312,7 +312,10 @@ SET status = CASE d.outcome WHEN N'released' THEN N'queued' ELSE d.outcome END,
     attempt = CASE d.outcome WHEN N'released' THEN j.attempt - 1 ELSE j.attempt END,
     started_at = CASE d.outcome WHEN N'released' THEN NULL ELSE j.started_at END,
     result = CASE d.outcome WHEN N'succeeded' THEN d.result ELSE j.result END,
-    error = CASE d.outcome WHEN N'released' THEN j.error ELSE d.error END,
+    -- A cancelled job keeps the reason its cancellation was requested with.
+    error = CASE WHEN d.outcome = N'released' THEN j.error
+                 WHEN d.outcome = N'cancelled' AND j.cancel_requested = 1 THEN j.error
+                 ELSE d.error END,
     traceback = CASE d.outcome WHEN N'released' THEN j.traceback ELSE d.traceback END,
     run_at = COALESCE(d.retry_at, j.run_at),
     completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled') THEN @now END,
@@ -386,7 +389,7 @@ SET status = CASE WHEN cancel_requested = 1 THEN N'cancelled'
     attempt = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN attempt - 1 ELSE attempt END,
     started_at = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN NULL ELSE started_at END,
     run_at = CASE WHEN cancel_requested = 0 AND @lost = 1 THEN @now ELSE run_at END,
-    error = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN error
+    error = CASE WHEN cancel_requested = 1 OR @lost = 0 THEN error
                  ELSE @reason + N' (worker ' + lease_owner + N')' END,
     traceback = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN traceback END,
     completed_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
@@ -448,7 +451,7 @@ BEGIN
 END
 ELSE IF @status = N'running'
 BEGIN
-    UPDATE __SCHEMA__.jobs SET cancel_requested = 1 WHERE id = @id;
+    UPDATE __SCHEMA__.jobs SET cancel_requested = 1, error = @reason WHERE id = @id;
     SET @requested = 1;
 END;
 SELECT @status, @cancelled, @requested;
@@ -482,13 +485,18 @@ SELECT @status, CAST(CASE WHEN @status = N'dead' THEN 1 ELSE 0 END AS bit);
 COMMIT TRANSACTION;
 
 -- name: delete_job
--- A job that is not running, with its attempts and events. Answers the status it had (NULL: no
--- such job) and whether it was deleted.
+-- A job that is not running, with its attempts and events; continuations waiting on it are
+-- cancelled ("no longer exists"). Answers the status it had (NULL: no such job) and whether it
+-- was deleted.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @id uniqueidentifier = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @default_ttl float = ?;
 DECLARE @status nvarchar(16);
 DECLARE @deleted bit = 0;
+DECLARE @parents nvarchar(max);
+DECLARE @settled int = 0;
 BEGIN TRANSACTION;
 SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
 IF @status IS NOT NULL AND @status <> N'running'
@@ -497,6 +505,10 @@ BEGIN
     DELETE FROM __SCHEMA__.job_events WHERE job_id = @id;
     DELETE FROM __SCHEMA__.jobs WHERE id = @id;
     SET @deleted = 1;
+    SET @parents = (SELECT @id AS id FOR JSON PATH);
+    EXEC __SCHEMA__.settle_continuations
+        @parents = @parents, @now = @now, @default_ttl = @default_ttl,
+        @settled = @settled OUTPUT;
 END;
 SELECT @status, @deleted;
 COMMIT TRANSACTION;
