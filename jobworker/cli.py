@@ -378,7 +378,14 @@ def queues_list(app_path: str | None, database_url: str | None) -> None:
     finally:
         app.close()
     columns = (
-        "queued", "scheduled", "awaiting", "running", "failed", "succeeded", "dead", "cancelled"
+        "queued",
+        "scheduled",
+        "awaiting",
+        "running",
+        "failed",
+        "succeeded",
+        "dead",
+        "cancelled",
     )
     header = ("QUEUE", "STATE", *(c.upper() for c in columns))
     rows = [header] + [

@@ -530,11 +530,15 @@ class SQLiteStorage:
                 for statement in ("delete_events", "delete_attempts", "delete_job"):
                     conn.execute(self._sql[statement], params)
                 # Continuations waiting on it will never see it end: cancel them now.
-                conn.execute(self._sql["cancel_continuations"], {
-                    **params, "now": self.clock.now().timestamp(),
-                    "reason": parent_ended_reason(job_id, None),
-                    "default_ttl": self.settings.result_ttl,
-                })
+                conn.execute(
+                    self._sql["cancel_continuations"],
+                    {
+                        **params,
+                        "now": self.clock.now().timestamp(),
+                        "reason": parent_ended_reason(job_id, None),
+                        "default_ttl": self.settings.result_ttl,
+                    },
+                )
 
         await self._run(delete)
 
