@@ -676,3 +676,32 @@ async def test_deleting_a_parent_cancels_its_waiting_continuations(
         assert job.error == f"parent job {parent.job_id} no longer exists"
     finally:
         await app.aclose()
+
+
+async def test_an_attempt_failing_before_the_worker_notices_its_cancel_ends_it(
+    store: Store,
+) -> None:
+    registry = Registry()
+    release = asyncio.Event()
+
+    @registry.job(name="fails-late", max_attempts=5)
+    async def fails_late(ctx: JobContext) -> None:
+        await release.wait()
+        raise ConnectionError("upstream went away")
+
+    # The worker polls for cancel requests only every minute, and PostgreSQL's NOTIFY reaches it
+    # too late: the attempt fails first. It must end cancelled, not be retried.
+    app = lifecycle_app(store, registry, cancel_poll_interval=60)
+    try:
+        handle = await fails_late.adelay()
+        async with running_worker(app):
+            await wait_status(app, handle.job_id, JobStatus.RUNNING)
+            storage = await app.storage()
+            await storage.cancel(handle.job_id, "no longer wanted")
+            release.set()
+            await wait_status(app, handle.job_id, JobStatus.CANCELLED, JobStatus.FAILED)
+        job = await handle.aget()
+        assert job is not None and job.status is JobStatus.CANCELLED and job.attempt == 1
+        assert job.error == "no longer wanted"
+    finally:
+        await app.aclose()

@@ -382,7 +382,18 @@ class SQLiteStorage:
                         "retry_at": row.retry_at.timestamp() if row.retry_at else None,
                         "result_ttl": row.result_ttl,
                     }
-                    statement = self._COMPLETION_STATEMENTS[row.outcome]
+                    ends_as = _ENDS_JOB.get(row.outcome)
+                    if row.outcome is not AttemptOutcome.SUCCEEDED:
+                        found = conn.execute(self._sql["job_status"], params).fetchone()
+                        if found is not None and found[1]:
+                            # Its cancellation was requested: it ends cancelled, whatever the
+                            # attempt did short of succeeding, with the requested reason.
+                            ends_as = JobStatus.CANCELLED
+                    statement = (
+                        "complete_cancelled"
+                        if ends_as is JobStatus.CANCELLED
+                        else self._COMPLETION_STATEMENTS[row.outcome]
+                    )
                     if conn.execute(self._sql[statement], params).rowcount != 1:
                         logger.info("dropping the outcome of job %s: lease lost", item.job_id)
                         continue
@@ -400,9 +411,8 @@ class SQLiteStorage:
                             "traceback": row.traceback,
                         },
                     )
-                    ended = _ENDS_JOB.get(row.outcome)
-                    if ended is not None:
-                        self._after_parent_ended(conn, str(item.job_id), ended, now)
+                    if ends_as is not None:
+                        self._after_parent_ended(conn, str(item.job_id), ends_as, now)
             return applied
 
         return await self._run(complete)

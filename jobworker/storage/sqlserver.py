@@ -646,7 +646,6 @@ class SQLServerStorage:
         outcomes = []
         for item in completions:
             row = outcome_row(item, self.settings.result_ttl)
-            ends = row.outcome in _ENDS_JOB
             outcomes.append(
                 {
                     "id": str(item.job_id),
@@ -657,7 +656,8 @@ class SQLServerStorage:
                     "error": row.error,
                     "traceback": row.traceback,
                     "retry_at": _ts(row.retry_at) if row.retry_at is not None else None,
-                    "expires_at": _ts(_expiry(now, row.result_ttl)) if ends else None,
+                    # Used only if the job ends (a cancel request can end any outcome).
+                    "expires_at": _ts(_expiry(now, row.result_ttl)),
                     "started_at": _ts(item.started_at),
                     "ended_at": _ts(item.ended_at),
                 }
@@ -842,7 +842,6 @@ class SQLServerStorage:
 
 
 # Outcomes that end a job (and settle its continuations), as the other backends have them.
-_ENDS_JOB = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.DEAD, AttemptOutcome.CANCELLED})
 
 
 def _optional_id(value: uuid.UUID | None) -> str | None:

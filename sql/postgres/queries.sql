@@ -40,19 +40,26 @@ WITH done AS (
            started_at, ended_at)
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
-    SET status = CASE d.outcome WHEN 'released' THEN 'queued' ELSE d.outcome END,
-        attempt = CASE d.outcome WHEN 'released' THEN j.attempt - 1 ELSE j.attempt END,
-        started_at = CASE d.outcome WHEN 'released' THEN NULL ELSE j.started_at END,
+    -- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
+    -- succeeding, and keeps the reason it was cancelled with (stored with the request).
+    SET status = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN 'cancelled'
+                      WHEN d.outcome = 'released' THEN 'queued'
+                      ELSE d.outcome END,
+        attempt = CASE WHEN d.outcome = 'released' AND NOT j.cancel_requested
+                       THEN j.attempt - 1 ELSE j.attempt END,
+        started_at = CASE WHEN d.outcome = 'released' AND NOT j.cancel_requested
+                          THEN NULL ELSE j.started_at END,
         result = CASE d.outcome WHEN 'succeeded' THEN d.result ELSE j.result END,
-        -- A cancelled job keeps the reason its cancellation was requested with.
-        error = CASE WHEN d.outcome = 'released' THEN j.error
-                     WHEN d.outcome = 'cancelled' AND j.cancel_requested THEN j.error
+        error = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN j.error
+                     WHEN d.outcome = 'released' THEN j.error
                      ELSE d.error END,
         traceback = CASE d.outcome WHEN 'released' THEN j.traceback ELSE d.traceback END,
-        run_at = COALESCE(d.retry_at, j.run_at),
+        run_at = CASE WHEN j.cancel_requested THEN j.run_at
+                      ELSE COALESCE(d.retry_at, j.run_at) END,
         completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
-                            THEN $12::timestamptz END,
+                                 OR j.cancel_requested THEN $12::timestamptz END,
         expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
+                               OR j.cancel_requested
                           THEN $12::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL

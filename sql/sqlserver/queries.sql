@@ -308,18 +308,26 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
 ) AS d;
 BEGIN TRANSACTION;
 UPDATE j
-SET status = CASE d.outcome WHEN N'released' THEN N'queued' ELSE d.outcome END,
-    attempt = CASE d.outcome WHEN N'released' THEN j.attempt - 1 ELSE j.attempt END,
-    started_at = CASE d.outcome WHEN N'released' THEN NULL ELSE j.started_at END,
+-- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
+-- succeeding, and keeps the reason it was cancelled with (stored with the request).
+SET status = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN N'cancelled'
+                  WHEN d.outcome = N'released' THEN N'queued'
+                  ELSE d.outcome END,
+    attempt = CASE WHEN d.outcome = N'released' AND j.cancel_requested = 0
+                   THEN j.attempt - 1 ELSE j.attempt END,
+    started_at = CASE WHEN d.outcome = N'released' AND j.cancel_requested = 0
+                      THEN NULL ELSE j.started_at END,
     result = CASE d.outcome WHEN N'succeeded' THEN d.result ELSE j.result END,
-    -- A cancelled job keeps the reason its cancellation was requested with.
-    error = CASE WHEN d.outcome = N'released' THEN j.error
-                 WHEN d.outcome = N'cancelled' AND j.cancel_requested = 1 THEN j.error
+    error = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN j.error
+                 WHEN d.outcome = N'released' THEN j.error
                  ELSE d.error END,
     traceback = CASE d.outcome WHEN N'released' THEN j.traceback ELSE d.traceback END,
-    run_at = COALESCE(d.retry_at, j.run_at),
-    completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled') THEN @now END,
+    run_at = CASE WHEN j.cancel_requested = 1 THEN j.run_at
+                  ELSE COALESCE(d.retry_at, j.run_at) END,
+    completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
+                             OR j.cancel_requested = 1 THEN @now END,
     expires_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
+                           OR j.cancel_requested = 1
                       THEN d.expires_at END,
     lease_owner = NULL,
     lease_expires_at = NULL
