@@ -349,19 +349,24 @@ class PostgresStorage:
         capped = {t for t, _ in caps}
         free = [t for t in job_types if t not in capped]
         # Not repeated on a lost connection: the worker's claim loop retries on its own.
-        rows = await self._query(
-            "fetch",
-            "claim",
-            now,
-            list(queues),
-            free,
-            limit,
-            owner,
-            until,
-            [t for t, _ in caps],
-            [n for _, n in caps],
-            retry=False,
-        )
+        if caps:
+            rows = await self._query(
+                "fetch",
+                "claim_capped",
+                now,
+                list(queues),
+                free,
+                limit,
+                owner,
+                until,
+                [t for t, _ in caps],
+                [n for _, n in caps],
+                retry=False,
+            )
+        else:
+            rows = await self._query(
+                "fetch", "claim", now, list(queues), free, limit, owner, until, retry=False
+            )
         rows.sort(key=lambda row: (-row[9], row[10]))
         return [
             ClaimedJob(
@@ -402,13 +407,12 @@ class PostgresStorage:
             self.clock.now(),
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
-        updated = await self._query("fetch", "complete", *params)
-        if len(updated) < len(completions):
-            logger.info(
-                "dropped %d outcome(s) whose lease was lost", len(completions) - len(updated)
-            )
-        await self._settle([row[0] for row in updated if row[1]])
-        return len(updated)
+        applied, ended_parents = await self._query("fetchrow", "complete", *params)
+        if applied < len(completions):
+            lost = len(completions) - applied
+            logger.info("dropped %d outcome(s) whose lease was lost", lost)
+        await self._settle(ended_parents or [])
+        return int(applied)
 
     async def _settle(self, parents: Sequence[uuid.UUID]) -> int:
         """Promote or cancel the continuations of jobs that have just ended. A separate

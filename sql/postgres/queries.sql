@@ -22,8 +22,13 @@ SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::
 
 -- name: claim
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt
--- (see 003_claim.sql and 004_lifecycle.sql for why this is a function).
-SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
+-- (see 003_claim.sql for why this is a function).
+SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6);
+
+-- name: claim_capped
+-- The same, when some job types have a cluster-wide concurrency cap (004_lifecycle.sql).
+SELECT * FROM __SCHEMA__.claim_jobs(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
 
 -- name: extend_leases
 UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
@@ -74,8 +79,8 @@ WITH done AS (
     SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
     FROM done AS d JOIN updated AS u ON u.id = d.id
 )
--- One row per outcome applied; `settle`: the job ended and has continuations to settle.
-SELECT id, settle FROM updated;
+-- How many outcomes applied, and the jobs that ended with continuations to settle.
+SELECT count(*), array_agg(id) FILTER (WHERE settle) FROM updated;
 
 -- name: end_leases
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
