@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -53,13 +53,12 @@ class WorkerOptions:
     exit_when_idle: bool = False  # return once nothing is due and nothing runs (testing.drain)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Running:
     job: ClaimedJob
     ctx: JobContext[Any]
     task: asyncio.Task[None]
     is_async: bool
-    started: float = field(default_factory=time.monotonic)
     cancelled: bool = False  # its cancellation was requested (not a shutdown)
 
 
@@ -163,6 +162,7 @@ class Worker:
         self._stop = asyncio.Event()
         self._watermark = max(1, min(options.parallelism, self.settings.claim_batch_size) // 2)
         self._active_queues = list(self.queues)
+        self._result_ttls = {d.name: d.result_ttl for d in app.registry if d.result_ttl is not None}
         self._caps = {
             definition.name: definition.concurrency
             for definition in app.registry
@@ -389,8 +389,8 @@ class Worker:
                 "" if retry_at else " (dead)",
             )
         result_ttl = job.result_ttl
-        if result_ttl is None and job.job_type in self.app.registry:
-            result_ttl = self.app.registry.get(job.job_type).result_ttl
+        if result_ttl is None:
+            result_ttl = self._result_ttls.get(job.job_type)
         return Completion(
             job_id=job.id,
             attempt=job.attempt,
