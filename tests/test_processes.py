@@ -262,8 +262,15 @@ def test_children_are_recycled_when_they_use_too_much_memory(
     handle = proc_jobs.hog.delay(megabytes=200)
     wait_for(lambda: settled(proc_app, [handle]), 30, "the hog job")
     wait_for(lambda: "recycling worker 0" in run.log, 20, "the recycle")
-    [replacement] = run.wait_children(1)
-    assert replacement.pid != child.pid
+    # The retiring child drains while its replacement starts: wait for the old one to be gone.
+    wait_for(
+        lambda: (
+            [c.pid for c in run.children()] and child.pid not in [c.pid for c in run.children()]
+        ),
+        20,
+        "the replacement",
+    )
+    assert len(run.children()) == 1
     assert run.stop() == 0
 
 
