@@ -55,9 +55,9 @@ class App:
         self.portal = Portal()
         self.client = Client(self, self.registry, settings, clock=clock, portal=self.portal)
         self.registry.bind_dispatcher(self.client)
-        self._storages: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storage] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._storages: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[Storage, asyncio.Future[None]]
+        ] = weakref.WeakKeyDictionary()
         self._storage_lock = threading.Lock()
         self._pid = os.getpid()
 
@@ -85,41 +85,51 @@ class App:
         return create_storage(self.settings.database_url, self.settings, self.clock)
 
     async def storage(self) -> Storage:
-        """The opened storage for the running event loop, created on first use."""
+        """The opened storage for the running event loop, created on first use (coroutines
+        that ask while it is being opened wait for it)."""
         loop = asyncio.get_running_loop()
         with self._storage_lock:
             if self._pid != os.getpid():
-                _inherited_storages.extend(self._storages.values())
+                _inherited_storages.extend(storage for storage, _ in self._storages.values())
                 self._storages = weakref.WeakKeyDictionary()
                 self._pid = os.getpid()
-            storage = self._storages.get(loop)
-            if storage is None:
-                storage = self._storages[loop] = self.create_storage()
-                fresh = True
+            entry = self._storages.get(loop)
+            if entry is None:
+                entry = self._storages[loop] = (self.create_storage(), loop.create_future())
+                opener = True
             else:
-                fresh = False
-        if fresh:
+                opener = False
+        storage, ready = entry
+        if not opener:
+            await asyncio.shield(ready)
+            return storage
+        try:
             await storage.open()
-            try:
-                await storage.check_schema()  # a clear error, not a missing-table traceback
-            except BaseException:
-                await storage.close()
-                with self._storage_lock:
-                    self._storages.pop(loop, None)
-                raise
+            await storage.check_schema()  # a clear error, not a missing-table traceback
+        except BaseException as exc:
+            with self._storage_lock:
+                self._storages.pop(loop, None)
+            if isinstance(exc, asyncio.CancelledError):
+                ready.cancel()
+            else:
+                ready.set_exception(exc)
+                ready.exception()  # retrieved: nobody else may be waiting
+            await storage.close()
+            raise
+        ready.set_result(None)
         return storage
 
     async def aclose(self) -> None:
         """Close the storage of the running loop."""
-        storage = self._storages.pop(asyncio.get_running_loop(), None)
-        if storage is not None and self._pid == os.getpid():
-            await storage.close()
+        entry = self._storages.pop(asyncio.get_running_loop(), None)
+        if entry is not None and self._pid == os.getpid():
+            await entry[0].close()
 
     def close(self) -> None:
         """Close the storage the blocking API opened, and its thread."""
-        storage = self._storages.pop(self.portal.loop, None)
-        if storage is not None and self._pid == os.getpid():
-            self.portal.call(storage.close())
+        entry = self._storages.pop(self.portal.loop, None)
+        if entry is not None and self._pid == os.getpid():
+            self.portal.call(entry[0].close())
         self.portal.stop()
 
     def __repr__(self) -> str:

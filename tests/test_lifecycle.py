@@ -705,3 +705,12 @@ async def test_an_attempt_failing_before_the_worker_notices_its_cancel_ends_it(
         assert job.error == "no longer wanted"
     finally:
         await app.aclose()
+
+
+async def test_many_first_uses_at_once_share_one_opened_storage(store: Store) -> None:
+    app = App(store.url, registry=Registry(), database_schema=store.schema)
+    try:
+        found = await asyncio.gather(*(app.client.aget(uuid.uuid4()) for _ in range(20)))
+        assert found == [None] * 20
+    finally:
+        await app.aclose()
