@@ -558,10 +558,7 @@ class SQLiteStorage:
                 rows = conn.execute(
                     self._sql["orphaned_continuations"], {"limit": limit}
                 ).fetchall()
-                for child, parent_status in rows:
-                    parent = conn.execute(
-                        "SELECT continues_job_id FROM jobs WHERE id = ?", (child,)
-                    ).fetchone()[0]
+                for child, parent, parent_status in rows:
                     status = JobStatus(parent_status) if parent_status else None
                     self._settle_awaiting(conn, child, status, parent)
             return len(rows)

@@ -179,7 +179,7 @@ WHERE id IN (SELECT id FROM doomed);
 
 -- name: orphaned_continuations
 -- Awaiting jobs whose parent has ended (or is gone): the repair sweep settles them.
-SELECT c.id, p.status FROM jobs AS c
+SELECT c.id, c.continues_job_id, p.status FROM jobs AS c
 LEFT JOIN jobs AS p ON p.id = c.continues_job_id
 WHERE c.status = 'awaiting'
   AND (p.id IS NULL OR p.status IN ('succeeded', 'dead', 'cancelled'))
