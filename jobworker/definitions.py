@@ -17,6 +17,7 @@ import msgspec.inspect
 
 from jobworker import codec
 from jobworker.context import JobContext
+from jobworker.cron import cron_error, timezone_error
 from jobworker.errors import (
     AppImportError,
     DefinitionError,
@@ -382,6 +383,13 @@ def build_definition(
         raise DefinitionError(f"job {job_name!r}: invalid queue name {queue!r}")
     if concurrency is not None and concurrency < 1:
         raise DefinitionError(f"job {job_name!r}: concurrency must be at least 1")
+    problem = (cron_error(cron) if cron is not None else None) or (
+        timezone_error(timezone) if timezone is not None else None
+    )
+    if problem:
+        raise DefinitionError(f"job {job_name!r}: {problem}")
+    if timezone is not None and cron is None:
+        raise DefinitionError(f"job {job_name!r}: timezone is only used with cron=...")
 
     signature = inspect.signature(fn)
     try:

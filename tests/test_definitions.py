@@ -236,3 +236,33 @@ def test_results_decode_to_the_return_type(registry: Registry) -> None:
 
     data = res.definition.encode_result(Result(rows=3))
     assert res.definition.decode_result(data) == Result(rows=3)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cron": "61 2 * * *"}, "does not parse"),
+        ({"cron": "0 2 * *"}, "has 4 fields"),
+        ({"cron": ""}, "non-empty"),
+        ({"cron": "0 2 * * *", "timezone": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"timezone": "Europe/Amsterdam"}, "only used with cron"),
+    ],
+)
+def test_bad_cron_and_time_zones_are_clear_errors(
+    registry: Registry, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=message):
+
+        @registry.job(name="system.nightly", kind="system", **options)
+        def nightly(ctx: JobContext) -> None: ...
+
+
+def test_five_and_six_field_cron_expressions_are_accepted(registry: Registry) -> None:
+    @registry.job(name="daily", cron="0 2 * * *", timezone="Europe/Amsterdam")
+    def daily(ctx: JobContext) -> None: ...
+
+    @registry.job(name="every-ten-seconds", cron="*/10 * * * * *")
+    def every_ten_seconds(ctx: JobContext) -> None: ...
+
+    assert daily.definition.cron == "0 2 * * *"
+    assert every_ten_seconds.definition.cron == "*/10 * * * * *"
