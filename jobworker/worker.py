@@ -102,7 +102,6 @@ class Completer:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.written = 0
 
     def add(self, completion: Completion) -> None:
         self._pending.append(completion)
@@ -123,7 +122,6 @@ class Completer:
                     continue
                 outage.succeeded()
                 del self._pending[: len(batch)]
-                self.written += len(batch)
             self._idle.set()
 
     async def flush(self) -> None:

@@ -77,10 +77,6 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def _dt(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
-
-
 def _dt_required(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 

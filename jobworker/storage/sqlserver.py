@@ -286,10 +286,6 @@ def _expiry(now: datetime, ttl: float) -> datetime:
         return _LATEST
 
 
-def _dt(value: Any) -> datetime | None:
-    return None if value is None else _dt_required(value)
-
-
 def _dt_required(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime from the driver, got {value!r}")
