@@ -17,16 +17,7 @@ from typing import Any
 import msgspec
 
 from jobworker.errors import ConfigurationError, MissingExtraError
-
-
-class LeaseTerm(msgspec.Struct, frozen=True, kw_only=True):
-    """Who holds a lease, since when, by which mechanism; `token` makes each term unique."""
-
-    holder: str
-    since: datetime
-    mechanism: str
-    token: str
-
+from jobworker.models import LeaseTerm
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then

@@ -217,3 +217,12 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     # Where a failure is retried: when the job runs next. None for other outcomes.
     retry_at: datetime | None = None
     result_ttl: float | None = None
+
+
+class LeaseTerm(msgspec.Struct, frozen=True, kw_only=True):
+    """Who holds a leader lease, since when, by which mechanism; `token` makes each term unique."""
+
+    holder: str
+    since: datetime
+    mechanism: str
+    token: str

@@ -80,7 +80,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
     migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
     first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "applied schema version(s) 1, 2, 3, 4" in first.stdout
+    assert "applied schema version(s) 1, 2, 3, 4, 5" in first.stdout
     again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert "up to date" in again.stdout
 
@@ -373,3 +373,33 @@ async def test_a_running_job_is_cancelled_through_notify_not_polling(
         worker.request_stop()
         await task
         await app.aclose()
+
+
+async def test_the_advisory_lease_ends_with_its_session(pg_database: str, migrated: str) -> None:
+    from jobworker.storage import create_storage
+
+    settings = Settings(database_url=pg_database, database_schema=migrated)
+    storage = create_storage(pg_database, settings)
+    await storage.open()
+    a = storage.leader_lease("beat", "host-a", 30.0)
+    b = storage.leader_lease("beat", "host-b", 30.0)
+    try:
+        assert await a.acquire() and not await b.acquire()
+        assert (await b.current()).holder == "host-a"  # type: ignore[union-attr]
+        conn = await asyncpg.connect(pg_database)
+        try:  # the leader's session dies (crash, network): the server frees the lock at once
+            await conn.execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks AS l "
+                "JOIN pg_database AS d ON d.oid = l.database AND d.datname = current_database() "
+                "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        await asyncio.sleep(0.2)
+        assert not await a.renew(), "the old leader finds out on its next renewal"
+        assert await b.acquire()
+        assert (await a.current()).holder == "host-b"  # type: ignore[union-attr]
+    finally:
+        await a.close()
+        await b.close()
+        await storage.close()

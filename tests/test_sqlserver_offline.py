@@ -238,7 +238,7 @@ def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
     assert "-- jobworker schema version 2 (002_routines.sql)" in out
     assert "CREATE TABLE [acme].jobs" in out and "__SCHEMA__" not in out
     assert re.search(r"^GO$", out, re.MULTILINE)
-    assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == [1, 2]
+    assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == [1, 2, 3]
     bad = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "Acme"])
     assert bad.exit_code == 2 and "invalid schema name" in bad.output
 
@@ -548,7 +548,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     harness.answers.update(
         {
             "schema_table_exists": [(1,)],
-            "schema_version": [(2,)],
+            "schema_version": [(3,)],
             "migration_lock": [(0,)],
             "enqueue": [(0, True, str(job_id), None)],
             "claim": [],
@@ -571,6 +571,10 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
                 (str(job_id), 1, "w1", naive(now), naive(now), "lost", "gone (worker w1)", None)
             ],
             "purge_expired": [(7,)],
+            "lease_acquire": [(1,)],
+            "lease_renew": [(1,)],
+            "lease_release": None,
+            "lease_current": [("beat-1", "t0k3n", naive(now))],
         }
     )
     assert await s.migrate() == []
@@ -618,6 +622,12 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         "idempotency_key": None,
     }
     assert await s.list_jobs(JobFilter(), limit=0) == []
+    lease = s.leader_lease("beat", "beat-1", 30.0)
+    assert await lease.acquire() and await lease.renew()
+    current = await lease.current()
+    assert current is not None and current.holder == "beat-1" and current.since == now
+    await lease.release()
+    assert lease.term is None
     counts = await s.count_by_status()
     assert counts[JobStatus.QUEUED] == 5 and counts[JobStatus.RUNNING] == 0
     [attempt] = await s.attempts(job_id)
@@ -660,7 +670,7 @@ async def test_answers_about_missing_or_busy_jobs(harness: Harness) -> None:
 
 async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harness) -> None:
     harness.answers.update({"schema_table_exists": [(0,)], "migration_lock": [(0,)]})
-    assert await harness.storage.migrate() == [1, 2]
+    assert await harness.storage.migrate() == [1, 2, 3]
     sqls = [sql for _, sql, _ in harness.log]
     batches = [b for _, _, text in rendered_scripts("jobworker") for b in split_batches(text)]
     assert sqls[1] == "BEGIN TRANSACTION;" and sqls[-1] == "COMMIT TRANSACTION;"
@@ -671,7 +681,7 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(1,)]})
     with pytest.raises(SchemaMissingError, match=r"has schema version 1.*jobworker migrate"):
         await harness.storage.check_schema()
-    assert await harness.storage.migrate() == [2]
+    assert await harness.storage.migrate() == [2, 3]
 
     harness.answers["migration_lock"] = [(-1,)]
     with pytest.raises(ConfigurationError, match="migration lock"):

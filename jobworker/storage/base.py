@@ -22,6 +22,7 @@ from jobworker.models import (
     JobFilter,
     JobRecord,
     JobStatus,
+    LeaseTerm,
     NewJob,
     QueueInfo,
     Released,
@@ -136,6 +137,24 @@ class NoSubscription:
         return None
 
 
+class LeaderLease(Protocol):
+    """At most one holder of a named lease at a time (beat's leadership): `acquire` takes it if
+    free, `renew` keeps it (False: it was lost, stop leader work now), `release` gives it up."""
+
+    mechanism: str
+    term: LeaseTerm | None
+
+    async def acquire(self) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+    async def current(self) -> LeaseTerm | None: ...
+
+    async def close(self) -> None: ...
+
+
 class Storage(Protocol):
     """Durable job state. All methods are coroutines; all times come from the storage's clock.
 
@@ -240,6 +259,10 @@ class Storage(Protocol):
 
     async def resolve_continuations(self, limit: int = 500) -> int:
         """Repair sweep: settle awaiting jobs whose parent has already ended."""
+        ...
+
+    def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
+        """The database's own leader lease, for when Redis is not there."""
         ...
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None: ...

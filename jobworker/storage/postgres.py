@@ -36,6 +36,7 @@ from jobworker.models import (
     JobFilter,
     JobRecord,
     JobStatus,
+    LeaseTerm,
     NewJob,
     QueueInfo,
 )
@@ -43,6 +44,7 @@ from jobworker.storage.base import (
     FINISHED,
     SCHEMA_TOKEN,
     EnqueueResult,
+    LeaderLease,
     Subscription,
     check_schema_name,
     job_record,
@@ -495,6 +497,11 @@ class PostgresStorage:
         parents = [row[0] for row in await self._query("fetch", "orphaned_parents", limit)]
         return await self._settle(parents)
 
+    # Leadership ---------------------------------------------------------------------------
+
+    def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
+        return _AdvisoryLease(self, name, holder)
+
     # Queues -------------------------------------------------------------------------------
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
@@ -558,6 +565,74 @@ class PostgresStorage:
 
     async def purge_expired(self, limit: int = 500) -> int:
         return _count(await self._query("execute", "purge_expired", self.clock.now(), limit))
+
+
+class _AdvisoryLease:
+    """`pg_try_advisory_lock` on a dedicated, unpooled connection: held as long as that session
+    lives, released by the server the moment it ends (a dead leader needs no TTL to pass)."""
+
+    mechanism = "postgres-advisory-lock"
+
+    def __init__(self, storage: PostgresStorage, name: str, holder: str) -> None:
+        self._storage = storage
+        self._name = name
+        self._holder = holder
+        self._lock_key = f"{storage.schema}:leader:{name}"
+        self._conn: Any = None
+        self.term: LeaseTerm | None = None
+
+    async def acquire(self) -> bool:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._storage.url, timeout=self._storage.settings.connect_timeout
+            )
+        sql = self._storage._sql
+        if not await self._conn.fetchval(sql["lease_try_lock"], self._lock_key):
+            return False
+        term = LeaseTerm(
+            holder=self._holder,
+            since=self._storage.clock.now(),
+            mechanism=self.mechanism,
+            token=uuid.uuid4().hex,
+        )
+        await self._conn.execute(
+            sql["lease_record_term"], self._name, term.holder, term.token, term.since
+        )
+        self.term = term
+        return True
+
+    async def renew(self) -> bool:
+        """The lock lives with the session: the lease holds while the connection answers."""
+        if self.term is None or self._conn is None:
+            return False
+        try:
+            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), 5)
+        except Exception:
+            self.term = None
+            with contextlib.suppress(Exception):
+                self._conn.terminate()
+            self._conn = None
+            return False
+        return True
+
+    async def release(self) -> None:
+        if self.term is not None and self._conn is not None:
+            with contextlib.suppress(Exception):
+                await self._conn.fetchval(self._storage._sql["lease_unlock"], self._lock_key)
+        self.term = None
+
+    async def current(self) -> LeaseTerm | None:
+        row = await self._storage._query("fetchrow", "lease_current", self._name, self._lock_key)
+        if row is None:
+            return None
+        return LeaseTerm(holder=row[0], token=row[1], since=row[2], mechanism=self.mechanism)
+
+    async def close(self) -> None:
+        await self.release()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 5)
 
 
 class _Listener:

@@ -40,11 +40,13 @@ from jobworker.models import (
     JobFilter,
     JobRecord,
     JobStatus,
+    LeaseTerm,
     NewJob,
     QueueInfo,
 )
 from jobworker.storage.base import (
     EnqueueResult,
+    LeaderLease,
     NoSubscription,
     Subscription,
     job_record,
@@ -56,7 +58,7 @@ from jobworker.storage.sqlfiles import queries, schema_scripts
 T = TypeVar("T")
 logger = logging.getLogger("jobworker.storage.sqlite")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 _LOCK_RETRIES = 20
 
 
@@ -561,6 +563,11 @@ class SQLiteStorage:
 
         return await self._run(resolve)
 
+    # Leadership ---------------------------------------------------------------------------
+
+    def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
+        return _LeaseRow(self, name, holder, ttl)
+
     # Queues -------------------------------------------------------------------------------
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
@@ -656,6 +663,85 @@ class SQLiteStorage:
             return len(ids)
 
         return await self._run(purge)
+
+
+class _LeaseRow:
+    """A leader lease as a row with an expiry: the single writer makes taking it atomic."""
+
+    mechanism = "sqlite-lease"
+
+    def __init__(self, storage: SQLiteStorage, name: str, holder: str, ttl: float) -> None:
+        self._storage = storage
+        self._name = name
+        self._holder = holder
+        self._ttl = ttl
+        self.term: LeaseTerm | None = None
+
+    def _params(self, token: str) -> dict[str, Any]:
+        now = self._storage.clock.now().timestamp()
+        return {
+            "name": self._name,
+            "holder": self._holder,
+            "token": token,
+            "now": now,
+            "until": now + self._ttl,
+        }
+
+    async def acquire(self) -> bool:
+        params = self._params(uuid.uuid4().hex)
+
+        def take(conn: sqlite3.Connection) -> bool:
+            with self._storage._write(conn):
+                return bool(conn.execute(self._storage._sql["lease_acquire"], params).rowcount)
+
+        if not await self._storage._run(take):
+            return False
+        self.term = LeaseTerm(
+            holder=self._holder,
+            since=_dt_required(params["now"]),
+            mechanism=self.mechanism,
+            token=params["token"],
+        )
+        return True
+
+    async def renew(self) -> bool:
+        if self.term is None:
+            return False
+        params = self._params(self.term.token)
+
+        def renew(conn: sqlite3.Connection) -> bool:
+            with self._storage._write(conn):
+                return bool(conn.execute(self._storage._sql["lease_renew"], params).rowcount)
+
+        if not await self._storage._run(renew):
+            self.term = None
+            return False
+        return True
+
+    async def release(self) -> None:
+        if self.term is not None:
+            params = self._params(self.term.token)
+
+            def release(conn: sqlite3.Connection) -> None:
+                with self._storage._write(conn):
+                    conn.execute(self._storage._sql["lease_release"], params)
+
+            await self._storage._run(release)
+        self.term = None
+
+    async def current(self) -> LeaseTerm | None:
+        params = self._params("")
+        row = await self._storage._run(
+            lambda conn: conn.execute(self._storage._sql["lease_current"], params).fetchone()
+        )
+        if row is None:
+            return None
+        return LeaseTerm(
+            holder=row[0], token=row[1], since=_dt_required(row[2]), mechanism=self.mechanism
+        )
+
+    async def close(self) -> None:
+        return None
 
 
 _ENDS_JOB = {

@@ -46,12 +46,14 @@ from jobworker.models import (
     JobFilter,
     JobRecord,
     JobStatus,
+    LeaseTerm,
     NewJob,
     QueueInfo,
 )
 from jobworker.storage.base import (
     SCHEMA_TOKEN,
     EnqueueResult,
+    LeaderLease,
     NoSubscription,
     Subscription,
     check_schema_name,
@@ -272,6 +274,83 @@ def statements(schema: str) -> dict[str, Statement]:
 
 
 # Values -------------------------------------------------------------------------------------
+
+
+class _LeaseRow:
+    """A leader lease as a row with an expiry (the issue's sp_getapplock session lock may
+    replace it; this works on any SQL Server and needs no dedicated connection)."""
+
+    mechanism = "sqlserver-lease"
+
+    def __init__(self, storage: SQLServerStorage, name: str, holder: str, ttl: float) -> None:
+        self._storage = storage
+        self._name = name
+        self._holder = holder
+        self._ttl = ttl
+        self.term: LeaseTerm | None = None
+
+    def _times(self) -> tuple[datetime, str, str]:
+        now = self._storage.clock.now()
+        return now, _ts(now), _ts(now + timedelta(seconds=self._ttl))
+
+    async def acquire(self) -> bool:
+        token = uuid.uuid4().hex
+        now, now_text, until = self._times()
+        params = {
+            "lease_name": self._name,
+            "holder": self._holder,
+            "token": token,
+            "now": now_text,
+            "until": until,
+        }
+        taken = await self._storage._run(
+            lambda conn: self._storage._scalar(conn, "lease_acquire", **params), retry=False
+        )
+        if not taken:
+            return False
+        self.term = LeaseTerm(holder=self._holder, since=now, mechanism=self.mechanism, token=token)
+        return True
+
+    async def renew(self) -> bool:
+        if self.term is None:
+            return False
+        _now, now_text, until = self._times()
+        params = {
+            "lease_name": self._name,
+            "token": self.term.token,
+            "now": now_text,
+            "until": until,
+        }
+        renewed = await self._storage._run(
+            lambda conn: self._storage._scalar(conn, "lease_renew", **params)
+        )
+        if not renewed:
+            self.term = None
+        return bool(renewed)
+
+    async def release(self) -> None:
+        if self.term is not None:
+            params = {"lease_name": self._name, "token": self.term.token}
+            await self._storage._run(
+                lambda conn: self._storage._query(conn, "lease_release", **params)
+            )
+        self.term = None
+
+    async def current(self) -> LeaseTerm | None:
+        _now, now_text, _until = self._times()
+        params = {"lease_name": self._name, "now": now_text}
+        rows = await self._storage._run(
+            lambda conn: self._storage._query(conn, "lease_current", **params)
+        )
+        if not rows:
+            return None
+        holder, token, since = rows[0]
+        return LeaseTerm(
+            holder=holder, token=token, since=_dt_required(since), mechanism=self.mechanism
+        )
+
+    async def close(self) -> None:
+        return None
 
 
 def _ts(value: datetime) -> str:
@@ -756,6 +835,9 @@ class SQLServerStorage:
         )
 
     # Queues -------------------------------------------------------------------------------
+
+    def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
+        return _LeaseRow(self, name, holder, ttl)
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         params = {"queue": queue, "paused": paused, "now": _ts(self.clock.now())}

@@ -286,3 +286,25 @@ WITH doomed AS (
     DELETE FROM __SCHEMA__.job_events WHERE job_id IN (SELECT id FROM doomed)
 )
 DELETE FROM __SCHEMA__.jobs WHERE id IN (SELECT id FROM doomed);
+
+-- name: lease_try_lock
+SELECT pg_try_advisory_lock(hashtextextended($1::text, 0));
+
+-- name: lease_unlock
+SELECT pg_advisory_unlock(hashtextextended($1::text, 0));
+
+-- name: lease_record_term
+INSERT INTO __SCHEMA__.leader_terms (name, holder, token, since) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, token = excluded.token, since = excluded.since;
+
+-- name: lease_current
+-- The recorded term, if a session still holds the lease's advisory lock.
+SELECT t.holder, t.token, t.since FROM __SCHEMA__.leader_terms AS t
+WHERE t.name = $1
+  AND EXISTS (
+      SELECT 1 FROM pg_locks AS l
+      WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+        AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+        AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($2::text, 0)
+  );

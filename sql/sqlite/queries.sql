@@ -218,3 +218,22 @@ SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status;
 
 -- name: queue_states
 SELECT queue, paused FROM queue_state;
+
+-- name: lease_acquire
+-- Take the lease if nobody holds it or the holder's term has expired.
+INSERT INTO leader_leases (name, holder, token, since, expires_at)
+VALUES (:name, :holder, :token, :now, :until)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, token = excluded.token, since = excluded.since,
+    expires_at = excluded.expires_at
+WHERE leader_leases.expires_at < :now;
+
+-- name: lease_renew
+UPDATE leader_leases SET expires_at = :until
+WHERE name = :name AND token = :token AND expires_at >= :now;
+
+-- name: lease_release
+DELETE FROM leader_leases WHERE name = :name AND token = :token;
+
+-- name: lease_current
+SELECT holder, token, since FROM leader_leases WHERE name = :name AND expires_at >= :now;

@@ -635,3 +635,52 @@ DELETE FROM __SCHEMA__.jobs WHERE id IN (SELECT id FROM @doomed);
 SET @deleted = @@ROWCOUNT;
 SELECT @deleted;
 COMMIT TRANSACTION;
+
+-- name: lease_acquire
+-- Take the lease if nobody holds it or the holder's term has expired; answers 1 if taken.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @holder nvarchar(400) = ?;
+DECLARE @token nvarchar(64) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @until datetime2(6) = ?;
+DECLARE @taken int = 0;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.leader_leases WITH (UPDLOCK, SERIALIZABLE)
+SET holder = @holder, token = @token, since = @now, expires_at = @until
+WHERE name = @lease_name AND expires_at < @now;
+SET @taken = @@ROWCOUNT;
+IF @taken = 0 AND NOT EXISTS (
+    SELECT 1 FROM __SCHEMA__.leader_leases WITH (UPDLOCK, SERIALIZABLE) WHERE name = @lease_name
+)
+BEGIN
+    INSERT INTO __SCHEMA__.leader_leases (name, holder, token, since, expires_at)
+    VALUES (@lease_name, @holder, @token, @now, @until);
+    SET @taken = 1;
+END;
+SELECT @taken;
+COMMIT TRANSACTION;
+
+-- name: lease_renew
+SET NOCOUNT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @token nvarchar(64) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @until datetime2(6) = ?;
+UPDATE __SCHEMA__.leader_leases SET expires_at = @until
+WHERE name = @lease_name AND token = @token AND expires_at >= @now;
+SELECT @@ROWCOUNT;
+
+-- name: lease_release
+SET NOCOUNT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @token nvarchar(64) = ?;
+DELETE FROM __SCHEMA__.leader_leases WHERE name = @lease_name AND token = @token;
+
+-- name: lease_current
+SET NOCOUNT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @now datetime2(6) = ?;
+SELECT holder, token, since FROM __SCHEMA__.leader_leases
+WHERE name = @lease_name AND expires_at >= @now;
