@@ -181,6 +181,11 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def active_queues(self) -> list[str]:
+        """The queues this worker claims from now: its queues less the paused ones."""
+        return list(self._active_queues)
+
     def current_jobs(self) -> list[ClaimedJob]:
         return [running.job for running in self._running.values()]
 

@@ -159,7 +159,8 @@ async def test_a_delayed_job_waits_for_run_at_and_never_runs_before(store: Store
         async with running_worker(app):
             await wait_status(app, handle.job_id, JobStatus.SUCCEEDED)
         assert started[0] >= run_at
-        assert started[0] - run_at < timedelta(seconds=app.settings.poll_interval + 0.5)
+        # Within a poll interval (50 ms here), with room for a loaded test machine.
+        assert started[0] - run_at < timedelta(seconds=2)
     finally:
         await app.aclose()
 
@@ -418,7 +419,7 @@ async def test_running_jobs_stop_when_cancelled_and_are_not_retried(
             asked = time.monotonic()
             assert await app.client.acancel(handle.job_id) is CancelResult.REQUESTED
             await wait_status(app, handle.job_id, JobStatus.CANCELLED, timeout=5)
-            assert time.monotonic() - asked < 2.0
+            assert time.monotonic() - asked < 5.0  # polled every 0.1 s; NOTIFY on PostgreSQL
             await asyncio.sleep(0.3)
         job = await handle.aget()
         assert job is not None and job.status is JobStatus.CANCELLED and job.attempt == 1
@@ -493,11 +494,15 @@ async def test_a_paused_queue_is_not_claimed_until_resumed(store: Store) -> None
 
     app = lifecycle_app(store, registry)
     try:
-        async with running_worker(app):
+        async with running_worker(app) as worker:
             running = await mail.adelay(seconds=0.6)
             await wait_status(app, running.job_id, JobStatus.RUNNING)
             await app.client.apause_queue("mail")
-            await asyncio.sleep(app.settings.poll_interval * 3)
+            for _ in range(250):  # the worker re-reads paused queues every poll interval
+                if "mail" not in worker.active_queues:
+                    break
+                await asyncio.sleep(0.02)
+            assert "mail" not in worker.active_queues
             held = await mail.adelay()
             await asyncio.sleep(0.5)
             assert (await held.aget()).status is JobStatus.QUEUED  # type: ignore[union-attr]
@@ -655,7 +660,9 @@ async def test_a_timed_out_sync_job_does_not_hold_up_the_next(store: Store) -> N
             began = time.monotonic()
             after = await quick.adelay()
             assert await after.aresult(timeout=5) == "done"
-            assert time.monotonic() - began < 1.0, "not waiting for the stuck thread"
+            # The stuck thread has ~1.8 s left to sleep: finishing well before proves it did not
+            # hold up the slot.
+            assert time.monotonic() - began < 1.5, "not waiting for the stuck thread"
     finally:
         await app.aclose()
 

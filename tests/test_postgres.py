@@ -175,7 +175,7 @@ async def test_idle_workers_wake_on_notify_not_on_polling(pg_database: str, migr
         await task
         await app.aclose()
     assert len(started) == 5
-    assert max(started) < 1.0, f"woken by NOTIFY, not a 30 s poll: {started}"
+    assert max(started) < 3.0, f"woken by NOTIFY, not a 30 s poll: {started}"
 
 
 def test_workers_survive_their_connections_being_terminated(
@@ -368,7 +368,7 @@ async def test_a_running_job_is_cancelled_through_notify_not_polling(
                 break
             await asyncio.sleep(0.01)
         assert job is not None and job.status is JobStatus.CANCELLED
-        assert time.monotonic() - asked < 1.0, "woken by NOTIFY, not the 60 s poll"
+        assert time.monotonic() - asked < 5.0, "woken by NOTIFY, not the 60 s poll"
     finally:
         worker.request_stop()
         await task

@@ -217,7 +217,7 @@ async def test_leases_are_renewed_while_a_long_job_runs(
     registry: Registry, sqlite_url: str
 ) -> None:
     settings = Settings(
-        database_url=sqlite_url, lease_duration=0.6, rescue_interval=0.1, poll_interval=0.05
+        database_url=sqlite_url, lease_duration=1.5, rescue_interval=0.1, poll_interval=0.05
     )
     app = App(registry=registry, settings=settings)
     runs: list[int] = []
@@ -225,7 +225,7 @@ async def test_leases_are_renewed_while_a_long_job_runs(
     @registry.job(name="long")
     async def long(ctx: JobContext) -> None:
         runs.append(ctx.attempt)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.5)  # more than twice the lease: it must be renewed to survive
 
     handle = await long.adelay()
     rescuer = Worker(app, WorkerOptions(worker_id=worker_id("rescuer"), job_types=["other"]))
