@@ -17,6 +17,7 @@ import msgspec
 from jobworker import codec
 from jobworker._version import __version__
 from jobworker.app import App, find_app
+from jobworker.client import Client
 from jobworker.definitions import import_object
 from jobworker.errors import AppImportError, JobworkerError
 from jobworker.models import CancelResult, JobDescriptor, ScheduleOptions
@@ -24,6 +25,7 @@ from jobworker.storage import DIALECTS, schema_sql
 from jobworker.supervisor import Supervisor, SupervisorOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 
@@ -212,7 +214,6 @@ def enqueue(
     """Enqueue job NAME; prints its id."""
     if not app_path:
         raise BadInput("enqueue needs the job definitions: pass --app MODULE or set JOBWORKER_APP")
-    app = load_app(app_path, database_url)
     try:
         arguments = msgspec.json.decode(args_json)
     except msgspec.DecodeError as exc:
@@ -228,11 +229,31 @@ def enqueue(
     options = ScheduleOptions(
         run_at=when, queue=queue, priority=priority, idempotency_key=idempotency_key
     )
+    handle = with_client(
+        app_path, database_url, lambda client: client.enqueue(name, arguments, options)
+    )
+    click.echo(str(handle.job_id))
+
+
+def with_client(app_path: str | None, database_url: str | None, call: Callable[[Client], T]) -> T:
+    """Load the app, make one client call, and close the app again."""
+    app = load_app(app_path, database_url)
     try:
-        handle = app.client.enqueue(name, arguments, options)
+        return call(app.client)
     finally:
         app.close()
-    click.echo(str(handle.job_id))
+
+
+def render_table(rows: list[tuple[str, ...]], *, empty: str) -> str:
+    """Rows (the first is the header) as aligned columns; `empty` under a header alone."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    if len(rows) == 1:
+        lines.append(empty)
+    return "\n".join(lines)
 
 
 def descriptor_json(job: JobDescriptor) -> dict[str, Any]:
@@ -247,11 +268,7 @@ def descriptor_json(job: JobDescriptor) -> dict[str, Any]:
 @friendly_errors
 def status(job_id: str, app_path: str | None, database_url: str | None) -> None:
     """Print job JOB_ID as JSON."""
-    app = load_app(app_path, database_url)
-    try:
-        job = app.client.get(job_id)
-    finally:
-        app.close()
+    job = with_client(app_path, database_url, lambda client: client.get(job_id))
     if job is None:
         raise BadInput(f"no job with id {job_id}")
     click.echo(msgspec.json.format(codec.encode(descriptor_json(job)), indent=2).decode())
@@ -276,19 +293,19 @@ def jobs(
     offset: int,
 ) -> None:
     """List jobs, newest first, as a table."""
-    app = load_app(app_path, database_url)
-    try:
-        rows = app.client.list(
+    rows = with_client(
+        app_path,
+        database_url,
+        lambda client: client.list(
             status=status_filter, job_type=job_type, queue=queue, limit=limit, offset=offset
-        )
-    finally:
-        app.close()
+        ),
+    )
     click.echo(format_table(rows))
 
 
 def format_table(rows: list[JobDescriptor]) -> str:
-    headers = ("JOB ID", "TYPE", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR")
-    table = [headers] + [
+    headers: tuple[str, ...] = ("JOB ID", "TYPE", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR")
+    table: list[tuple[str, ...]] = [headers] + [
         (
             str(job.job_id),
             job.job_type,
@@ -300,14 +317,7 @@ def format_table(rows: list[JobDescriptor]) -> str:
         )
         for job in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(headers))]
-    lines = [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    ]
-    if not rows:
-        lines.append("(no jobs)")
-    return "\n".join(lines)
+    return render_table(table, empty="(no jobs)")
 
 
 @main.command()
@@ -318,11 +328,7 @@ def format_table(rows: list[JobDescriptor]) -> str:
 @friendly_errors
 def cancel(job_id: str, app_path: str | None, database_url: str | None, reason: str) -> None:
     """Cancel job JOB_ID (a running job is asked to stop)."""
-    app = load_app(app_path, database_url)
-    try:
-        result = app.client.cancel(job_id, reason)
-    finally:
-        app.close()
+    result = with_client(app_path, database_url, lambda client: client.cancel(job_id, reason))
     messages = {
         CancelResult.CANCELLED: f"job {job_id} cancelled",
         CancelResult.REQUESTED: f"job {job_id} is running: its worker has been asked to stop it",
@@ -338,11 +344,7 @@ def cancel(job_id: str, app_path: str | None, database_url: str | None, reason: 
 @friendly_errors
 def retry(job_id: str, app_path: str | None, database_url: str | None) -> None:
     """Queue dead job JOB_ID again."""
-    app = load_app(app_path, database_url)
-    try:
-        app.client.retry(job_id)
-    finally:
-        app.close()
+    with_client(app_path, database_url, lambda client: client.retry(job_id))
     click.echo(f"job {job_id} queued again")
 
 
@@ -353,11 +355,7 @@ def retry(job_id: str, app_path: str | None, database_url: str | None) -> None:
 @friendly_errors
 def delete(job_id: str, app_path: str | None, database_url: str | None) -> None:
     """Delete job JOB_ID with its attempts and events."""
-    app = load_app(app_path, database_url)
-    try:
-        app.client.delete(job_id)
-    finally:
-        app.close()
+    with_client(app_path, database_url, lambda client: client.delete(job_id))
     click.echo(f"job {job_id} deleted")
 
 
@@ -372,11 +370,7 @@ def queues() -> None:
 @friendly_errors
 def queues_list(app_path: str | None, database_url: str | None) -> None:
     """Every queue with its job counts and whether it is paused."""
-    app = load_app(app_path, database_url)
-    try:
-        infos = app.client.queues()
-    finally:
-        app.close()
+    infos = with_client(app_path, database_url, lambda client: client.queues())
     columns = (
         "queued",
         "scheduled",
@@ -388,15 +382,11 @@ def queues_list(app_path: str | None, database_url: str | None) -> None:
         "cancelled",
     )
     header = ("QUEUE", "STATE", *(c.upper() for c in columns))
-    rows = [header] + [
+    rows: list[tuple[str, ...]] = [header] + [
         (q.name, "paused" if q.paused else "active", *(str(q.counts.get(c, 0)) for c in columns))
         for q in infos
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-    if not infos:
-        click.echo("(no queues)")
+    click.echo(render_table(rows, empty="(no queues)"))
 
 
 @queues.command("pause")
@@ -406,11 +396,7 @@ def queues_list(app_path: str | None, database_url: str | None) -> None:
 @friendly_errors
 def queues_pause(name: str, app_path: str | None, database_url: str | None) -> None:
     """Stop every worker claiming from queue NAME (running jobs carry on)."""
-    app = load_app(app_path, database_url)
-    try:
-        app.client.pause_queue(name)
-    finally:
-        app.close()
+    with_client(app_path, database_url, lambda client: client.pause_queue(name))
     click.echo(f"queue {name} paused")
 
 
@@ -421,11 +407,7 @@ def queues_pause(name: str, app_path: str | None, database_url: str | None) -> N
 @friendly_errors
 def queues_resume(name: str, app_path: str | None, database_url: str | None) -> None:
     """Let workers claim from queue NAME again."""
-    app = load_app(app_path, database_url)
-    try:
-        app.client.resume_queue(name)
-    finally:
-        app.close()
+    with_client(app_path, database_url, lambda client: client.resume_queue(name))
     click.echo(f"queue {name} resumed")
 
 

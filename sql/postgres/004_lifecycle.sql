@@ -11,9 +11,9 @@ CREATE TABLE IF NOT EXISTS __SCHEMA__.queue_state (
 -- looks for continuations only when it has some.
 ALTER TABLE __SCHEMA__.jobs ADD COLUMN IF NOT EXISTS has_continuations boolean NOT NULL DEFAULT false;
 
--- The claim (see 003_claim.sql for why it is a function with its own planner settings). An
--- overload of version 3's claim_jobs, which stays for workers of the previous release during a
--- rolling deploy.
+-- The claim with concurrency caps: an overload of version 3's claim_jobs that calls it for each
+-- group of job types (version 3's function also serves uncapped claims, and workers of the
+-- previous release during a rolling deploy).
 -- p_job_types are claimed freely; each of p_capped_types may have at most the matching
 -- p_caps entry running across the cluster: claims of one capped type are serialised by a
 -- transaction-level advisory lock, and count the running ones before taking the rest.
@@ -26,8 +26,6 @@ CREATE OR REPLACE FUNCTION __SCHEMA__.claim_jobs(
     priority integer, run_at timestamptz
 )
 LANGUAGE plpgsql
-SET enable_bitmapscan = off
-SET enable_seqscan = off
 AS $$
 DECLARE
     v_types text[] := p_job_types;
@@ -38,28 +36,10 @@ DECLARE
 BEGIN
     LOOP
         IF v_room > 0 AND cardinality(v_types) > 0 THEN
-            -- PL/pgSQL keeps this statement's plan for the session: planned once.
+            -- Each group is claimed by version 3's function: one claim statement, one plan.
             RETURN QUERY
-            WITH next AS (
-                SELECT j.id FROM __SCHEMA__.jobs AS j
-                WHERE j.status IN ('queued', 'scheduled', 'failed')
-                  AND j.run_at <= p_now
-                  AND j.queue = ANY(p_queues)
-                  AND j.job_type = ANY(v_types)
-                ORDER BY j.priority DESC, j.run_at
-                LIMIT v_room
-                FOR UPDATE SKIP LOCKED
-            )
-            UPDATE __SCHEMA__.jobs AS j
-            SET status = 'running',
-                attempt = j.attempt + 1,
-                lease_owner = p_owner,
-                lease_expires_at = p_lease_until,
-                started_at = p_now
-            FROM next
-            WHERE j.id = next.id
-            RETURNING j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts,
-                j.enqueued_at, j.started_at, j.result_ttl, j.priority, j.run_at;
+            SELECT * FROM __SCHEMA__.claim_jobs(
+                p_now, p_queues, v_types, v_room, p_owner, p_lease_until);
             GET DIAGNOSTICS v_count = ROW_COUNT;
             v_claimed := v_claimed + v_count;
         END IF;
