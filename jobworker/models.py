@@ -92,6 +92,7 @@ class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     enqueued_at: datetime
     started_at: datetime
     result_ttl: float | None = None
+    event_seq: int = 0  # the sequence of its `running` lifecycle event; the attempt's follow
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -217,6 +218,7 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     # Where a failure is retried: when the job runs next. None for other outcomes.
     retry_at: datetime | None = None
     result_ttl: float | None = None
+    event_seq: int = 0  # the last sequence the attempt used; its end's lifecycle event follows
 
 
 class LeaseTerm(msgspec.Struct, frozen=True, kw_only=True):
@@ -226,3 +228,30 @@ class LeaseTerm(msgspec.Struct, frozen=True, kw_only=True):
     since: datetime
     mechanism: str
     token: str
+
+
+class EventKind(enum.StrEnum):
+    LIFECYCLE = "lifecycle"  # every status change, written by the storage
+    PROGRESS = "progress"  # ctx.report(...) / ctx.progress(done, total, label)
+    LOG = "log"  # ctx.log.info(...)
+    CHUNK = "chunk"  # ctx.chunk(...): streamed text or rows
+    METRIC = "metric"  # ctx.metric(name, value)
+    RESULT = "result"  # the job's result, once it succeeded
+
+
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One event of one job: `seq` numbers a job's events from 1, across attempts and workers."""
+
+    job_id: uuid.UUID
+    seq: int
+    kind: EventKind
+    occurred_at: datetime
+    payload: msgspec.Raw  # JSON
+
+    @property
+    def id(self) -> str:
+        """The SSE / `last_event_id` form of the sequence."""
+        return str(self.seq)
+
+    def decoded(self, type: Any = Any) -> Any:
+        return msgspec.json.decode(bytes(self.payload), type=type)

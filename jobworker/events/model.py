@@ -1,4 +1,4 @@
-"""The event model: `{seq, kind, occurred_at, payload}` per job.
+"""The event model: `{seq, kind, occurred_at, payload}` per job, and the payload of each kind.
 
 `seq` numbers a job's events from 1 without gaps, across its attempts and workers. Payloads
 are JSON encoded by msgspec; one larger than the configured limit is replaced by a truncation
@@ -7,35 +7,69 @@ marker rather than failing the job.
 
 from __future__ import annotations
 
-import enum
-import uuid
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from jobworker import codec
+from jobworker.models import EventKind, JobEvent, JobStatus
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
 
 
-class EventKind(enum.StrEnum):
-    LIFECYCLE = "lifecycle"  # every status change, emitted by the framework
-    PROGRESS = "progress"  # ctx.report(...) / ctx.progress(done, total, label)
-    LOG = "log"  # ctx.log.info(...)
-    CHUNK = "chunk"  # ctx.chunk(...): streamed text or rows
-    METRIC = "metric"  # ctx.metric(name, value)
-    RESULT = "result"  # the job's result, once it succeeded
+class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
+    """A status change (written by the storage in the same transaction as the change)."""
+
+    status: JobStatus
+    attempt: int
+    error: str | None = None
+    retry_at: datetime | None = None  # when a failed attempt runs again
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
 
 
-class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
-    job_id: uuid.UUID
-    seq: int
-    kind: EventKind
-    occurred_at: datetime
-    payload: msgspec.Raw  # JSON, as the handler's types encoded it
+class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """`ctx.progress(done, total, label)` fills the counters; `ctx.report(value)` the value."""
 
-    def decoded(self, type: Any = Any) -> Any:
-        return codec.decode(bytes(self.payload), type)
+    done: float | None = None
+    total: float | None = None
+    label: str | None = None
+    value: Any = None
 
+
+class Log(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    level: str
+    message: str
+    data: dict[str, Any] = {}
+
+
+class Chunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """Streamed output: `text` for strings, `data` for anything else."""
+
+    text: str | None = None
+    data: Any = None
+
+
+class Metric(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    value: float
+
+
+class Result(msgspec.Struct, frozen=True, kw_only=True):
+    value: msgspec.Raw  # the job's result, as its return type encoded it
+
+
+PAYLOAD_TYPES: dict[EventKind, type[msgspec.Struct]] = {
+    EventKind.LIFECYCLE: Lifecycle,
+    EventKind.PROGRESS: Progress,
+    EventKind.LOG: Log,
+    EventKind.CHUNK: Chunk,
+    EventKind.METRIC: Metric,
+    EventKind.RESULT: Result,
+}
 
 TRUNCATED_MARKER = "jobworker.truncated"
 
@@ -48,3 +82,37 @@ def encode_payload(value: Any, max_bytes: int) -> bytes:
         return data
     preview = data[: max(0, min(max_bytes // 2, 1024))].decode("utf-8", errors="ignore")
     return codec.encode({TRUNCATED_MARKER: True, "size": len(data), "preview": preview})
+
+
+def is_truncated(event: JobEvent) -> bool:
+    return bytes(event.payload).startswith(b'{"' + TRUNCATED_MARKER.encode())
+
+
+def lifecycle_of(event: JobEvent) -> Lifecycle | None:
+    if event.kind is not EventKind.LIFECYCLE:
+        return None
+    return msgspec.json.decode(bytes(event.payload), type=Lifecycle)
+
+
+def is_terminal(event: JobEvent) -> bool:
+    """The last event of a job: its lifecycle event into succeeded, dead or cancelled."""
+    lifecycle = lifecycle_of(event)
+    return lifecycle is not None and lifecycle.terminal
+
+
+__all__ = [
+    "PAYLOAD_TYPES",
+    "TERMINAL_STATUSES",
+    "TRUNCATED_MARKER",
+    "Chunk",
+    "EventKind",
+    "JobEvent",
+    "Lifecycle",
+    "Log",
+    "Metric",
+    "Progress",
+    "Result",
+    "encode_payload",
+    "is_terminal",
+    "lifecycle_of",
+]

@@ -19,6 +19,7 @@ from jobworker.models import (
     ClaimedJob,
     Completion,
     Failed,
+    JobEvent,
     JobFilter,
     JobRecord,
     JobStatus,
@@ -218,25 +219,50 @@ class Storage(Protocol):
         """Push back the expiry of every lease `owner` holds; returns how many it holds."""
         ...
 
-    async def complete_many(self, completions: Sequence[Completion]) -> int:
-        """Record outcomes in one transaction; returns how many still held their lease.
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+    ) -> int:
+        """Record outcomes and events in one transaction; returns how many outcomes still held
+        their lease.
 
         Succeeded → succeeded. Failed with `retry_at` → failed (runs again at retry_at). Failed
         without → dead. Released → queued, the attempt not counted. An outcome whose lease is no
         longer held (it expired and another worker took the job) is dropped.
+
+        `events` are kept (job_events); `transient` ones are stored only to carry them live
+        without Redis, and expire. Events are written before the outcomes, so each job's end is
+        numbered after them (and after `Completion.event_seq`). An event whose (job, seq) is
+        already stored is dropped.
         """
         ...
 
-    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+    async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
+        """The running jobs `owner` holds, or (owner None) those whose lease has expired."""
+        ...
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
         """End every lease `owner` holds.
 
         lost=False: a draining worker gives jobs back; attempts do not count (outcome released).
         lost=True: the owner died; the attempt counts (outcome lost) and a job out of attempts
-        goes dead.
+        goes dead. `seq_floors` gives, per job, the last event sequence used outside the
+        database (the live bus): the lifecycle event of the change is numbered above it.
         """
         ...
 
-    async def rescue_expired(self, limit: int = 500) -> int:
+    async def rescue_expired(
+        self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
+    ) -> int:
         """Treat jobs whose lease has expired as lost (see `release_owner`)."""
         ...
 
@@ -259,6 +285,28 @@ class Storage(Protocol):
 
     async def resolve_continuations(self, limit: int = 500) -> int:
         """Repair sweep: settle awaiting jobs whose parent has already ended."""
+        ...
+
+    async def read_events(
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+    ) -> list[JobEvent]:
+        """A job's stored events with seq > after_seq, in order; with `transient`, also the
+        events stored only to carry them live."""
+        ...
+
+    async def last_event_seq(self, job_id: uuid.UUID) -> int:
+        """The highest event sequence the database knows for the job (0: none)."""
+        ...
+
+    async def subscribe_events(
+        self, on_events: Callable[[set[uuid.UUID] | None], None]
+    ) -> Subscription:
+        """Call `on_events(job_ids)` when events of those jobs are stored (None: maybe any).
+        Backends without notifications return a subscription that never calls: readers poll."""
+        ...
+
+    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to `limit` transient events that occurred before `before`."""
         ...
 
     def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.errors import (
@@ -33,6 +35,8 @@ from jobworker.models import (
     CancelResult,
     ClaimedJob,
     Completion,
+    EventKind,
+    JobEvent,
     JobFilter,
     JobRecord,
     JobStatus,
@@ -132,6 +136,7 @@ class PostgresStorage:
         self.schema = self.settings.database_schema
         quoted_schema(self.schema)
         self.channel = f"jobworker:{self.schema}"
+        self.events_channel = f"jobworker-events:{self.schema}"
         self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
         self._pool: Any = None
 
@@ -229,7 +234,25 @@ class PostgresStorage:
         on_enqueued: Callable[[str], None],
         on_cancel: Callable[[uuid.UUID], None] | None = None,
     ) -> Subscription:
-        listener = _Listener(self, on_enqueued, on_cancel)
+        def dispatch(payload: str) -> None:
+            if payload.startswith("cancel:"):
+                if on_cancel is not None:
+                    on_cancel(uuid.UUID(payload[7:]))
+            else:
+                on_enqueued(payload)
+
+        # After a reconnect anything may have been enqueued meanwhile.
+        listener = _Listener(self, self.channel, dispatch, lambda: on_enqueued("*"))
+        await listener.start()
+        return listener
+
+    async def subscribe_events(
+        self, on_events: Callable[[set[uuid.UUID] | None], None]
+    ) -> Subscription:
+        def dispatch(payload: str) -> None:
+            on_events(None if payload == "*" else {uuid.UUID(id) for id in payload.split(",")})
+
+        listener = _Listener(self, self.events_channel, dispatch, lambda: on_events(None))
         await listener.start()
         return listener
 
@@ -381,6 +404,7 @@ class PostgresStorage:
                 enqueued_at=row[6],
                 started_at=row[7],
                 result_ttl=row[8],
+                event_seq=row[11],
             )
             for row in rows
         ]
@@ -390,10 +414,16 @@ class PostgresStorage:
         until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
         return _count(await self._query("execute", "extend_leases", owner, until))
 
-    async def complete_many(self, completions: Sequence[Completion]) -> int:
-        if not completions:
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+    ) -> int:
+        if not completions and not events and not transient:
             return 0
         rows = [outcome_row(item, self.settings.result_ttl) for item in completions]
+        stored = [*events, *transient]
         params = (
             [item.job_id for item in completions],
             [item.attempt for item in completions],
@@ -407,6 +437,13 @@ class PostgresStorage:
             [item.started_at for item in completions],
             [item.ended_at for item in completions],
             self.clock.now(),
+            [item.event_seq for item in completions],
+            [event.job_id for event in stored],
+            [event.seq for event in stored],
+            [event.kind.value for event in stored],
+            [event.occurred_at for event in stored],
+            [bytes(event.payload) for event in stored],
+            [False] * len(events) + [True] * len(transient),
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
         applied, ended_parents = await self._query("fetchrow", "complete", *params)
@@ -433,13 +470,35 @@ class PostgresStorage:
         )
         return int(count or 0)
 
-    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
-        return await self._end_leases(owner, lost, reason, limit=100_000)
+    async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
+        rows = await self._query("fetch", "leased_job_ids", owner, self.clock.now(), limit)
+        return [_uuid(row[0]) for row in rows]
 
-    async def rescue_expired(self, limit: int = 500) -> int:
-        return await self._end_leases(None, True, "lease expired", limit=limit)
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
+        return await self._end_leases(owner, lost, reason, seq_floors, limit=100_000)
 
-    async def _end_leases(self, owner: str | None, lost: bool, reason: str, *, limit: int) -> int:
+    async def rescue_expired(
+        self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
+    ) -> int:
+        return await self._end_leases(None, True, "lease expired", seq_floors, limit=limit)
+
+    async def _end_leases(
+        self,
+        owner: str | None,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None,
+        *,
+        limit: int,
+    ) -> int:
+        floors = dict(seq_floors or {})
         ended = await self._query(
             "fetch",
             "end_leases",
@@ -449,6 +508,8 @@ class PostgresStorage:
             reason,
             limit,
             self.settings.result_ttl,
+            list(floors),
+            list(floors.values()),
         )
         await self._settle([row[0] for row in ended if row[1]])
         return len(ended)
@@ -496,6 +557,29 @@ class PostgresStorage:
     async def resolve_continuations(self, limit: int = 500) -> int:
         parents = [row[0] for row in await self._query("fetch", "orphaned_parents", limit)]
         return await self._settle(parents)
+
+    # Events -------------------------------------------------------------------------------
+
+    async def read_events(
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+    ) -> list[JobEvent]:
+        rows = await self._query("fetch", "read_events", job_id, after_seq, limit, transient)
+        return [
+            JobEvent(
+                job_id=job_id,
+                seq=row[0],
+                kind=EventKind(row[1]),
+                occurred_at=row[2],
+                payload=msgspec.Raw(row[3]),
+            )
+            for row in rows
+        ]
+
+    async def last_event_seq(self, job_id: uuid.UUID) -> int:
+        return int(await self._query("fetchval", "last_event_seq", job_id) or 0)
+
+    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
+        return _count(await self._query("execute", "purge_transient_events", before, limit))
 
     # Leadership ---------------------------------------------------------------------------
 
@@ -636,17 +720,20 @@ class _AdvisoryLease:
 
 
 class _Listener:
-    """A dedicated connection LISTENing for enqueues; reconnects on its own when it drops."""
+    """A dedicated connection LISTENing on one channel; reconnects on its own when it drops
+    (and calls `on_reconnect`: notifications sent meanwhile are lost)."""
 
     def __init__(
         self,
         storage: PostgresStorage,
-        on_enqueued: Callable[[str], None],
-        on_cancel: Callable[[uuid.UUID], None] | None,
+        channel: str,
+        on_payload: Callable[[str], None],
+        on_reconnect: Callable[[], None],
     ) -> None:
         self._storage = storage
-        self._on_enqueued = on_enqueued
-        self._on_cancel = on_cancel
+        self._channel = channel
+        self._on_payload = on_payload
+        self._on_reconnect = on_reconnect
         self._conn: Any = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -663,17 +750,13 @@ class _Listener:
         conn = await asyncpg.connect(
             self._storage.url, timeout=self._storage.settings.connect_timeout
         )
-        await conn.add_listener(self._storage.channel, self._notified)
+        await conn.add_listener(self._channel, self._notified)
         conn.add_termination_listener(lambda _conn: self._lost.set())
         self._conn = conn
         self._lost.clear()
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        if payload.startswith("cancel:"):
-            if self._on_cancel is not None:
-                self._on_cancel(uuid.UUID(payload[7:]))
-        else:
-            self._on_enqueued(payload)
+        self._on_payload(payload)
 
     async def _keep_alive(self) -> None:
         while True:
@@ -695,7 +778,7 @@ class _Listener:
                 logger.warning(
                     "the LISTEN connection is back after %.1fs", time.monotonic() - began
                 )
-                self._on_enqueued("*")  # anything may have been enqueued meanwhile
+                self._on_reconnect()
                 break
 
     async def close(self) -> None:

@@ -7,6 +7,7 @@ database lock. Several processes share the file; SQLite serialises their writes.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import functools
 import logging
 import os
@@ -37,6 +38,8 @@ from jobworker.models import (
     CancelResult,
     ClaimedJob,
     Completion,
+    EventKind,
+    JobEvent,
     JobFilter,
     JobRecord,
     JobStatus,
@@ -58,8 +61,18 @@ from jobworker.storage.sqlfiles import queries, schema_scripts
 T = TypeVar("T")
 logger = logging.getLogger("jobworker.storage.sqlite")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _LOCK_RETRIES = 20
+
+
+@contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def sqlite_path(url: str) -> str:
@@ -129,14 +142,17 @@ class SQLiteStorage:
     def _migrate(self, conn: sqlite3.Connection) -> list[int]:
         """The embedded backend creates and upgrades its own schema on first use."""
         applied: list[int] = []
-        current = self._current_version(conn)
-        for version, _name, text in schema_scripts("sqlite"):
-            if version <= current:
-                continue
-            # executescript commits; the script itself is idempotent, so a race between two
-            # processes creating the schema at once is harmless.
-            self._with_lock_retry(functools.partial(conn.executescript, text))
-            applied.append(version)
+        if self._current_version(conn) >= SCHEMA_VERSION:
+            return applied
+        # Scripts that alter tables cannot run twice: processes starting together take turns,
+        # and each reads the version again once it holds the lock.
+        with _file_lock(self.path + ".migrate.lock"):
+            current = self._current_version(conn)
+            for version, _name, text in schema_scripts("sqlite"):
+                if version <= current:
+                    continue
+                self._with_lock_retry(functools.partial(conn.executescript, text))
+                applied.append(version)
         return applied
 
     @staticmethod
@@ -328,6 +344,13 @@ class SQLiteStorage:
                     if allowance > 0:
                         capped = {**params, "job_types": _json_list([job_type]), "limit": allowance}
                         rows += conn.execute(self._sql["claim"], capped).fetchall()
+                # The lifecycle trigger numbered each claim's `running` event.
+                seqs = dict(
+                    conn.execute(
+                        self._sql["claimed_event_seqs"],
+                        {"ids": _json_list([row[0] for row in rows])},
+                    ).fetchall()
+                )
             rows.sort(key=lambda row: (-row[9], row[10]))
             return [
                 ClaimedJob(
@@ -340,6 +363,7 @@ class SQLiteStorage:
                     enqueued_at=_dt_required(row[6]),
                     started_at=_dt_required(row[7]),
                     result_ttl=row[8],
+                    event_seq=seqs[row[0]],
                 )
                 for row in rows
             ]
@@ -358,15 +382,24 @@ class SQLiteStorage:
 
         return await self._run(extend)
 
-    async def complete_many(self, completions: Sequence[Completion]) -> int:
-        if not completions:
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+    ) -> int:
+        if not completions and not events and not transient:
             return 0
         default_ttl = self.settings.result_ttl
+        event_rows = [_event_row(event, False) for event in events]
+        event_rows += [_event_row(event, True) for event in transient]
 
         def complete(conn: sqlite3.Connection) -> int:
             now = self.clock.now().timestamp()
             applied = 0
             with self._write(conn):
+                # Events first: a job's end is numbered after every event its attempt stored.
+                conn.executemany(self._sql["insert_event"], event_rows)
                 for item in completions:
                     row = outcome_row(item, default_ttl)
                     params = {
@@ -379,6 +412,7 @@ class SQLiteStorage:
                         "traceback": row.traceback,
                         "retry_at": row.retry_at.timestamp() if row.retry_at else None,
                         "result_ttl": row.result_ttl,
+                        "event_seq": item.event_seq,
                     }
                     ends_as = _ENDS_JOB.get(row.outcome)
                     if row.outcome is not AttemptOutcome.SUCCEEDED:
@@ -423,15 +457,36 @@ class SQLiteStorage:
         AttemptOutcome.CANCELLED: "complete_cancelled",
     }
 
-    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+    async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
+        def leased(conn: sqlite3.Connection) -> list[uuid.UUID]:
+            params = {"owner": owner, "now": self.clock.now().timestamp(), "limit": limit}
+            rows = conn.execute(self._sql["leased_job_ids"], params).fetchall()
+            return [uuid.UUID(row[0]) for row in rows]
+
+        return await self._run(leased)
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
         return await self._run(
-            lambda conn: self._end_leases(conn, "leases_of_owner", {"owner": owner}, lost, reason)
+            lambda conn: self._end_leases(
+                conn, "leases_of_owner", {"owner": owner}, lost, reason, seq_floors
+            )
         )
 
-    async def rescue_expired(self, limit: int = 500) -> int:
+    async def rescue_expired(
+        self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
+    ) -> int:
         def rescue(conn: sqlite3.Connection) -> int:
             params = {"now": self.clock.now().timestamp(), "limit": limit}
-            return self._end_leases(conn, "expired_leases", params, True, "lease expired")
+            return self._end_leases(
+                conn, "expired_leases", params, True, "lease expired", seq_floors
+            )
 
         return await self._run(rescue)
 
@@ -442,14 +497,22 @@ class SQLiteStorage:
         params: dict[str, Any],
         lost: bool,
         reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None,
     ) -> int:
+        floors = {str(job_id): seq for job_id, seq in (seq_floors or {}).items()}
         now = self.clock.now().timestamp()
         ended = 0
         with self._write(conn):
             rows = conn.execute(self._sql[selector], params).fetchall()
             for job_id, attempt, max_attempts, owner, started_at, cancel_requested in rows:
                 error = f"{reason} (worker {owner})"
-                update = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
+                update = {
+                    "id": job_id,
+                    "owner": owner,
+                    "attempt": attempt,
+                    "now": now,
+                    "event_seq": floors.get(job_id, 0),
+                }
                 if cancel_requested:
                     # It was asked to stop: whatever ended the lease, it is not run again.
                     statement, outcome = "complete_cancelled", AttemptOutcome.CANCELLED
@@ -562,6 +625,53 @@ class SQLiteStorage:
             return len(rows)
 
         return await self._run(resolve)
+
+    # Events -------------------------------------------------------------------------------
+
+    async def read_events(
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+    ) -> list[JobEvent]:
+        def read(conn: sqlite3.Connection) -> list[JobEvent]:
+            params = {
+                "job_id": str(job_id),
+                "after_seq": after_seq,
+                "limit": limit,
+                "transient": transient,
+            }
+            return [
+                JobEvent(
+                    job_id=job_id,
+                    seq=seq,
+                    kind=EventKind(kind),
+                    occurred_at=_dt_required(occurred_at),
+                    payload=msgspec.Raw(bytes(payload)),
+                )
+                for _id, seq, kind, occurred_at, payload in conn.execute(
+                    self._sql["read_events"], params
+                )
+            ]
+
+        return await self._run(read)
+
+    async def last_event_seq(self, job_id: uuid.UUID) -> int:
+        def last(conn: sqlite3.Connection) -> int:
+            row = conn.execute(self._sql["last_event_seq"], {"job_id": str(job_id)}).fetchone()
+            return int(row[0] or 0)
+
+        return await self._run(last)
+
+    async def subscribe_events(
+        self, on_events: Callable[[set[uuid.UUID] | None], None]
+    ) -> Subscription:
+        return NoSubscription()  # readers poll
+
+    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
+        def purge(conn: sqlite3.Connection) -> int:
+            params = {"before": before.timestamp(), "limit": limit}
+            with self._write(conn):
+                return conn.execute(self._sql["purge_transient_events"], params).rowcount
+
+        return await self._run(purge)
 
     # Leadership ---------------------------------------------------------------------------
 
@@ -749,6 +859,17 @@ _ENDS_JOB = {
     AttemptOutcome.DEAD: JobStatus.DEAD,
     AttemptOutcome.CANCELLED: JobStatus.CANCELLED,
 }
+
+
+def _event_row(event: JobEvent, transient: bool) -> dict[str, Any]:
+    return {
+        "job_id": str(event.job_id),
+        "seq": event.seq,
+        "kind": event.kind.value,
+        "occurred_at": event.occurred_at.timestamp(),
+        "payload": bytes(event.payload),
+        "transient": int(transient),
+    }
 
 
 def _json_list(values: Sequence[str]) -> str:

@@ -22,12 +22,12 @@ SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::
 
 -- name: claim
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt
--- (see 003_claim.sql for why this is a function).
-SELECT * FROM __SCHEMA__.claim_jobs($1, $2::text[], $3::text[], $4, $5, $6);
+-- (see 003_claim.sql for why this is a function), and number its `running` event (006).
+SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
 
 -- name: claim_capped
 -- The same, when some job types have a cluster-wide concurrency cap (004_lifecycle.sql).
-SELECT * FROM __SCHEMA__.claim_jobs(
+SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
 
 -- name: extend_leases
@@ -35,14 +35,21 @@ UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
 WHERE lease_owner = $1 AND status = 'running';
 
 -- name: complete
--- Many outcomes in one statement: update the jobs whose lease is still ours, and record one
+-- Many outcomes in one statement: store the attempts' events, update the jobs whose lease is
+-- still ours (numbering each end's lifecycle event after the attempt's own), and record one
 -- attempt row for each of them.
 WITH done AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
-        $8::timestamptz[], $9::double precision[], $10::timestamptz[], $11::timestamptz[]
+        $8::timestamptz[], $9::double precision[], $10::timestamptz[], $11::timestamptz[],
+        $13::bigint[]
     ) AS d(id, attempt, owner, outcome, result, error, traceback, retry_at, result_ttl,
-           started_at, ended_at)
+           started_at, ended_at, event_seq)
+), events AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
+    SELECT * FROM unnest(
+        $14::uuid[], $15::bigint[], $16::text[], $17::timestamptz[], $18::jsonb[], $19::boolean[])
+    ON CONFLICT DO NOTHING
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
     -- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
@@ -67,7 +74,8 @@ WITH done AS (
                                OR j.cancel_requested
                           THEN $12::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
-        lease_expires_at = NULL
+        lease_expires_at = NULL,
+        event_seq = greatest(j.event_seq, d.event_seq) + 1
     FROM done AS d
     WHERE j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
       AND j.status = 'running'
@@ -85,8 +93,11 @@ SELECT count(*), array_agg(id) FILTER (WHERE settle) FROM updated;
 -- name: end_leases
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
 -- out of attempts means dead) or not (released: the attempt does not count). A job whose
--- cancellation was requested ends cancelled either way.
-WITH ended AS (
+-- cancellation was requested ends cancelled either way. $7/$8: per job, the last event sequence
+-- used on the live bus; the change's lifecycle event is numbered above it and every stored one.
+WITH floors AS (
+    SELECT * FROM unnest($7::uuid[], $8::bigint[]) AS f(id, seq)
+), ended AS (
     SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested
     FROM __SCHEMA__.jobs
     WHERE status = 'running'
@@ -115,7 +126,11 @@ WITH ended AS (
         expires_at = CASE WHEN d.new_status IN ('dead', 'cancelled')
                           THEN $2::timestamptz + make_interval(secs => $6::double precision) END,
         lease_owner = NULL,
-        lease_expires_at = NULL
+        lease_expires_at = NULL,
+        event_seq = greatest(
+            j.event_seq,
+            (SELECT max(f.seq) FROM floors AS f WHERE f.id = j.id),
+            (SELECT max(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = j.id)) + 1
     FROM decided AS d
     WHERE j.id = d.id
     RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome,
@@ -139,7 +154,8 @@ WITH RECURSIVE parents AS (
     WHERE COALESCE(j.status, 'missing') IN ('succeeded', 'dead', 'cancelled', 'missing')
 ), promoted AS (
     UPDATE __SCHEMA__.jobs AS c
-    SET status = CASE WHEN c.run_at > $2 THEN 'scheduled' ELSE 'queued' END
+    SET status = CASE WHEN c.run_at > $2 THEN 'scheduled' ELSE 'queued' END,
+        event_seq = c.event_seq + 1
     FROM parents AS p
     WHERE c.continues_job_id = p.id AND p.status = 'succeeded' AND c.status = 'awaiting'
     RETURNING c.id, pg_notify($4::text, c.queue)
@@ -158,7 +174,8 @@ WITH RECURSIVE parents AS (
                     THEN 'parent job ' || d.root || ' no longer exists'
                     ELSE 'parent job ' || d.root || ' ended ' || d.root_status END,
         completed_at = $2,
-        expires_at = $2::timestamptz + make_interval(secs => COALESCE(c.result_ttl, $3))
+        expires_at = $2::timestamptz + make_interval(secs => COALESCE(c.result_ttl, $3)),
+        event_seq = c.event_seq + 1
     FROM doomed AS d
     WHERE c.id = d.id
     RETURNING c.id
@@ -188,7 +205,7 @@ WITH target AS (
     UPDATE __SCHEMA__.jobs AS j
     SET status = 'cancelled', error = $2, traceback = NULL, completed_at = $3,
         expires_at = $3::timestamptz + make_interval(secs => COALESCE(j.result_ttl, $4)),
-        lease_owner = NULL, lease_expires_at = NULL
+        lease_owner = NULL, lease_expires_at = NULL, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('queued', 'scheduled', 'awaiting', 'failed')
     RETURNING j.id
@@ -213,7 +230,7 @@ WITH target AS (
     UPDATE __SCHEMA__.jobs AS j
     SET status = 'queued', run_at = $2, max_attempts = greatest(j.max_attempts, j.attempt + 1),
         error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
-        cancel_requested = false
+        cancel_requested = false, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status = 'dead'
     RETURNING j.id, pg_notify($3::text, j.queue)
@@ -233,6 +250,31 @@ WITH target AS (
     DELETE FROM __SCHEMA__.jobs WHERE id IN (SELECT id FROM deletable) RETURNING id
 )
 SELECT t.status, EXISTS (SELECT 1 FROM deleted) FROM target AS t;
+
+-- name: leased_job_ids
+SELECT id FROM __SCHEMA__.jobs
+WHERE status = 'running'
+  AND (($1::text IS NOT NULL AND lease_owner = $1::text)
+       OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
+LIMIT $3;
+
+-- name: read_events
+SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
+WHERE job_id = $1 AND seq > $2 AND ($4::boolean OR NOT transient)
+ORDER BY seq
+LIMIT $3;
+
+-- name: last_event_seq
+SELECT greatest(
+    (SELECT event_seq FROM __SCHEMA__.jobs WHERE id = $1),
+    (SELECT max(seq) FROM __SCHEMA__.job_events WHERE job_id = $1));
+
+-- name: purge_transient_events
+DELETE FROM __SCHEMA__.job_events
+WHERE (job_id, seq) IN (
+    SELECT job_id, seq FROM __SCHEMA__.job_events
+    WHERE transient AND occurred_at < $1
+    LIMIT $2);
 
 -- name: set_queue_paused
 INSERT INTO __SCHEMA__.queue_state (queue, paused, updated_at) VALUES ($1, $2, $3)

@@ -46,12 +46,14 @@ WHERE lease_owner = :owner AND status = 'running';
 UPDATE jobs
 SET status = 'succeeded', result = :result, error = NULL, traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
 -- name: complete_failed
 UPDATE jobs
 SET status = 'failed', run_at = :retry_at, error = :error, traceback = :traceback,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
@@ -59,6 +61,7 @@ WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'run
 UPDATE jobs
 SET status = 'dead', error = :error, traceback = :traceback,
     completed_at = :now, expires_at = :now + :result_ttl,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
@@ -78,6 +81,7 @@ LIMIT :limit;
 -- name: lost_to_queued
 UPDATE jobs
 SET status = 'queued', run_at = :now, error = :error, traceback = NULL,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
@@ -85,14 +89,48 @@ WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'run
 UPDATE jobs
 SET status = 'dead', error = :error, traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
 -- name: released_to_queued
 UPDATE jobs
 SET status = 'queued', attempt = attempt - 1, started_at = NULL,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+
+-- name: claimed_event_seqs
+SELECT id, event_seq FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: leased_job_ids
+SELECT id FROM jobs
+WHERE status = 'running'
+  AND ((:owner IS NOT NULL AND lease_owner = :owner)
+       OR (:owner IS NULL AND lease_expires_at < :now))
+LIMIT :limit;
+
+-- name: insert_event
+INSERT OR IGNORE INTO job_events (job_id, seq, kind, occurred_at, payload, transient)
+VALUES (:job_id, :seq, :kind, :occurred_at, :payload, :transient);
+
+-- name: read_events
+SELECT job_id, seq, kind, occurred_at, payload FROM job_events
+WHERE job_id = :job_id AND seq > :after_seq AND (:transient OR transient = 0)
+ORDER BY seq
+LIMIT :limit;
+
+-- name: last_event_seq
+SELECT max(
+    (SELECT event_seq FROM jobs WHERE id = :job_id),
+    COALESCE((SELECT max(seq) FROM job_events WHERE job_id = :job_id), 0));
+
+-- name: purge_transient_events
+DELETE FROM job_events
+WHERE (job_id, seq) IN (
+    SELECT job_id, seq FROM job_events
+    WHERE transient = 1 AND occurred_at < :before
+    LIMIT :limit);
 
 -- name: get_job
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
@@ -154,6 +192,7 @@ UPDATE jobs
 SET status = 'cancelled', error = CASE WHEN cancel_requested = 1 THEN error ELSE :error END,
     traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
+    event_seq = max(event_seq, :event_seq),
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 

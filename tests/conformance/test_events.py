@@ -1,0 +1,200 @@
+"""Job events in storage: lifecycle events numbered with every status change, the attempt's own
+events stored before its end, transient events, and sequence floors after a lost lease."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import msgspec
+
+from jobworker.clock import FrozenClock
+from jobworker.events.model import Lifecycle
+from jobworker.models import (
+    Cancelled,
+    EventKind,
+    Failed,
+    JobEvent,
+    JobStatus,
+    Released,
+    Succeeded,
+)
+from jobworker.storage import Storage
+
+from .conftest import NewJobFactory
+from .test_storage import claim, completion
+
+
+def event(job_id, seq: int, kind: EventKind, clock: FrozenClock, payload: object) -> JobEvent:
+    return JobEvent(
+        job_id=job_id,
+        seq=seq,
+        kind=kind,
+        occurred_at=clock.now(),
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
+    )
+
+
+async def lifecycle(storage: Storage, job_id) -> list[tuple[int, JobStatus, int]]:
+    events = await storage.read_events(job_id, 0, 1000)
+    return [
+        (e.seq, (life := e.decoded(Lifecycle)).status, life.attempt)
+        for e in events
+        if e.kind is EventKind.LIFECYCLE
+    ]
+
+
+async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_own(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    [claimed] = await claim(storage)
+    assert claimed.event_seq == 1
+    own = [
+        event(job.id, 2, EventKind.PROGRESS, clock, {"done": 1, "total": 2}),
+        event(job.id, 3, EventKind.RESULT, clock, {"value": 7}),
+    ]
+    chunk = event(job.id, 4, EventKind.CHUNK, clock, {"text": "hi"})
+    applied = await storage.complete_many(
+        [completion(claimed, Succeeded(result=b"7"), clock, event_seq=4)], own, [chunk]
+    )
+    assert applied == 1
+    kept = await storage.read_events(job.id)
+    assert [(e.seq, e.kind) for e in kept] == [
+        (1, EventKind.LIFECYCLE),
+        (2, EventKind.PROGRESS),
+        (3, EventKind.RESULT),
+        (5, EventKind.LIFECYCLE),
+    ]
+    assert kept[0].decoded(Lifecycle) == Lifecycle(status=JobStatus.RUNNING, attempt=1)
+    assert kept[3].decoded(Lifecycle) == Lifecycle(status=JobStatus.SUCCEEDED, attempt=1)
+    assert kept[1].decoded() == {"done": 1, "total": 2}
+    everything = await storage.read_events(job.id, transient=True)
+    assert [e.seq for e in everything] == [1, 2, 3, 4, 5]
+    assert await storage.last_event_seq(job.id) == 5
+    # Paging: after a sequence, with a limit.
+    assert [e.seq for e in await storage.read_events(job.id, 1, 2)] == [2, 3]
+
+
+async def test_sequences_continue_across_a_retry(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    [first] = await claim(storage)
+    retry_at = clock.now() + timedelta(seconds=5)
+    await storage.complete_many(
+        [completion(first, Failed(error="boom", traceback=""), clock, retry_at=retry_at)]
+    )
+    clock.advance(10)
+    [second] = await claim(storage)
+    assert second.event_seq == 3
+    await storage.complete_many(
+        [completion(second, Succeeded(result=b"1"), clock, event_seq=second.event_seq)]
+    )
+    assert await lifecycle(storage, job.id) == [
+        (1, JobStatus.RUNNING, 1),
+        (2, JobStatus.FAILED, 1),
+        (3, JobStatus.RUNNING, 2),
+        (4, JobStatus.SUCCEEDED, 2),
+    ]
+    failed = (await storage.read_events(job.id, 1, 1))[0].decoded(Lifecycle)
+    assert failed.error == "boom" and failed.retry_at == retry_at
+
+
+async def test_a_lost_lease_is_numbered_above_the_live_bus_floor(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    [_claimed] = await claim(storage, lease=5.0)
+    clock.advance(10)
+    assert await storage.leased_job_ids(None) == [job.id]
+    assert await storage.leased_job_ids("w1") == [job.id]
+    assert await storage.rescue_expired(seq_floors={job.id: 40}) == 1
+    [again] = await claim(storage)
+    assert again.event_seq == 42
+    assert await lifecycle(storage, job.id) == [
+        (1, JobStatus.RUNNING, 1),
+        (41, JobStatus.QUEUED, 1),
+        (42, JobStatus.RUNNING, 2),
+    ]
+
+
+async def test_stored_transient_events_count_when_a_lease_is_lost(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    [_claimed] = await claim(storage)
+    chunks = [event(job.id, seq, EventKind.CHUNK, clock, {"text": "x"}) for seq in (2, 3)]
+    await storage.complete_many([], (), chunks)
+    assert await storage.release_owner("w1", lost=True, reason="worker died") == 1
+    assert (await lifecycle(storage, job.id))[-1] == (4, JobStatus.QUEUED, 1)
+
+
+async def test_status_changes_outside_workers_are_events(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    waiting = new_job()
+    parent = new_job()
+    child = new_job(continues_job_id=parent.id, status=JobStatus.AWAITING)
+    await storage.enqueue_many([waiting, parent])
+    await storage.enqueue_many([child])
+    await storage.cancel(waiting.id, "not needed")
+    assert await lifecycle(storage, waiting.id) == [(1, JobStatus.CANCELLED, 0)]
+    [claimed] = await claim(storage, limit=1)
+    assert claimed.id == parent.id
+    await storage.complete_many(
+        [completion(claimed, Failed(error="x", traceback="", retryable=False), clock)]
+    )
+    assert [s for _, s, _ in await lifecycle(storage, parent.id)] == [
+        JobStatus.RUNNING,
+        JobStatus.DEAD,
+    ]
+    assert [s for _, s, _ in await lifecycle(storage, child.id)] == [JobStatus.CANCELLED]
+    await storage.retry_job(parent.id)
+    assert (await lifecycle(storage, parent.id))[-1] == (3, JobStatus.QUEUED, 1)
+
+
+async def test_released_and_cancelled_attempts_end_with_an_event(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    a, b = new_job(), new_job()
+    await storage.enqueue_many([a, b])
+    first, second = await claim(storage)
+    await storage.complete_many(
+        [
+            completion(first, Released(reason="shutdown"), clock, event_seq=first.event_seq),
+            completion(second, Cancelled(reason="asked"), clock, event_seq=second.event_seq + 3),
+        ]
+    )
+    assert (await lifecycle(storage, first.id))[-1] == (2, JobStatus.QUEUED, 0)
+    assert (await lifecycle(storage, second.id))[-1] == (5, JobStatus.CANCELLED, 1)
+
+
+async def test_an_event_already_stored_is_not_replaced(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    await claim(storage)
+    await storage.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 1})])
+    await storage.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 9})])
+    [stored] = await storage.read_events(job.id, 1)
+    assert stored.decoded() == {"done": 1}
+
+
+async def test_transient_events_expire(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    job = new_job()
+    await storage.enqueue_many([job])
+    await claim(storage)
+    await storage.complete_many(
+        [], [], [event(job.id, seq, EventKind.LOG, clock, {"m": seq}) for seq in (2, 3, 4)]
+    )
+    assert await storage.purge_transient_events(clock.now() - timedelta(seconds=1)) == 0
+    assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1), limit=2) == 2
+    assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1)) == 1
+    assert [e.seq for e in await storage.read_events(job.id, transient=True)] == [1]
