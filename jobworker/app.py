@@ -120,7 +120,8 @@ class App:
         return storage
 
     async def aclose(self) -> None:
-        """Close the storage of the running loop."""
+        """Close the storage of the running loop (and its event stream readers)."""
+        await self.client.aclose_streams()
         entry = self._storages.pop(asyncio.get_running_loop(), None)
         if entry is not None and self._pid == os.getpid():
             await entry[0].close()
@@ -129,6 +130,7 @@ class App:
         """Close the storage the blocking API opened, and its thread."""
         entry = self._storages.pop(self.portal.loop, None)
         if entry is not None and self._pid == os.getpid():
+            self.portal.call(self.client.aclose_streams())
             self.portal.call(entry[0].close())
         self.portal.stop()
 

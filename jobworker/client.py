@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,12 +22,16 @@ from jobworker.errors import (
     JobNotFoundError,
     ResultTimeoutError,
 )
+from jobworker.events.model import TypedEvent, decode_event
+from jobworker.events.recorder import bus_for
+from jobworker.events.stream import StreamService, parse_event_id
 from jobworker.handle import JobHandle
 from jobworker.ids import uuid7
 from jobworker.models import (
     AttemptRecord,
     CancelResult,
     JobDescriptor,
+    JobEvent,
     JobFilter,
     JobRecord,
     JobStatus,
@@ -61,6 +66,9 @@ class Client:
         self.settings = settings
         self.clock = clock
         self._portal = portal or Portal()
+        self._streams: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamService] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # Building jobs -------------------------------------------------------------------------
 
@@ -340,6 +348,65 @@ class Client:
 
     def counts(self) -> dict[JobStatus, int]:
         return self._portal.call(self.acounts())
+
+    # Events -------------------------------------------------------------------------------
+
+    async def aevents(
+        self, job_id: uuid.UUID | str, after_seq: int = 0, limit: int = 100
+    ) -> builtins.list[JobEvent]:
+        """A page of the job's kept events (kinds in `persist_kinds`), in order, after
+        `after_seq`. Page on with the last event's `seq`."""
+        if limit < 1:
+            raise ConfigurationError("limit must be at least 1")
+        storage = await self._provider.storage()
+        return await storage.read_events(_as_uuid(job_id), after_seq, limit)
+
+    def events(
+        self, job_id: uuid.UUID | str, after_seq: int = 0, limit: int = 100
+    ) -> builtins.list[JobEvent]:
+        return self._portal.call(self.aevents(job_id, after_seq, limit))
+
+    async def stream(
+        self, job_id: uuid.UUID | str, last_event_id: str | int | None = None
+    ) -> AsyncIterator[JobEvent]:
+        """Follow a job's events: the stored ones after `last_event_id` (a sequence number, as a
+        reader that disconnected last saw it), then live ones as they happen, ending after the
+        job's terminal lifecycle event. Raises JobNotFoundError for an unknown job."""
+        after = parse_event_id(last_event_id)
+        service = await self._stream_service()
+        async for event in service.follow(_as_uuid(job_id), after):
+            yield event
+
+    async def stream_typed(
+        self, job_id: uuid.UUID | str, last_event_id: str | int | None = None
+    ) -> AsyncIterator[TypedEvent]:
+        """`stream`, with payloads decoded: progress values as the job's progress type, the
+        result as its return type (when this client's registry knows the job)."""
+        job_id = _as_uuid(job_id)
+        record = await (await self._provider.storage()).get(job_id)
+        if record is None:
+            raise JobNotFoundError(job_id)
+        definition = self.registry.find(record.job_type)
+        progress_type = definition.progress_type if definition else Any
+        result_type = definition.result_type if definition else Any
+        async for event in self.stream(job_id, last_event_id):
+            yield decode_event(event, progress_type, result_type)
+
+    async def _stream_service(self) -> StreamService:
+        loop = asyncio.get_running_loop()
+        service = self._streams.get(loop)
+        if service is None:
+            storage = await self._provider.storage()
+            service = self._streams[loop] = StreamService(
+                storage, self.settings, bus_for(self.settings)
+            )
+        return service
+
+    async def aclose_streams(self) -> None:
+        """Close the running loop's stream readers (their Redis connection and subscription)."""
+        service = self._streams.pop(asyncio.get_running_loop(), None)
+        if service is not None:
+            await service.close()
 
 
 def describe(record: JobRecord) -> JobDescriptor:

@@ -12,6 +12,7 @@ from jobworker.errors import ConfigurationError
 
 ENV_PREFIX = "JOBWORKER_"
 DEFAULT_DATABASE_URL = "sqlite:///jobworker.db"
+_EVENT_KINDS = frozenset({"lifecycle", "progress", "log", "chunk", "metric", "result"})
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -48,6 +49,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sqlite_busy_timeout: float = 30.0
     sqlite_synchronous: str = "NORMAL"
 
+    # Events: kinds kept in the database (comma-separated), the largest payload kept whole, the
+    # Redis key prefix, and how long a job's live stream outlives the job.
+    persist_kinds: str = "lifecycle,progress,result"
+    max_payload_bytes: int = 65536
+    redis_prefix: str = "jobworker:"
+    event_stream_maxlen: int = 10000
+    event_stream_ttl: float = 3600.0
+    event_poll_interval: float = 0.2  # readers without Redis or notifications poll this often
+    redis_retry_interval: float = 5.0  # while Redis is down, events go to the database
+
     def __post_init__(self) -> None:
         positive = (
             "retry_base_delay",
@@ -64,7 +75,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be greater than 0")
+        for name in ("event_stream_ttl", "event_poll_interval", "redis_retry_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"setting {name} must be greater than 0")
         for name in (
+            "max_payload_bytes",
+            "event_stream_maxlen",
             "claim_batch_size",
             "completion_batch_size",
             "pool_size",
@@ -80,6 +96,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ConfigurationError("drain_timeout and result_ttl must not be negative")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+
+        unknown = self.persisted_kinds() - _EVENT_KINDS
+        if unknown:
+            raise ConfigurationError(
+                f"persist_kinds names unknown kinds {sorted(unknown)}; "
+                f"choose from {', '.join(sorted(_EVENT_KINDS))}"
+            )
+
+    def persisted_kinds(self) -> frozenset[str]:
+        return frozenset(kind.strip() for kind in self.persist_kinds.split(",") if kind.strip())
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

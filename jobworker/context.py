@@ -1,13 +1,27 @@
-"""The context every handler receives as its first argument."""
+"""The context every handler receives as its first argument: what it knows about its job, and
+the events it streams (progress, logs, chunks, metrics).
+
+Every emitting method works in both kinds of handler: an async handler awaits it (and is held
+back briefly when the worker's buffer is full), a sync one just calls it. Either way the event
+is numbered and handed to the worker at the moment of the call; nothing waits on a round trip.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
-from datetime import datetime
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
-from jobworker.errors import JobCancelledError
+import msgspec
+
+from jobworker.errors import JobCancelledError, JobEventError
+from jobworker.models import EventKind, JobEvent
+from jobworker.payloads import Chunk, Log, Metric, Progress, encode_payload
+
+Emit = Callable[[JobEvent], Awaitable[None] | None]
 
 P = TypeVar("P")
 
@@ -31,6 +45,11 @@ class JobContext(Generic[P]):
         queue: str,
         enqueued_at: datetime,
         worker_id: str = "",
+        emit: Emit | None = None,
+        first_seq: int = 1,
+        progress_type: Any = Any,
+        max_payload_bytes: int = 65536,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
@@ -41,6 +60,75 @@ class JobContext(Generic[P]):
         self.worker_id = worker_id
         self._cancelled = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
+        self._emit = emit
+        self._seqs = itertools.count(first_seq)
+        self._last_seq = first_seq - 1
+        self._closed = False
+        self._progress_type = progress_type
+        self._max_payload_bytes = max_payload_bytes
+        self._now = now or _utcnow
+        self.log = EventLog(self)
+
+    # Events --------------------------------------------------------------------------------
+
+    def report(self, progress: P) -> Emitted:
+        """Typed progress: a value of the job's progress type (`JobContext[ExportProgress]`),
+        validated by msgspec; a value of another shape raises JobEventError."""
+        if self._progress_type is not Any:
+            try:
+                progress = msgspec.convert(
+                    msgspec.to_builtins(progress), self._progress_type, strict=False
+                )
+            except (msgspec.ValidationError, TypeError) as exc:
+                raise JobEventError(
+                    f"progress of job {self.job_type!r} is invalid: {exc}"
+                ) from None
+        return self.emit(EventKind.PROGRESS, Progress(value=progress))
+
+    def progress(
+        self, done: float, total: float | None = None, label: str | None = None
+    ) -> Emitted:
+        """Counted progress: `done` of `total` (what `jobworker tail` draws as a bar)."""
+        return self.emit(EventKind.PROGRESS, Progress(done=done, total=total, label=label))
+
+    def chunk(self, value: Any) -> Emitted:
+        """Streamed output: text (an LLM's tokens, a line of a report) or any encodable value."""
+        payload = Chunk(text=value) if isinstance(value, str) else Chunk(data=value)
+        return self.emit(EventKind.CHUNK, payload)
+
+    def metric(self, name: str, value: float) -> Emitted:
+        return self.emit(EventKind.METRIC, Metric(name=name, value=float(value)))
+
+    def emit(self, kind: EventKind, payload: Any) -> Emitted:
+        """Number an event and hand it to the worker. After the attempt has ended (a thread that
+        outlived its timeout), events are dropped."""
+        if self._emit is None or self._closed:
+            return _DONE
+        try:
+            data = encode_payload(payload, self._max_payload_bytes)
+        except (TypeError, msgspec.EncodeError) as exc:
+            raise JobEventError(f"a {kind.value} event of job {self.job_type!r}: {exc}") from None
+        seq = next(self._seqs)
+        self._last_seq = seq
+        event = JobEvent(
+            job_id=self.job_id,
+            seq=seq,
+            kind=kind,
+            occurred_at=self._now(),
+            payload=msgspec.Raw(data),
+        )
+        waiting = self._emit(event)
+        return _DONE if waiting is None else Emitted(waiting)
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence of the last event this attempt emitted (its first minus one if none)."""
+        return self._last_seq
+
+    def close_events(self) -> int:
+        """The attempt has ended: later events are dropped. Returns the last sequence used."""
+        self._closed = True
+        return self._last_seq
 
     @property
     def correlation_id(self) -> str:
@@ -73,3 +161,63 @@ class JobContext(Generic[P]):
 
     def __repr__(self) -> str:
         return f"<JobContext {self.job_type} {self.job_id} attempt {self.attempt}>"
+
+
+class Emitted:
+    """What an emitting method returns: awaiting it (in an async handler) waits only while the
+    worker's event buffer is full; a sync handler may ignore it."""
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self, waiting: Awaitable[None] | None = None) -> None:
+        self._waiting = waiting
+
+    def __await__(self) -> Generator[Any, None, None]:
+        if self._waiting is not None:
+            yield from self._waiting.__await__()
+
+
+_DONE = Emitted()
+
+
+class EventLog:
+    """`ctx.log.info("rows exported", count=n)`: a structured log event of the job, also written
+    to the `jobworker.job` logger."""
+
+    _LEVELS = {
+        "trace": 5,
+        "debug": logging.DEBUG,
+        "info": logging.INFO,
+        "warn": logging.WARNING,
+        "error": logging.ERROR,
+    }
+
+    def __init__(self, ctx: JobContext[Any]) -> None:
+        self._ctx = ctx
+
+    def trace(self, message: str, **data: Any) -> Emitted:
+        return self._log("trace", message, data)
+
+    def debug(self, message: str, **data: Any) -> Emitted:
+        return self._log("debug", message, data)
+
+    def info(self, message: str, **data: Any) -> Emitted:
+        return self._log("info", message, data)
+
+    def warn(self, message: str, **data: Any) -> Emitted:
+        return self._log("warn", message, data)
+
+    warning = warn
+
+    def error(self, message: str, **data: Any) -> Emitted:
+        return self._log("error", message, data)
+
+    def _log(self, level: str, message: str, data: dict[str, Any]) -> Emitted:
+        number = self._LEVELS[level]
+        if self._ctx.logger.isEnabledFor(number):
+            self._ctx.logger.log(number, "%s %s", message, data if data else "")
+        return self._ctx.emit(EventKind.LOG, Log(level=level, message=message, data=data))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

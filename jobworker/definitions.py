@@ -308,6 +308,9 @@ class Registry:
         except KeyError:
             raise UnknownJobError(name) from None
 
+    def find(self, name: str) -> JobDefinition | None:
+        return self._definitions.get(name)
+
     def names(self) -> list[str]:
         return sorted(self._definitions)
 

@@ -47,6 +47,10 @@ class JobArgumentsError(JobworkerError, ValueError):
         self.detail = detail
 
 
+class JobEventError(JobworkerError, TypeError):
+    """A handler emitted an event its job's types do not allow (or msgspec cannot encode)."""
+
+
 class JobNotFoundError(JobworkerError, LookupError):
     """No job has this id."""
 

@@ -27,6 +27,7 @@ import psutil
 import setproctitle
 
 from jobworker.app import App
+from jobworker.events.recorder import live_floors
 from jobworker.worker import Worker, WorkerOptions, declared_queues
 
 logger = logging.getLogger("jobworker.supervisor")
@@ -275,7 +276,13 @@ class Supervisor:
             storage = self.app.create_storage()
             await storage.open()
             try:
-                return await storage.release_owner(owner, lost=lost, reason=reason)
+                floors = {}
+                if lost:  # its events on Redis may run ahead of what the database knows
+                    leased = await storage.leased_job_ids(owner, limit=100_000)
+                    floors = await live_floors(self.app.settings, leased)
+                return await storage.release_owner(
+                    owner, lost=lost, reason=reason, seq_floors=floors
+                )
             finally:
                 await storage.close()
 

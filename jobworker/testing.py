@@ -16,16 +16,32 @@ import msgspec
 from jobworker.app import App
 from jobworker.clock import FrozenClock
 from jobworker.context import JobContext
-from jobworker.models import AttemptOutcome
+from jobworker.models import AttemptOutcome, EventKind, JobEvent
 from jobworker.worker import Worker, WorkerOptions, worker_id
 
-__all__ = ["CapturingContext", "DrainResult", "FrozenClock", "adrain", "capturing_context", "drain"]
+__all__ = [
+    "CapturingContext",
+    "DrainResult",
+    "FrozenClock",
+    "adrain",
+    "capturing_context",
+    "capturing_context_for",
+    "drain",
+]
 
 P = TypeVar("P")
 
 
 class CapturingContext(JobContext[P]):
-    """A job context for unit tests: no worker, no storage."""
+    """A job context for unit tests: no worker, no storage. The events the handler emits are
+    kept in `events`, numbered as a worker would number them."""
+
+    events: list[JobEvent]
+
+    def of_kind(self, kind: EventKind | str) -> list[Any]:
+        """The decoded payloads of the captured events of one kind, in order."""
+        wanted = EventKind(kind)
+        return [event.decoded() for event in self.events if event.kind is wanted]
 
 
 def capturing_context(
@@ -35,8 +51,13 @@ def capturing_context(
     attempt: int = 1,
     max_attempts: int = 1,
     queue: str = "default",
+    progress_type: Any = Any,
+    max_payload_bytes: int = 65536,
 ) -> CapturingContext[Any]:
-    return CapturingContext(
+    """A context for calling a handler directly. Pass `progress_type` (or use
+    `capturing_context_for(job)`) to have `ctx.report` validated as the worker would."""
+    events: list[JobEvent] = []
+    ctx: CapturingContext[Any] = CapturingContext(
         job_id=job_id or uuid.uuid4(),
         job_type=job_type,
         attempt=attempt,
@@ -44,6 +65,19 @@ def capturing_context(
         queue=queue,
         enqueued_at=datetime.now(UTC),
         worker_id="testing",
+        emit=events.append,
+        progress_type=progress_type,
+        max_payload_bytes=max_payload_bytes,
+    )
+    ctx.events = events
+    return ctx
+
+
+def capturing_context_for(job: Any, **options: Any) -> CapturingContext[Any]:
+    """`capturing_context` with the name and progress type of a `@job` function."""
+    definition = job.definition
+    return capturing_context(
+        job_type=definition.name, progress_type=definition.progress_type, **options
     )
 
 

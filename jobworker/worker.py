@@ -19,21 +19,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from jobworker.app import App
 from jobworker.context import JobContext
+from jobworker.events.recorder import Recorder, bus_for
 from jobworker.executor import Executor
 from jobworker.models import (
     AttemptOutcome,
     Cancelled,
     ClaimedJob,
     Completion,
+    EventKind,
     Failed,
+    JobStatus,
     Outcome,
     Released,
     Succeeded,
 )
+from jobworker.outage import Outage
+from jobworker.payloads import Result
 from jobworker.retry import RetryPolicy
-from jobworker.storage import Storage
+from jobworker.storage import lifecycle_event
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -60,72 +67,6 @@ class _Running:
     task: asyncio.Task[None]
     is_async: bool
     cancelled: bool = False  # its cancellation was requested (not a shutdown)
-
-
-class Outage:
-    """A run of failures of one kind of database call: logged when it starts and when it ends,
-    not once per retry."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.failures = 0
-        self._since = 0.0
-
-    def failed(self, exc: BaseException) -> float:
-        """Record a failure; returns how long to wait before the next try."""
-        self.failures += 1
-        if self.failures == 1:
-            self._since = time.monotonic()
-            logger.warning("%s failed (%s: %s); retrying", self.what, type(exc).__name__, exc)
-        else:
-            logger.debug("%s failed again: %s", self.what, exc)
-        return float(min(0.1 * 2**self.failures, 5.0))
-
-    def succeeded(self) -> None:
-        if self.failures:
-            logger.warning(
-                "%s works again after %.1fs and %d failed tries",
-                self.what,
-                time.monotonic() - self._since,
-                self.failures,
-            )
-            self.failures = 0
-
-
-class Completer:
-    """Collects outcomes and writes them in batches: one transaction for all that are waiting."""
-
-    def __init__(self, storage: Storage, batch_size: int) -> None:
-        self._storage = storage
-        self._batch_size = batch_size
-        self._pending: list[Completion] = []
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def add(self, completion: Completion) -> None:
-        self._pending.append(completion)
-        self._idle.clear()
-        self._wake.set()
-
-    async def run(self) -> None:
-        outage = Outage("writing job outcomes")
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                batch = self._pending[: self._batch_size]
-                try:
-                    await self._storage.complete_many(batch)
-                except Exception as exc:
-                    await asyncio.sleep(outage.failed(exc))
-                    continue
-                outage.succeeded()
-                del self._pending[: len(batch)]
-            self._idle.set()
-
-    async def flush(self) -> None:
-        await self._idle.wait()
 
 
 class Worker:
@@ -195,9 +136,10 @@ class Worker:
         storage = self.app.create_storage()
         await storage.open()
         self._storage = storage
-        self._completer = Completer(storage, self.settings.completion_batch_size)
+        self._bus = bus_for(self.settings)
+        self._recorder = Recorder(storage, self.settings, self._bus)
         side_tasks = [
-            asyncio.create_task(self._completer.run(), name="completer"),
+            asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._renew_leases(), name="leases"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
@@ -224,6 +166,8 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await subscription.close()
+            if self._bus is not None:
+                await self._bus.close()
             await storage.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s stopped after %d job(s)", self.worker_id, self.finished)
@@ -335,6 +279,7 @@ class Worker:
 
     def _start(self, job: ClaimedJob) -> None:
         self.claimed += 1
+        definition = self.app.registry.get(job.job_type)
         ctx: JobContext[Any] = JobContext(
             job_id=job.id,
             job_type=job.job_type,
@@ -343,10 +288,20 @@ class Worker:
             queue=job.queue,
             enqueued_at=job.enqueued_at,
             worker_id=self.worker_id,
+            emit=self._recorder.emit,
+            first_seq=job.event_seq + 1,
+            progress_type=definition.progress_type,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            now=self.app.clock.now,
         )
+        if self._bus is not None:
+            # The claim stored the `running` event; live readers get it from the bus.
+            running = lifecycle_event(
+                job.id, job.event_seq, job.started_at, JobStatus.RUNNING, job.attempt
+            )
+            self._recorder.emit(running, stored=True)
         task = asyncio.create_task(self._run_job(job, ctx), name=f"job:{job.id}")
-        is_async = self.app.registry.get(job.job_type).is_async
-        self._running[job.id] = _Running(job, ctx, task, is_async)
+        self._running[job.id] = _Running(job, ctx, task, definition.is_async)
 
     async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any]) -> None:
         outcome: Outcome
@@ -371,9 +326,11 @@ class Worker:
             self._running.pop(job.id, None)
             self.finished += 1
             self._wake.set()
-        self._completer.add(self._completion(job, outcome))
+        if isinstance(outcome, Succeeded):
+            ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
+        self._recorder.add(self._completion(job, outcome, ctx.close_events()))
 
-    def _completion(self, job: ClaimedJob, outcome: Outcome) -> Completion:
+    def _completion(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:
         now = self.app.clock.now()
         retry_at = None
         if isinstance(outcome, Failed) and outcome.retryable and job.attempt < job.max_attempts:
@@ -403,6 +360,7 @@ class Worker:
             outcome=outcome,
             retry_at=retry_at,
             result_ttl=result_ttl,
+            event_seq=event_seq,
         )
 
     # Shutdown -----------------------------------------------------------------------------
@@ -432,7 +390,7 @@ class Worker:
                     running.task.cancel()
                 await asyncio.wait(pending, timeout=5.0)
         try:
-            await asyncio.wait_for(self._completer.flush(), timeout=max(self.drain_timeout, 10.0))
+            await asyncio.wait_for(self._recorder.flush(), timeout=max(self.drain_timeout, 10.0))
         except TimeoutError:
             logger.error(
                 "worker %s could not write its last outcomes; their jobs will run again "
@@ -442,7 +400,10 @@ class Worker:
             return
         # Anything still leased to us (a sync handler that ignored cancellation) goes back.
         released = await self._storage.release_owner(
-            self.worker_id, lost=False, reason="released at shutdown"
+            self.worker_id,
+            lost=False,
+            reason="released at shutdown",
+            seq_floors={job_id: run.ctx.close_events() for job_id, run in self._running.items()},
         )
         if released:
             logger.info("worker %s released %d unfinished job(s)", self.worker_id, released)
@@ -469,7 +430,11 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.rescue_interval)
             try:
-                rescued = await self._storage.rescue_expired()
+                expired = await self._storage.leased_job_ids(None)
+                rescued = 0
+                if expired:
+                    floors = await self._recorder.floors(expired)
+                    rescued = await self._storage.rescue_expired(seq_floors=floors)
                 if rescued:
                     logger.warning("rescued %d job(s) whose lease had expired", rescued)
                 settled = await self._storage.resolve_continuations()
@@ -496,6 +461,12 @@ class Worker:
             await asyncio.sleep(0.01)  # let the claim loop and other writers in between
         if total:
             logger.info("janitor: purged %d job(s) past their result TTL", total)
+        before = self.app.clock.now() - timedelta(seconds=self.settings.event_stream_ttl)
+        while not self.stopping:
+            purged = await self._storage.purge_transient_events(before, limit=batch)
+            if purged < batch:
+                break
+            await asyncio.sleep(0.01)
         return total
 
     async def _heartbeat(self) -> None:

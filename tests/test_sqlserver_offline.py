@@ -32,14 +32,18 @@ from jobworker.errors import (
     MissingExtraError,
     SchemaMissingError,
 )
+from jobworker.events.model import Lifecycle
 from jobworker.models import (
     AttemptOutcome,
     CancelResult,
     Completion,
+    EventKind,
     Failed,
+    JobEvent,
     JobFilter,
     JobStatus,
     NewJob,
+    Released,
     Succeeded,
 )
 from jobworker.storage import DIALECTS, create_storage, schema_sql
@@ -211,9 +215,10 @@ def test_schema_scripts_split_on_go_into_batches() -> None:
             code = code_of(batch).strip()
             assert code, f"{name}: a batch of only comments"
             assert not re.search(r"^\s*GO\s*$", batch, re.MULTILINE | re.IGNORECASE)
-            # CREATE PROCEDURE / FUNCTION must be the first statement of its batch.
-            if re.search(r"\bCREATE\s+(OR\s+ALTER\s+)?(PROCEDURE|FUNCTION)\b", code, re.I):
-                assert re.match(r"CREATE\s+OR\s+ALTER\s+(PROCEDURE|FUNCTION)\b", code), batch
+            # CREATE PROCEDURE / FUNCTION / TRIGGER must be the first statement of its batch.
+            routine = r"(PROCEDURE|FUNCTION|TRIGGER)\b"
+            if re.search(r"\bCREATE\s+(OR\s+ALTER\s+)?" + routine, code, re.I):
+                assert re.match(r"CREATE\s+OR\s+ALTER\s+" + routine, code), batch
         last = code_of(batches[-1])
         assert f"VALUES ({version})" in last, f"{name} records its version last"
     assert split_batches("SELECT 1;\ngo\n-- only a comment\nGO -- trailing\n\tGo\nSELECT 2") == [
@@ -229,6 +234,106 @@ def test_rendered_scripts_hold_the_quoted_schema() -> None:
         rendered_scripts("Acme")
 
 
+def set_clauses(sql: str) -> list[tuple[str, str]]:
+    """(target, SET list) of every UPDATE in a statement or script."""
+    pattern = re.compile(
+        r"\bUPDATE\s+(?!\()([\w.\[\]]+)(?:\s+WITH\s*\([^)]*\))?\s+SET\b(.*?)(?=\bOUTPUT\b|\bFROM\b|\bWHERE\b|;)",
+        re.DOTALL | re.IGNORECASE,
+    )
+    return [(m.group(1), m.group(2)) for m in pattern.finditer(code_of(sql))]
+
+
+def latest_routine(name: str) -> str:
+    """The text of the last schema script's CREATE OR ALTER of a routine: what runs now."""
+    found = ""
+    for _, _, text in schema_scripts("sqlserver"):
+        for batch in split_batches(text):
+            if re.match(
+                rf"CREATE\s+OR\s+ALTER\s+\w+\s+__SCHEMA__\.{name}\b", code_of(batch).strip()
+            ):
+                found = batch
+    assert found, name
+    return found
+
+
+def test_every_status_change_numbers_its_lifecycle_event() -> None:
+    """As on PostgreSQL: a statement that sets a job's status sets event_seq with it (the
+    trigger stores the event of every row whose event_seq went up)."""
+    texts = dict(queries("sqlserver"))
+    texts["settle_continuations"] = latest_routine("settle_continuations")
+    changes = 0
+    for name, text in texts.items():
+        for target, assignments in set_clauses(text):
+            if re.search(r"(^|[\s,])status\s*=", assignments):
+                changes += 1
+                assert re.search(r"\bevent_seq\s*=", assignments), (name, target)
+    assert changes == 8  # claim (twice), complete, end_leases, cancel, retry, promote, cancel
+    claim = code_of(texts["claim"])
+    assert claim.count("event_seq = event_seq + 1") == 2 and "inserted.event_seq" in claim
+    complete = code_of(texts["complete"])
+    assert (
+        "CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END + 1" in complete
+    )
+    # The attempt's events are stored before the outcomes update the jobs.
+    assert complete.index("INSERT INTO __SCHEMA__.job_events") < complete.index("UPDATE j")
+    ending = code_of(texts["end_leases"])
+    assert "OPENJSON(@floors)" in ending and "MAX(e.seq) FROM __SCHEMA__.job_events" in ending
+
+
+def test_no_statement_counts_an_update_of_jobs_with_rowcount() -> None:
+    """An UPDATE of jobs fires the lifecycle trigger: what it changed is counted from its
+    OUTPUT rows, never from @@ROWCOUNT."""
+    texts = dict(queries("sqlserver"))
+    texts["settle_continuations"] = latest_routine("settle_continuations")
+    dml = re.compile(r"\b(UPDATE|INSERT|DELETE)\s+(?!\()")
+    counted = 0
+    for name, text in texts.items():
+        code = code_of(text)
+        for read in re.finditer("@@ROWCOUNT", code):
+            [*_, last] = dml.finditer(code, 0, read.start())
+            counted += 1
+            if last.group(1) == "UPDATE":
+                target = code[last.end() :].split(None, 1)[0]
+                assert target in ("__SCHEMA__.queue_state", "__SCHEMA__.leader_leases"), name
+    assert counted >= 5
+
+
+def test_the_lifecycle_trigger_writes_what_postgresql_writes() -> None:
+    trigger = code_of(latest_routine("jobs_record_lifecycle"))
+    assert re.search(r"ON __SCHEMA__\.jobs\s+AFTER UPDATE\s+AS", trigger)
+    assert "FROM inserted AS n" in trigger and "JOIN deleted AS o ON o.id = n.id" in trigger
+    assert "WHERE n.event_seq > o.event_seq" in trigger
+    assert "FOR JSON PATH, INCLUDE_NULL_VALUES, WITHOUT_ARRAY_WRAPPER" in trigger
+    keys = re.findall(r"AS \[(\w+)\]", trigger)
+    assert keys == ["status", "attempt", "error", "retry_at"]
+    assert "WHEN n.status IN (N'failed', N'dead', N'cancelled', N'queued')" in trigger
+    assert "WHEN n.status = N'failed'" in trigger
+    # An event already stored under the number is kept; the same rule as ON CONFLICT DO NOTHING.
+    assert "e.job_id = n.id AND e.seq = n.event_seq" in trigger
+    # retry_at: whole seconds, six fractional digits and a Z, which readers take as UTC.
+    assert "CONVERT(nvarchar(19), n.run_at, 126)" in trigger
+    assert "DATEPART(microsecond, n.run_at)" in trigger and "N'Z'" in trigger
+    sample = "2030-01-01T12:00:05" + "." + ("000000" + "7")[-6:] + "Z"
+    assert msgspec.json.decode(f'"{sample}"'.encode(), type=datetime) == datetime(
+        2030, 1, 1, 12, 0, 5, 7, tzinfo=UTC
+    )
+
+
+def test_the_events_migration_checks_before_it_changes_anything() -> None:
+    [(_, _, text)] = [script for script in schema_scripts("sqlserver") if script[0] == 4]
+    batches = [code_of(batch).strip() for batch in split_batches(text)]
+    for batch in batches:
+        assert re.match(r"(SET|IF|CREATE\s+OR\s+ALTER)\b", batch), batch
+    adds = [b for b in batches if "ALTER TABLE" in b]
+    added = [re.findall(r"ADD (\w+) (\w+) NOT NULL", b) for b in adds]
+    assert added == [[("event_seq", "bigint")], [("transient", "bit")]]
+    for batch in adds:  # a column cannot be used in the batch that adds it
+        assert batch.startswith("IF COL_LENGTH(") and batch.count(" ADD ") == 1
+    [index] = [b for b in batches if "CREATE INDEX job_events_transient" in b]
+    assert "ON __SCHEMA__.job_events (occurred_at)" in index and "WHERE transient = 1" in index
+    assert batches[0].startswith("SET ANSI_NULLS ON;") and "SET QUOTED_IDENTIFIER ON;" in batches[0]
+
+
 def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
     assert "sqlserver" in DIALECTS
     result = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "acme"])
@@ -236,9 +341,10 @@ def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
     out = result.output
     assert "-- jobworker schema version 1 (001_schema.sql)" in out
     assert "-- jobworker schema version 2 (002_routines.sql)" in out
+    assert "-- jobworker schema version 4 (004_events.sql)" in out
     assert "CREATE TABLE [acme].jobs" in out and "__SCHEMA__" not in out
     assert re.search(r"^GO$", out, re.MULTILINE)
-    assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == [1, 2, 3]
+    assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == [1, 2, 3, 4]
     bad = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "Acme"])
     assert bad.exit_code == 2 and "invalid schema name" in bad.output
 
@@ -481,8 +587,8 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
     low, high = uuid.uuid4(), uuid.uuid4()
     row = (str(low).upper(), "t.a", "default", '{"x":1}', 1, 3, naive(now), naive(now), None, 0)
     harness.answers["claim"] = [
-        (*row, naive(now)),
-        (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9, naive(now)),
+        (*row, naive(now), 1),
+        (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9, naive(now), 7),
     ]
     claimed = await harness.storage.claim(
         "w1", ["t.a", "t.b", "t.c"], ["default", "q"], 10, 30.0, concurrency={"t.b": 2, "x": 1}
@@ -490,6 +596,7 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
     assert [job.id for job in claimed] == [high, low]  # most urgent first
     assert claimed[1].args == b'{"x":1}' and claimed[1].enqueued_at == now
     assert claimed[1].started_at.tzinfo is UTC and claimed[0].result_ttl == 4.5
+    assert [job.event_seq for job in claimed] == [7, 1]  # the number of its `running` event
     params = harness.params("claim")
     assert msgspec.json.decode(params["job_types"]) == ["t.a", "t.c"]
     assert msgspec.json.decode(params["caps"]) == [{"job_type": "t.b", "cap": 2}]
@@ -503,6 +610,7 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
 async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness) -> None:
     clock = harness.clock
     job_id = uuid.uuid4()
+    retry_at = clock.now() + timedelta(seconds=5)
     done = Completion(
         job_id=job_id,
         attempt=1,
@@ -519,12 +627,16 @@ async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness)
         started_at=clock.now(),
         ended_at=clock.now(),
         outcome=Failed(error="E", traceback="tb"),
-        retry_at=clock.now() + timedelta(seconds=5),
+        retry_at=retry_at,
     )
     harness.answers["complete"] = turns(
-        FakeError("40001", "[SQL Server]Transaction was deadlocked (1205)"), [(2,)]
+        FakeError("40001", "[SQL Server]Transaction was deadlocked (1205)"),
+        [
+            (str(job_id).upper(), "succeeded", 1, 1, None, naive(clock.now())),
+            (str(failed.job_id), "failed", 2, 4, "E", naive(retry_at)),
+        ],
     )
-    assert await harness.storage.complete_many([done, failed]) == 2
+    assert (await harness.storage.complete_many([done, failed])).applied == 2
     sent = msgspec.json.decode(harness.params("complete")["outcomes"])
     assert sent[0]["outcome"] == "succeeded" and sent[0]["result"] == '{"rows":3}'
     assert sent[0]["expires_at"] == "2030-01-01T12:00:00.250000"
@@ -548,13 +660,17 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     harness.answers.update(
         {
             "schema_table_exists": [(1,)],
-            "schema_version": [(3,)],
+            "schema_version": [(4,)],
             "migration_lock": [(0,)],
             "enqueue": [(0, True, str(job_id), None)],
             "claim": [],
             "extend_leases": [(2,)],
-            "complete": [(1,)],
+            "complete": [(str(job_id), "succeeded", 1, 2, None, naive(now))],
             "end_leases": [(3,)],
+            "leased_job_ids": [(str(job_id).upper(),)],
+            "read_events": [(2, "progress", naive(now), '{"done":1}')],
+            "last_event_seq": [(2,)],
+            "purge_transient_events": [(6,)],
             "cancel": [("running", False, True)],
             "cancel_requests": [(str(job_id),)],
             "retry_dead": [("dead", True)],
@@ -590,7 +706,8 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         ended_at=now,
         outcome=Succeeded(result=b"1"),
     )
-    assert await s.complete_many([done]) == 1
+    assert (await s.complete_many([done])).applied == 1
+    assert await s.leased_job_ids("w1") == [job_id]
     assert await s.release_owner("w1", lost=False, reason="shutdown") == 3
     assert harness.params("end_leases")["expired"] is False
     assert await s.rescue_expired() == 3
@@ -633,9 +750,158 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     [attempt] = await s.attempts(job_id)
     assert attempt.outcome is AttemptOutcome.LOST and attempt.job_id == job_id
     assert await s.purge_expired(limit=10) == 7
+    [stored] = await s.read_events(job_id)
+    assert (stored.seq, stored.kind, stored.decoded()) == (2, EventKind.PROGRESS, {"done": 1})
+    assert await s.last_event_seq(job_id) == 2
+    assert await s.purge_transient_events(now) == 6
     assert harness.executed() == set(queries("sqlserver"))
     for name, _, values in harness.log:
         assert None not in values, name
+    await s.close()
+
+
+async def test_complete_stores_events_first_and_answers_lifecycle_events(
+    harness: Harness,
+) -> None:
+    clock = harness.clock
+    now = clock.now()
+    failed_id, released_id = uuid.uuid4(), uuid.uuid4()
+    retry_at = now + timedelta(seconds=5)
+
+    def completion(job_id: uuid.UUID, outcome: Any, **extra: Any) -> Completion:
+        fields: dict[str, Any] = {"started_at": now, "ended_at": now, "attempt": 1}
+        fields.update(extra)
+        return Completion(job_id=job_id, lease_owner="w1", outcome=outcome, **fields)
+
+    def job_event(seq: int, kind: EventKind, payload: object) -> JobEvent:
+        return JobEvent(
+            job_id=failed_id,
+            seq=seq,
+            kind=kind,
+            occurred_at=now + timedelta(microseconds=seq),
+            payload=msgspec.Raw(msgspec.json.encode(payload)),
+        )
+
+    progress = job_event(2, EventKind.PROGRESS, {"done": 1, "label": "é"})
+    chunk = job_event(3, EventKind.CHUNK, {"text": "hi"})
+    harness.answers["complete"] = [
+        (str(failed_id).upper(), "failed", 1, 4, "E", naive(retry_at)),
+        (str(released_id).upper(), "queued", 0, 2, None, naive(now)),
+    ]
+    recorded = await harness.storage.complete_many(
+        [
+            completion(
+                failed_id, Failed(error="E", traceback="tb"), retry_at=retry_at, event_seq=3
+            ),
+            completion(released_id, Released(reason="shutdown")),
+        ],
+        [progress],
+        [chunk],
+    )
+    params = harness.params("complete")
+    assert [o["event_seq"] for o in msgspec.json.decode(params["outcomes"])] == [3, 0]
+    assert msgspec.json.decode(params["events"]) == [
+        {
+            "job_id": str(failed_id),
+            "seq": 2,
+            "kind": "progress",
+            "occurred_at": "2030-01-01T12:00:00.000002",
+            "payload": '{"done":1,"label":"é"}',  # JSON text, read back as it was written
+            "transient": 0,
+        },
+        {
+            "job_id": str(failed_id),
+            "seq": 3,
+            "kind": "chunk",
+            "occurred_at": "2030-01-01T12:00:00.000003",
+            "payload": '{"text":"hi"}',
+            "transient": 1,
+        },
+    ]
+    assert recorded.applied == 2
+    failed, released = recorded.lifecycle
+    assert (failed.job_id, failed.seq, failed.kind) == (failed_id, 4, EventKind.LIFECYCLE)
+    assert failed.decoded(Lifecycle) == Lifecycle(
+        status=JobStatus.FAILED, attempt=1, error="E", retry_at=retry_at
+    )
+    assert (released.job_id, released.seq) == (released_id, 2)
+    assert released.decoded(Lifecycle) == Lifecycle(status=JobStatus.QUEUED, attempt=0)
+    assert released.decoded()["retry_at"] is None, "retry_at only for a failed job"
+
+    # Events alone (a worker flushing them while its job runs) still go through the statement.
+    harness.answers["complete"] = []
+    recorded = await harness.storage.complete_many([], [], [chunk])
+    assert recorded.applied == 0 and recorded.lifecycle == []
+    assert harness.params("complete")["outcomes"] == "[]"
+    calls = len(harness.log)
+    assert (await harness.storage.complete_many([])).applied == 0
+    assert len(harness.log) == calls, "nothing to record: no round trip"
+    await harness.storage.close()
+
+
+async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness) -> None:
+    s, job_id = harness.storage, uuid.uuid4()
+    harness.answers.update({"end_leases": [(1,)], "leased_job_ids": [(str(job_id).upper(),)]})
+    assert await s.rescue_expired(seq_floors={job_id: 40}) == 1
+    params = harness.params("end_leases")
+    assert msgspec.json.decode(params["floors"]) == [{"id": str(job_id), "seq": 40}]
+    assert params["expired"] is True and params["limit"] == 500
+    assert await s.release_owner("w1", lost=True, reason="worker died") == 1
+    params = harness.params("end_leases")
+    assert params["floors"] == "[]" and params["owner"] == "w1" and params["expired"] is False
+    assert await s.rescue_expired(0) == 0
+
+    assert await s.leased_job_ids(None) == [job_id]
+    params = harness.params("leased_job_ids")
+    assert params == {
+        "expired": True,
+        "owner": "",
+        "now": "2030-01-01T12:00:00.000000",
+        "limit": 500,
+    }
+    assert await s.leased_job_ids("w1", limit=3) == [job_id]
+    assert harness.params("leased_job_ids")["owner"] == "w1"
+    assert not harness.params("leased_job_ids")["expired"]
+    await s.close()
+
+
+async def test_event_reads_convert_rows(harness: Harness) -> None:
+    s, job_id, now = harness.storage, uuid.uuid4(), harness.clock.now()
+    harness.answers.update(
+        {
+            "read_events": [
+                (1, "lifecycle", naive(now), '{"status":"running","attempt":1}'),
+                (2, "chunk", naive(now), '{"text":"ü"}'),
+            ],
+            "last_event_seq": [(9,)],
+            "purge_transient_events": [(2,)],
+        }
+    )
+    first, second = await s.read_events(job_id, 0, 10, transient=True)
+    assert harness.params("read_events") == {
+        "job_id": str(job_id),
+        "after_seq": 0,
+        "limit": 10,
+        "transient": True,
+    }
+    assert (first.job_id, first.seq, first.kind) == (job_id, 1, EventKind.LIFECYCLE)
+    assert first.occurred_at == now and first.occurred_at.tzinfo is UTC
+    assert first.decoded(Lifecycle).status is JobStatus.RUNNING
+    assert bytes(second.payload) == '{"text":"ü"}'.encode()
+    await s.read_events(job_id, 5)
+    assert harness.params("read_events")["transient"] is False
+    calls = len(harness.log)
+    assert await s.read_events(job_id, limit=0) == []
+    assert await s.purge_transient_events(now, limit=0) == 0
+    assert len(harness.log) == calls
+    assert await s.last_event_seq(job_id) == 9
+    assert await s.purge_transient_events(now - timedelta(seconds=1), limit=50) == 2
+    assert harness.params("purge_transient_events") == {
+        "before": "2030-01-01T11:59:59.000000",
+        "limit": 50,
+    }
+    subscription = await s.subscribe_events(lambda ids: None)
+    await subscription.close()  # readers poll: nothing to close
     await s.close()
 
 
@@ -670,7 +936,7 @@ async def test_answers_about_missing_or_busy_jobs(harness: Harness) -> None:
 
 async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harness) -> None:
     harness.answers.update({"schema_table_exists": [(0,)], "migration_lock": [(0,)]})
-    assert await harness.storage.migrate() == [1, 2, 3]
+    assert await harness.storage.migrate() == [1, 2, 3, 4]
     sqls = [sql for _, sql, _ in harness.log]
     batches = [b for _, _, text in rendered_scripts("jobworker") for b in split_batches(text)]
     assert sqls[1] == "BEGIN TRANSACTION;" and sqls[-1] == "COMMIT TRANSACTION;"
@@ -681,7 +947,7 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(1,)]})
     with pytest.raises(SchemaMissingError, match=r"has schema version 1.*jobworker migrate"):
         await harness.storage.check_schema()
-    assert await harness.storage.migrate() == [2, 3]
+    assert await harness.storage.migrate() == [2, 3, 4]
 
     harness.answers["migration_lock"] = [(-1,)]
     with pytest.raises(ConfigurationError, match="migration lock"):

@@ -7,85 +7,34 @@ marker rather than failing the job.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from jobworker import codec
-from jobworker.models import EventKind, JobEvent, JobStatus
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
-
-
-class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
-    """A status change (written by the storage in the same transaction as the change)."""
-
-    status: JobStatus
-    attempt: int
-    error: str | None = None
-    retry_at: datetime | None = None  # when a failed attempt runs again
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-
-class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """`ctx.progress(done, total, label)` fills the counters; `ctx.report(value)` the value."""
-
-    done: float | None = None
-    total: float | None = None
-    label: str | None = None
-    value: Any = None
-
-
-class Log(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    level: str
-    message: str
-    data: dict[str, Any] = {}
-
-
-class Chunk(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """Streamed output: `text` for strings, `data` for anything else."""
-
-    text: str | None = None
-    data: Any = None
-
-
-class Metric(msgspec.Struct, frozen=True, kw_only=True):
-    name: str
-    value: float
-
-
-class Result(msgspec.Struct, frozen=True, kw_only=True):
-    value: msgspec.Raw  # the job's result, as its return type encoded it
-
-
-PAYLOAD_TYPES: dict[EventKind, type[msgspec.Struct]] = {
-    EventKind.LIFECYCLE: Lifecycle,
-    EventKind.PROGRESS: Progress,
-    EventKind.LOG: Log,
-    EventKind.CHUNK: Chunk,
-    EventKind.METRIC: Metric,
-    EventKind.RESULT: Result,
-}
-
-TRUNCATED_MARKER = "jobworker.truncated"
-
-
-def encode_payload(value: Any, max_bytes: int) -> bytes:
-    """JSON for `value`; if it is larger than `max_bytes`, a small object that says so (with the
-    size and the start of the text) takes its place: an oversized event never fails a job."""
-    data = codec.encode(value)
-    if len(data) <= max_bytes:
-        return data
-    preview = data[: max(0, min(max_bytes // 2, 1024))].decode("utf-8", errors="ignore")
-    return codec.encode({TRUNCATED_MARKER: True, "size": len(data), "preview": preview})
+from jobworker.models import EventKind, JobEvent
+from jobworker.payloads import (
+    PAYLOAD_TYPES,
+    TERMINAL_STATUSES,
+    TRUNCATED_MARKER,
+    Chunk,
+    Lifecycle,
+    Log,
+    Metric,
+    Progress,
+    Result,
+    encode_payload,
+)
 
 
 def is_truncated(event: JobEvent) -> bool:
-    return bytes(event.payload).startswith(b'{"' + TRUNCATED_MARKER.encode())
+    """The event's payload was too large and was replaced by the truncation marker."""
+    raw = bytes(event.payload)
+    if TRUNCATED_MARKER.encode() not in raw:
+        return False
+    value = msgspec.json.decode(raw)
+    return isinstance(value, dict) and value.get(TRUNCATED_MARKER) is True
 
 
 def lifecycle_of(event: JobEvent) -> Lifecycle | None:
@@ -112,7 +61,52 @@ __all__ = [
     "Metric",
     "Progress",
     "Result",
+    "TypedEvent",
+    "decode_event",
     "encode_payload",
     "is_terminal",
     "lifecycle_of",
 ]
+
+
+class TypedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """An event with its payload decoded: `Lifecycle`, `Progress` (whose `value` is the job's
+    progress type), `Log`, `Chunk`, `Metric`, or the job's result itself for `result`. A payload
+    that was truncated stays the truncation marker (a dict)."""
+
+    job_id: uuid.UUID
+    seq: int
+    kind: EventKind
+    occurred_at: datetime
+    data: Any
+
+    @property
+    def id(self) -> str:
+        return str(self.seq)
+
+
+def decode_event(event: JobEvent, progress_type: Any = Any, result_type: Any = Any) -> TypedEvent:
+    """`event` with its payload as the types of its kind (and of its job, when given)."""
+    raw = bytes(event.payload)
+    data: Any
+    if is_truncated(event):
+        data = msgspec.json.decode(raw)
+    elif event.kind is EventKind.RESULT:
+        value = msgspec.json.decode(raw, type=Result).value
+        data = msgspec.json.decode(bytes(value), type=result_type)
+    elif event.kind is EventKind.PROGRESS:
+        progress = msgspec.json.decode(raw, type=Progress)
+        if progress.value is not None and progress_type is not Any:
+            progress = msgspec.structs.replace(
+                progress, value=msgspec.convert(progress.value, progress_type)
+            )
+        data = progress
+    else:
+        data = msgspec.json.decode(raw, type=PAYLOAD_TYPES[event.kind])
+    return TypedEvent(
+        job_id=event.job_id,
+        seq=event.seq,
+        kind=event.kind,
+        occurred_at=event.occurred_at,
+        data=data,
+    )

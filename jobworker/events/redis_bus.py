@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from jobworker.errors import ConfigurationError, MissingExtraError
-from jobworker.events.model import EventKind, JobEvent
+from jobworker.models import EventKind, JobEvent
 
 
 def _load_redis() -> tuple[Any, tuple[type[BaseException], ...]]:
@@ -64,10 +64,13 @@ class RedisStreamBus:
     def key(self, job_id: uuid.UUID) -> str:
         return f"{self.prefix}job:{job_id}:events"
 
-    async def publish(self, events: Sequence[JobEvent]) -> None:
-        """Append events (of any jobs, each job's in sequence order) in one round trip."""
-        if not events:
-            return
+    async def publish(self, events: Sequence[JobEvent], *, ended: Sequence[uuid.UUID] = ()) -> int:
+        """Append events (of any jobs, each job's in sequence order) in one round trip, and
+        start the expiry of the streams of `ended` jobs. Returns how many events the streams
+        refused because they already hold that sequence or a later one (a worker that lost its
+        lease and carried on); raises BusUnavailable when Redis cannot be used."""
+        if not events and not ended:
+            return 0
         pipe = self._client.pipeline(transaction=False)
         for event in events:
             pipe.xadd(
@@ -81,21 +84,36 @@ class RedisStreamBus:
                 maxlen=self.maxlen,
                 approximate=True,
             )
+        for job_id in ended:
+            pipe.expire(self.key(job_id), int(self.ttl))
         try:
             results = await pipe.execute(raise_on_error=False)
         except REDIS_ERRORS as exc:
             raise BusUnavailable(str(exc)) from exc
         errors = [result for result in results if isinstance(result, Exception)]
-        if errors:
-            raise BusUnavailable(f"{len(errors)} event(s) refused: {errors[0]}")
+        refused = [error for error in errors if "equal or smaller" in str(error)]
+        if len(refused) < len(errors):
+            other = next(error for error in errors if error not in refused)
+            raise BusUnavailable(f"{len(errors) - len(refused)} write(s) failed: {other}")
+        return len(refused)
 
     async def last_seq(self, job_id: uuid.UUID) -> int:
         """The sequence of the newest event in the job's stream (0 if none)."""
+        return (await self.last_seqs([job_id]))[job_id]
+
+    async def last_seqs(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The newest sequence in each job's stream (0 if none), in one round trip."""
+        pipe = self._client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.xrevrange(self.key(job_id), count=1)
         try:
-            entries = await self._client.xrevrange(self.key(job_id), count=1)
+            answers = await pipe.execute() if job_ids else []
         except REDIS_ERRORS as exc:
             raise BusUnavailable(str(exc)) from exc
-        return _seq(entries[0][0]) if entries else 0
+        return {
+            job_id: _seq(entries[0][0]) if entries else 0
+            for job_id, entries in zip(job_ids, answers, strict=True)
+        }
 
     async def read(
         self, job_id: uuid.UUID, after_seq: int, *, block: float | None = None, count: int = 500

@@ -5,9 +5,18 @@ from __future__ import annotations
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
-from jobworker.storage.base import EnqueueResult, Storage
+from jobworker.storage.base import EnqueueResult, Recorded, Storage, lifecycle_event
 
-__all__ = ["DIALECTS", "EnqueueResult", "Storage", "create_storage", "dialect_of", "schema_sql"]
+__all__ = [
+    "DIALECTS",
+    "EnqueueResult",
+    "Recorded",
+    "Storage",
+    "create_storage",
+    "dialect_of",
+    "lifecycle_event",
+    "schema_sql",
+]
 
 DIALECTS = ("sqlite", "postgres", "sqlserver")
 

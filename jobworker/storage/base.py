@@ -18,6 +18,7 @@ from jobworker.models import (
     CancelResult,
     ClaimedJob,
     Completion,
+    EventKind,
     Failed,
     JobEvent,
     JobFilter,
@@ -116,6 +117,46 @@ def job_record(
         traceback=row[18],
         result_ttl=row[19],
         expires_at=maybe(to_time, row[20]),
+    )
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What `complete_many` did: how many outcomes still held their lease, and the lifecycle
+    events their status changes were stored as (for the live bus)."""
+
+    applied: int = 0
+    lifecycle: list[JobEvent] = []
+
+
+def lifecycle_event(
+    job_id: uuid.UUID,
+    seq: int,
+    occurred_at: datetime,
+    status: JobStatus,
+    attempt: int,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> JobEvent:
+    """A lifecycle event as the storage stores it: the status change, the attempt, the error
+    (of a failed, dead, cancelled or re-queued job) and when a failed job runs again."""
+    keeps_error = status in (
+        JobStatus.FAILED,
+        JobStatus.DEAD,
+        JobStatus.CANCELLED,
+        JobStatus.QUEUED,
+    )
+    payload = {
+        "status": status.value,
+        "attempt": attempt,
+        "error": error if keeps_error else None,
+        "retry_at": retry_at if status is JobStatus.FAILED else None,
+    }
+    return JobEvent(
+        job_id=job_id,
+        seq=seq,
+        kind=EventKind.LIFECYCLE,
+        occurred_at=occurred_at,
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
     )
 
 
@@ -224,9 +265,9 @@ class Storage(Protocol):
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
-    ) -> int:
+    ) -> Recorded:
         """Record outcomes and events in one transaction; returns how many outcomes still held
-        their lease.
+        their lease, and the lifecycle events of their status changes.
 
         Succeeded → succeeded. Failed with `retry_at` → failed (runs again at retry_at). Failed
         without → dead. Released → queued, the attempt not counted. An outcome whose lease is no

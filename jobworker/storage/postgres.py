@@ -49,9 +49,11 @@ from jobworker.storage.base import (
     SCHEMA_TOKEN,
     EnqueueResult,
     LeaderLease,
+    Recorded,
     Subscription,
     check_schema_name,
     job_record,
+    lifecycle_event,
     outcome_row,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
@@ -419,9 +421,9 @@ class PostgresStorage:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
-    ) -> int:
+    ) -> Recorded:
         if not completions and not events and not transient:
-            return 0
+            return Recorded()
         rows = [outcome_row(item, self.settings.result_ttl) for item in completions]
         stored = [*events, *transient]
         params = (
@@ -446,12 +448,27 @@ class PostgresStorage:
             [False] * len(events) + [True] * len(transient),
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
-        applied, ended_parents = await self._query("fetchrow", "complete", *params)
-        if applied < len(completions):
-            lost = len(completions) - applied
+        applied = await self._query("fetch", "complete", *params)
+        if len(applied) < len(completions):
+            lost = len(completions) - len(applied)
             logger.info("dropped %d outcome(s) whose lease was lost", lost)
-        await self._settle(ended_parents or [])
-        return int(applied)
+        await self._settle([row[0] for row in applied if row[1]])
+        now = self.clock.now()
+        return Recorded(
+            applied=len(applied),
+            lifecycle=[
+                lifecycle_event(
+                    _uuid(row[0]),
+                    row[4],
+                    now,
+                    JobStatus(row[2]),
+                    row[3],
+                    row[5],
+                    row[6] if row[2] == JobStatus.FAILED else None,
+                )
+                for row in applied
+            ],
+        )
 
     async def _settle(self, parents: Sequence[uuid.UUID]) -> int:
         """Promote or cancel the continuations of jobs that have just ended. A separate

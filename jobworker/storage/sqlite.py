@@ -51,8 +51,10 @@ from jobworker.storage.base import (
     EnqueueResult,
     LeaderLease,
     NoSubscription,
+    Recorded,
     Subscription,
     job_record,
+    lifecycle_event,
     outcome_row,
     parent_ended_reason,
 )
@@ -387,16 +389,16 @@ class SQLiteStorage:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
-    ) -> int:
+    ) -> Recorded:
         if not completions and not events and not transient:
-            return 0
+            return Recorded()
         default_ttl = self.settings.result_ttl
         event_rows = [_event_row(event, False) for event in events]
         event_rows += [_event_row(event, True) for event in transient]
 
-        def complete(conn: sqlite3.Connection) -> int:
+        def complete(conn: sqlite3.Connection) -> Recorded:
             now = self.clock.now().timestamp()
-            applied = 0
+            lifecycle: list[JobEvent] = []
             with self._write(conn):
                 # Events first: a job's end is numbered after every event its attempt stored.
                 conn.executemany(self._sql["insert_event"], event_rows)
@@ -429,7 +431,20 @@ class SQLiteStorage:
                     if conn.execute(self._sql[statement], params).rowcount != 1:
                         logger.info("dropping the outcome of job %s: lease lost", item.job_id)
                         continue
-                    applied += 1
+                    status, attempt, seq, error, run_at = conn.execute(
+                        self._sql["lifecycle_of"], params
+                    ).fetchone()
+                    lifecycle.append(
+                        lifecycle_event(
+                            item.job_id,
+                            seq,
+                            _dt_required(now),
+                            JobStatus(status),
+                            attempt,
+                            error,
+                            _dt_required(run_at),
+                        )
+                    )
                     conn.execute(
                         self._sql["insert_attempt"],
                         {
@@ -445,7 +460,7 @@ class SQLiteStorage:
                     )
                     if ends_as is not None:
                         self._after_parent_ended(conn, str(item.job_id), ends_as, now)
-            return applied
+            return Recorded(applied=len(lifecycle), lifecycle=lifecycle)
 
         return await self._run(complete)
 

@@ -43,6 +43,8 @@ from jobworker.models import (
     CancelResult,
     ClaimedJob,
     Completion,
+    EventKind,
+    JobEvent,
     JobFilter,
     JobRecord,
     JobStatus,
@@ -55,9 +57,11 @@ from jobworker.storage.base import (
     EnqueueResult,
     LeaderLease,
     NoSubscription,
+    Recorded,
     Subscription,
     check_schema_name,
     job_record,
+    lifecycle_event,
     outcome_row,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
@@ -702,6 +706,7 @@ class SQLServerStorage:
                 enqueued_at=_dt_required(row[6]),
                 started_at=_dt_required(row[7]),
                 result_ttl=row[8],
+                event_seq=int(row[11]),
             )
             for row in rows
         ]
@@ -714,9 +719,14 @@ class SQLServerStorage:
             )
         )
 
-    async def complete_many(self, completions: Sequence[Completion]) -> int:
-        if not completions:
-            return 0
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+    ) -> Recorded:
+        if not completions and not events and not transient:
+            return Recorded()
         now = self.clock.now()
         outcomes = []
         for item in completions:
@@ -735,35 +745,79 @@ class SQLServerStorage:
                     "expires_at": _ts(_expiry(now, row.result_ttl)),
                     "started_at": _ts(item.started_at),
                     "ended_at": _ts(item.ended_at),
+                    "event_seq": item.event_seq,
                 }
             )
+        stored = [_event_row(event, False) for event in events]
+        stored += [_event_row(event, True) for event in transient]
         params = {
             "now": _ts(now),
             "outcomes": _json(outcomes),
+            "events": _json(stored),
             "default_ttl": self.settings.result_ttl,
         }
-        # Safe to repeat: a second run finds the leases already released and changes nothing.
-        applied = int(await self._run(lambda conn: self._scalar(conn, "complete", **params)))
-        if applied < len(completions):
-            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - applied)
-        return applied
+        # Safe to repeat: a second run finds the leases already released and the events already
+        # stored, and changes nothing.
+        rows = await self._run(lambda conn: self._query(conn, "complete", **params))
+        if len(rows) < len(completions):
+            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - len(rows))
+        return Recorded(applied=len(rows), lifecycle=[_lifecycle(row, now) for row in rows])
 
-    async def release_owner(self, owner: str, *, lost: bool, reason: str) -> int:
+    async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
+        if limit <= 0:
+            return []
+        params = {
+            "expired": owner is None,
+            "owner": owner or "",
+            "now": _ts(self.clock.now()),
+            "limit": limit,
+        }
+        rows = await self._run(lambda conn: self._query(conn, "leased_job_ids", **params))
+        return [_uuid(row[0]) for row in rows]
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
         return await self._end_leases(
-            expired=False, owner=owner, lost=lost, reason=reason, limit=_RELEASE_ALL
+            expired=False,
+            owner=owner,
+            lost=lost,
+            reason=reason,
+            limit=_RELEASE_ALL,
+            seq_floors=seq_floors,
         )
 
-    async def rescue_expired(self, limit: int = 500) -> int:
+    async def rescue_expired(
+        self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
+    ) -> int:
         if limit <= 0:
             return 0
         return await self._end_leases(
-            expired=True, owner="", lost=True, reason="lease expired", limit=limit
+            expired=True,
+            owner="",
+            lost=True,
+            reason="lease expired",
+            limit=limit,
+            seq_floors=seq_floors,
         )
 
     async def _end_leases(
-        self, *, expired: bool, owner: str, lost: bool, reason: str, limit: int
+        self,
+        *,
+        expired: bool,
+        owner: str,
+        lost: bool,
+        reason: str,
+        limit: int,
+        seq_floors: Mapping[uuid.UUID, int] | None,
     ) -> int:
         now = self.clock.now()
+        floors = [{"id": str(job_id), "seq": seq} for job_id, seq in (seq_floors or {}).items()]
         params = {
             "expired": expired,
             "owner": owner,
@@ -773,6 +827,7 @@ class SQLServerStorage:
             "limit": limit,
             "expires_at": _ts(_expiry(now, self.settings.result_ttl)),
             "default_ttl": self.settings.result_ttl,
+            "floors": _json(floors),
         }
         return int(await self._run(lambda conn: self._scalar(conn, "end_leases", **params)))
 
@@ -832,6 +887,48 @@ class SQLServerStorage:
         }
         return int(
             await self._run(lambda conn: self._scalar(conn, "resolve_continuations", **params))
+        )
+
+    # Events -------------------------------------------------------------------------------
+
+    async def read_events(
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+    ) -> list[JobEvent]:
+        if limit <= 0:
+            return []
+        params = {
+            "job_id": str(job_id),
+            "after_seq": after_seq,
+            "limit": limit,
+            "transient": transient,
+        }
+        rows = await self._run(lambda conn: self._query(conn, "read_events", **params))
+        return [
+            JobEvent(
+                job_id=job_id,
+                seq=int(row[0]),
+                kind=EventKind(row[1]),
+                occurred_at=_dt_required(row[2]),
+                payload=msgspec.Raw(_bytes(row[3])),
+            )
+            for row in rows
+        ]
+
+    async def last_event_seq(self, job_id: uuid.UUID) -> int:
+        seq = await self._run(lambda conn: self._scalar(conn, "last_event_seq", job_id=str(job_id)))
+        return int(seq or 0)
+
+    async def subscribe_events(
+        self, on_events: Callable[[set[uuid.UUID] | None], None]
+    ) -> Subscription:
+        return NoSubscription()  # no notifications on SQL Server: readers poll
+
+    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
+        if limit <= 0:
+            return 0
+        params = {"before": _ts(before), "limit": limit}
+        return int(
+            await self._run(lambda conn: self._scalar(conn, "purge_transient_events", **params))
         )
 
     # Queues -------------------------------------------------------------------------------
@@ -920,6 +1017,31 @@ class SQLServerStorage:
 
 
 # Outcomes that end a job (and settle its continuations), as the other backends have them.
+
+
+def _lifecycle(row: Sequence[Any], now: datetime) -> JobEvent:
+    """The lifecycle event of an applied outcome, from its row of the `complete` statement."""
+    job_id, status, attempt, seq, error, run_at = row
+    return lifecycle_event(
+        _uuid(job_id),
+        int(seq),
+        now,
+        JobStatus(status),
+        attempt,
+        error,
+        _dt_required(run_at) if status == JobStatus.FAILED else None,
+    )
+
+
+def _event_row(event: JobEvent, transient: bool) -> dict[str, object]:
+    return {
+        "job_id": str(event.job_id),
+        "seq": event.seq,
+        "kind": event.kind.value,
+        "occurred_at": _ts(event.occurred_at),
+        "payload": bytes(event.payload).decode("utf-8"),
+        "transient": int(transient),
+    }
 
 
 def _optional_id(value: uuid.UUID | None) -> str | None:

@@ -80,15 +80,16 @@ WITH done AS (
     WHERE j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
       AND j.status = 'running'
     RETURNING j.id, j.has_continuations AND j.status IN ('succeeded', 'dead', 'cancelled')
-        AS settle
+        AS settle, j.status, j.attempt, j.event_seq, j.error, j.run_at
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
     SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
     FROM done AS d JOIN updated AS u ON u.id = d.id
 )
--- How many outcomes applied, and the jobs that ended with continuations to settle.
-SELECT count(*), array_agg(id) FILTER (WHERE settle) FROM updated;
+-- Each outcome applied, with what its lifecycle event records; settle: the job ended with
+-- continuations to settle.
+SELECT id, settle, status, attempt, event_seq, error, run_at FROM updated;
 
 -- name: end_leases
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,

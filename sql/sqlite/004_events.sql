@@ -26,8 +26,11 @@ BEGIN
             'attempt', NEW.attempt,
             'error', CASE WHEN NEW.status IN ('failed', 'dead', 'cancelled', 'queued')
                           THEN NEW.error END,
-            'retry_at', CASE WHEN NEW.status = 'failed'
-                             THEN strftime('%Y-%m-%dT%H:%M:%fZ', NEW.run_at, 'unixepoch') END
+            'retry_at', CASE WHEN NEW.status = 'failed' THEN printf(
+                '%s.%06dZ',
+                strftime('%Y-%m-%dT%H:%M:%S', CAST(NEW.run_at AS INTEGER), 'unixepoch'),
+                min(999999, CAST((NEW.run_at - CAST(NEW.run_at AS INTEGER)) * 1000000 + 0.5
+                                 AS INTEGER))) END
         ) AS BLOB),
         0
     FROM jobs AS j WHERE j.id = NEW.id;

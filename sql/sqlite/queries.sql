@@ -100,6 +100,9 @@ SET status = 'queued', attempt = attempt - 1, started_at = NULL,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
 
+-- name: lifecycle_of
+SELECT status, attempt, event_seq, error, run_at FROM jobs WHERE id = :id;
+
 -- name: claimed_event_seqs
 SELECT id, event_seq FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 

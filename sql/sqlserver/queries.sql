@@ -135,7 +135,8 @@ COMMIT TRANSACTION;
 
 -- name: claim
 -- Lock the most urgent due rows no other worker holds (READPAST), lease them, count the
--- attempt. UPDATE TOP (n) would take any n rows, so the order lives in a CTE that is updated.
+-- attempt, and number its `running` event (004_events.sql). UPDATE TOP (n) would take any n
+-- rows, so the order lives in a CTE that is updated.
 -- @job_types (a JSON array) are claimed freely. @caps (a JSON array of {"job_type", "cap"}) are
 -- the capped types: for each, an application lock serialises the claims of that type across
 -- every worker until the commit, the running ones are counted, and no more than the rest taken.
@@ -160,7 +161,8 @@ DECLARE @claimed TABLE (
     started_at    datetime2(6) NULL,
     result_ttl    float NULL,
     priority      int NOT NULL,
-    run_at        datetime2(6) NOT NULL
+    run_at        datetime2(6) NOT NULL,
+    event_seq     bigint NOT NULL
 );
 DECLARE @capped TABLE (n int NOT NULL PRIMARY KEY, job_type nvarchar(max) NOT NULL, cap int NOT NULL);
 DECLARE @room int = @limit;
@@ -183,7 +185,7 @@ WITH due AS (
     SELECT TOP (@room)
         j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
         j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
-        j.lease_expires_at
+        j.lease_expires_at, j.event_seq
     FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
     WHERE j.status IN (N'queued', N'scheduled', N'failed')
       AND j.run_at <= @now
@@ -197,12 +199,14 @@ SET status = N'running',
     attempt = attempt + 1,
     lease_owner = @owner,
     lease_expires_at = @lease_until,
-    started_at = @now
+    started_at = @now,
+    event_seq = event_seq + 1
 OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
     inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
-    inserted.priority, inserted.run_at
+    inserted.priority, inserted.run_at, inserted.event_seq
 INTO @claimed;
-SET @room = @room - @@ROWCOUNT;
+-- From the OUTPUT rows: @@ROWCOUNT is not relied on after an UPDATE that fires a trigger.
+SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
 WHILE @i < @count AND @room > 0
 BEGIN
     SELECT @type = c.job_type, @cap = c.cap FROM @capped AS c WHERE c.n = @i;
@@ -221,7 +225,7 @@ BEGIN
         SELECT TOP (@take)
             j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
             j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
-            j.lease_expires_at
+            j.lease_expires_at, j.event_seq
         FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
         WHERE j.status IN (N'queued', N'scheduled', N'failed')
           AND j.run_at <= @now
@@ -235,16 +239,17 @@ BEGIN
         attempt = attempt + 1,
         lease_owner = @owner,
         lease_expires_at = @lease_until,
-        started_at = @now
+        started_at = @now,
+        event_seq = event_seq + 1
     OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
         inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
-        inserted.priority, inserted.run_at
+        inserted.priority, inserted.run_at, inserted.event_seq
     INTO @claimed;
-    SET @room = @room - @@ROWCOUNT;
+    SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
     SET @i = @i + 1;
 END;
 SELECT id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
-    priority, run_at
+    priority, run_at, event_seq
 FROM @claimed;
 COMMIT TRANSACTION;
 
@@ -252,18 +257,24 @@ COMMIT TRANSACTION;
 SET NOCOUNT ON;
 DECLARE @owner nvarchar(400) = ?;
 DECLARE @lease_until datetime2(6) = ?;
+DECLARE @extended TABLE (id uniqueidentifier NOT NULL);
 UPDATE __SCHEMA__.jobs SET lease_expires_at = @lease_until
+OUTPUT inserted.id INTO @extended (id)
 WHERE lease_owner = @owner AND status = N'running';
-SELECT @@ROWCOUNT;
+SELECT COUNT(*) FROM @extended;
 
 -- name: complete
--- Many outcomes in one transaction: update the jobs whose lease is still ours, record one
--- attempt row for each of them, and settle the continuations of those that ended. expires_at
--- comes computed (completed_at + the job's result TTL).
+-- Many outcomes in one transaction: store the attempts' events (@events, a JSON array; one whose
+-- (job, seq) is already stored, or comes earlier in the array, is dropped), then update the jobs
+-- whose lease is still ours, numbering each end's lifecycle event after the attempt's own
+-- (its last sequence is event_seq), record one attempt row for each of them, and settle the
+-- continuations of those that ended. expires_at comes computed (completed_at + the job's
+-- result TTL). Answers one row per outcome applied.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @now datetime2(6) = ?;
 DECLARE @outcomes nvarchar(max) = ?;
+DECLARE @events nvarchar(max) = ?;
 DECLARE @default_ttl float = ?;
 DECLARE @done TABLE (
     ord         int NOT NULL PRIMARY KEY,
@@ -277,21 +288,35 @@ DECLARE @done TABLE (
     retry_at    datetime2(6) NULL,
     expires_at  datetime2(6) NULL,
     started_at  datetime2(6) NOT NULL,
-    ended_at    datetime2(6) NOT NULL
+    ended_at    datetime2(6) NOT NULL,
+    event_seq   bigint NOT NULL
+);
+DECLARE @new_events TABLE (
+    ord          int NOT NULL PRIMARY KEY,
+    job_id       uniqueidentifier NOT NULL,
+    seq          bigint NOT NULL,
+    kind         nvarchar(32) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    occurred_at  datetime2(6) NOT NULL,
+    payload      nvarchar(max) NOT NULL,
+    transient    bit NOT NULL
 );
 DECLARE @updated TABLE (
     id                 uniqueidentifier NOT NULL,
     status             nvarchar(16) NOT NULL,
-    has_continuations  bit NOT NULL
+    has_continuations  bit NOT NULL,
+    attempt            int NOT NULL,
+    event_seq          bigint NOT NULL,
+    error              nvarchar(max) NULL,
+    run_at             datetime2(6) NOT NULL
 );
 DECLARE @ended_parents nvarchar(max);
 DECLARE @settled int = 0;
 INSERT INTO @done (
     ord, id, attempt, owner, outcome, result, error, traceback, retry_at, expires_at,
-    started_at, ended_at
+    started_at, ended_at, event_seq
 )
 SELECT CAST(a.[key] AS int), d.id, d.attempt, d.owner, d.outcome, d.result, d.error,
-    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at
+    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at, d.event_seq
 FROM OPENJSON(@outcomes) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id          uniqueidentifier '$.id',
@@ -304,9 +329,30 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     retry_at    datetime2(6) '$.retry_at',
     expires_at  datetime2(6) '$.expires_at',
     started_at  datetime2(6) '$.started_at',
-    ended_at    datetime2(6) '$.ended_at'
+    ended_at    datetime2(6) '$.ended_at',
+    event_seq   bigint '$.event_seq'
 ) AS d;
+INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
+SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+FROM OPENJSON(@events) AS a
+CROSS APPLY OPENJSON(a.[value]) WITH (
+    job_id       uniqueidentifier '$.job_id',
+    seq          bigint '$.seq',
+    kind         nvarchar(max) '$.kind',
+    occurred_at  datetime2(6) '$.occurred_at',
+    payload      nvarchar(max) '$.payload',
+    transient    bit '$.transient'
+) AS e;
 BEGIN TRANSACTION;
+-- The attempts' events first, then their ends (numbered after the events' last sequence).
+INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
+SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+FROM @new_events AS e
+WHERE NOT EXISTS (SELECT 1 FROM @new_events AS f
+                  WHERE f.job_id = e.job_id AND f.seq = e.seq AND f.ord < e.ord)
+  AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_events AS s
+                  WHERE s.job_id = e.job_id AND s.seq = e.seq)
+ORDER BY e.ord;
 UPDATE j
 -- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
 -- succeeding, and keeps the reason it was cancelled with (stored with the request).
@@ -330,9 +376,12 @@ SET status = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN
                            OR j.cancel_requested = 1
                       THEN d.expires_at END,
     lease_owner = NULL,
-    lease_expires_at = NULL
-OUTPUT inserted.id, inserted.status, inserted.has_continuations
-    INTO @updated (id, status, has_continuations)
+    lease_expires_at = NULL,
+    -- GREATEST is SQL Server 2022 only.
+    event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END + 1
+OUTPUT inserted.id, inserted.status, inserted.has_continuations, inserted.attempt,
+    inserted.event_seq, inserted.error, inserted.run_at
+    INTO @updated (id, status, has_continuations, attempt, event_seq, error, run_at)
 FROM __SCHEMA__.jobs AS j
 JOIN @done AS d ON j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
 WHERE j.status = N'running';
@@ -350,14 +399,17 @@ IF @ended_parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
         @settled = @settled OUTPUT;
-SELECT COUNT(*) FROM @updated;
+-- Each outcome applied, with what its lifecycle event records.
+SELECT id, status, attempt, event_seq, error, run_at FROM @updated;
 COMMIT TRANSACTION;
 
 -- name: end_leases
 -- Leases of one owner (@expired = 0), or up to @limit expired leases (@expired = 1), end.
 -- @lost = 1: the attempt counts (outcome lost), and a job out of attempts goes dead. @lost = 0:
 -- released, the attempt does not count. A job whose cancellation was requested ends cancelled
--- either way. Rows another session holds are skipped (READPAST).
+-- either way. Rows another session holds are skipped (READPAST). @floors (a JSON array of
+-- {"id", "seq"}): per job, the last event sequence used on the live bus; the change's lifecycle
+-- event is numbered above it, above event_seq and above every event stored for the job.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @expired bit = ?;
@@ -368,6 +420,8 @@ DECLARE @reason nvarchar(max) = ?;
 DECLARE @limit int = ?;
 DECLARE @expires_at datetime2(6) = ?;
 DECLARE @default_ttl float = ?;
+DECLARE @floors nvarchar(max) = ?;
+DECLARE @floor TABLE (id uniqueidentifier NOT NULL PRIMARY KEY, seq bigint NOT NULL);
 DECLARE @ended TABLE (
     id                 uniqueidentifier NOT NULL,
     attempt            int NOT NULL,
@@ -379,12 +433,20 @@ DECLARE @ended TABLE (
 );
 DECLARE @ended_parents nvarchar(max);
 DECLARE @settled int = 0;
+INSERT INTO @floor (id, seq)
+SELECT f.id, MAX(f.seq)
+FROM OPENJSON(@floors) WITH (id uniqueidentifier '$.id', seq bigint '$.seq') AS f
+WHERE f.id IS NOT NULL AND f.seq IS NOT NULL
+GROUP BY f.id;
 BEGIN TRANSACTION;
 WITH ending AS (
     SELECT TOP (@limit)
         j.id, j.status, j.attempt, j.max_attempts, j.started_at, j.run_at, j.error,
         j.traceback, j.completed_at, j.expires_at, j.lease_owner, j.lease_expires_at,
-        j.cancel_requested, j.has_continuations
+        j.cancel_requested, j.has_continuations, j.event_seq,
+        COALESCE((SELECT f.seq FROM @floor AS f WHERE f.id = j.id), 0) AS floor_seq,
+        COALESCE((SELECT MAX(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = j.id), 0)
+            AS stored_seq
     FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
     WHERE j.status = N'running'
       AND ((@expired = 0 AND j.lease_owner = @owner)
@@ -405,7 +467,10 @@ SET status = CASE WHEN cancel_requested = 1 THEN N'cancelled'
     expires_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
                       THEN @expires_at END,
     lease_owner = NULL,
-    lease_expires_at = NULL
+    lease_expires_at = NULL,
+    event_seq = CASE WHEN event_seq >= floor_seq AND event_seq >= stored_seq THEN event_seq
+                     WHEN floor_seq >= stored_seq THEN floor_seq
+                     ELSE stored_seq END + 1
 OUTPUT deleted.id, deleted.attempt, deleted.lease_owner, deleted.started_at,
     deleted.cancel_requested, inserted.status, inserted.has_continuations
 INTO @ended (id, attempt, worker, started_at, cancel_requested, status, has_continuations);
@@ -426,6 +491,18 @@ IF @ended_parents IS NOT NULL
         @settled = @settled OUTPUT;
 SELECT COUNT(*) FROM @ended;
 COMMIT TRANSACTION;
+
+-- name: leased_job_ids
+-- The running jobs one owner holds (@expired = 0), or those whose lease has expired.
+SET NOCOUNT ON;
+DECLARE @expired bit = ?;
+DECLARE @owner nvarchar(400) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @limit int = ?;
+SELECT TOP (@limit) id FROM __SCHEMA__.jobs
+WHERE status = N'running'
+  AND ((@expired = 0 AND lease_owner = @owner)
+       OR (@expired = 1 AND lease_expires_at < @now));
 
 -- name: cancel
 -- A waiting job is cancelled at once, with the continuations waiting on it; a running one is
@@ -449,7 +526,7 @@ BEGIN
     UPDATE __SCHEMA__.jobs
     SET status = N'cancelled', error = @reason, traceback = NULL, completed_at = @now,
         expires_at = __SCHEMA__.add_seconds(@now, COALESCE(result_ttl, @default_ttl)),
-        lease_owner = NULL, lease_expires_at = NULL
+        lease_owner = NULL, lease_expires_at = NULL, event_seq = event_seq + 1
     WHERE id = @id;
     SET @cancelled = 1;
     SET @parents = (SELECT @id AS id FOR JSON PATH);
@@ -487,7 +564,7 @@ IF @status = N'dead'
         max_attempts = CASE WHEN max_attempts > attempt + 1 THEN max_attempts
                             ELSE attempt + 1 END,
         error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
-        cancel_requested = 0
+        cancel_requested = 0, event_seq = event_seq + 1
     WHERE id = @id;
 SELECT @status, CAST(CASE WHEN @status = N'dead' THEN 1 ELSE 0 END AS bit);
 COMMIT TRANSACTION;
@@ -546,6 +623,37 @@ IF @parents IS NOT NULL
         @settled = @settled OUTPUT;
 SELECT @settled;
 COMMIT TRANSACTION;
+
+-- name: read_events
+-- A job's events after a sequence, in order; transient ones only when @transient = 1.
+SET NOCOUNT ON;
+DECLARE @job_id uniqueidentifier = ?;
+DECLARE @after_seq bigint = ?;
+DECLARE @limit int = ?;
+DECLARE @transient bit = ?;
+SELECT TOP (@limit) seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
+WHERE job_id = @job_id AND seq > @after_seq AND (@transient = 1 OR transient = 0)
+ORDER BY seq;
+
+-- name: last_event_seq
+-- The highest sequence the database knows for the job: its event_seq or a stored event's.
+SET NOCOUNT ON;
+DECLARE @job_id uniqueidentifier = ?;
+DECLARE @numbered bigint =
+    COALESCE((SELECT event_seq FROM __SCHEMA__.jobs WHERE id = @job_id), 0);
+DECLARE @stored bigint =
+    COALESCE((SELECT MAX(seq) FROM __SCHEMA__.job_events WHERE job_id = @job_id), 0);
+SELECT CASE WHEN @numbered > @stored THEN @numbered ELSE @stored END;
+
+-- name: purge_transient_events
+SET NOCOUNT ON;
+DECLARE @before datetime2(6) = ?;
+DECLARE @limit int = ?;
+DECLARE @purged int;
+DELETE TOP (@limit) FROM __SCHEMA__.job_events
+WHERE transient = 1 AND occurred_at < @before;
+SET @purged = @@ROWCOUNT;
+SELECT @purged;
 
 -- name: set_queue_paused
 SET NOCOUNT ON;

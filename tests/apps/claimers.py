@@ -59,7 +59,7 @@ async def main(url: str, schema: str, seed: int, output: str) -> None:
             if rng.random() < 0.3:
                 await asyncio.sleep(rng.random() * 0.01)
             applied = await storage.complete_many(done)
-            out.write(f"# applied {applied} of {len(done)}\n")
+            out.write(f"# applied {applied.applied} of {len(done)}\n")
             if rng.random() < 0.05:
                 await storage.rescue_expired()
     await storage.close()

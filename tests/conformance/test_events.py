@@ -58,7 +58,9 @@ async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_o
     applied = await storage.complete_many(
         [completion(claimed, Succeeded(result=b"7"), clock, event_seq=4)], own, [chunk]
     )
-    assert applied == 1
+    assert applied.applied == 1
+    [ended] = applied.lifecycle
+    assert (ended.seq, ended.decoded(Lifecycle).status) == (5, JobStatus.SUCCEEDED)
     kept = await storage.read_events(job.id)
     assert [(e.seq, e.kind) for e in kept] == [
         (1, EventKind.LIFECYCLE),

@@ -148,7 +148,7 @@ async def test_success_stores_the_result_and_an_attempt(
     applied = await storage.complete_many(
         [completion(job, Succeeded(result=b'{"rows":3}'), clock, result_ttl=60.0)]
     )
-    assert applied == 1
+    assert applied.applied == 1
     record = await storage.get(job.id)
     assert record is not None and record.status is JobStatus.SUCCEEDED
     assert json(record.result) == {"rows": 3} and record.lease_owner is None
@@ -217,7 +217,7 @@ async def test_outcome_of_a_lost_lease_is_dropped(
     [taken] = await claim(storage, "w2")
     assert taken.attempt == 2
     late = await storage.complete_many([completion(job, Succeeded(result=b"1"), clock)])
-    assert late == 0
+    assert late.applied == 0
     record = await storage.get(job.id)
     assert record is not None and record.status is JobStatus.RUNNING
     assert record.lease_owner == "w2"
