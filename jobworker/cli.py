@@ -20,9 +20,11 @@ from jobworker.app import App, find_app
 from jobworker.client import Client
 from jobworker.definitions import import_object
 from jobworker.errors import AppImportError, JobworkerError
-from jobworker.models import CancelResult, JobDescriptor, ScheduleOptions
+from jobworker.events.model import Lifecycle
+from jobworker.models import CancelResult, EventKind, JobDescriptor, JobStatus, ScheduleOptions
 from jobworker.storage import DIALECTS, schema_sql
 from jobworker.supervisor import Supervisor, SupervisorOptions
+from jobworker.terminal import EXIT_CODES, TailView
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -444,6 +446,56 @@ def migrate(app_path: str | None, database_url: str | None, schema: str | None) 
         click.echo(f"applied schema version(s) {', '.join(map(str, applied))} to {where}")
     else:
         click.echo(f"{where}: the schema is up to date")
+
+
+@main.command()
+@click.argument("job_id")
+@app_option
+@database_option
+@click.option(
+    "--from-seq",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Show only events after this sequence number (resume where you left off).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+@friendly_errors
+def tail(
+    job_id: str, app_path: str | None, database_url: str | None, from_seq: int, as_json: bool
+) -> None:
+    """Follow a job's events live until it ends.
+
+    Exit status: 0 if the job succeeded, 1 if it ended dead, 3 if it was cancelled.
+    """
+    app = load_app(app_path, database_url)
+    out = sys.stdout
+    view = TailView(out, tty=out.isatty())
+
+    async def follow() -> JobStatus | None:
+        try:
+            async for event in app.client.stream_typed(job_id, from_seq):
+                if as_json:
+                    click.echo(codec.encode(event).decode())
+                else:
+                    view.show(event)
+                lifecycle = event.data if event.kind is EventKind.LIFECYCLE else None
+                if isinstance(lifecycle, Lifecycle) and lifecycle.terminal:
+                    return lifecycle.status
+            return None
+        finally:
+            view.close()
+            await app.aclose()
+
+    try:
+        final = asyncio.run(follow())
+    except (ValueError, JobworkerError) as exc:
+        raise BadInput(str(exc)) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
+    if final is None:
+        raise BadInput(f"job {job_id} no longer exists")
+    sys.exit(EXIT_CODES[final])
 
 
 @main.command("sql")

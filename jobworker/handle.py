@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 R = TypeVar("R")
@@ -21,6 +22,10 @@ class JobSource(Protocol):
     def result(self, job_id: uuid.UUID, timeout: float | None = None) -> Any: ...
 
     async def aresult(self, job_id: uuid.UUID, timeout: float | None = None) -> Any: ...
+
+    def stream_typed(
+        self, job_id: uuid.UUID, last_event_id: str | int | None = None
+    ) -> AsyncIterator[Any]: ...
 
 
 class JobHandle(Generic[R]):
@@ -54,6 +59,11 @@ class JobHandle(Generic[R]):
 
     async def aresult(self, timeout: float | None = None) -> R:
         return await self._source.aresult(self.job_id, timeout)  # type: ignore[no-any-return]
+
+    def stream(self, last_event_id: str | int | None = None) -> AsyncIterator[Any]:
+        """Follow the job's events as `TypedEvent`s (see `Client.stream_typed`): progress as the
+        job's progress type, the result as its return type; ends after its terminal event."""
+        return self._source.stream_typed(self.job_id, last_event_id)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_type} {self.job_id}>"

@@ -109,3 +109,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 JOBWORKER = [sys.executable, "-m", "jobworker"]
+
+
+REDIS_URL = os.environ.get("JOBWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def cleanup_redis(prefix: str) -> None:
+    """Delete the keys a test wrote under its own prefix."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+    finally:
+        client.close()

@@ -217,3 +217,71 @@ def test_cancel_retry_delete_and_queues_commands(cli, sqlite_url: str) -> None: 
     assert cli("queues", "resume", "q1").output.strip() == "queue q1 resumed"
     assert cli("queues", "list").output.splitlines()[1].split()[:2] == ["q1", "active"]
     one_line_error(cli("queues", "pause", "bad queue"), "invalid queue name")
+
+
+# jobworker tail --------------------------------------------------------------------------
+
+
+def _tail_app(sqlite_url: str):  # type: ignore[no-untyped-def]
+    import tail_jobs  # noqa: F401  (registers the jobs)
+
+    from jobworker import App
+
+    return App(sqlite_url, retry_base_delay=0.05, retry_max_delay=0.05, poll_interval=0.05)
+
+
+def test_tail_follows_a_job_live_and_exits_with_its_outcome(sqlite_url: str) -> None:
+    import tail_jobs
+
+    from jobworker.testing import drain
+
+    app = _tail_app(sqlite_url)
+    ok = tail_jobs.steps.delay(rows=3)
+    bad = tail_jobs.fails.delay()
+    app.close()
+    command = [*JOBWORKER, "tail", "--app", "tail_jobs", "--database-url", sqlite_url]
+    live = subprocess.Popen(
+        [*command, str(ok.job_id)], env=subprocess_env(), stdout=subprocess.PIPE, text=True
+    )
+    drain(_tail_app(sqlite_url))
+    output, _ = live.communicate(timeout=30)
+    assert live.returncode == 0, output
+    lines = output.splitlines()
+    assert lines[0] == "▶ running (attempt 1)"
+    assert "INFO  exporting rows=3" in lines[1]
+    assert "[" + "#" * 40 + "] 3/3 100% rows" in output
+    assert "row1 \n" in output and "row3 \n" in output
+    assert "metric rows_per_second = 12.5" in output
+    assert lines[-2:] == ['result: {"rows":3}', "✓ succeeded (attempt 1)"]
+
+    failed = subprocess.run(
+        [*command, str(bad.job_id)], env=subprocess_env(), capture_output=True, text=True
+    )
+    assert failed.returncode == 1, failed.stdout
+    assert "ERROR giving up code=7" in failed.stdout
+    assert failed.stdout.splitlines()[-1] == "✗ dead (attempt 1): RuntimeError: no luck"
+
+    resumed = subprocess.run(
+        [*command, str(ok.job_id), "--from-seq", "7", "--json"],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    assert [event["seq"] for event in events] == list(range(8, 8 + len(events)))
+    assert events[-1]["data"]["status"] == "succeeded"
+
+
+def test_tail_of_a_cancelled_or_unknown_job(cli, sqlite_url: str) -> None:  # type: ignore[no-untyped-def]
+    import tail_jobs
+
+    app = _tail_app(sqlite_url)
+    waiting = tail_jobs.steps.delay()
+    app.client.cancel(waiting.job_id, "changed my mind")
+    app.close()
+    cancelled = cli("tail", str(waiting.job_id), "--app", "tail_jobs")
+    assert cancelled.exit_code == 3, cancelled.output
+    assert cancelled.output.strip() == "■ cancelled (attempt 0): changed my mind"
+    one_line_error(cli("tail", str(uuid.uuid4())), "no job with id")
+    one_line_error(cli("tail", "not-a-uuid"))

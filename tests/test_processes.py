@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import os
 import signal
@@ -16,9 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
-from jobworker import App, AttemptOutcome, JobDescriptor, JobStatus
+from jobworker import App, AttemptOutcome, EventKind, JobDescriptor, JobStatus
 
-from .conftest import FAST, JOBWORKER, TESTS, Store, subprocess_env
+from .conftest import FAST, JOBWORKER, REDIS_URL, TESTS, Store, cleanup_redis, subprocess_env
 
 sys.path.insert(0, str(TESTS / "apps"))
 import proc_jobs
@@ -327,3 +328,51 @@ def test_every_job_runs_exactly_once_4_children_x_4_slots_x_5000_jobs(
     log = run.log
     assert "Traceback" not in log and "OperationalError" not in log
     assert " ERROR " not in log
+
+
+def test_event_sequences_continue_above_a_killed_workers_live_events(
+    start: Callable[..., Run], store: Store, tmp_path: Path
+) -> None:
+    """The dead attempt's chunks reached Redis only; the lost lease and the next attempt are
+    numbered above them, so the job's stream has every event once, in order."""
+    prefix = f"jw_test_{uuid.uuid4().hex[:10]}:"
+    redis_env = {"JOBWORKER_REDIS_URL": REDIS_URL, "JOBWORKER_REDIS_PREFIX": prefix}
+    run = start("--concurrency", "1", extra_env={"JOBWORKER_LEASE_DURATION": "300", **redis_env})
+    app = store.app(redis_url=REDIS_URL, redis_prefix=prefix)
+    try:
+        marker = tmp_path / "marker"
+        handle = proc_jobs.chatty_crash.delay(marker=str(marker))
+        wait_for(marker.exists, 20, "the first attempt to stream")
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+        assert handle.result(20) == 2
+
+        async def everything() -> list[Any]:
+            try:
+                return [event async for event in app.client.stream_typed(handle.job_id)]
+            finally:
+                await app.aclose()
+
+        events = asyncio.run(everything())
+        seqs = [event.seq for event in events]
+        assert seqs == sorted(set(seqs))
+        chunks = [event.data.text for event in events if event.kind is EventKind.CHUNK]
+        assert chunks == [f"a{a}-{n}" for a in (1, 2) for n in range(50)]
+        changes = [
+            (event.data.status.value, event.data.attempt)
+            for event in events
+            if event.kind is EventKind.LIFECYCLE
+        ]
+        assert changes == [("running", 1), ("queued", 1), ("running", 2), ("succeeded", 2)]
+        lost = next(
+            e
+            for e in events
+            if e.kind is EventKind.LIFECYCLE
+            and e.data.attempt == 1
+            and e.data.status is JobStatus.QUEUED
+        )
+        assert lost.seq == seqs[seqs.index(lost.seq) - 1] + 1 == 52
+        assert seqs == list(range(1, len(seqs) + 1))
+        assert run.stop() == 0
+    finally:
+        app.close()
+        cleanup_redis(prefix)

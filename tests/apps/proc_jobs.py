@@ -76,3 +76,15 @@ def hog(ctx: JobContext, megabytes: int) -> int:
     record(ctx)
     _hoard.append(os.urandom(megabytes * 1024 * 1024))
     return os.getpid()
+
+
+@job(name="proc.chatty_crash", max_attempts=2)
+async def chatty_crash(ctx: JobContext, marker: str) -> int:
+    """Streams 50 chunks per attempt; the first attempt then waits to be killed."""
+    for n in range(50):
+        await ctx.chunk(f"a{ctx.attempt}-{n}")
+    if ctx.attempt == 1:
+        await asyncio.sleep(0.5)  # the chunks reach Redis
+        Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
+        await asyncio.sleep(60)
+    return ctx.attempt
