@@ -469,6 +469,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.rescue_interval)
             try:
+                if await _beat_leads(self._storage):
+                    continue  # a live beat leader does the maintenance (docs/beat.md)
                 rescued = await self._storage.rescue_expired()
                 if rescued:
                     logger.warning("rescued %d job(s) whose lease had expired", rescued)
@@ -513,6 +515,13 @@ def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutc
     if isinstance(outcome, Cancelled):
         return AttemptOutcome.CANCELLED
     return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
+
+
+async def _beat_leads(storage: Storage) -> bool:
+    try:
+        return await storage.beat_leader() is not None
+    except Exception:  # an older schema, or the database is down: maintain as before
+        return False
 
 
 def declared_queues(app: App) -> list[str]:
