@@ -26,7 +26,7 @@ from jobworker.app import App
 from jobworker.definitions import Registry
 from jobworker.errors import ConfigurationError, JobArgumentsError, UnknownJobError
 from jobworker.leadership import RedisLeaderLease, default_holder
-from jobworker.models import ScheduleOptions
+from jobworker.models import LeaseTerm, ScheduleOptions
 from jobworker.recurring import BEAT_LEASE, RecurringJob, RecurringSpec, fire_key, plan
 from jobworker.storage import Storage
 from jobworker.storage.base import LeaderLease
@@ -134,6 +134,7 @@ class Beat:
         self._stop = asyncio.Event()
         self._trusted_until = 0.0  # monotonic
         self._leading: asyncio.Task[None] | None = None
+        self._term: LeaseTerm | None = None  # this process's current term, while it leads
         self._warned: set[str] = set()
 
     @property
@@ -228,7 +229,7 @@ class Beat:
             await self._heartbeat()
 
     def _begin_term(self) -> None:
-        term = self.lease.term if self.lease is not None else None
+        term = self._term = self.lease.term if self.lease is not None else None
         if term is None:
             return
         logger.warning(
@@ -240,9 +241,9 @@ class Beat:
         self._leading = asyncio.create_task(self._lead(self.clock.now()), name="beat-leader")
 
     async def _step_down(self, reason: str, *, release: bool = False) -> None:
-        """Stop leader work at once (cancel it), and say why."""
+        """Stop leader work at once (cancel it), say why, and remove this term's heartbeat."""
         task, self._leading = self._leading, None
-        term = self.lease.term if self.lease is not None else None
+        term, self._term = self._term, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -252,14 +253,16 @@ class Beat:
         if release and self.lease is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.lease.release(), 5)
-            if term is not None and self._storage is not None:
-                with contextlib.suppress(Exception):
-                    await self._storage.clear_beat_leader(BEAT_LEASE, term.token)
+        if term is not None and self._storage is not None:
+            # Workers take maintenance up again now rather than when the heartbeat expires (a
+            # newer leader's heartbeat has another token and stays).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._storage.clear_beat_leader(BEAT_LEASE, term.token), 5)
 
     async def _heartbeat(self) -> None:
         """Record the term in the database: workers skip maintenance while it is alive, and
         `jobworker beat --status` reads it."""
-        term = self.lease.term if self.lease is not None else None
+        term = self._term
         if term is None:
             return
         expires = self.clock.now() + timedelta(seconds=self.settings.beat_lease_ttl)

@@ -273,4 +273,5 @@ def test_sixty_per_second_ticks_under_two_beats_make_sixty_jobs(
     assert_each_tick_once(fires[: fires.index(first + timedelta(seconds=59)) + 1], 1.0)
     assert len(fires) == len(set(fires))
     assert handover < RETRY + 5, handover
+    print(f"\nhandover after SIGTERM of the leader (postgres, redis): {handover:.2f}s")
     assert sum(beat.log().count("is the leader") for beat in (a, b)) == 2  # a, then b
