@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -13,15 +14,18 @@ from typing import Any, TypeVar
 
 import click
 import msgspec
+import setproctitle
 
 from jobworker import codec
 from jobworker._version import __version__
 from jobworker.app import App, find_app
+from jobworker.beat import Beat
 from jobworker.client import Client
 from jobworker.definitions import import_object
 from jobworker.errors import AppImportError, JobworkerError
 from jobworker.events.model import Lifecycle
 from jobworker.models import CancelResult, EventKind, JobDescriptor, JobStatus, ScheduleOptions
+from jobworker.recurring import BeatStatus, RecurringJob
 from jobworker.storage import DIALECTS, schema_sql
 from jobworker.supervisor import Supervisor, SupervisorOptions
 from jobworker.terminal import EXIT_CODES, TailView
@@ -507,6 +511,141 @@ def sql_command(dialect: str, schema: str) -> None:
     for version, name, text in schema_sql(dialect, schema):
         click.echo(f"-- jobworker schema version {version} ({name})")
         click.echo(text.rstrip() + "\n")
+
+
+# Beat and recurring jobs --------------------------------------------------------------------
+
+
+@main.command("beat")
+@click.argument("module", metavar="MODULE[:ATTR]", required=False)
+@database_option
+@click.option(
+    "--status",
+    "show_status",
+    is_flag=True,
+    help="Print who leads and each recurring job's next fire, then exit.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")
+def beat_command(
+    module: str | None, database_url: str | None, show_status: bool, as_json: bool
+) -> None:
+    """Run beat for the jobs MODULE defines: cron ticks, lease rescue and the janitor, done by
+    one leader among any number of beat processes."""
+    if show_status:
+        status = friendly_errors(with_client)(
+            module, database_url, lambda client: client.beat_status()
+        )
+        click.echo(format_beat_status(status, as_json=as_json))
+        return
+    if not module:
+        raise BadInput("beat needs the module that defines the jobs: jobworker beat MODULE")
+    try:
+        app = load_app(module, database_url)
+    except AppImportError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except JobworkerError as exc:
+        raise BadInput(str(exc)) from None
+    setproctitle.setproctitle(f"jobworker: beat [{module}]")
+    try:
+        asyncio.run(_run_beat(Beat(app)))
+    except JobworkerError as exc:
+        raise BadInput(str(exc)) from None
+
+
+async def _run_beat(beat: Beat) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, beat.request_stop)
+    await beat.run()
+
+
+def _when(instant: datetime | None) -> str:
+    return "-" if instant is None else instant.strftime("%Y-%m-%d %H:%M:%S%z")
+
+
+def format_beat_status(status: BeatStatus, *, as_json: bool) -> str:
+    if as_json:
+        data = codec.to_builtins(status)
+        for item, record in zip(data["recurring"], status.recurring, strict=True):
+            item["args"] = msgspec.json.decode(record.args)  # the arguments, not base64
+        return msgspec.json.format(codec.encode(data), indent=2).decode()
+    leader = status.leader
+    if leader is None:
+        head = "leader: none (no live beat leader: workers do lease rescue and the janitor)"
+    else:
+        head = (
+            f"leader: {leader.holder} by {leader.mechanism}, since {_when(leader.since)} "
+            f"(renewed {_when(leader.renewed_at)})"
+        )
+    return head + "\n\n" + format_recurring(status.recurring)
+
+
+def format_recurring(records: list[RecurringJob]) -> str:
+    header: tuple[str, ...] = ("NAME", "JOB", "CRON", "TIMEZONE", "STATE", "LAST FIRE", "NEXT FIRE")
+    rows: list[tuple[str, ...]] = [header] + [
+        (
+            r.name,
+            r.job_type,
+            r.cron,
+            r.timezone,
+            "enabled" if r.enabled else "disabled",
+            _when(r.last_fire_at),
+            _when(r.next_fire_at) if r.enabled else "-",
+        )
+        for r in records
+    ]
+    return render_table(rows, empty="(no recurring jobs)")
+
+
+@main.group()
+def recurring() -> None:
+    """List, enable, disable and run recurring (cron) jobs."""
+
+
+@recurring.command("list")
+@app_option
+@database_option
+@friendly_errors
+def recurring_list(app_path: str | None, database_url: str | None) -> None:
+    """Every recurring job with its schedule and its last and next fire."""
+    records = with_client(app_path, database_url, lambda client: client.list_recurring())
+    click.echo(format_recurring(records))
+
+
+@recurring.command("enable")
+@click.argument("name")
+@app_option
+@database_option
+@friendly_errors
+def recurring_enable(name: str, app_path: str | None, database_url: str | None) -> None:
+    """Fire recurring job NAME again, from its next scheduled time."""
+    with_client(app_path, database_url, lambda client: client.enable_recurring(name))
+    click.echo(f"recurring job {name} enabled")
+
+
+@recurring.command("disable")
+@click.argument("name")
+@app_option
+@database_option
+@friendly_errors
+def recurring_disable(name: str, app_path: str | None, database_url: str | None) -> None:
+    """Stop firing recurring job NAME (it stays disabled when beat restarts)."""
+    with_client(app_path, database_url, lambda client: client.disable_recurring(name))
+    click.echo(f"recurring job {name} disabled")
+
+
+@recurring.command("run")
+@click.argument("name")
+@app_option
+@database_option
+@friendly_errors
+def recurring_run(name: str, app_path: str | None, database_url: str | None) -> None:
+    """Enqueue recurring job NAME's job now, once; prints its id."""
+    if not app_path:
+        raise BadInput("run needs the job definitions: pass --app MODULE or set JOBWORKER_APP")
+    handle = with_client(app_path, database_url, lambda client: client.run_recurring(name))
+    click.echo(str(handle.job_id))
 
 
 if __name__ == "__main__":  # pragma: no cover

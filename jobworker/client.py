@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
+
 from jobworker import codec
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
-from jobworker.definitions import NAME_PATTERN, JobDefinition, Registry
+from jobworker.definitions import NAME_PATTERN, JobDefinition, JobFunction, Registry
 from jobworker.errors import (
     ConfigurationError,
     JobArgumentsError,
@@ -40,6 +42,7 @@ from jobworker.models import (
     ScheduleOptions,
 )
 from jobworker.portal import Portal
+from jobworker.recurring import BeatStatus, RecurringJob, RecurringSpec, check_schedule
 from jobworker.storage import Storage
 
 
@@ -407,6 +410,108 @@ class Client:
         service = self._streams.pop(asyncio.get_running_loop(), None)
         if service is not None:
             await service.close()
+
+    # Recurring jobs (fired by `jobworker beat`) ----------------------------------------------
+
+    async def aschedule_recurring(
+        self,
+        name: str,
+        cron: str,
+        job: str | JobFunction[..., Any],
+        args: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+    ) -> RecurringJob:
+        """Add (or update) a recurring definition: `job` with `args` at every fire of `cron` in
+        `timezone`. A bad name, expression, zone or argument raises here; nothing is stored."""
+        if not NAME_PATTERN.match(name):
+            raise ConfigurationError(f"invalid recurring job name {name!r}")
+        check_schedule(cron, timezone)
+        definition = self.registry.get(job if isinstance(job, str) else job.name)
+        spec = RecurringSpec(
+            name=name,
+            job_type=definition.name,
+            cron=cron,
+            timezone=timezone,
+            args=definition.encode_args(args or {}),
+        )
+        storage = await self._provider.storage()
+        await storage.upsert_recurring([spec])
+        return await self._recurring(name)
+
+    def schedule_recurring(
+        self,
+        name: str,
+        cron: str,
+        job: str | JobFunction[..., Any],
+        args: Mapping[str, Any] | None = None,
+        *,
+        timezone: str = "UTC",
+    ) -> RecurringJob:
+        return self._portal.call(self.aschedule_recurring(name, cron, job, args, timezone=timezone))
+
+    async def alist_recurring(self) -> builtins.list[RecurringJob]:
+        """Every recurring definition, by name."""
+        storage = await self._provider.storage()
+        return await storage.list_recurring()
+
+    def list_recurring(self) -> builtins.list[RecurringJob]:
+        return self._portal.call(self.alist_recurring())
+
+    async def aenable_recurring(self, name: str) -> None:
+        """Fire it again from its next scheduled time (missed fires are not caught up)."""
+        await self._set_recurring_enabled(name, True)
+
+    def enable_recurring(self, name: str) -> None:
+        self._portal.call(self._set_recurring_enabled(name, True))
+
+    async def adisable_recurring(self, name: str) -> None:
+        """Stop firing it (beat keeps it disabled across restarts)."""
+        await self._set_recurring_enabled(name, False)
+
+    def disable_recurring(self, name: str) -> None:
+        self._portal.call(self._set_recurring_enabled(name, False))
+
+    async def _set_recurring_enabled(self, name: str, enabled: bool) -> None:
+        storage = await self._provider.storage()
+        if not await storage.set_recurring_enabled(name, enabled):
+            raise ConfigurationError(f"no recurring job named {name!r}")
+
+    async def arun_recurring(self, name: str) -> JobHandle[Any]:
+        """Enqueue a recurring definition's job now, once, outside its schedule (its next
+        scheduled fire still happens)."""
+        record = await self._recurring(name)
+        arguments = msgspec.json.decode(record.args)
+        (handle,) = await self.aenqueue_definition(
+            self.registry.get(record.job_type), [arguments], None
+        )
+        return handle
+
+    def run_recurring(self, name: str) -> JobHandle[Any]:
+        return self._portal.call(self.arun_recurring(name))
+
+    async def _recurring(self, name: str) -> RecurringJob:
+        for record in await self.alist_recurring():
+            if record.name == name:
+                return record
+        raise ConfigurationError(f"no recurring job named {name!r}")
+
+    async def abeat_status(self) -> BeatStatus:
+        """Who leads beat (None: no live leader), since when and by which mechanism, and every
+        recurring definition with its next fire."""
+        storage = await self._provider.storage()
+        leader = await storage.beat_leader()
+        now = self.clock.now()
+        recurring = [
+            record
+            if record.next_fire_at is not None or not record.enabled
+            else msgspec.structs.replace(record, next_fire_at=record.schedule().next_fire(now))
+            for record in await storage.list_recurring()
+        ]
+        return BeatStatus(leader=leader, recurring=recurring)
+
+    def beat_status(self) -> BeatStatus:
+        return self._portal.call(self.abeat_status())
 
 
 def describe(record: JobRecord) -> JobDescriptor:

@@ -58,6 +58,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     event_stream_ttl: float = 3600.0
     event_poll_interval: float = 0.2  # readers without Redis or notifications poll this often
     redis_retry_interval: float = 5.0  # while Redis is down, events go to the database
+    beat_lease_ttl: float = 15.0
+    beat_tick_interval: float = 1.0
+    beat_retry_interval: float = 1.0
+    cron_lookback: float = 3600.0
+    redis_probe_timeout: float = 3.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -96,6 +101,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise ConfigurationError("drain_timeout and result_ttl must not be negative")
         if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ConfigurationError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
+        for name in ("beat_lease_ttl", "beat_tick_interval", "beat_retry_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"setting {name} must be greater than 0")
+        if self.cron_lookback < 0 or self.redis_probe_timeout <= 0:
+            raise ConfigurationError("cron_lookback must be >= 0 and redis_probe_timeout > 0")
 
         unknown = self.persisted_kinds() - _EVENT_KINDS
         if unknown:

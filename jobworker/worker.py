@@ -25,6 +25,7 @@ from jobworker.app import App
 from jobworker.context import JobContext
 from jobworker.events.recorder import Recorder, bus_for
 from jobworker.executor import Executor
+from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
 from jobworker.models import (
     AttemptOutcome,
     Cancelled,
@@ -40,7 +41,7 @@ from jobworker.models import (
 from jobworker.outage import Outage
 from jobworker.payloads import Result
 from jobworker.retry import RetryPolicy
-from jobworker.storage import lifecycle_event
+from jobworker.storage import Storage, lifecycle_event
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -430,16 +431,10 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.rescue_interval)
             try:
-                expired = await self._storage.leased_job_ids(None)
-                rescued = 0
-                if expired:
-                    floors = await self._recorder.floors(expired)
-                    rescued = await self._storage.rescue_expired(seq_floors=floors)
-                if rescued:
-                    logger.warning("rescued %d job(s) whose lease had expired", rescued)
-                settled = await self._storage.resolve_continuations()
-                if settled:
-                    logger.info("settled continuations of %d ended job(s)", settled)
+                if await _beat_leads(self._storage):
+                    continue  # a live beat leader does the maintenance (docs/beat.md)
+                await rescue_expired_leases(self._storage, self.settings, self._recorder.floors)
+                await settle_continuations(self._storage)
                 if time.monotonic() - last_purge >= self.settings.janitor_interval:
                     last_purge = time.monotonic()
                     await self._purge()
@@ -449,25 +444,7 @@ class Worker:
                 outage.succeeded()
 
     async def _purge(self) -> int:
-        """The janitor: delete finished jobs past their result TTL, one bounded batch (its own
-        short transaction) at a time, until none is left."""
-        batch = self.settings.janitor_batch_size
-        total = 0
-        while not self.stopping:
-            purged = await self._storage.purge_expired(limit=batch)
-            total += purged
-            if purged < batch:
-                break
-            await asyncio.sleep(0.01)  # let the claim loop and other writers in between
-        if total:
-            logger.info("janitor: purged %d job(s) past their result TTL", total)
-        before = self.app.clock.now() - timedelta(seconds=self.settings.event_stream_ttl)
-        while not self.stopping:
-            purged = await self._storage.purge_transient_events(before, limit=batch)
-            if purged < batch:
-                break
-            await asyncio.sleep(0.01)
-        return total
+        return await purge(self._storage, self.settings, self.app.clock, lambda: not self.stopping)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -484,6 +461,13 @@ def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutc
     if isinstance(outcome, Cancelled):
         return AttemptOutcome.CANCELLED
     return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
+
+
+async def _beat_leads(storage: Storage) -> bool:
+    try:
+        return await storage.beat_leader() is not None
+    except Exception:  # an older schema, or the database is down: maintain as before
+        return False
 
 
 def declared_queues(app: App) -> list[str]:

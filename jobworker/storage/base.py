@@ -30,6 +30,7 @@ from jobworker.models import (
     Released,
     Succeeded,
 )
+from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 
 
 class OutcomeRow(msgspec.Struct, frozen=True):
@@ -376,4 +377,45 @@ class Storage(Protocol):
 
     async def purge_expired(self, limit: int = 500) -> int:
         """Delete up to `limit` finished jobs past their result TTL, with attempts and events."""
+        ...
+
+    # Beat: recurring definitions and the leader's heartbeat ---------------------------------
+
+    async def upsert_recurring(self, specs: Sequence[RecurringSpec]) -> None:
+        """Add definitions, or update their job, schedule and arguments. Whether one is enabled
+        and when it fired are kept; a changed schedule is scheduled again from now."""
+        ...
+
+    async def list_recurring(self) -> list[RecurringJob]:
+        """Every stored definition, by name."""
+        ...
+
+    async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a definition; False if there is none of that name. A definition
+        enabled again is scheduled from now: the fires it missed are not caught up."""
+        ...
+
+    async def fire_recurring(
+        self, name: str, instant: datetime, next_fire_at: datetime, job: NewJob
+    ) -> EnqueueResult | None:
+        """In one transaction: move the definition's `last_fire_at` forward to `instant` (only if
+        it is enabled and has not fired at or after `instant`) and enqueue `job`. None, and
+        nothing stored, if the instant was already fired: the fire key the database holds."""
+        ...
+
+    async def advance_recurring(self, name: str, next_fire_at: datetime) -> None:
+        """Record when an enabled definition fires next (never moving it backwards)."""
+        ...
+
+    async def record_beat_leader(self, name: str, term: LeaseTerm, expires_at: datetime) -> None:
+        """The leader's heartbeat: its term, alive until `expires_at`. A newer term replaces an
+        older one; an older term never replaces a newer one that is still alive."""
+        ...
+
+    async def clear_beat_leader(self, name: str, token: str) -> None:
+        """Remove the heartbeat of the term `token` (the leader stepped down)."""
+        ...
+
+    async def beat_leader(self, name: str = BEAT_LEASE) -> BeatLeader | None:
+        """The live beat leader's term, if one's heartbeat has not expired."""
         ...

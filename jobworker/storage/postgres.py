@@ -44,6 +44,7 @@ from jobworker.models import (
     NewJob,
     QueueInfo,
 )
+from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
     FINISHED,
     SCHEMA_TOKEN,
@@ -666,6 +667,86 @@ class PostgresStorage:
 
     async def purge_expired(self, limit: int = 500) -> int:
         return _count(await self._query("execute", "purge_expired", self.clock.now(), limit))
+
+    # Beat: recurring definitions and the leader's heartbeat -------------------------------
+
+    async def upsert_recurring(self, specs: Sequence[RecurringSpec]) -> None:
+        if not specs:
+            return
+        await self._query(
+            "execute",
+            "upsert_recurring",
+            [spec.name for spec in specs],
+            [spec.job_type for spec in specs],
+            [spec.cron for spec in specs],
+            [spec.timezone for spec in specs],
+            [spec.args for spec in specs],
+            self.clock.now(),
+        )
+
+    async def list_recurring(self) -> list[RecurringJob]:
+        return [
+            RecurringJob(
+                name=row[0],
+                job_type=row[1],
+                cron=row[2],
+                timezone=row[3],
+                args=row[4],
+                enabled=row[5],
+                last_fire_at=row[6],
+                next_fire_at=row[7],
+                updated_at=row[8],
+            )
+            for row in await self._query("fetch", "list_recurring")
+        ]
+
+    async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
+        status = await self._query(
+            "execute", "set_recurring_enabled", name, enabled, self.clock.now()
+        )
+        return _count(status) == 1
+
+    async def fire_recurring(
+        self, name: str, instant: datetime, next_fire_at: datetime, job: NewJob
+    ) -> EnqueueResult | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(self._sql["fire_recurring"], name, instant, next_fire_at)
+            if _count(status) != 1:
+                return None
+            (result,) = await self._insert(conn, [job], text_json=False)
+            return result
+
+    async def advance_recurring(self, name: str, next_fire_at: datetime) -> None:
+        await self._query("execute", "advance_recurring", name, next_fire_at)
+
+    async def record_beat_leader(self, name: str, term: LeaseTerm, expires_at: datetime) -> None:
+        await self._query(
+            "execute",
+            "record_beat_leader",
+            name,
+            term.holder,
+            term.mechanism,
+            term.token,
+            term.since,
+            self.clock.now(),
+            expires_at,
+        )
+
+    async def clear_beat_leader(self, name: str, token: str) -> None:
+        await self._query("execute", "clear_beat_leader", name, token)
+
+    async def beat_leader(self, name: str = BEAT_LEASE) -> BeatLeader | None:
+        row = await self._query("fetchrow", "beat_leader", name, self.clock.now())
+        if row is None:
+            return None
+        return BeatLeader(
+            holder=row[0],
+            mechanism=row[1],
+            token=row[2],
+            since=row[3],
+            renewed_at=row[4],
+            expires_at=row[5],
+        )
 
 
 class _AdvisoryLease:

@@ -47,6 +47,7 @@ from jobworker.models import (
     NewJob,
     QueueInfo,
 )
+from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
     EnqueueResult,
     LeaderLease,
@@ -63,7 +64,7 @@ from jobworker.storage.sqlfiles import queries, schema_scripts
 T = TypeVar("T")
 logger = logging.getLogger("jobworker.storage.sqlite")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _LOCK_RETRIES = 20
 
 
@@ -229,23 +230,7 @@ class SQLiteStorage:
     ) -> list[EnqueueResult]:
         if connection is not None:
             raise ConfigurationError("enqueueing on a caller's connection needs PostgreSQL")
-        rows = [
-            {
-                "id": str(job.id),
-                "job_type": job.job_type,
-                "queue": job.queue,
-                "priority": job.priority,
-                "status": job.status.value,
-                "args": job.args,
-                "max_attempts": job.max_attempts,
-                "enqueued_at": job.enqueued_at.timestamp(),
-                "run_at": job.run_at.timestamp(),
-                "idempotency_key": job.idempotency_key,
-                "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
-                "result_ttl": job.result_ttl,
-            }
-            for job in jobs
-        ]
+        rows = [_job_row(job) for job in jobs]
 
         def insert(conn: sqlite3.Connection) -> list[EnqueueResult]:
             with self._write(conn):
@@ -789,6 +774,115 @@ class SQLiteStorage:
 
         return await self._run(purge)
 
+    # Beat: recurring definitions and the leader's heartbeat -------------------------------
+
+    async def upsert_recurring(self, specs: Sequence[RecurringSpec]) -> None:
+        def upsert(conn: sqlite3.Connection) -> None:
+            now = self.clock.now().timestamp()
+            with self._write(conn):
+                for spec in specs:
+                    conn.execute(
+                        self._sql["upsert_recurring"],
+                        {**msgspec.structs.asdict(spec), "now": now},
+                    )
+
+        await self._run(upsert)
+
+    async def list_recurring(self) -> list[RecurringJob]:
+        def read(conn: sqlite3.Connection) -> list[RecurringJob]:
+            return [
+                RecurringJob(
+                    name=row[0],
+                    job_type=row[1],
+                    cron=row[2],
+                    timezone=row[3],
+                    args=bytes(row[4]),
+                    enabled=bool(row[5]),
+                    last_fire_at=_dt(row[6]),
+                    next_fire_at=_dt(row[7]),
+                    updated_at=_dt_required(row[8]),
+                )
+                for row in conn.execute(self._sql["list_recurring"])
+            ]
+
+        return await self._run(read)
+
+    async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
+        def update(conn: sqlite3.Connection) -> bool:
+            params = {"name": name, "enabled": int(enabled), "now": self.clock.now().timestamp()}
+            with self._write(conn):
+                return conn.execute(self._sql["set_recurring_enabled"], params).rowcount == 1
+
+        return await self._run(update)
+
+    async def fire_recurring(
+        self, name: str, instant: datetime, next_fire_at: datetime, job: NewJob
+    ) -> EnqueueResult | None:
+        def fire(conn: sqlite3.Connection) -> EnqueueResult | None:
+            params = {
+                "name": name,
+                "instant": instant.timestamp(),
+                "next_fire_at": next_fire_at.timestamp(),
+            }
+            row = _job_row(job)
+            with self._write(conn):
+                if conn.execute(self._sql["fire_recurring"], params).rowcount != 1:
+                    return None
+                if conn.execute(self._sql["enqueue"], row).rowcount == 1:
+                    return EnqueueResult(job.id)
+                existing = conn.execute(self._sql["id_by_idempotency_key"], row).fetchone()
+                return EnqueueResult(uuid.UUID(existing[0]), created=False)
+
+        return await self._run(fire)
+
+    async def advance_recurring(self, name: str, next_fire_at: datetime) -> None:
+        def advance(conn: sqlite3.Connection) -> None:
+            params = {"name": name, "next_fire_at": next_fire_at.timestamp()}
+            with self._write(conn):
+                conn.execute(self._sql["advance_recurring"], params)
+
+        await self._run(advance)
+
+    async def record_beat_leader(self, name: str, term: LeaseTerm, expires_at: datetime) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            params = {
+                "name": name,
+                "holder": term.holder,
+                "mechanism": term.mechanism,
+                "token": term.token,
+                "since": term.since.timestamp(),
+                "now": self.clock.now().timestamp(),
+                "expires_at": expires_at.timestamp(),
+            }
+            with self._write(conn):
+                conn.execute(self._sql["record_beat_leader"], params)
+
+        await self._run(record)
+
+    async def clear_beat_leader(self, name: str, token: str) -> None:
+        def clear(conn: sqlite3.Connection) -> None:
+            with self._write(conn):
+                conn.execute(self._sql["clear_beat_leader"], {"name": name, "token": token})
+
+        await self._run(clear)
+
+    async def beat_leader(self, name: str = BEAT_LEASE) -> BeatLeader | None:
+        def read(conn: sqlite3.Connection) -> BeatLeader | None:
+            params = {"name": name, "now": self.clock.now().timestamp()}
+            row = conn.execute(self._sql["beat_leader"], params).fetchone()
+            if row is None:
+                return None
+            return BeatLeader(
+                holder=row[0],
+                mechanism=row[1],
+                token=row[2],
+                since=_dt_required(row[3]),
+                renewed_at=_dt_required(row[4]),
+                expires_at=_dt_required(row[5]),
+            )
+
+        return await self._run(read)
+
 
 class _LeaseRow:
     """A leader lease as a row with an expiry: the single writer makes taking it atomic."""
@@ -893,3 +987,24 @@ def _json_list(values: Sequence[str]) -> str:
 
 def _record(row: Sequence[Any]) -> JobRecord:
     return job_record(row, to_uuid=uuid.UUID, to_time=_dt_required, to_bytes=bytes)
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else _dt_required(value)
+
+
+def _job_row(job: NewJob) -> dict[str, Any]:
+    return {
+        "id": str(job.id),
+        "job_type": job.job_type,
+        "queue": job.queue,
+        "priority": job.priority,
+        "status": job.status.value,
+        "args": job.args,
+        "max_attempts": job.max_attempts,
+        "enqueued_at": job.enqueued_at.timestamp(),
+        "run_at": job.run_at.timestamp(),
+        "idempotency_key": job.idempotency_key,
+        "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
+        "result_ttl": job.result_ttl,
+    }

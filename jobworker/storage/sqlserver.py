@@ -52,6 +52,7 @@ from jobworker.models import (
     NewJob,
     QueueInfo,
 )
+from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
     SCHEMA_TOKEN,
     EnqueueResult,
@@ -280,37 +281,62 @@ def statements(schema: str) -> dict[str, Statement]:
 # Values -------------------------------------------------------------------------------------
 
 
-class _LeaseRow:
-    """A leader lease as a row with an expiry (the issue's sp_getapplock session lock may
-    replace it; this works on any SQL Server and needs no dedicated connection)."""
+class _AppLockLease:
+    """`sp_getapplock` with a session owner, on a dedicated connection of its own: held as long
+    as that session lives, released by the server the moment it ends (a dead leader needs no TTL
+    to pass). The `leader_leases` row only records the term, for status."""
 
-    mechanism = "sqlserver-lease"
+    mechanism = "sqlserver-applock"
 
     def __init__(self, storage: SQLServerStorage, name: str, holder: str, ttl: float) -> None:
         self._storage = storage
         self._name = name
         self._holder = holder
         self._ttl = ttl
+        self._resource = f"jobworker.leader.{storage.schema}.{name}"
+        self._conn: Any = None
+        self._thread: ThreadPoolExecutor | None = None
         self.term: LeaseTerm | None = None
 
-    def _times(self) -> tuple[datetime, str, str]:
-        now = self._storage.clock.now()
-        return now, _ts(now), _ts(now + timedelta(seconds=self._ttl))
+    async def _on_own_connection(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(connection)` on the lease's connection, from the lease's own thread."""
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="jobworker-applock")
+
+        def run() -> T:
+            if self._conn is None:
+                self._conn = self._storage._connect()
+            try:
+                return fn(self._conn)
+            except self._storage._pyodbc.Error:
+                self._drop()  # the session ends, and the lock with it
+                raise
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except self._storage._pyodbc.Error as exc:
+                logger.debug("closing the lease connection failed: %s", exc)
 
     async def acquire(self) -> bool:
+        now = self._storage.clock.now()
         token = uuid.uuid4().hex
-        now, now_text, until = self._times()
         params = {
             "lease_name": self._name,
+            "resource": self._resource,
             "holder": self._holder,
             "token": token,
-            "now": now_text,
-            "until": until,
+            "now": _ts(now),
+            "until": _ts(now + timedelta(seconds=self._ttl)),
         }
-        taken = await self._storage._run(
-            lambda conn: self._storage._scalar(conn, "lease_acquire", **params), retry=False
+        rows = await self._on_own_connection(
+            lambda conn: self._storage._query(conn, "lease_acquire", **params)
         )
-        if not taken:
+        if not rows or not rows[0][0]:
             return False
         self.term = LeaseTerm(holder=self._holder, since=now, mechanism=self.mechanism, token=token)
         return True
@@ -318,31 +344,38 @@ class _LeaseRow:
     async def renew(self) -> bool:
         if self.term is None:
             return False
-        _now, now_text, until = self._times()
         params = {
             "lease_name": self._name,
+            "resource": self._resource,
             "token": self.term.token,
-            "now": now_text,
-            "until": until,
+            "until": _ts(self._storage.clock.now() + timedelta(seconds=self._ttl)),
         }
-        renewed = await self._storage._run(
-            lambda conn: self._storage._scalar(conn, "lease_renew", **params)
-        )
-        if not renewed:
+        try:
+            rows = await self._on_own_connection(
+                lambda conn: self._storage._query(conn, "lease_renew", **params)
+            )
+        except self._storage._pyodbc.Error:
+            rows = []
+        if not rows or not rows[0][0]:
             self.term = None
-        return bool(renewed)
+            return False
+        return True
 
     async def release(self) -> None:
-        if self.term is not None:
-            params = {"lease_name": self._name, "token": self.term.token}
-            await self._storage._run(
-                lambda conn: self._storage._query(conn, "lease_release", **params)
-            )
-        self.term = None
+        term, self.term = self.term, None
+        if term is not None and self._conn is not None:
+            params = {"lease_name": self._name, "resource": self._resource, "token": term.token}
+            try:
+                await self._on_own_connection(
+                    lambda conn: self._storage._query(conn, "lease_release", **params)
+                )
+            except self._storage._pyodbc.Error as exc:
+                logger.debug("releasing the leader lease failed: %s", exc)
+        if self._thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._drop)
 
     async def current(self) -> LeaseTerm | None:
-        _now, now_text, _until = self._times()
-        params = {"lease_name": self._name, "now": now_text}
+        params = {"lease_name": self._name, "now": _ts(self._storage.clock.now())}
         rows = await self._storage._run(
             lambda conn: self._storage._query(conn, "lease_current", **params)
         )
@@ -354,7 +387,10 @@ class _LeaseRow:
         )
 
     async def close(self) -> None:
-        return None
+        await self.release()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.shutdown(wait=False)
 
 
 def _ts(value: datetime) -> str:
@@ -934,7 +970,7 @@ class SQLServerStorage:
     # Queues -------------------------------------------------------------------------------
 
     def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
-        return _LeaseRow(self, name, holder, ttl)
+        return _AppLockLease(self, name, holder, ttl)
 
     async def set_queue_paused(self, queue: str, paused: bool) -> None:
         params = {"queue": queue, "paused": paused, "now": _ts(self.clock.now())}
@@ -1013,6 +1049,117 @@ class SQLServerStorage:
         now = _ts(self.clock.now())
         return int(
             await self._run(lambda conn: self._scalar(conn, "purge_expired", now=now, limit=limit))
+        )
+
+    # Beat: recurring definitions and the leader's heartbeat -------------------------------
+
+    async def upsert_recurring(self, specs: Sequence[RecurringSpec]) -> None:
+        if not specs:
+            return
+        params = {
+            "specs": _json(
+                [
+                    {
+                        "name": spec.name,
+                        "job_type": spec.job_type,
+                        "cron": spec.cron,
+                        "timezone": spec.timezone,
+                        "args": spec.args.decode("utf-8"),
+                    }
+                    for spec in specs
+                ]
+            ),
+            "now": _ts(self.clock.now()),
+        }
+        await self._run(lambda conn: self._query(conn, "upsert_recurring", **params))
+
+    async def list_recurring(self) -> list[RecurringJob]:
+        rows = await self._run(lambda conn: self._query(conn, "list_recurring"))
+        return [
+            RecurringJob(
+                name=row[0],
+                job_type=row[1],
+                cron=row[2],
+                timezone=row[3],
+                args=_bytes(row[4]),
+                enabled=bool(row[5]),
+                last_fire_at=None if row[6] is None else _dt_required(row[6]),
+                next_fire_at=None if row[7] is None else _dt_required(row[7]),
+                updated_at=_dt_required(row[8]),
+            )
+            for row in rows
+        ]
+
+    async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
+        params = {"recurring_name": name, "enabled": enabled, "now": _ts(self.clock.now())}
+        changed = await self._run(
+            lambda conn: self._scalar(conn, "set_recurring_enabled", **params)
+        )
+        return int(changed) == 1
+
+    async def fire_recurring(
+        self, name: str, instant: datetime, next_fire_at: datetime, job: NewJob
+    ) -> EnqueueResult | None:
+        params = {
+            "recurring_name": name,
+            "instant": _ts(instant),
+            "next_fire_at": _ts(next_fire_at),
+            "job": _json(
+                {
+                    "id": str(job.id),
+                    "job_type": job.job_type,
+                    "queue": job.queue,
+                    "priority": job.priority,
+                    "status": job.status.value,
+                    "args": job.args.decode("utf-8"),
+                    "max_attempts": job.max_attempts,
+                    "enqueued_at": _ts(job.enqueued_at),
+                    "run_at": _ts(job.run_at),
+                    "idempotency_key": job.idempotency_key,
+                    "result_ttl": job.result_ttl,
+                }
+            ),
+        }
+        fired, created, job_id = (
+            await self._run(lambda conn: self._query(conn, "fire_recurring", **params), retry=False)
+        )[0]
+        if not fired:
+            return None
+        return EnqueueResult(_uuid(job_id), created=bool(created))
+
+    async def advance_recurring(self, name: str, next_fire_at: datetime) -> None:
+        params = {"recurring_name": name, "next_fire_at": _ts(next_fire_at)}
+        await self._run(lambda conn: self._query(conn, "advance_recurring", **params))
+
+    async def record_beat_leader(self, name: str, term: LeaseTerm, expires_at: datetime) -> None:
+        params = {
+            "lease_name": name,
+            "holder": term.holder,
+            "mechanism": term.mechanism,
+            "token": term.token,
+            "since": _ts(term.since),
+            "now": _ts(self.clock.now()),
+            "expires_at": _ts(expires_at),
+        }
+        await self._run(lambda conn: self._query(conn, "record_beat_leader", **params))
+
+    async def clear_beat_leader(self, name: str, token: str) -> None:
+        params = {"lease_name": name, "token": token}
+        await self._run(lambda conn: self._query(conn, "clear_beat_leader", **params))
+
+    async def beat_leader(self, name: str = BEAT_LEASE) -> BeatLeader | None:
+        params = {"lease_name": name, "now": _ts(self.clock.now())}
+        rows = await self._run(lambda conn: self._query(conn, "beat_leader", **params))
+        if not rows:
+            return None
+        holder, mechanism, token, since, renewed_at, expires_at = rows[0]
+        return BeatLeader(
+            holder=holder,
+            mechanism=mechanism,
+            token=token,
+            since=_dt_required(since),
+            renewed_at=_dt_required(renewed_at),
+            expires_at=_dt_required(expires_at),
         )
 
 

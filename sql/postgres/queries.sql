@@ -351,3 +351,57 @@ WHERE t.name = $1
         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
         AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended($2::text, 0)
   );
+
+-- Beat: recurring definitions and the leader's heartbeat --------------------------------------
+
+-- name: upsert_recurring
+-- Definitions from code: added, or their schedule and arguments updated. `enabled` and the
+-- firing state are kept; a changed schedule is scheduled again from now (next_fire_at NULL).
+INSERT INTO __SCHEMA__.recurring_jobs AS r (name, job_type, cron, timezone, args, updated_at)
+SELECT n, j, c, t, a, $6::timestamptz
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[]) AS u(n, j, c, t, a)
+ON CONFLICT (name) DO UPDATE
+SET job_type = excluded.job_type, cron = excluded.cron, timezone = excluded.timezone,
+    args = excluded.args, updated_at = excluded.updated_at,
+    next_fire_at = CASE WHEN r.cron = excluded.cron AND r.timezone = excluded.timezone
+                        THEN r.next_fire_at END
+WHERE (r.job_type, r.cron, r.timezone, r.args)
+      IS DISTINCT FROM (excluded.job_type, excluded.cron, excluded.timezone, excluded.args);
+
+-- name: list_recurring
+SELECT name, job_type, cron, timezone, args, enabled, last_fire_at, next_fire_at, updated_at
+FROM __SCHEMA__.recurring_jobs ORDER BY name;
+
+-- name: set_recurring_enabled
+-- Enabling a disabled definition schedules it from now: the fires it missed are not caught up.
+UPDATE __SCHEMA__.recurring_jobs
+SET next_fire_at = CASE WHEN $2 AND NOT enabled THEN NULL ELSE next_fire_at END,
+    enabled = $2, updated_at = $3
+WHERE name = $1;
+
+-- name: fire_recurring
+-- The fire key's guard: last_fire_at only moves forward, so an instant is fired at most once.
+UPDATE __SCHEMA__.recurring_jobs SET last_fire_at = $2, next_fire_at = $3
+WHERE name = $1 AND enabled AND (last_fire_at IS NULL OR last_fire_at < $2);
+
+-- name: advance_recurring
+UPDATE __SCHEMA__.recurring_jobs SET next_fire_at = $2
+WHERE name = $1 AND enabled AND (next_fire_at IS NULL OR next_fire_at < $2);
+
+-- name: record_beat_leader
+-- A newer term replaces an older one; a stale leader (stalled, then resumed) cannot overwrite a
+-- newer live term.
+INSERT INTO __SCHEMA__.beat_leaders AS b
+    (name, holder, mechanism, token, since, renewed_at, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, mechanism = excluded.mechanism, token = excluded.token,
+    since = excluded.since, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at
+WHERE b.token = excluded.token OR b.expires_at < excluded.renewed_at OR b.since < excluded.since;
+
+-- name: clear_beat_leader
+DELETE FROM __SCHEMA__.beat_leaders WHERE name = $1 AND token = $2;
+
+-- name: beat_leader
+SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
+WHERE name = $1 AND expires_at >= $2;

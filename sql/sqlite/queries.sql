@@ -279,3 +279,57 @@ DELETE FROM leader_leases WHERE name = :name AND token = :token;
 
 -- name: lease_current
 SELECT holder, token, since FROM leader_leases WHERE name = :name AND expires_at >= :now;
+
+-- Beat: recurring definitions and the leader's heartbeat --------------------------------------
+
+-- name: upsert_recurring
+-- A definition from code: added, or its schedule and arguments updated. `enabled` and the firing
+-- state are kept; a changed schedule is scheduled again from now (next_fire_at NULL).
+INSERT INTO recurring_jobs (name, job_type, cron, timezone, args, enabled, updated_at)
+VALUES (:name, :job_type, :cron, :timezone, :args, 1, :now)
+ON CONFLICT (name) DO UPDATE
+SET job_type = excluded.job_type, cron = excluded.cron, timezone = excluded.timezone,
+    args = excluded.args, updated_at = excluded.updated_at,
+    next_fire_at = CASE
+        WHEN recurring_jobs.cron = excluded.cron AND recurring_jobs.timezone = excluded.timezone
+        THEN recurring_jobs.next_fire_at END
+WHERE recurring_jobs.job_type IS NOT excluded.job_type OR recurring_jobs.cron IS NOT excluded.cron
+   OR recurring_jobs.timezone IS NOT excluded.timezone OR recurring_jobs.args IS NOT excluded.args;
+
+-- name: list_recurring
+SELECT name, job_type, cron, timezone, args, enabled, last_fire_at, next_fire_at, updated_at
+FROM recurring_jobs ORDER BY name;
+
+-- name: set_recurring_enabled
+-- Enabling a disabled definition schedules it from now: the fires it missed are not caught up.
+UPDATE recurring_jobs
+SET next_fire_at = CASE WHEN :enabled AND NOT enabled THEN NULL ELSE next_fire_at END,
+    enabled = :enabled, updated_at = :now
+WHERE name = :name;
+
+-- name: fire_recurring
+-- The fire key's guard: last_fire_at only moves forward, so an instant is fired at most once.
+UPDATE recurring_jobs SET last_fire_at = :instant, next_fire_at = :next_fire_at
+WHERE name = :name AND enabled = 1 AND (last_fire_at IS NULL OR last_fire_at < :instant);
+
+-- name: advance_recurring
+UPDATE recurring_jobs SET next_fire_at = :next_fire_at
+WHERE name = :name AND enabled = 1 AND (next_fire_at IS NULL OR next_fire_at < :next_fire_at);
+
+-- name: record_beat_leader
+-- A newer term replaces an older one; a stale leader (stalled, then resumed) cannot overwrite a
+-- newer live term.
+INSERT INTO beat_leaders (name, holder, mechanism, token, since, renewed_at, expires_at)
+VALUES (:name, :holder, :mechanism, :token, :since, :now, :expires_at)
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, mechanism = excluded.mechanism, token = excluded.token,
+    since = excluded.since, renewed_at = excluded.renewed_at, expires_at = excluded.expires_at
+WHERE beat_leaders.token = excluded.token OR beat_leaders.expires_at < :now
+   OR beat_leaders.since < excluded.since;
+
+-- name: clear_beat_leader
+DELETE FROM beat_leaders WHERE name = :name AND token = :token;
+
+-- name: beat_leader
+SELECT holder, mechanism, token, since, renewed_at, expires_at FROM beat_leaders
+WHERE name = :name AND expires_at >= :now;

@@ -745,50 +745,217 @@ SELECT @deleted;
 COMMIT TRANSACTION;
 
 -- name: lease_acquire
--- Take the lease if nobody holds it or the holder's term has expired; answers 1 if taken.
+-- On the lease's own connection: take the session-owned application lock without waiting, and
+-- record the term (for status). The lock lives as long as the session: a leader that dies or
+-- loses its connection gives it up at once. Answers 1 if taken.
 SET NOCOUNT ON;
-SET XACT_ABORT ON;
 DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @resource nvarchar(255) = ?;
 DECLARE @holder nvarchar(400) = ?;
 DECLARE @token nvarchar(64) = ?;
 DECLARE @now datetime2(6) = ?;
 DECLARE @until datetime2(6) = ?;
-DECLARE @taken int = 0;
-BEGIN TRANSACTION;
-UPDATE __SCHEMA__.leader_leases WITH (UPDLOCK, SERIALIZABLE)
-SET holder = @holder, token = @token, since = @now, expires_at = @until
-WHERE name = @lease_name AND expires_at < @now;
-SET @taken = @@ROWCOUNT;
-IF @taken = 0 AND NOT EXISTS (
-    SELECT 1 FROM __SCHEMA__.leader_leases WITH (UPDLOCK, SERIALIZABLE) WHERE name = @lease_name
-)
+DECLARE @no_wait int = 0;
+DECLARE @status int;
+EXEC @status = sp_getapplock
+    @Resource = @resource, @LockMode = N'Exclusive', @LockOwner = N'Session',
+    @LockTimeout = @no_wait;
+IF @status < 0
 BEGIN
+    SELECT 0;
+    RETURN;
+END;
+UPDATE __SCHEMA__.leader_leases
+SET holder = @holder, token = @token, since = @now, expires_at = @until
+WHERE name = @lease_name;
+IF @@ROWCOUNT = 0
     INSERT INTO __SCHEMA__.leader_leases (name, holder, token, since, expires_at)
     VALUES (@lease_name, @holder, @token, @now, @until);
-    SET @taken = 1;
-END;
-SELECT @taken;
-COMMIT TRANSACTION;
+SELECT 1;
 
 -- name: lease_renew
+-- The lease holds while this session holds the lock; the term row's expiry is only for status.
 SET NOCOUNT ON;
 DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @resource nvarchar(255) = ?;
 DECLARE @token nvarchar(64) = ?;
-DECLARE @now datetime2(6) = ?;
 DECLARE @until datetime2(6) = ?;
+IF COALESCE(APPLOCK_MODE(N'public', @resource, N'Session'), N'NoLock') <> N'Exclusive'
+BEGIN
+    SELECT 0;
+    RETURN;
+END;
 UPDATE __SCHEMA__.leader_leases SET expires_at = @until
-WHERE name = @lease_name AND token = @token AND expires_at >= @now;
-SELECT @@ROWCOUNT;
+WHERE name = @lease_name AND token = @token;
+SELECT 1;
 
 -- name: lease_release
 SET NOCOUNT ON;
 DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @resource nvarchar(255) = ?;
 DECLARE @token nvarchar(64) = ?;
 DELETE FROM __SCHEMA__.leader_leases WHERE name = @lease_name AND token = @token;
+IF APPLOCK_MODE(N'public', @resource, N'Session') = N'Exclusive'
+    EXEC sp_releaseapplock @Resource = @resource, @LockOwner = N'Session';
 
 -- name: lease_current
 SET NOCOUNT ON;
 DECLARE @lease_name nvarchar(200) = ?;
 DECLARE @now datetime2(6) = ?;
 SELECT holder, token, since FROM __SCHEMA__.leader_leases
+WHERE name = @lease_name AND expires_at >= @now;
+
+-- Beat: recurring definitions and the leader's heartbeat --------------------------------------
+
+-- name: upsert_recurring
+-- Definitions from code (a JSON array): added, or their schedule and arguments updated.
+-- `enabled` and the firing state are kept; a changed schedule is scheduled again from now.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @specs nvarchar(max) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @new TABLE (
+    name      nvarchar(200) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
+    job_type  nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    cron      nvarchar(200) NOT NULL,
+    timezone  nvarchar(64) NOT NULL,
+    args      nvarchar(max) NOT NULL
+);
+INSERT INTO @new (name, job_type, cron, timezone, args)
+SELECT name, job_type, cron, timezone, args FROM OPENJSON(@specs) WITH (
+    name      nvarchar(200) '$.name',
+    job_type  nvarchar(400) '$.job_type',
+    cron      nvarchar(200) '$.cron',
+    timezone  nvarchar(64) '$.timezone',
+    args      nvarchar(max) '$.args'
+);
+BEGIN TRANSACTION;
+UPDATE r
+SET next_fire_at = CASE WHEN r.cron = n.cron AND r.timezone = n.timezone
+                        THEN r.next_fire_at END,
+    job_type = n.job_type, cron = n.cron, timezone = n.timezone, args = n.args,
+    updated_at = @now
+FROM __SCHEMA__.recurring_jobs AS r WITH (UPDLOCK, SERIALIZABLE)
+JOIN @new AS n ON n.name = r.name
+WHERE r.job_type <> n.job_type OR r.cron <> n.cron OR r.timezone <> n.timezone
+   OR r.args <> n.args;
+INSERT INTO __SCHEMA__.recurring_jobs (name, job_type, cron, timezone, args, enabled, updated_at)
+SELECT n.name, n.job_type, n.cron, n.timezone, n.args, 1, @now
+FROM @new AS n
+WHERE NOT EXISTS (SELECT 1 FROM __SCHEMA__.recurring_jobs AS r WITH (UPDLOCK, SERIALIZABLE)
+                  WHERE r.name = n.name);
+COMMIT TRANSACTION;
+
+-- name: list_recurring
+SELECT name, job_type, cron, timezone, args, enabled, last_fire_at, next_fire_at, updated_at
+FROM __SCHEMA__.recurring_jobs ORDER BY name;
+
+-- name: set_recurring_enabled
+-- Enabling a disabled definition schedules it from now: the fires it missed are not caught up.
+SET NOCOUNT ON;
+DECLARE @recurring_name nvarchar(200) = ?;
+DECLARE @enabled bit = ?;
+DECLARE @now datetime2(6) = ?;
+UPDATE __SCHEMA__.recurring_jobs
+SET next_fire_at = CASE WHEN @enabled = 1 AND enabled = 0 THEN NULL ELSE next_fire_at END,
+    enabled = @enabled, updated_at = @now
+WHERE name = @recurring_name;
+SELECT @@ROWCOUNT;
+
+-- name: fire_recurring
+-- In one transaction: move last_fire_at forward (the fire key's guard: an instant is fired at
+-- most once) and enqueue the tick's job (a JSON object, with its idempotency key). Answers
+-- (fired, created, job id): fired 0 stores nothing.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @recurring_name nvarchar(200) = ?;
+DECLARE @instant datetime2(6) = ?;
+DECLARE @next_fire_at datetime2(6) = ?;
+DECLARE @job nvarchar(max) = ?;
+DECLARE @key nvarchar(850);
+DECLARE @holder uniqueidentifier;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.recurring_jobs SET last_fire_at = @instant, next_fire_at = @next_fire_at
+WHERE name = @recurring_name AND enabled = 1 AND (last_fire_at IS NULL OR last_fire_at < @instant);
+IF @@ROWCOUNT = 0
+BEGIN
+    ROLLBACK TRANSACTION;
+    SELECT CAST(0 AS bit), CAST(0 AS bit), CAST(NULL AS uniqueidentifier);
+    RETURN;
+END;
+SET @key = JSON_VALUE(@job, '$.idempotency_key');
+SELECT @holder = h.id FROM __SCHEMA__.jobs AS h WITH (UPDLOCK, HOLDLOCK)
+WHERE h.idempotency_key = @key;
+IF @holder IS NOT NULL
+BEGIN
+    SELECT CAST(1 AS bit), CAST(0 AS bit), @holder;
+    COMMIT TRANSACTION;
+    RETURN;
+END;
+INSERT INTO __SCHEMA__.jobs (
+    id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
+    idempotency_key, result_ttl
+)
+SELECT id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
+    idempotency_key, result_ttl
+FROM OPENJSON(@job) WITH (
+    id                uniqueidentifier '$.id',
+    job_type          nvarchar(400) '$.job_type',
+    queue             nvarchar(200) '$.queue',
+    priority          int '$.priority',
+    status            nvarchar(16) '$.status',
+    args              nvarchar(max) '$.args',
+    max_attempts      int '$.max_attempts',
+    enqueued_at       datetime2(6) '$.enqueued_at',
+    run_at            datetime2(6) '$.run_at',
+    idempotency_key   nvarchar(850) '$.idempotency_key',
+    result_ttl        float '$.result_ttl'
+);
+SELECT CAST(1 AS bit), CAST(1 AS bit), CAST(JSON_VALUE(@job, '$.id') AS uniqueidentifier);
+COMMIT TRANSACTION;
+
+-- name: advance_recurring
+SET NOCOUNT ON;
+DECLARE @recurring_name nvarchar(200) = ?;
+DECLARE @next_fire_at datetime2(6) = ?;
+UPDATE __SCHEMA__.recurring_jobs SET next_fire_at = @next_fire_at
+WHERE name = @recurring_name AND enabled = 1
+  AND (next_fire_at IS NULL OR next_fire_at < @next_fire_at);
+
+-- name: record_beat_leader
+-- A newer term replaces an older one; a stale leader (stalled, then resumed) cannot overwrite a
+-- newer live term.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @holder nvarchar(400) = ?;
+DECLARE @mechanism nvarchar(64) = ?;
+DECLARE @token nvarchar(64) = ?;
+DECLARE @since datetime2(6) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @expires_at datetime2(6) = ?;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.beat_leaders WITH (UPDLOCK, SERIALIZABLE)
+SET holder = @holder, mechanism = @mechanism, token = @token, since = @since,
+    renewed_at = @now, expires_at = @expires_at
+WHERE name = @lease_name AND (token = @token OR expires_at < @now OR since < @since);
+IF @@ROWCOUNT = 0 AND NOT EXISTS (
+    SELECT 1 FROM __SCHEMA__.beat_leaders WITH (UPDLOCK, SERIALIZABLE) WHERE name = @lease_name
+)
+    INSERT INTO __SCHEMA__.beat_leaders
+        (name, holder, mechanism, token, since, renewed_at, expires_at)
+    VALUES (@lease_name, @holder, @mechanism, @token, @since, @now, @expires_at);
+COMMIT TRANSACTION;
+
+-- name: clear_beat_leader
+SET NOCOUNT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @token nvarchar(64) = ?;
+DELETE FROM __SCHEMA__.beat_leaders WHERE name = @lease_name AND token = @token;
+
+-- name: beat_leader
+SET NOCOUNT ON;
+DECLARE @lease_name nvarchar(200) = ?;
+DECLARE @now datetime2(6) = ?;
+SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
 WHERE name = @lease_name AND expires_at >= @now;

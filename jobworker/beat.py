@@ -1,0 +1,387 @@
+"""`jobworker beat`: one leader at a time fires cron ticks, rescues expired leases and purges.
+
+Every beat process registers the app's recurring definitions, then competes for one leader
+lease (Redis when configured and reachable, else the database's own lock). The leader fires each
+due tick through `Storage.fire_recurring`, whose compare-and-set on `last_fire_at` is the fire
+key: a second leader, a clock step or a replay cannot enqueue an instant twice. A leader that
+cannot renew its lease stops leader work at once; a leader that finds, after a stall, that its
+lease may have lapsed writes nothing until a renewal confirms it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from jobworker.app import App
+from jobworker.definitions import Registry
+from jobworker.errors import ConfigurationError, JobArgumentsError, UnknownJobError
+from jobworker.leadership import RedisLeaderLease, default_holder
+from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
+from jobworker.models import LeaseTerm, ScheduleOptions
+from jobworker.outage import Outage
+from jobworker.recurring import BEAT_LEASE, RecurringJob, RecurringSpec, fire_key, plan
+from jobworker.storage import Storage
+from jobworker.storage.base import LeaderLease
+
+logger = logging.getLogger("jobworker.beat")
+
+# A leader trusts its lease for this share of the TTL after the start of its last renewal.
+_TRUST = 0.9
+
+
+def recurring_specs(registry: Registry) -> list[RecurringSpec]:
+    """The recurring definitions `@job(cron=...)` declares: each named after its job, with no
+    arguments (a clear error now if the job needs some)."""
+    specs = []
+    for definition in registry:
+        if definition.cron is None:
+            continue
+        try:
+            args = definition.encode_args({})
+        except JobArgumentsError as exc:
+            raise ConfigurationError(
+                f"job {definition.name!r} has cron={definition.cron!r} but cannot run without "
+                f"arguments ({exc}); give its parameters defaults, or use "
+                "client.schedule_recurring(..., args=...)"
+            ) from None
+        specs.append(
+            RecurringSpec(
+                name=definition.name,
+                job_type=definition.name,
+                cron=definition.cron,
+                timezone=definition.timezone or "UTC",
+                args=args,
+            )
+        )
+    return specs
+
+
+def redis_lease_name(url: str, schema: str) -> str:
+    """The Redis lease's name: one per database (and schema), so that clusters sharing a Redis
+    do not share a leader."""
+    if url.startswith("sqlite:///"):
+        url = "sqlite:///" + os.path.abspath(url[len("sqlite:///") :].split("?", 1)[0])
+    identity = f"{url.split('@')[-1]}|{schema}"
+    return f"{BEAT_LEASE}:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+
+
+async def redis_reachable(url: str, timeout: float) -> bool:
+    """Whether Redis answers a PING within `timeout` seconds."""
+    try:
+        import redis.asyncio as aioredis
+    except ImportError:
+        logger.warning("JOBWORKER_REDIS_URL is set but the redis package is not installed")
+        return False
+    client = aioredis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        return bool(await asyncio.wait_for(client.ping(), timeout))
+    except Exception as exc:
+        logger.warning("Redis at %s is unreachable (%s)", url.split("@")[-1], exc or type(exc))
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+async def choose_lease(app: App, storage: Storage, holder: str) -> LeaderLease:
+    """Redis when it is configured and answers within the probe timeout; else the database."""
+    settings = app.settings
+    if settings.redis_url:
+        if await redis_reachable(settings.redis_url, settings.redis_probe_timeout):
+            name = redis_lease_name(settings.database_url, settings.database_schema)
+            return RedisLeaderLease(
+                settings.redis_url, name, ttl=settings.beat_lease_ttl, holder=holder
+            )
+        logger.warning("beat falls back to the database for leader election")
+    lease = storage.leader_lease(BEAT_LEASE, holder, settings.beat_lease_ttl)
+    if storage.dialect == "sqlite":
+        logger.info(
+            "leader election through a lease row in the SQLite file (no Redis): "
+            "beats on this machine share it"
+        )
+    return lease
+
+
+class Beat:
+    """One beat process: a standby until it takes the lease, then the leader until it stops or
+    loses it."""
+
+    def __init__(
+        self, app: App, *, holder: str | None = None, storage: Storage | None = None
+    ) -> None:
+        self.app = app
+        self.settings = app.settings
+        self.clock = app.clock
+        self.holder = holder or default_holder()
+        self.lease: LeaderLease | None = None
+        self.fired = 0
+        self._storage = storage  # given: opened and closed by the caller
+        self._stop = asyncio.Event()
+        self._trusted_until = 0.0  # monotonic
+        self._leading: asyncio.Task[None] | None = None
+        self._term: LeaseTerm | None = None  # this process's current term, while it leads
+        self._warned: set[str] = set()
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            raise RuntimeError("Beat.storage used before run()")
+        return self._storage
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leading is not None and not self._leading.done()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # Process ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        specs = recurring_specs(self.app.registry)
+        owned = self._storage is None
+        storage = self._storage or self.app.create_storage()
+        await storage.open()
+        self._storage = storage
+        try:
+            await storage.check_schema()
+            if not await self._register(specs):
+                return
+            self.lease = await choose_lease(self.app, storage, self.holder)
+            logger.info(
+                "beat %s started: %d recurring definition(s) from code, leadership by %s",
+                self.holder,
+                len(specs),
+                self.lease.mechanism,
+            )
+            await self._elect()
+        finally:
+            await self._step_down("beat is stopping", release=True)
+            if self.lease is not None:
+                with contextlib.suppress(Exception):
+                    await self.lease.close()
+            if owned:
+                await storage.close()
+        logger.info("beat %s stopped after firing %d tick(s)", self.holder, self.fired)
+
+    async def _register(self, specs: Sequence[RecurringSpec]) -> bool:
+        """The idempotent upsert every beat makes at start; retried through an outage."""
+        outage = Outage("registering recurring definitions")
+        while not self._stop.is_set():
+            try:
+                await self.storage.upsert_recurring(specs)
+            except Exception as exc:
+                await self._sleep(outage.failed(exc))
+                continue
+            outage.succeeded()
+            return True
+        return False
+
+    async def _elect(self) -> None:
+        """Take the lease when it is free; while it is held, renew it every third of its TTL."""
+        assert self.lease is not None
+        lease, ttl = self.lease, self.settings.beat_lease_ttl
+        outage = Outage("taking the leader lease")
+        while not self._stop.is_set():
+            if not self.is_leader:
+                started = time.monotonic()
+                try:
+                    taken = await asyncio.wait_for(lease.acquire(), ttl / 3)
+                except Exception as exc:
+                    outage.failed(exc)
+                    taken = False
+                else:
+                    outage.succeeded()
+                if taken:
+                    self._trusted_until = started + ttl * _TRUST
+                    self._begin_term()
+                    continue
+                await self._sleep(self.settings.beat_retry_interval)
+                continue
+            await self._sleep(ttl / 3)
+            if self._stop.is_set():
+                break
+            started = time.monotonic()
+            try:
+                renewed = await asyncio.wait_for(lease.renew(), ttl / 3)
+                why = "the lease was taken over or expired (this process stalled?)"
+            except Exception as exc:
+                renewed, why = False, f"renewing it failed: {type(exc).__name__}: {exc}"
+            if not renewed:
+                await self._step_down(f"lost the leader lease: {why}")
+                continue
+            self._trusted_until = started + ttl * _TRUST
+            await self._heartbeat()
+
+    def _begin_term(self) -> None:
+        term = self._term = self.lease.term if self.lease is not None else None
+        if term is None:
+            return
+        logger.warning(
+            "beat %s is the leader (by %s, since %s)",
+            self.holder,
+            term.mechanism,
+            term.since.isoformat(timespec="seconds"),
+        )
+        self._leading = asyncio.create_task(self._lead(self.clock.now()), name="beat-leader")
+
+    async def _step_down(self, reason: str, *, release: bool = False) -> None:
+        """Stop leader work at once (cancel it), say why, and remove this term's heartbeat."""
+        task, self._leading = self._leading, None
+        term, self._term = self._term, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            log = logger.info if release else logger.warning
+            log("beat %s stops leader work: %s", self.holder, reason)
+        if release and self.lease is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.lease.release(), 5)
+        if term is not None and self._storage is not None:
+            # Workers take maintenance up again now rather than when the heartbeat expires (a
+            # newer leader's heartbeat has another token and stays).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._storage.clear_beat_leader(BEAT_LEASE, term.token), 5)
+
+    async def _heartbeat(self) -> None:
+        """Record the term in the database: workers skip maintenance while it is alive, and
+        `jobworker beat --status` reads it."""
+        term = self._term
+        if term is None:
+            return
+        expires = self.clock.now() + timedelta(seconds=self.settings.beat_lease_ttl)
+        try:
+            await self.storage.record_beat_leader(BEAT_LEASE, term, expires)
+        except Exception as exc:
+            logger.debug("recording the leader heartbeat failed: %s", exc)
+
+    def _trusted(self) -> bool:
+        """Whether the lease is surely still ours (always, for `fire_due` called directly)."""
+        return self.lease is None or time.monotonic() < self._trusted_until
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), max(seconds, 0.001))
+
+    # Leader duties ------------------------------------------------------------------------
+
+    async def _lead(self, term_started: datetime) -> None:
+        await self._heartbeat()
+        outage = Outage("beat's leader duties (cron, lease rescue, janitor)")
+        next_rescue = next_purge = 0.0
+        while True:
+            if not self._trusted():
+                # Stalled past the point where the lease is sure to be ours (a long pause, a
+                # SIGSTOP): write nothing until a renewal confirms it or leadership ends.
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                wake = await self.fire_due(term_started)
+                if time.monotonic() >= next_rescue and self._trusted():
+                    next_rescue = time.monotonic() + self.settings.rescue_interval
+                    await self._maintain()
+                if time.monotonic() >= next_purge and self._trusted():
+                    next_purge = time.monotonic() + self.settings.janitor_interval
+                    await self._purge()
+            except Exception as exc:
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            outage.succeeded()
+            delay = self.settings.beat_tick_interval
+            if wake is not None:
+                delay = min(delay, (wake - self.clock.now()).total_seconds())
+            await asyncio.sleep(max(delay, 0.001))
+
+    async def fire_due(self, term_started: datetime) -> datetime | None:
+        """Fire every due tick; returns when the next one is due (None: none is known)."""
+        records = await self.storage.list_recurring()
+        now = self.clock.now()
+        wake: datetime | None = None
+        for record in records:
+            if not record.enabled:
+                continue
+            try:
+                todo = plan(
+                    record, now, lookback=self.settings.cron_lookback, term_started=term_started
+                )
+            except ValueError as exc:
+                self._warn_once(record.name, f"recurring job {record.name!r} is skipped: {exc}")
+                continue
+            if todo is None:
+                if record.next_fire_at is not None:
+                    wake = record.next_fire_at if wake is None else min(wake, record.next_fire_at)
+                continue
+            if todo.skipped or todo.expired:
+                logger.info(
+                    "recurring job %s missed %d fire(s)%s while no leader ran; firing only the "
+                    "latest within the look-back",
+                    record.name,
+                    todo.skipped,
+                    " (and older ones beyond the look-back)" if todo.expired else "",
+                )
+            if not todo.fire:
+                await self.storage.advance_recurring(record.name, todo.next_fire_at)
+            for instant in todo.fire:
+                if not self._trusted():
+                    return None
+                if not await self._fire(record, instant):
+                    break
+            wake = todo.next_fire_at if wake is None else min(wake, todo.next_fire_at)
+        return wake
+
+    async def _fire(self, record: RecurringJob, instant: datetime) -> bool:
+        """Enqueue one tick; False if the definition cannot be fired (it was warned about)."""
+        registry = self.app.registry
+        if record.job_type not in registry:
+            self._warn_once(
+                record.name,
+                f"recurring job {record.name!r} runs job {record.job_type!r}, which this beat's "
+                "module does not define; it is not fired",
+            )
+            return False
+        arguments: dict[str, Any] = msgspec.json.decode(record.args)
+        try:
+            [job] = self.app.client.build_jobs(
+                registry.get(record.job_type),
+                [arguments],
+                ScheduleOptions(idempotency_key=fire_key(record.name, instant)),
+            )
+        except (JobArgumentsError, UnknownJobError, ConfigurationError) as exc:
+            self._warn_once(record.name, f"recurring job {record.name!r} is not fired: {exc}")
+            return False
+        next_fire = record.schedule().next_fire(instant)
+        result = await self.storage.fire_recurring(record.name, instant, next_fire, job)
+        if result is None:
+            logger.debug("recurring job %s at %s was already fired", record.name, instant)
+        else:
+            self.fired += 1
+            logger.info(
+                "fired recurring job %s for %s: job %s",
+                record.name,
+                instant.isoformat(),
+                result.job_id,
+            )
+        return True
+
+    async def _maintain(self) -> None:
+        await rescue_expired_leases(self.storage, self.settings)
+        await settle_continuations(self.storage)
+
+    async def _purge(self) -> None:
+        await purge(self.storage, self.settings, self.clock, self._trusted)
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            logger.warning(message)

@@ -1,0 +1,79 @@
+"""The cluster's housekeeping: lease rescue, the continuation sweep and the janitor.
+
+The `jobworker beat` leader runs these; while no beat leader lives, every worker process does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from jobworker.clock import Clock
+from jobworker.config import Settings
+from jobworker.events.recorder import live_floors
+from jobworker.storage import Storage
+
+logger = logging.getLogger("jobworker.maintenance")
+
+Floors = Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, int]]]
+
+
+async def rescue_expired_leases(
+    storage: Storage, settings: Settings, floors: Floors | None = None
+) -> int:
+    """Jobs whose lease expired return to queued, or go dead when out of attempts, each with an
+    attempt row saying why. Their lifecycle events are numbered above the last sequence their
+    attempt used on Redis (`floors`, or a connection of its own)."""
+    expired = await storage.leased_job_ids(None)
+    if not expired:
+        return 0
+    seq_floors = await (floors or _own_floors(settings))(expired)
+    rescued = await storage.rescue_expired(seq_floors=seq_floors)
+    if rescued:
+        logger.warning("rescued %d job(s) whose lease had expired", rescued)
+    return rescued
+
+
+def _own_floors(settings: Settings) -> Floors:
+    async def floors(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        return await live_floors(settings, job_ids)
+
+    return floors
+
+
+async def settle_continuations(storage: Storage) -> int:
+    """Repair sweep: continuations whose parent ended while nobody settled them."""
+    settled = await storage.resolve_continuations()
+    if settled:
+        logger.info("settled continuations of %d ended job(s)", settled)
+    return settled
+
+
+async def purge(
+    storage: Storage,
+    settings: Settings,
+    clock: Clock,
+    carry_on: Callable[[], bool] = lambda: True,
+) -> int:
+    """The janitor: finished jobs past their result TTL (with their attempts and events), then
+    transient events older than the stream TTL; a bounded batch, its own short transaction, at a
+    time, until none is left or `carry_on()` says stop."""
+    batch = settings.janitor_batch_size
+    total = 0
+    while carry_on():
+        purged = await storage.purge_expired(limit=batch)
+        total += purged
+        if purged < batch:
+            break
+        await asyncio.sleep(0.01)  # let claims and other writers in between
+    if total:
+        logger.info("janitor: purged %d job(s) past their result TTL", total)
+    before = clock.now() - timedelta(seconds=settings.event_stream_ttl)
+    while carry_on():
+        if await storage.purge_transient_events(before, limit=batch) < batch:
+            break
+        await asyncio.sleep(0.01)
+    return total
