@@ -25,6 +25,7 @@ from jobworker.errors import (
 )
 from jobworker.events.model import TypedEvent
 from jobworker.handle import JobHandle
+from jobworker.recurring import BeatStatus, RecurringJob
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -42,6 +43,7 @@ __all__ = [
     "App",
     "AttemptOutcome",
     "AttemptRecord",
+    "BeatStatus",
     "CancelResult",
     "Client",
     "ConfigurationError",
@@ -66,6 +68,7 @@ __all__ = [
     "MissingExtraError",
     "PermanentJobError",
     "QueueInfo",
+    "RecurringJob",
     "Registry",
     "ResultTimeoutError",
     "ScheduleOptions",
