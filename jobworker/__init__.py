@@ -25,7 +25,6 @@ from jobworker.errors import (
 )
 from jobworker.events.model import TypedEvent
 from jobworker.handle import JobHandle
-from jobworker.recurring import BeatStatus, RecurringJob
 from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
@@ -38,6 +37,7 @@ from jobworker.models import (
     QueueInfo,
     ScheduleOptions,
 )
+from jobworker.recurring import BeatStatus, RecurringJob
 
 __all__ = [
     "App",

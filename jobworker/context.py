@@ -1,9 +1,11 @@
 """The context every handler receives as its first argument: what it knows about its job, and
 the events it streams (progress, logs, chunks, metrics).
 
-Every emitting method works in both kinds of handler: an async handler awaits it (and is held
-back briefly when the worker's buffer is full), a sync one just calls it. Either way the event
-is numbered and handed to the worker at the moment of the call; nothing waits on a round trip.
+Every emitting method works in both kinds of handler: an async handler awaits it (which now and
+then lets the worker's event loop run, so that events are published while the handler streams,
+and holds the handler back briefly when the worker's buffer is full), a sync one just calls it.
+Either way the event is numbered and handed to the worker at the moment of the call; nothing
+waits on a round trip.
 """
 
 from __future__ import annotations
@@ -164,8 +166,9 @@ class JobContext(Generic[P]):
 
 
 class Emitted:
-    """What an emitting method returns: awaiting it (in an async handler) waits only while the
-    worker's event buffer is full; a sync handler may ignore it."""
+    """What an emitting method returns: awaiting it (in an async handler) waits while the
+    worker's event buffer is full, and every few hundred events yields to the event loop once;
+    a sync handler may ignore it."""
 
     __slots__ = ("_waiting",)
 

@@ -442,3 +442,34 @@ async def test_redis_stopped_mid_job_the_job_succeeds_and_kept_events_are_comple
         assert len(outage_logs) == 1
     finally:
         await app.aclose()
+
+
+async def test_a_job_that_emits_more_than_a_round_ends_after_all_its_events(
+    store: Store, bus: str | None
+) -> None:
+    """The recorder writes at most ROUND_EVENTS events a round: a job's end waits for the round
+    that holds its last event, so a reader sees every event before the terminal one."""
+    from jobworker.events.recorder import ROUND_EVENTS
+
+    registry = Registry()
+    count = ROUND_EVENTS + 5_000
+
+    @registry.job(name="stream.flood")
+    async def flood(ctx: JobContext[Any]) -> int:
+        for n in range(count):
+            await ctx.chunk(n)
+        return count
+
+    app = make_app(store, registry, bus, event_stream_maxlen=count * 2)
+    try:
+        handle = await flood.adelay()
+        async with running_worker(app):
+            reader = asyncio.create_task(collect(app, handle.job_id))
+            assert await handle.aresult(60) == count
+            events = await asyncio.wait_for(reader, 60)
+        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
+        assert chunks == list(range(count))
+        assert seqs(events) == list(range(1, len(events) + 1))
+    finally:
+        await drop_redis_keys(app)
+        await app.aclose()

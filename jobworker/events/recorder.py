@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 
 from jobworker.config import Settings
 from jobworker.events.model import TERMINAL_STATUSES, Lifecycle
@@ -31,6 +31,10 @@ ROUND_EVENTS = 20_000
 # Events waiting beyond this make an async handler's `await ctx.chunk(...)` wait for room (and a
 # sync handler's call block briefly): memory stays bounded when Redis or the database is slow.
 MAX_WAITING = 200_000
+# An async handler's `await ctx.chunk(...)` lets the event loop run once every this many events
+# emitted on the loop: a handler that streams without awaiting anything else would otherwise
+# hold the writer (and every other task of the worker) off until it returns.
+YIELD_EVERY = 256
 
 
 class Recorder:
@@ -51,7 +55,10 @@ class Recorder:
         self._loop_thread = threading.get_ident()
         # (event, already stored): a claim's `running` event is stored by the claim itself.
         self._events: deque[tuple[JobEvent, bool]] = deque()
-        self._completions: list[Completion] = []
+        self._taken = 0  # events taken from `_events` so far (put back when a round fails)
+        # Each outcome with the count of events queued before it: it is written in a round that
+        # has taken them all, so a job never ends ahead of its own events.
+        self._completions: list[tuple[Completion, int]] = []
         self._wake = asyncio.Event()
         self._signalled = False
         self._idle = asyncio.Event()
@@ -59,6 +66,7 @@ class Recorder:
         self._room = asyncio.Event()
         self._room.set()
         self._bus_down_until = 0.0
+        self._since_yield = 0
         self._db_outage = Outage("writing job outcomes and events")
         self._bus_outage = Outage("publishing events to Redis")
         self.published = 0
@@ -75,9 +83,15 @@ class Recorder:
         """Queue an event; returns something to await when the buffer is full."""
         self._events.append((event, stored))
         self._signal()
+        on_loop = threading.get_ident() == self._loop_thread
         if len(self._events) < MAX_WAITING:
+            if on_loop:
+                self._since_yield += 1
+                if self._since_yield >= YIELD_EVERY:
+                    self._since_yield = 0
+                    return _PASS
             return None
-        if threading.get_ident() == self._loop_thread:
+        if on_loop:
             self._room.clear()
             return self._wait_for_room()
         while len(self._events) >= MAX_WAITING and not self._loop.is_closed():
@@ -88,8 +102,8 @@ class Recorder:
         await self._room.wait()
 
     def add(self, completion: Completion) -> None:
-        """Queue an outcome (from the event loop)."""
-        self._completions.append(completion)
+        """Queue an outcome (from the event loop, after its attempt's last event)."""
+        self._completions.append((completion, self._taken + len(self._events)))
         self._signal()
 
     def _signal(self) -> None:
@@ -125,7 +139,12 @@ class Recorder:
     async def _round(self) -> None:
         count = min(len(self._events), ROUND_EVENTS)
         batch = [self._events.popleft() for _ in range(count)]
-        completions = self._completions[: self._batch_size]
+        self._taken += count
+        completions = []
+        for completion, queued_before in self._completions[: self._batch_size]:
+            if queued_before > self._taken:
+                break  # some of its job's events wait for a later round
+            completions.append(completion)
         live = self.live
         kept = [event for event, stored in batch if not stored and event.kind in self._kept]
         transient = []
@@ -135,6 +154,7 @@ class Recorder:
             recorded = await self._storage.complete_many(completions, kept, transient)
         except Exception as exc:
             self._events.extendleft(reversed(batch))  # in order, ahead of newer ones
+            self._taken -= count
             await asyncio.sleep(self._db_outage.failed(exc))
             return
         self._db_outage.succeeded()
@@ -175,6 +195,19 @@ class Recorder:
         except BusUnavailable as exc:
             logger.warning("could not read event sequences from Redis (%s)", exc)
             return {}
+
+
+class _Pass:
+    """Awaiting it lets the event loop run once (a bare yield, as `asyncio.sleep(0)`); not
+    awaiting it is harmless."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        yield
+
+
+_PASS = _Pass()
 
 
 def _ends(event: JobEvent) -> bool:
