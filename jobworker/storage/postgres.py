@@ -140,6 +140,8 @@ class PostgresStorage:
         quoted_schema(self.schema)
         self.channel = f"jobworker:{self.schema}"
         self.events_channel = f"jobworker-events:{self.schema}"
+        # Workers with Redis carry events live there: their rounds need no notification.
+        self._notify_on_record = not self.settings.redis_url
         self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
         self._pool: Any = None
 
@@ -453,6 +455,9 @@ class PostgresStorage:
         if len(applied) < len(completions):
             lost = len(completions) - len(applied)
             logger.info("dropped %d outcome(s) whose lease was lost", lost)
+        if self._notify_on_record:
+            touched = {event.job_id for event in stored} | {row[0] for row in applied}
+            await self._notify_events(list(touched))
         await self._settle([row[0] for row in applied if row[1]])
         now = self.clock.now()
         return Recorded(
@@ -478,15 +483,25 @@ class PostgresStorage:
         sweep (`resolve_continuations`) settles them."""
         if not parents:
             return 0
-        count = await self._query(
-            "fetchval",
+        count, changed = await self._query(
+            "fetchrow",
             "settle_continuations",
             list(parents),
             self.clock.now(),
             self.settings.result_ttl,
             self.channel,
         )
+        await self._notify_events(changed or [])
         return int(count or 0)
+
+    async def _notify_events(self, job_ids: Sequence[uuid.UUID]) -> None:
+        """Wake readers without Redis (LISTENing on the events channel) for these jobs."""
+        if not job_ids:
+            return
+        payload = ",".join(str(job_id) for job_id in job_ids)
+        await self._query(
+            "execute", "notify_events", self.events_channel, payload if len(payload) < 7000 else "*"
+        )
 
     async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
         rows = await self._query("fetch", "leased_job_ids", owner, self.clock.now(), limit)
@@ -529,6 +544,7 @@ class PostgresStorage:
             list(floors),
             list(floors.values()),
         )
+        await self._notify_events([row[0] for row in ended])
         await self._settle([row[0] for row in ended if row[1]])
         return len(ended)
 
@@ -548,6 +564,7 @@ class PostgresStorage:
         if row is None:
             raise JobNotFoundError(job_id)
         if row[1]:
+            await self._notify_events([job_id])
             await self._settle([job_id])
             return CancelResult.CANCELLED
         return CancelResult.REQUESTED if row[2] else CancelResult.FINISHED
@@ -563,6 +580,7 @@ class PostgresStorage:
             raise JobNotFoundError(job_id)
         if not row[1]:
             raise InvalidJobStateError(job_id, row[0], "only dead jobs can be retried")
+        await self._notify_events([job_id])
 
     async def delete_job(self, job_id: uuid.UUID) -> None:
         row = await self._query("fetchrow", "delete_job", job_id)

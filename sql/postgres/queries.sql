@@ -81,6 +81,12 @@ WITH done AS (
       AND j.status = 'running'
     RETURNING j.id, j.has_continuations AND j.status IN ('succeeded', 'dead', 'cancelled')
         AS settle, j.status, j.attempt, j.event_seq, j.error, j.run_at
+), lifecycle AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
+    SELECT u.id, u.event_seq, 'lifecycle', $12,
+        __SCHEMA__.lifecycle_payload(u.status, u.attempt, u.error, u.run_at)
+    FROM updated AS u
+    ON CONFLICT DO NOTHING
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
@@ -135,7 +141,14 @@ WITH floors AS (
     FROM decided AS d
     WHERE j.id = d.id
     RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome,
-        j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle
+        j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle,
+        j.event_seq, j.status, j.attempt AS new_attempt, j.error, j.run_at
+), lifecycle AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
+    SELECT u.id, u.event_seq, 'lifecycle', $2,
+        __SCHEMA__.lifecycle_payload(u.status, u.new_attempt, u.error, u.run_at)
+    FROM updated AS u
+    ON CONFLICT DO NOTHING
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error)
@@ -159,7 +172,8 @@ WITH RECURSIVE parents AS (
         event_seq = c.event_seq + 1
     FROM parents AS p
     WHERE c.continues_job_id = p.id AND p.status = 'succeeded' AND c.status = 'awaiting'
-    RETURNING c.id, pg_notify($4::text, c.queue)
+    RETURNING c.id, pg_notify($4::text, c.queue), c.event_seq, c.status, c.attempt, c.error,
+        c.run_at
 ), doomed(id, root, root_status) AS (
     SELECT c.id, p.id, p.status
     FROM __SCHEMA__.jobs AS c JOIN parents AS p ON c.continues_job_id = p.id
@@ -179,9 +193,18 @@ WITH RECURSIVE parents AS (
         event_seq = c.event_seq + 1
     FROM doomed AS d
     WHERE c.id = d.id
-    RETURNING c.id
+    RETURNING c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+), lifecycle AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
+    SELECT changed.id, changed.event_seq, 'lifecycle', $2,
+        __SCHEMA__.lifecycle_payload(changed.status, changed.attempt, changed.error, changed.run_at)
+    FROM (SELECT id, event_seq, status, attempt, error, run_at FROM promoted
+          UNION ALL
+          SELECT id, event_seq, status, attempt, error, run_at FROM cancelled) AS changed
+    ON CONFLICT DO NOTHING
+    RETURNING job_id
 )
-SELECT (SELECT count(*) FROM promoted) + (SELECT count(*) FROM cancelled);
+SELECT count(*), array_agg(job_id) FROM lifecycle;
 
 -- name: lock_parents
 -- Enqueueing continuations: lock each parent row and mark it, so that a parent finishing at the
@@ -209,7 +232,13 @@ WITH target AS (
         lease_owner = NULL, lease_expires_at = NULL, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('queued', 'scheduled', 'awaiting', 'failed')
-    RETURNING j.id
+    RETURNING j.id, j.event_seq, j.attempt
+), lifecycle AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
+    SELECT w.id, w.event_seq, 'lifecycle', $3,
+        __SCHEMA__.lifecycle_payload('cancelled', w.attempt, $2, NULL)
+    FROM waiting AS w
+    ON CONFLICT DO NOTHING
 ), running AS (
     UPDATE __SCHEMA__.jobs AS j
     SET cancel_requested = true, error = $2
@@ -234,7 +263,13 @@ WITH target AS (
         cancel_requested = false, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status = 'dead'
-    RETURNING j.id, pg_notify($3::text, j.queue)
+    RETURNING j.id, pg_notify($3::text, j.queue), j.event_seq, j.attempt
+), lifecycle AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
+    SELECT r.id, r.event_seq, 'lifecycle', $2,
+        __SCHEMA__.lifecycle_payload('queued', r.attempt, NULL, NULL)
+    FROM retried AS r
+    ON CONFLICT DO NOTHING
 )
 SELECT t.status, EXISTS (SELECT 1 FROM retried) FROM target AS t;
 
@@ -276,6 +311,10 @@ WHERE (job_id, seq) IN (
     SELECT job_id, seq FROM __SCHEMA__.job_events
     WHERE transient AND occurred_at < $1
     LIMIT $2);
+
+-- name: notify_events
+-- Wake readers without Redis: the jobs whose events were stored ('*': maybe any).
+SELECT pg_notify($1::text, $2::text);
 
 -- name: set_queue_paused
 INSERT INTO __SCHEMA__.queue_state (queue, paused, updated_at) VALUES ($1, $2, $3)
