@@ -29,8 +29,10 @@ from jobworker.storage import Storage
 # Most events a round takes; a handler may emit far more than a round can carry.
 ROUND_EVENTS = 20_000
 # Events waiting beyond this make an async handler's `await ctx.chunk(...)` wait for room (and a
-# sync handler's call block briefly): memory stays bounded when Redis or the database is slow.
-MAX_WAITING = 200_000
+# sync handler's call block) until the writer has caught up: a handler cannot run ahead of what
+# Redis (or the database) takes, so memory stays bounded and live readers stay close behind
+# (1,000 events are a few milliseconds of writing; benchmarks/events.py measures the effect).
+MAX_WAITING = 1000
 # An async handler's `await ctx.chunk(...)` lets the event loop run once every this many events
 # emitted on the loop: a handler that streams without awaiting anything else would otherwise
 # hold the writer (and every other task of the worker) off until it returns.
@@ -65,6 +67,7 @@ class Recorder:
         self._idle.set()
         self._room = asyncio.Event()
         self._room.set()
+        self._room_for_threads = threading.Event()
         self._bus_down_until = 0.0
         self._since_yield = 0
         self._db_outage = Outage("writing job outcomes and events")
@@ -95,7 +98,8 @@ class Recorder:
             self._room.clear()
             return self._wait_for_room()
         while len(self._events) >= MAX_WAITING and not self._loop.is_closed():
-            time.sleep(0.005)  # a sync handler's thread: wait for the writer to catch up
+            self._room_for_threads.clear()  # a sync handler's thread: wait for the writer
+            self._room_for_threads.wait(0.05)
         return None
 
     async def _wait_for_room(self) -> None:
@@ -127,6 +131,7 @@ class Recorder:
                 await self._round()
                 if len(self._events) < MAX_WAITING // 2:
                     self._room.set()
+                    self._room_for_threads.set()
             if not self._signalled:
                 self._idle.set()
 
