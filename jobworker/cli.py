@@ -250,6 +250,21 @@ def with_client(app_path: str | None, database_url: str | None, call: Callable[[
         app.close()
 
 
+def name_command(
+    group: click.Group, command: str, help: str, call: Callable[[Client, str], object], done: str
+) -> None:
+    """Add `GROUP COMMAND NAME`: one client call on NAME, then `done` (with NAME) on stdout."""
+
+    @group.command(command, help=help)
+    @click.argument("name")
+    @app_option
+    @database_option
+    @friendly_errors
+    def run_command(name: str, app_path: str | None, database_url: str | None) -> None:
+        with_client(app_path, database_url, lambda client: call(client, name))
+        click.echo(done.format(name))
+
+
 def render_table(rows: list[tuple[str, ...]], *, empty: str) -> str:
     """Rows (the first is the header) as aligned columns; `empty` under a header alone."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -395,26 +410,20 @@ def queues_list(app_path: str | None, database_url: str | None) -> None:
     click.echo(render_table(rows, empty="(no queues)"))
 
 
-@queues.command("pause")
-@click.argument("name")
-@app_option
-@database_option
-@friendly_errors
-def queues_pause(name: str, app_path: str | None, database_url: str | None) -> None:
-    """Stop every worker claiming from queue NAME (running jobs carry on)."""
-    with_client(app_path, database_url, lambda client: client.pause_queue(name))
-    click.echo(f"queue {name} paused")
-
-
-@queues.command("resume")
-@click.argument("name")
-@app_option
-@database_option
-@friendly_errors
-def queues_resume(name: str, app_path: str | None, database_url: str | None) -> None:
-    """Let workers claim from queue NAME again."""
-    with_client(app_path, database_url, lambda client: client.resume_queue(name))
-    click.echo(f"queue {name} resumed")
+name_command(
+    queues,
+    "pause",
+    "Stop every worker claiming from queue NAME (running jobs carry on).",
+    Client.pause_queue,
+    "queue {} paused",
+)
+name_command(
+    queues,
+    "resume",
+    "Let workers claim from queue NAME again.",
+    Client.resume_queue,
+    "queue {} resumed",
+)
 
 
 @main.command()
@@ -613,26 +622,20 @@ def recurring_list(app_path: str | None, database_url: str | None) -> None:
     click.echo(format_recurring(records))
 
 
-@recurring.command("enable")
-@click.argument("name")
-@app_option
-@database_option
-@friendly_errors
-def recurring_enable(name: str, app_path: str | None, database_url: str | None) -> None:
-    """Fire recurring job NAME again, from its next scheduled time."""
-    with_client(app_path, database_url, lambda client: client.enable_recurring(name))
-    click.echo(f"recurring job {name} enabled")
-
-
-@recurring.command("disable")
-@click.argument("name")
-@app_option
-@database_option
-@friendly_errors
-def recurring_disable(name: str, app_path: str | None, database_url: str | None) -> None:
-    """Stop firing recurring job NAME (it stays disabled when beat restarts)."""
-    with_client(app_path, database_url, lambda client: client.disable_recurring(name))
-    click.echo(f"recurring job {name} disabled")
+name_command(
+    recurring,
+    "enable",
+    "Fire recurring job NAME again, from its next scheduled time.",
+    Client.enable_recurring,
+    "recurring job {} enabled",
+)
+name_command(
+    recurring,
+    "disable",
+    "Stop firing recurring job NAME (it stays disabled when beat restarts).",
+    Client.disable_recurring,
+    "recurring job {} disabled",
+)
 
 
 @recurring.command("run")
