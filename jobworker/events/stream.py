@@ -31,6 +31,8 @@ from jobworker.storage.base import Subscription
 PAGE = 500
 # How long a reader blocks on Redis before it looks in the database again.
 LIVE_BLOCK_SECONDS = 1.0
+# How long a reader waits for Redis to fill a gap before the stored events that follow it.
+GAP_GRACE = 2.0
 # Without notifications or Redis, the existence of a quiet job is checked this often.
 EXISTENCE_CHECK_SECONDS = 5.0
 
@@ -132,6 +134,7 @@ class _Reader:
         self._job_id = job_id
         self._delivered = after_seq
         self._database_at = 0.0
+        self._gap_seen_at = 0.0
 
     async def events(self) -> AsyncIterator[JobEvent]:
         """Every event of the job after `after_seq`, in order, ending after its terminal event
@@ -151,7 +154,11 @@ class _Reader:
                     ):
                         database_due = False
                         found = False
-                        async for event in self._stored(job_id, self._delivered):
+                        # A worker stores a round in the database just before it publishes it:
+                        # events only Redis carries may be a moment behind the stored ones.
+                        async for event in self._stored(
+                            job_id, self._delivered, contiguous=not self._gap_expired()
+                        ):
                             found = True
                             yield event
                             if is_terminal(event):
@@ -189,20 +196,35 @@ class _Reader:
                         return  # deleted or purged: nothing more will come
 
     async def _stored(
-        self, job_id: uuid.UUID, after_seq: int, before_seq: int | None = None
+        self,
+        job_id: uuid.UUID,
+        after_seq: int,
+        before_seq: int | None = None,
+        *,
+        contiguous: bool = False,
     ) -> AsyncIterator[JobEvent]:
-        """Stored events after `after_seq` (and before `before_seq`); marks each delivered."""
+        """Stored events after `after_seq` (and before `before_seq`); marks each delivered.
+        With `contiguous`, stops before a gap in the sequence (and notes when it was seen)."""
         self._database_at = time.monotonic()
         while True:
             page = await self._storage.read_events(job_id, after_seq, PAGE, transient=True)
             for event in page:
                 if before_seq is not None and event.seq >= before_seq:
                     return
+                if contiguous and event.seq > self._delivered + 1:
+                    self._gap_seen_at = self._gap_seen_at or time.monotonic()
+                    return
                 self._delivered = event.seq
+                self._gap_seen_at = 0.0
                 yield event
                 after_seq = event.seq
             if len(page) < PAGE:
                 return
+
+    def _gap_expired(self) -> bool:
+        """A gap between the delivered events and the stored ones has lasted long enough that
+        Redis will not fill it (trimmed, or expired): deliver across it."""
+        return bool(self._gap_seen_at) and time.monotonic() - self._gap_seen_at >= GAP_GRACE
 
     async def _read_live(self, job_id: uuid.UUID, block: float | None) -> list[JobEvent] | None:
         """What Redis holds after the last delivered event (waiting up to `block` seconds for

@@ -295,8 +295,18 @@ WHERE status = 'running'
 LIMIT $3;
 
 -- name: read_events
+-- The stored events, and ($5) the `result` event of a succeeded job: a worker does not store it
+-- as a row (it is the job's result), it stands one before the `succeeded` event.
 SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
 WHERE job_id = $1 AND seq > $2 AND ($4::boolean OR NOT transient)
+UNION ALL
+SELECT e.seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
+FROM __SCHEMA__.job_events AS e
+JOIN __SCHEMA__.jobs AS j ON j.id = e.job_id
+WHERE $5::boolean AND e.job_id = $1 AND e.seq - 1 > $2 AND e.kind = 'lifecycle'
+  AND e.payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
+  AND NOT EXISTS (
+      SELECT 1 FROM __SCHEMA__.job_events AS r WHERE r.job_id = e.job_id AND r.seq = e.seq - 1)
 ORDER BY seq
 LIMIT $3;
 
