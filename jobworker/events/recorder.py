@@ -13,6 +13,7 @@ A round takes everything that is waiting: the busier the worker, the larger the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from jobworker.config import Settings
 from jobworker.events.model import TERMINAL_STATUSES, Lifecycle
 from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
 from jobworker.models import Completion, EventKind, JobEvent
-from jobworker.outage import Outage, logger
+from jobworker.outage import Outage
 from jobworker.storage import Storage
 
 # Most events a round takes; a handler may emit far more than a round can carry.
@@ -37,6 +38,8 @@ MAX_WAITING = 1000
 # emitted on the loop: a handler that streams without awaiting anything else would otherwise
 # hold the writer (and every other task of the worker) off until it returns.
 YIELD_EVERY = 256
+
+logger = logging.getLogger("jobworker.events")
 
 
 class Recorder:
@@ -72,8 +75,6 @@ class Recorder:
         self._since_yield = 0
         self._db_outage = Outage("writing job outcomes and events")
         self._bus_outage = Outage("publishing events to Redis")
-        self.published = 0
-        self.refused = 0
 
     @property
     def live(self) -> bool:
@@ -170,7 +171,7 @@ class Recorder:
         events.sort(key=lambda event: (event.job_id, event.seq))
         ended = [event.job_id for event in recorded.lifecycle if _ends(event)]
         try:
-            self.refused += await self._bus.publish(events, ended=ended)
+            refused = await self._bus.publish(events, ended=ended)
         except BusUnavailable as exc:
             self._bus_outage.failed(exc)
             self._bus_down_until = time.monotonic() + self._retry_interval
@@ -179,7 +180,12 @@ class Recorder:
             await self._store_transient(lost)
             return
         self._bus_outage.succeeded()
-        self.published += len(events)
+        if refused:
+            logger.info(
+                "Redis refused %d event(s) whose sequence it already holds "
+                "(from an attempt whose lease was lost)",
+                refused,
+            )
 
     async def _store_transient(self, events: list[JobEvent]) -> None:
         while events:

@@ -203,12 +203,8 @@ class RedisStreamBus:
                     str(event.payload, "utf-8"),  # JSON
                 )
             pipe.eval(_APPEND, len(keys), *map(self.key, keys), self.maxlen, _pack(entries))
-        for job_id in ended:
-            pipe.expire(self.key(job_id), int(self.ttl))
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except REDIS_ERRORS as exc:
-            raise BusUnavailable(str(exc)) from exc
+        self._expire_in(pipe, ended)
+        results = await _execute(pipe, raise_on_error=False)
         refused = 0
         failed: list[str] = []
         redo: list[JobEvent] = []
@@ -248,12 +244,8 @@ class RedisStreamBus:
                 maxlen=self.maxlen,
                 approximate=True,
             )
-        for job_id in ended:
-            pipe.expire(self.key(job_id), int(self.ttl))
-        try:
-            results = await pipe.execute(raise_on_error=False)
-        except REDIS_ERRORS as exc:
-            raise BusUnavailable(str(exc)) from exc
+        self._expire_in(pipe, ended)
+        results = await _execute(pipe, raise_on_error=False)
         errors = [result for result in results if isinstance(result, Exception)]
         refused = [error for error in errors if "equal or smaller" in str(error)]
         if len(refused) < len(errors):
@@ -270,10 +262,7 @@ class RedisStreamBus:
         pipe = self._client.pipeline(transaction=False)
         for job_id in job_ids:
             pipe.xrevrange(self.key(job_id), count=1)
-        try:
-            answers = await pipe.execute() if job_ids else []
-        except REDIS_ERRORS as exc:
-            raise BusUnavailable(str(exc)) from exc
+        answers = await _execute(pipe) if job_ids else []
         return {
             job_id: _seq(entries[0][0]) if entries else 0
             for job_id, entries in zip(job_ids, answers, strict=True)
@@ -338,12 +327,13 @@ class RedisStreamBus:
         if not job_ids:
             return
         pipe = self._client.pipeline(transaction=False)
+        self._expire_in(pipe, job_ids)
+        await _execute(pipe)
+
+    def _expire_in(self, pipe: Any, job_ids: Sequence[uuid.UUID]) -> None:
+        """Queue on `pipe` the expiry of the streams of ended jobs."""
         for job_id in job_ids:
             pipe.expire(self.key(job_id), int(self.ttl))
-        try:
-            await pipe.execute()
-        except REDIS_ERRORS as exc:
-            raise BusUnavailable(str(exc)) from exc
 
     async def ping(self) -> bool:
         try:
@@ -363,6 +353,14 @@ def _script_refused(exc: BaseException) -> bool:
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+async def _execute(pipe: Any, *, raise_on_error: bool = True) -> list[Any]:
+    """Send a pipeline; Redis out of reach is BusUnavailable."""
+    try:
+        return list(await pipe.execute(raise_on_error=raise_on_error))
+    except REDIS_ERRORS as exc:
+        raise BusUnavailable(str(exc)) from exc
 
 
 def _seq(entry_id: bytes | str) -> int:

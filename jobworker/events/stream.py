@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -24,7 +25,6 @@ from jobworker.errors import JobNotFoundError
 from jobworker.events.model import is_terminal
 from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
 from jobworker.models import JobEvent
-from jobworker.outage import logger
 from jobworker.storage import Storage
 from jobworker.storage.base import Subscription
 
@@ -35,6 +35,8 @@ LIVE_BLOCK_SECONDS = 1.0
 GAP_GRACE = 2.0
 # Without notifications or Redis, the existence of a quiet job is checked this often.
 EXISTENCE_CHECK_SECONDS = 5.0
+
+logger = logging.getLogger("jobworker.events")
 
 
 def parse_event_id(value: str | int | None) -> int:
