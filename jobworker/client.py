@@ -377,8 +377,9 @@ class Client:
         job's terminal lifecycle event. Raises JobNotFoundError for an unknown job."""
         after = parse_event_id(last_event_id)
         service = await self._stream_service()
-        async for event in service.follow(_as_uuid(job_id), after):
-            yield event
+        async for batch in service.batches(_as_uuid(job_id), after):
+            for event in batch:
+                yield event
 
     async def stream_typed(
         self, job_id: uuid.UUID | str, last_event_id: str | int | None = None

@@ -54,7 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     persist_kinds: str = "lifecycle,progress,result"
     max_payload_bytes: int = 65536
     redis_prefix: str = "jobworker:"
-    event_stream_maxlen: int = 10000
+    event_stream_maxlen: int = 100_000
     event_stream_ttl: float = 3600.0
     event_poll_interval: float = 0.2  # readers without Redis or notifications poll this often
     redis_retry_interval: float = 5.0  # while Redis is down, events go to the database

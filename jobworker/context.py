@@ -10,20 +10,23 @@ waits on a round trip.
 
 from __future__ import annotations
 
-import itertools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar, cast
 
 import msgspec
 
+from jobworker import codec
 from jobworker.errors import JobCancelledError, JobEventError
-from jobworker.models import EventKind, JobEvent
-from jobworker.payloads import Chunk, Log, Metric, Progress, encode_payload
+from jobworker.models import EventKind
+from jobworker.payloads import Chunk, Log, Metric, Progress, truncate_payload
 
-Emit = Callable[[JobEvent], Awaitable[None] | None]
+# Where a context sends its events: (seq, kind, occurred at in Unix seconds, payload JSON); what
+# it returns, if anything, an async handler awaits.
+Emit = Callable[[int, EventKind, float, msgspec.Raw], Awaitable[None] | None]
 
 P = TypeVar("P")
 
@@ -51,7 +54,7 @@ class JobContext(Generic[P]):
         first_seq: int = 1,
         progress_type: Any = Any,
         max_payload_bytes: int = 65536,
-        now: Callable[[], datetime] | None = None,
+        timestamp: Callable[[], float] = time.time,
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
@@ -62,13 +65,12 @@ class JobContext(Generic[P]):
         self.worker_id = worker_id
         self._cancelled = False
         self._logger: logging.LoggerAdapter[logging.Logger] | None = None
-        self._emit = emit
-        self._seqs = itertools.count(first_seq)
+        self._emit: Emit = emit or _drop
         self._last_seq = first_seq - 1
-        self._closed = False
+        self._closed = emit is None  # nowhere to send events: every one is dropped at once
         self._progress_type = progress_type
         self._max_payload_bytes = max_payload_bytes
-        self._now = now or _utcnow
+        self._timestamp = timestamp
         self.log = EventLog(self)
 
     # Events --------------------------------------------------------------------------------
@@ -95,8 +97,21 @@ class JobContext(Generic[P]):
 
     def chunk(self, value: Any) -> Emitted:
         """Streamed output: text (an LLM's tokens, a line of a report) or any encodable value."""
-        payload = Chunk(text=value) if isinstance(value, str) else Chunk(data=value)
-        return self.emit(EventKind.CHUNK, payload)
+        if self._closed:
+            return _DONE
+        try:
+            if value.__class__ is str:  # the common case, without building a Chunk
+                data = b'{"text":' + _encode(value) + b"}"
+            else:
+                data = _encode(Chunk(data=value))
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError) as exc:
+            raise JobEventError(f"a chunk event of job {self.job_type!r}: {exc}") from None
+        # `_send`, inlined: this is the method a streaming handler calls per token.
+        if len(data) > self._max_payload_bytes:
+            data = truncate_payload(data, self._max_payload_bytes)
+        self._last_seq = seq = self._last_seq + 1
+        waiting = self._emit(seq, _CHUNK, self._timestamp(), msgspec.Raw(data))
+        return _DONE if waiting is None else Emitted(waiting)
 
     def metric(self, name: str, value: float) -> Emitted:
         return self.emit(EventKind.METRIC, Metric(name=name, value=float(value)))
@@ -104,22 +119,19 @@ class JobContext(Generic[P]):
     def emit(self, kind: EventKind, payload: Any) -> Emitted:
         """Number an event and hand it to the worker. After the attempt has ended (a thread that
         outlived its timeout), events are dropped."""
-        if self._emit is None or self._closed:
+        if self._closed:
             return _DONE
         try:
-            data = encode_payload(payload, self._max_payload_bytes)
-        except (TypeError, msgspec.EncodeError) as exc:
+            data = _encode(payload)
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError) as exc:
             raise JobEventError(f"a {kind.value} event of job {self.job_type!r}: {exc}") from None
-        seq = next(self._seqs)
-        self._last_seq = seq
-        event = JobEvent(
-            job_id=self.job_id,
-            seq=seq,
-            kind=kind,
-            occurred_at=self._now(),
-            payload=msgspec.Raw(data),
-        )
-        waiting = self._emit(event)
+        return self._send(kind, data)
+
+    def _send(self, kind: EventKind, data: bytes) -> Emitted:
+        if len(data) > self._max_payload_bytes:
+            data = truncate_payload(data, self._max_payload_bytes)
+        self._last_seq = seq = self._last_seq + 1
+        waiting = self._emit(seq, kind, self._timestamp(), msgspec.Raw(data))
         return _DONE if waiting is None else Emitted(waiting)
 
     @property
@@ -176,10 +188,14 @@ class Emitted:
         self._waiting = waiting
 
     def __await__(self) -> Generator[Any, None, None]:
-        if self._waiting is not None:
-            yield from self._waiting.__await__()
+        if self._waiting is None:
+            return _NOTHING
+        return self._waiting.__await__()
 
 
+# What `__await__` returns when there is nothing to wait for: an iterator that is already done
+# (shared: a spent iterator stays spent), so `await ctx.chunk(...)` costs no generator.
+_NOTHING = cast(Generator[Any, None, None], iter(()))
 _DONE = Emitted()
 
 
@@ -222,5 +238,9 @@ class EventLog:
         return self._ctx.emit(EventKind.LOG, Log(level=level, message=message, data=data))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+_encode = codec.encode
+_CHUNK = EventKind.CHUNK
+
+
+def _drop(*_event: Any) -> None:
+    return None

@@ -76,5 +76,10 @@ def encode_payload(value: Any, max_bytes: int) -> bytes:
     data = codec.encode(value)
     if len(data) <= max_bytes:
         return data
+    return truncate_payload(data, max_bytes)
+
+
+def truncate_payload(data: bytes, max_bytes: int) -> bytes:
+    """The truncation marker that stands for the JSON `data`, too large to send."""
     preview = data[: max(0, min(max_bytes // 2, 1024))].decode("utf-8", errors="ignore")
     return codec.encode({TRUNCATED_MARKER: True, "size": len(data), "preview": preview})

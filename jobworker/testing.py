@@ -57,15 +57,23 @@ def capturing_context(
     """A context for calling a handler directly. Pass `progress_type` (or use
     `capturing_context_for(job)`) to have `ctx.report` validated as the worker would."""
     events: list[JobEvent] = []
+    the_job = job_id or uuid.uuid4()
+
+    def keep(seq: int, kind: EventKind, at: float, payload: msgspec.Raw) -> None:
+        occurred_at = datetime.fromtimestamp(at, UTC)
+        events.append(
+            JobEvent(job_id=the_job, seq=seq, kind=kind, occurred_at=occurred_at, payload=payload)
+        )
+
     ctx: CapturingContext[Any] = CapturingContext(
-        job_id=job_id or uuid.uuid4(),
+        job_id=the_job,
         job_type=job_type,
         attempt=attempt,
         max_attempts=max_attempts,
         queue=queue,
         enqueued_at=datetime.now(UTC),
         worker_id="testing",
-        emit=events.append,
+        emit=keep,
         progress_type=progress_type,
         max_payload_bytes=max_payload_bytes,
     )

@@ -22,8 +22,9 @@ from typing import Any
 import msgspec
 
 from jobworker.app import App
+from jobworker.clock import timestamp_of
 from jobworker.context import JobContext
-from jobworker.events.recorder import Recorder, bus_for
+from jobworker.events.recorder import JobEvents, Recorder, bus_for
 from jobworker.executor import Executor
 from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
 from jobworker.models import (
@@ -139,6 +140,7 @@ class Worker:
         self._storage = storage
         self._bus = bus_for(self.settings)
         self._recorder = Recorder(storage, self.settings, self._bus)
+        self._timestamp = timestamp_of(self.app.clock)
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._renew_leases(), name="leases"),
@@ -281,6 +283,7 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         self.claimed += 1
         definition = self.app.registry.get(job.job_type)
+        events = self._recorder.attempt(job.id)
         ctx: JobContext[Any] = JobContext(
             job_id=job.id,
             job_type=job.job_type,
@@ -289,22 +292,22 @@ class Worker:
             queue=job.queue,
             enqueued_at=job.enqueued_at,
             worker_id=self.worker_id,
-            emit=self._recorder.emit,
+            emit=events.emit,
             first_seq=job.event_seq + 1,
             progress_type=definition.progress_type,
             max_payload_bytes=self.settings.max_payload_bytes,
-            now=self.app.clock.now,
+            timestamp=self._timestamp,
         )
         if self._bus is not None:
             # The claim stored the `running` event; live readers get it from the bus.
             running = lifecycle_event(
                 job.id, job.event_seq, job.started_at, JobStatus.RUNNING, job.attempt
             )
-            self._recorder.emit(running, stored=True)
-        task = asyncio.create_task(self._run_job(job, ctx), name=f"job:{job.id}")
+            events.publish_stored(running)
+        task = asyncio.create_task(self._run_job(job, ctx, events), name=f"job:{job.id}")
         self._running[job.id] = _Running(job, ctx, task, definition.is_async)
 
-    async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any]) -> None:
+    async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any], events: JobEvents) -> None:
         outcome: Outcome
         try:
             definition = self.app.registry.get(job.job_type)
@@ -329,7 +332,7 @@ class Worker:
             self._wake.set()
         if isinstance(outcome, Succeeded):
             ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
-        self._recorder.add(self._completion(job, outcome, ctx.close_events()))
+        self._recorder.add(events, self._completion(job, outcome, ctx.close_events()))
 
     def _completion(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:
         now = self.app.clock.now()

@@ -14,32 +14,77 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Generator
+from datetime import UTC, datetime
+
+import msgspec
 
 from jobworker.config import Settings
 from jobworker.events.model import TERMINAL_STATUSES, Lifecycle
-from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
+from jobworker.events.redis_bus import BusUnavailable, LiveEvent, RedisStreamBus
 from jobworker.models import Completion, EventKind, JobEvent
 from jobworker.outage import Outage
 from jobworker.storage import Storage
 
-# Most events a round takes; a handler may emit far more than a round can carry.
-ROUND_EVENTS = 20_000
+# Most events a round takes (an attempt's backlog may be longer: the rest waits for the next).
+ROUND_EVENTS = 2_000
 # Events waiting beyond this make an async handler's `await ctx.chunk(...)` wait for room (and a
 # sync handler's call block) until the writer has caught up: a handler cannot run ahead of what
 # Redis (or the database) takes, so memory stays bounded and live readers stay close behind
-# (1,000 events are a few milliseconds of writing; benchmarks/events.py measures the effect).
-MAX_WAITING = 1000
-# An async handler's `await ctx.chunk(...)` lets the event loop run once every this many events
-# emitted on the loop: a handler that streams without awaiting anything else would otherwise
-# hold the writer (and every other task of the worker) off until it returns.
+# (a few thousand events are a few milliseconds of writing; benchmarks/events.py measures it).
+MAX_WAITING = 4000
+# Every this many events, an async handler's `await ctx.chunk(...)` lets the event loop run once
+# (a handler that streams without awaiting anything else would otherwise hold the writer, and
+# every other task of the worker, off until it returns), and the buffer's size is checked.
 YIELD_EVERY = 256
 
 logger = logging.getLogger("jobworker.events")
+
+
+class JobEvents:
+    """The events of one attempt on their way out: what its context emits into.
+
+    A handler's thread or the event loop appends; the writer (on the loop) takes. Both ends of a
+    deque are safe to use from two threads, and the `dirty` flag is set after an append and
+    cleared before a take, so an event appended during a take is never left behind unnoticed.
+    """
+
+    __slots__ = ("_recorder", "completion", "dirty", "job_id", "published", "queue")
+
+    def __init__(self, recorder: Recorder, job_id: uuid.UUID) -> None:
+        self._recorder = recorder
+        self.job_id = job_id
+        self.queue: deque[LiveEvent] = deque()
+        self.published: list[LiveEvent] = []  # for the live bus only: the database has them
+        self.dirty = False
+        self.completion: Completion | None = None
+
+    def emit(
+        self, seq: int, kind: EventKind, at: float, payload: msgspec.Raw
+    ) -> Awaitable[None] | None:
+        """Queue an event (`at` in Unix seconds). Every YIELD_EVERY events of the worker it
+        returns something for an async handler to await: a pass through the event loop, or a
+        wait while this attempt's backlog is full; a sync handler's thread blocks there
+        instead."""
+        self.queue.append((seq, kind, at, payload))
+        recorder = self._recorder
+        if not self.dirty:
+            recorder.mark(self)
+        recorder.until_check -= 1
+        if recorder.until_check > 0:
+            return None
+        return recorder.check(self)
+
+    def publish_stored(self, event: JobEvent) -> None:
+        """Queue for the live bus an event the database already holds (from the event loop)."""
+        self.published.append((event.seq, event.kind, event.occurred_at.timestamp(), event.payload))
+        if not self.dirty:
+            self._recorder.mark(self)
 
 
 class Recorder:
@@ -58,21 +103,19 @@ class Recorder:
         self._retry_interval = settings.redis_retry_interval
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        # (event, already stored): a claim's `running` event is stored by the claim itself.
-        self._events: deque[tuple[JobEvent, bool]] = deque()
-        self._taken = 0  # events taken from `_events` so far (put back when a round fails)
-        # Each outcome with the count of events queued before it: it is written in a round that
-        # has taken them all, so a job never ends ahead of its own events.
-        self._completions: list[tuple[Completion, int]] = []
+        # Attempts with events to take, in the order they first had some.
+        self._dirty: deque[JobEvents] = deque()
+        # Finished attempts, in the order they finished: each is written in a round after its
+        # last event has been taken, so a job never ends ahead of its own events.
+        self._finished: list[JobEvents] = []
+        self.until_check = YIELD_EVERY
         self._wake = asyncio.Event()
         self._signalled = False
         self._idle = asyncio.Event()
         self._idle.set()
         self._room = asyncio.Event()
-        self._room.set()
         self._room_for_threads = threading.Event()
         self._bus_down_until = 0.0
-        self._since_yield = 0
         self._db_outage = Outage("writing job outcomes and events")
         self._bus_outage = Outage("publishing events to Redis")
 
@@ -81,40 +124,45 @@ class Recorder:
         """Events go to Redis now (it is configured and not in a known outage)."""
         return self._bus is not None and time.monotonic() >= self._bus_down_until
 
-    # Producers (any thread) -------------------------------------------------------------------
+    # Producers -----------------------------------------------------------------------------
 
-    def emit(self, event: JobEvent, *, stored: bool = False) -> Awaitable[None] | None:
-        """Queue an event; returns something to await when the buffer is full."""
-        self._events.append((event, stored))
+    def attempt(self, job_id: uuid.UUID) -> JobEvents:
+        """Where a new attempt's context sends its events."""
+        return JobEvents(self, job_id)
+
+    def add(self, events: JobEvents, completion: Completion) -> None:
+        """Queue an attempt's outcome (from the event loop, after its last event)."""
+        events.completion = completion
+        self._finished.append(events)
         self._signal()
-        on_loop = threading.get_ident() == self._loop_thread
-        if len(self._events) < MAX_WAITING:
-            if on_loop:
-                self._since_yield += 1
-                if self._since_yield >= YIELD_EVERY:
-                    self._since_yield = 0
-                    return _PASS
-            return None
-        if on_loop:
-            self._room.clear()
-            return self._wait_for_room()
-        while len(self._events) >= MAX_WAITING and not self._loop.is_closed():
+
+    def mark(self, events: JobEvents) -> None:
+        """The attempt has events to take (from any thread)."""
+        events.dirty = True
+        self._dirty.append(events)
+        if not self._signalled:
+            self._signal()
+
+    def check(self, events: JobEvents) -> Awaitable[None] | None:
+        """Every YIELD_EVERY events: on the event loop, pass through it (or wait while this
+        attempt's backlog is full); on a handler's thread, block while it is full."""
+        self.until_check = YIELD_EVERY
+        full = len(events.queue) >= MAX_WAITING
+        if threading.get_ident() == self._loop_thread:
+            return self._wait_for_room(events) if full else _PASS
+        while len(events.queue) >= MAX_WAITING and not self._loop.is_closed():
             self._room_for_threads.clear()  # a sync handler's thread: wait for the writer
             self._room_for_threads.wait(0.05)
         return None
 
-    async def _wait_for_room(self) -> None:
-        await self._room.wait()
-
-    def add(self, completion: Completion) -> None:
-        """Queue an outcome (from the event loop, after its attempt's last event)."""
-        self._completions.append((completion, self._taken + len(self._events)))
-        self._signal()
+    async def _wait_for_room(self, events: JobEvents) -> None:
+        while len(events.queue) >= MAX_WAITING:
+            await self._room.wait()
 
     def _signal(self) -> None:
-        self._idle.clear()
         if self._signalled:
-            return
+            return  # the writer has yet to wake (and idle is cleared)
+        self._idle.clear()
         self._signalled = True
         if threading.get_ident() == self._loop_thread:
             self._wake.set()
@@ -128,56 +176,67 @@ class Recorder:
             await self._wake.wait()
             self._wake.clear()
             self._signalled = False
-            while self._events or self._completions:
+            while self._dirty or self._finished:
                 await self._round()
-                if len(self._events) < MAX_WAITING // 2:
-                    self._room.set()
-                    self._room_for_threads.set()
+                # Wake whoever waits for room; later waiters wait on a fresh event.
+                self._room.set()
+                self._room = asyncio.Event()
+                self._room_for_threads.set()
             if not self._signalled:
                 self._idle.set()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is written."""
-        while not (self._idle.is_set() and not self._events and not self._completions):
+        while not (self._idle.is_set() and not self._dirty and not self._finished):
             await self._idle.wait()
             await asyncio.sleep(0)
 
     async def _round(self) -> None:
-        count = min(len(self._events), ROUND_EVENTS)
-        batch = [self._events.popleft() for _ in range(count)]
-        self._taken += count
-        completions = []
-        for completion, queued_before in self._completions[: self._batch_size]:
-            if queued_before > self._taken:
-                break  # some of its job's events wait for a later round
-            completions.append(completion)
+        taken = self._take()
+        completions: list[Completion] = []
+        for events in self._finished[: self._batch_size]:
+            if events.queue or events.dirty:
+                break  # some of its events wait for a later round
+            assert events.completion is not None
+            completions.append(events.completion)
         live = self.live
-        kept = [event for event, stored in batch if not stored and event.kind in self._kept]
-        transient = []
-        if not live:
-            transient = [e for e, stored in batch if not stored and e.kind not in self._kept]
+        kept = [
+            _stored(events.job_id, event)
+            for events, batch, _ in taken
+            for event in batch
+            if event[1] in self._kept
+        ]
+        transient = [] if live else self._unkept(taken)
         try:
             recorded = await self._storage.complete_many(completions, kept, transient)
         except Exception as exc:
-            self._events.extendleft(reversed(batch))  # in order, ahead of newer ones
-            self._taken -= count
+            self._put_back(taken)
             await asyncio.sleep(self._db_outage.failed(exc))
             return
         self._db_outage.succeeded()
-        del self._completions[: len(completions)]
+        del self._finished[: len(completions)]
         if self._bus is None or not live:
             return
-        events = [event for event, _ in batch] + recorded.lifecycle
-        events.sort(key=lambda event: (event.job_id, event.seq))
-        ended = [event.job_id for event in recorded.lifecycle if _ends(event)]
+        batches: dict[uuid.UUID, list[LiveEvent]] = {}
+        for events, batch, published in taken:
+            merged = batches.setdefault(events.job_id, [])
+            merged += published
+            merged += batch
+        ended = []
+        for event in recorded.lifecycle:
+            live_event = (event.seq, event.kind, event.occurred_at.timestamp(), event.payload)
+            batches.setdefault(event.job_id, []).append(live_event)
+            if _ends(event):
+                ended.append(event.job_id)
+        for merged in batches.values():
+            merged.sort(key=_by_seq)  # in order already but for a few: a linear pass
         try:
-            refused = await self._bus.publish(events, ended=ended)
+            refused = await self._bus.publish(batches, ended=ended)
         except BusUnavailable as exc:
             self._bus_outage.failed(exc)
             self._bus_down_until = time.monotonic() + self._retry_interval
             # Readers find what Redis did not take in the database instead.
-            lost = [e for e, stored in batch if not stored and e.kind not in self._kept]
-            await self._store_transient(lost)
+            await self._store_transient(self._unkept(taken))
             return
         self._bus_outage.succeeded()
         if refused:
@@ -186,6 +245,48 @@ class Recorder:
                 "(from an attempt whose lease was lost)",
                 refused,
             )
+
+    def _take(self) -> list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]:
+        """Up to ROUND_EVENTS waiting events: (attempt, its events, its events for the live
+        bus only), attempt by attempt."""
+        taken = []
+        room = ROUND_EVENTS
+        while self._dirty and room > 0:
+            events = self._dirty.popleft()
+            if not events.dirty:
+                continue  # marked twice: taken already
+            events.dirty = False  # before taking: an event appended from now on marks it again
+            queue = events.queue
+            count = min(len(queue), room)
+            batch = [queue.popleft() for _ in range(count)]
+            room -= count
+            if queue and not events.dirty:
+                events.dirty = True
+                self._dirty.appendleft(events)  # the rest first, next round
+            published, events.published = events.published, []
+            taken.append((events, batch, published))
+        return taken
+
+    def _put_back(self, taken: list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]) -> None:
+        """A round failed: its events go back ahead of newer ones, for the next round."""
+        for events, batch, published in reversed(taken):
+            events.queue.extendleft(reversed(batch))
+            events.published[:0] = published
+            if not events.dirty:
+                events.dirty = True
+                self._dirty.appendleft(events)
+
+    def _unkept(
+        self, taken: list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]
+    ) -> list[JobEvent]:
+        """The events taken that are not of kept kinds (so not stored yet), as the storage
+        takes them."""
+        return [
+            _stored(events.job_id, event)
+            for events, batch, _ in taken
+            for event in batch
+            if event[1] not in self._kept
+        ]
 
     async def _store_transient(self, events: list[JobEvent]) -> None:
         while events:
@@ -219,6 +320,21 @@ class _Pass:
 
 
 _PASS = _Pass()
+
+
+def _stored(job_id: uuid.UUID, event: LiveEvent) -> JobEvent:
+    """A queued event as the storage takes it."""
+    seq, kind, at, payload = event
+    return JobEvent(
+        job_id=job_id,
+        seq=seq,
+        kind=kind,
+        occurred_at=datetime.fromtimestamp(at, UTC),
+        payload=payload,
+    )
+
+
+_by_seq = operator.itemgetter(0)
 
 
 def _ends(event: JobEvent) -> bool:

@@ -24,7 +24,7 @@ from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
 from jobworker.events.model import is_terminal
 from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
-from jobworker.models import JobEvent
+from jobworker.models import EventKind, JobEvent
 from jobworker.storage import Storage
 from jobworker.storage.base import Subscription
 
@@ -110,11 +110,18 @@ class StreamService:
     async def follow(self, job_id: uuid.UUID, after_seq: int = 0) -> AsyncIterator[JobEvent]:
         """Every event of the job after `after_seq`, in order, ending after its terminal event
         (or when the job no longer exists)."""
+        async for batch in self.batches(job_id, after_seq):
+            for event in batch:
+                yield event
+
+    async def batches(self, job_id: uuid.UUID, after_seq: int = 0) -> AsyncIterator[list[JobEvent]]:
+        """`follow`, a batch at a time: what one read found (for readers that pass events on
+        in bulk, and to spare the per-event cost of one more generator)."""
         if await self._storage.get(job_id) is None:
             raise JobNotFoundError(job_id)
         await self._notifier.start(self._storage)
-        async for event in _Reader(self, job_id, after_seq).events():
-            yield event
+        async for batch in _Reader(self, job_id, after_seq).batches():
+            yield batch
 
     def bus_failed(self, exc: BaseException) -> None:
         logger.warning(
@@ -135,20 +142,20 @@ class _Reader:
         self._settings = service._settings
         self._job_id = job_id
         self._delivered = after_seq
+        self._ended = False
         self._database_at = 0.0
         self._gap_seen_at = 0.0
 
-    async def events(self) -> AsyncIterator[JobEvent]:
-        """Every event of the job after `after_seq`, in order, ending after its terminal event
-        (or when the job no longer exists)."""
-        job_id = self._job_id
-        async with self._service._notifier.watching(job_id) as notified:
+    async def batches(self) -> AsyncIterator[list[JobEvent]]:
+        """Every event of the job after `after_seq`, in order and in batches as they come,
+        ending after its terminal event (or when the job no longer exists)."""
+        async with self._service._notifier.watching(self._job_id) as notified:
             database_due = True
             last_check = time.monotonic()
-            while True:
+            while not self._ended:
                 if self._service._live():
                     # Redis first (it has every kind); the database for what it lacks.
-                    live = await self._read_live(job_id, None)
+                    live = await self._read_live(None)
                     if live is None:
                         continue
                     if not live and (
@@ -158,68 +165,84 @@ class _Reader:
                         found = False
                         # A worker stores a round in the database just before it publishes it:
                         # events only Redis carries may be a moment behind the stored ones.
-                        async for event in self._stored(
-                            job_id, self._delivered, contiguous=not self._gap_expired()
-                        ):
+                        async for page in self._stored(contiguous=not self._gap_expired()):
                             found = True
-                            yield event
-                            if is_terminal(event):
-                                return
+                            yield page
                         if found:
                             continue
                     if not live:
-                        live = await self._read_live(job_id, LIVE_BLOCK_SECONDS)
+                        live = await self._read_live(LIVE_BLOCK_SECONDS)
                         if live is None:
                             continue
                         database_due = not live
-                    for event in live:
-                        if event.seq <= self._delivered:
-                            continue
-                        if event.seq > self._delivered + 1:
-                            async for stored in self._stored(job_id, self._delivered, event.seq):
-                                yield stored
-                                if is_terminal(stored):
-                                    return
-                        self._delivered = event.seq
-                        yield event
-                        if is_terminal(event):
-                            return
+                    if live:
+                        batch = await self._after_delivered(live)
+                        if batch:
+                            yield batch
                 else:
-                    async for event in self._stored(job_id, self._delivered):
-                        yield event
-                        if is_terminal(event):
-                            return
+                    async for page in self._stored():
+                        yield page
+                    if self.ended:
+                        return
                     notified.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(notified.wait(), self._settings.event_poll_interval)
                 if time.monotonic() - last_check >= EXISTENCE_CHECK_SECONDS:
                     last_check = time.monotonic()
-                    if await self._storage.get(job_id) is None:
+                    if await self._storage.get(self._job_id) is None:
                         return  # deleted or purged: nothing more will come
 
+    @property
+    def ended(self) -> bool:
+        """The terminal event has been delivered."""
+        return self._ended
+
+    async def _after_delivered(self, live: list[JobEvent]) -> list[JobEvent]:
+        """The live events after the last delivered one, with any gap before one of them filled
+        from the database; marks them delivered."""
+        batch: list[JobEvent] = []
+        for event in live:
+            seq = event.seq
+            if seq <= self._delivered:
+                continue
+            if seq > self._delivered + 1:
+                async for page in self._stored(before_seq=seq):
+                    batch += page
+                if self._ended:
+                    break
+            self._delivered = seq
+            batch.append(event)
+            if event.kind is EventKind.LIFECYCLE and is_terminal(event):
+                self._ended = True
+                break
+        return batch
+
     async def _stored(
-        self,
-        job_id: uuid.UUID,
-        after_seq: int,
-        before_seq: int | None = None,
-        *,
-        contiguous: bool = False,
-    ) -> AsyncIterator[JobEvent]:
-        """Stored events after `after_seq` (and before `before_seq`); marks each delivered.
-        With `contiguous`, stops before a gap in the sequence (and notes when it was seen)."""
+        self, *, before_seq: int | None = None, contiguous: bool = False
+    ) -> AsyncIterator[list[JobEvent]]:
+        """Pages of the stored events after the last delivered one (and before `before_seq`);
+        marks them delivered. With `contiguous`, stops before a gap in the sequence (and notes
+        when it was seen)."""
         self._database_at = time.monotonic()
-        while True:
-            page = await self._storage.read_events(job_id, after_seq, PAGE, transient=True)
-            for event in page:
+        while not self._ended:
+            found = await self._storage.read_events(
+                self._job_id, self._delivered, PAGE, transient=True
+            )
+            page: list[JobEvent] = []
+            for event in found:
                 if before_seq is not None and event.seq >= before_seq:
-                    return
+                    break
                 if contiguous and event.seq > self._delivered + 1:
                     self._gap_seen_at = self._gap_seen_at or time.monotonic()
-                    return
+                    break
                 self._delivered = event.seq
                 self._gap_seen_at = 0.0
-                yield event
-                after_seq = event.seq
+                page.append(event)
+                if is_terminal(event):
+                    self._ended = True
+                    break
+            if page:
+                yield page
             if len(page) < PAGE:
                 return
 
@@ -228,12 +251,12 @@ class _Reader:
         Redis will not fill it (trimmed, or expired): deliver across it."""
         return bool(self._gap_seen_at) and time.monotonic() - self._gap_seen_at >= GAP_GRACE
 
-    async def _read_live(self, job_id: uuid.UUID, block: float | None) -> list[JobEvent] | None:
+    async def _read_live(self, block: float | None) -> list[JobEvent] | None:
         """What Redis holds after the last delivered event (waiting up to `block` seconds for
         some); None when Redis cannot be used."""
         assert self._bus is not None
         try:
-            return await self._bus.read(job_id, self._delivered, block=block)
+            return await self._bus.read(self._job_id, self._delivered, block=block)
         except BusUnavailable as exc:
             self._service.bus_failed(exc)
             return None
