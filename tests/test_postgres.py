@@ -403,3 +403,101 @@ async def test_the_advisory_lease_ends_with_its_session(pg_database: str, migrat
         await a.close()
         await b.close()
         await storage.close()
+
+
+async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
+    pg_database: str, migrated: str
+) -> None:
+    """The claim and the completion store no event rows for a job's start and end: its history
+    is read from the jobs and job_attempts rows. Rows stored the old way are never repeated."""
+    from datetime import UTC, datetime
+
+    import msgspec
+
+    from jobworker.events.model import Lifecycle
+    from jobworker.ids import uuid7
+    from jobworker.models import Completion, EventKind, JobEvent, NewJob, Succeeded
+
+    settings = Settings(database_url=pg_database, database_schema=migrated)
+    storage = create_storage(pg_database, settings)
+    await storage.open()
+    conn = await asyncpg.connect(pg_database)
+
+    def new_job() -> NewJob:
+        now = datetime.now(UTC)
+        return NewJob(
+            id=uuid7(now),
+            job_type="t.noop",
+            queue="default",
+            priority=0,
+            args=b"{}",
+            max_attempts=3,
+            status=JobStatus.QUEUED,
+            run_at=now,
+            enqueued_at=now,
+        )
+
+    async def stored_rows(job_id: object) -> int:
+        return int(
+            await conn.fetchval(
+                f"SELECT count(*) FROM {migrated}.job_events WHERE job_id = $1", job_id
+            )
+        )
+
+    async def history(job_id: object) -> list[tuple[int, str, str | None]]:
+        return [
+            (
+                e.seq,
+                e.kind.value,
+                e.decoded(Lifecycle).status.value if e.kind is EventKind.LIFECYCLE else None,
+            )
+            for e in await storage.read_events(job_id)
+        ]
+
+    try:
+        job, legacy = new_job(), new_job()
+        await storage.enqueue_many([job, legacy])
+        claimed = {c.id: c for c in await storage.claim("w1", ["t.noop"], ["default"], 10, 30.0)}
+        assert await history(job.id) == [(1, "lifecycle", "running")]
+        # As version 7 did: the claim stored the running event as a row.
+        await conn.execute(
+            f"INSERT INTO {migrated}.job_events (job_id, seq, kind, occurred_at, payload) "
+            f"VALUES ($1, 1, 'lifecycle', now(), "
+            f"{migrated}.lifecycle_payload('running', 1, NULL, NULL))",
+            legacy.id,
+        )
+        # As a worker ends a succeeded attempt: its last event is the result.
+        results = [
+            JobEvent(
+                job_id=c.id,
+                seq=2,
+                kind=EventKind.RESULT,
+                occurred_at=datetime.now(UTC),
+                payload=msgspec.Raw(b'{"value":42}'),
+            )
+            for c in claimed.values()
+        ]
+        done = [
+            Completion(
+                job_id=c.id,
+                attempt=c.attempt,
+                lease_owner="w1",
+                started_at=c.started_at,
+                ended_at=datetime.now(UTC),
+                outcome=Succeeded(result=b"42"),
+                event_seq=2,
+            )
+            for c in claimed.values()
+        ]
+        recorded = await storage.complete_many(done, results)
+        assert sorted(e.seq for e in recorded.lifecycle) == [3, 3]
+        assert await stored_rows(job.id) == 0
+        expected = [(1, "lifecycle", "running"), (2, "result", None), (3, "lifecycle", "succeeded")]
+        assert await history(job.id) == expected
+        [result] = [e for e in await storage.read_events(job.id) if e.kind is EventKind.RESULT]
+        assert result.decoded() == {"value": 42}
+        assert await history(legacy.id) == expected
+        assert await stored_rows(legacy.id) == 1
+    finally:
+        await conn.close()
+        await storage.close()

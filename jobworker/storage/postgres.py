@@ -472,14 +472,15 @@ class PostgresStorage:
             touched = {event.job_id for event in stored} | {row[0] for row in applied}
             await self._notify_events(list(touched))
         await self._settle([row[0] for row in applied if row[1]])
-        now = self.clock.now()
+        # The end's event is read back from the attempt row, which has the attempt's end time.
+        ended_at = {item.job_id: item.ended_at for item in completions}
         return Recorded(
             applied=len(applied),
             lifecycle=[
                 lifecycle_event(
                     _uuid(row[0]),
                     row[4],
-                    now,
+                    ended_at[_uuid(row[0])],
                     JobStatus(row[2]),
                     row[3],
                     row[5],

@@ -37,7 +37,9 @@ WHERE lease_owner = $1 AND status = 'running';
 -- name: complete
 -- Many outcomes in one statement: store the attempts' events, update the jobs whose lease is
 -- still ours (numbering each end's lifecycle event after the attempt's own), and record one
--- attempt row for each of them.
+-- attempt row for each of them, with the numbers of its `running` event (jobs.event_seq before
+-- this statement: every part of a statement sees the rows as they were) and of its end's event,
+-- which read_events derives from the row.
 WITH done AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
@@ -81,16 +83,13 @@ WITH done AS (
       AND j.status = 'running'
     RETURNING j.id, j.has_continuations AND j.status IN ('succeeded', 'dead', 'cancelled')
         AS settle, j.status, j.attempt, j.event_seq, j.error, j.run_at
-), lifecycle AS (
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
-    SELECT u.id, u.event_seq, 'lifecycle', $12,
-        __SCHEMA__.lifecycle_payload(u.status, u.attempt, u.error, u.run_at)
-    FROM updated AS u
-    ON CONFLICT DO NOTHING
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
-        (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
-    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
+        (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
+         start_seq, end_seq, end_payload)
+    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback,
+        (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id), u.event_seq,
+        __SCHEMA__.lifecycle_payload(u.status, u.attempt, u.error, u.run_at)
     FROM done AS d JOIN updated AS u ON u.id = d.id
 )
 -- Each outcome applied, with what its lifecycle event records; settle: the job ended with
@@ -105,7 +104,8 @@ SELECT id, settle, status, attempt, event_seq, error, run_at FROM updated;
 WITH floors AS (
     SELECT * FROM unnest($7::uuid[], $8::bigint[]) AS f(id, seq)
 ), ended AS (
-    SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested
+    SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested,
+        event_seq AS start_seq
     FROM __SCHEMA__.jobs
     WHERE status = 'running'
       AND (($1::text IS NOT NULL AND lease_owner = $1::text)
@@ -140,7 +140,7 @@ WITH floors AS (
             (SELECT max(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = j.id)) + 1
     FROM decided AS d
     WHERE j.id = d.id
-    RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome,
+    RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome, d.start_seq,
         j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle,
         j.event_seq, j.status, j.attempt AS new_attempt, j.error, j.run_at
 ), lifecycle AS (
@@ -151,9 +151,9 @@ WITH floors AS (
     ON CONFLICT DO NOTHING
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
-        (job_id, attempt, worker, started_at, ended_at, outcome, error)
+        (job_id, attempt, worker, started_at, ended_at, outcome, error, start_seq)
     SELECT id, attempt, lease_owner, COALESCE(started_at, $2), $2, outcome,
-           $4::text || ' (worker ' || lease_owner || ')'
+           $4::text || ' (worker ' || lease_owner || ')', start_seq
     FROM updated
 )
 SELECT id, settle FROM updated;
@@ -295,18 +295,44 @@ WHERE status = 'running'
 LIMIT $3;
 
 -- name: read_events
--- The stored events, and ($5) the `result` event of a succeeded job: a worker does not store it
--- as a row (it is the job's result), it stands one before the `succeeded` event.
+-- The stored events, and the lifecycle events an attempt's row stands for (version 8): its
+-- `running` event (from the jobs row while it runs), and the event its completion ended it
+-- with. ($5) The `result` event of a succeeded job is not stored as a row either: it is the
+-- job's result, one before the `succeeded` event. A derived event never repeats a stored row
+-- (events stored by earlier versions).
+WITH derived AS (
+    SELECT a.start_seq AS seq, 'lifecycle' AS kind, a.started_at AS occurred_at,
+        __SCHEMA__.lifecycle_payload('running', a.attempt, NULL, NULL) AS payload
+    FROM __SCHEMA__.job_attempts AS a
+    WHERE a.job_id = $1 AND a.start_seq > $2
+    UNION ALL
+    SELECT a.end_seq, 'lifecycle', a.ended_at, a.end_payload
+    FROM __SCHEMA__.job_attempts AS a
+    WHERE a.job_id = $1 AND a.end_seq > $2
+    UNION ALL
+    SELECT j.event_seq, 'lifecycle', j.started_at,
+        __SCHEMA__.lifecycle_payload('running', j.attempt, NULL, NULL)
+    FROM __SCHEMA__.jobs AS j
+    WHERE j.id = $1 AND j.status = 'running' AND j.event_seq > $2
+    UNION ALL
+    SELECT a.end_seq - 1, 'result', a.ended_at, jsonb_build_object('value', j.result)
+    FROM __SCHEMA__.job_attempts AS a
+    JOIN __SCHEMA__.jobs AS j ON j.id = a.job_id
+    WHERE $5::boolean AND a.job_id = $1 AND a.end_seq - 1 > greatest($2, a.start_seq)
+      AND a.end_payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
+    UNION ALL
+    SELECT e.seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
+    FROM __SCHEMA__.job_events AS e
+    JOIN __SCHEMA__.jobs AS j ON j.id = e.job_id
+    WHERE $5::boolean AND e.job_id = $1 AND e.seq - 1 > $2 AND e.kind = 'lifecycle'
+      AND e.payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
+)
 SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
 WHERE job_id = $1 AND seq > $2 AND ($4::boolean OR NOT transient)
 UNION ALL
-SELECT e.seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
-FROM __SCHEMA__.job_events AS e
-JOIN __SCHEMA__.jobs AS j ON j.id = e.job_id
-WHERE $5::boolean AND e.job_id = $1 AND e.seq - 1 > $2 AND e.kind = 'lifecycle'
-  AND e.payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
-  AND NOT EXISTS (
-      SELECT 1 FROM __SCHEMA__.job_events AS r WHERE r.job_id = e.job_id AND r.seq = e.seq - 1)
+SELECT d.seq, d.kind, d.occurred_at, d.payload FROM derived AS d
+WHERE NOT EXISTS (
+    SELECT 1 FROM __SCHEMA__.job_events AS e WHERE e.job_id = $1 AND e.seq = d.seq)
 ORDER BY seq
 LIMIT $3;
 
