@@ -10,6 +10,7 @@ waits on a round trip.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -71,7 +72,6 @@ class JobContext(Generic[P]):
         self._progress_type = progress_type
         self._max_payload_bytes = max_payload_bytes
         self._timestamp = timestamp
-        self.log = EventLog(self)
 
     # Events --------------------------------------------------------------------------------
 
@@ -134,6 +134,12 @@ class JobContext(Generic[P]):
         waiting = self._emit(seq, kind, self._timestamp(), msgspec.Raw(data))
         return _DONE if waiting is None else Emitted(waiting)
 
+    def skip_event(self) -> None:
+        """Number an event without sending it: one the storage derives (a PostgreSQL job's
+        `result` event, read from its stored result)."""
+        if not self._closed:
+            self._last_seq += 1
+
     @property
     def last_seq(self) -> int:
         """The sequence of the last event this attempt emitted (its first minus one if none)."""
@@ -143,6 +149,11 @@ class JobContext(Generic[P]):
         """The attempt has ended: later events are dropped. Returns the last sequence used."""
         self._closed = True
         return self._last_seq
+
+    @functools.cached_property
+    def log(self) -> EventLog:
+        """`ctx.log.info("rows exported", count=n)`: structured log events of the job."""
+        return EventLog(self)
 
     @property
     def correlation_id(self) -> str:

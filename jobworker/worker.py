@@ -331,7 +331,10 @@ class Worker:
             self.finished += 1
             self._wake.set()
         if isinstance(outcome, Succeeded):
-            ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
+            if self._bus is not None or not self._storage.derives_result_events:
+                ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
+            else:
+                ctx.skip_event()  # the storage derives it; it still takes its number
         self._recorder.add(events, self._completion(job, outcome, ctx.close_events()))
 
     def _completion(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:

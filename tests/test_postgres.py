@@ -501,3 +501,31 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
     finally:
         await conn.close()
         await storage.close()
+
+
+async def test_completions_notify_readers_without_redis(pg_database: str, migrated: str) -> None:
+    """Without Redis, readers wait on LISTEN: a worker's completion statement notifies them of
+    the jobs it ended and of those whose events it stored (one notification per statement)."""
+    registry = Registry()
+
+    @registry.job(name="notify.me")
+    async def notify_me(ctx: JobContext, n: int) -> int:
+        await ctx.progress(1, 1)
+        return n
+
+    app = App(pg_database, registry=registry, database_schema=migrated)
+    conn = await asyncpg.connect(pg_database)
+    heard: list[str] = []
+    try:
+        await conn.add_listener(
+            f"jobworker-events:{migrated}", lambda *args: heard.append(args[-1])
+        )
+        handles = [await notify_me.adelay(n=n) for n in range(3)]
+        assert (await adrain(app)).succeeded == 3
+        await asyncio.sleep(0.2)
+        named = {job_id for payload in heard for job_id in payload.split(",")}
+        assert {str(h.job_id) for h in handles} <= named
+        assert len(heard) <= 3
+    finally:
+        await conn.close()
+        await app.aclose()

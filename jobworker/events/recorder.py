@@ -208,7 +208,9 @@ class Recorder:
         ]
         transient = [] if live else self._unkept(taken)
         try:
-            recorded = await self._storage.complete_many(completions, kept, transient)
+            recorded = await self._storage.complete_many(
+                completions, kept, transient, lifecycle=self._bus is not None and live
+            )
         except Exception as exc:
             self._put_back(taken)
             await asyncio.sleep(self._db_outage.failed(exc))

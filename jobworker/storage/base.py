@@ -206,6 +206,9 @@ class Storage(Protocol):
     """
 
     dialect: str
+    # The storage derives a succeeded job's `result` event from the job's result when its events
+    # are read: a worker without a live bus need not hand that event in (it still numbers it).
+    derives_result_events: bool
 
     async def open(self) -> None:
         """Connect. On a backend that creates its own schema (SQLite), create it."""
@@ -266,9 +269,12 @@ class Storage(Protocol):
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
     ) -> Recorded:
         """Record outcomes and events in one transaction; returns how many outcomes still held
-        their lease, and the lifecycle events of their status changes.
+        their lease, and (unless `lifecycle` is false: a caller with no live bus to send them
+        to) the lifecycle events of their status changes.
 
         Succeeded → succeeded. Failed with `retry_at` → failed (runs again at retry_at). Failed
         without → dead. Released → queued, the attempt not counted. An outcome whose lease is no

@@ -143,6 +143,8 @@ class PostgresStorage:
         # Workers with Redis carry events live there: their rounds need no notification.
         self._notify_on_record = not self.settings.redis_url
         self._results_kept = "result" in self.settings.persisted_kinds()
+        # (When results are kept: read_events derives a succeeded job's `result` event.)
+        self.derives_result_events = self._results_kept
         self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
         self._pool: Any = None
 
@@ -425,6 +427,8 @@ class PostgresStorage:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
     ) -> Recorded:
         if not completions and not events and not transient:
             return Recorded()
@@ -462,16 +466,19 @@ class PostgresStorage:
             [event.occurred_at for event in stored],
             [bytes(event.payload) for event in stored],
             [False] * len(events) + [True] * len(transient),
+            self.events_channel if self._notify_on_record else None,
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
         applied = await self._query("fetch", "complete", *params)
         if len(applied) < len(completions):
             lost = len(completions) - len(applied)
             logger.info("dropped %d outcome(s) whose lease was lost", lost)
-        if self._notify_on_record:
-            touched = {event.job_id for event in stored} | {row[0] for row in applied}
-            await self._notify_events(list(touched))
+        if self._notify_on_record and stored and not applied:
+            # The statement notifies with its first applied outcome; without one, do it here.
+            await self._notify_events(list({event.job_id for event in stored}))
         await self._settle([row[0] for row in applied if row[1]])
+        if not lifecycle:
+            return Recorded(applied=len(applied))
         # The end's event is read back from the attempt row, which has the attempt's end time.
         ended_at = {item.job_id: item.ended_at for item in completions}
         return Recorded(

@@ -101,6 +101,7 @@ def _dt_required(value: float) -> datetime:
 
 class SQLiteStorage:
     dialect = "sqlite"
+    derives_result_events = False
 
     def __init__(
         self, url: str, settings: Settings | None = None, clock: Clock = system_clock
@@ -374,6 +375,8 @@ class SQLiteStorage:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
     ) -> Recorded:
         if not completions and not events and not transient:
             return Recorded()

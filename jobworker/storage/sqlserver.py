@@ -467,6 +467,7 @@ def _result_rows(cursor: Any) -> list[Any]:
 
 class SQLServerStorage:
     dialect = "sqlserver"
+    derives_result_events = False
 
     def __init__(
         self, url: str, settings: Settings | None = None, clock: Clock = system_clock
@@ -760,6 +761,8 @@ class SQLServerStorage:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
     ) -> Recorded:
         if not completions and not events and not transient:
             return Recorded()

@@ -91,10 +91,19 @@ WITH done AS (
         (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id), u.event_seq,
         __SCHEMA__.lifecycle_payload(u.status, u.attempt, u.error, u.run_at)
     FROM done AS d JOIN updated AS u ON u.id = d.id
+), touched AS (
+    -- $20: the channel that wakes readers without Redis (NULL: the caller publishes to Redis).
+    SELECT string_agg(DISTINCT t.id::text, ',') AS ids
+    FROM (SELECT unnest($14::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
+    WHERE $20::text IS NOT NULL
 )
 -- Each outcome applied, with what its lifecycle event records; settle: the job ended with
--- continuations to settle.
-SELECT id, settle, status, attempt, event_seq, error, run_at FROM updated;
+-- continuations to settle. The notification is sent once, with the first row (a statement that
+-- applies no outcome sends none: the caller notifies for its events itself).
+SELECT id, settle, status, attempt, event_seq, error, run_at,
+    (SELECT count(pg_notify($20::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
+     FROM touched WHERE ids IS NOT NULL) AS notified
+FROM updated;
 
 -- name: end_leases
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
