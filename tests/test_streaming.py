@@ -473,3 +473,80 @@ async def test_a_job_that_emits_more_than_a_round_ends_after_all_its_events(
     finally:
         await drop_redis_keys(app)
         await app.aclose()
+
+
+async def test_a_sync_handler_that_outruns_the_writer_waits_and_loses_nothing(
+    store: Store, bus: str | None
+) -> None:
+    """A sync handler's thread blocks while its attempt has MAX_WAITING unwritten events: it
+    cannot run ahead of the writer, and every event arrives in order."""
+    from jobworker.events.recorder import MAX_WAITING
+
+    registry = Registry()
+    count = MAX_WAITING * 3
+
+    @registry.job(name="stream.sync_flood")
+    def sync_flood(ctx: JobContext[Any]) -> int:
+        for n in range(count):
+            ctx.chunk(n)
+        return count
+
+    app = make_app(store, registry, bus, event_stream_maxlen=count * 2)
+    try:
+        handle = await sync_flood.adelay()
+        async with running_worker(app):
+            reader = asyncio.create_task(collect(app, handle.job_id))
+            assert await handle.aresult(60) == count
+            events = await asyncio.wait_for(reader, 60)
+        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
+        assert chunks == list(range(count))
+        assert seqs(events) == list(range(1, len(events) + 1))
+    finally:
+        await drop_redis_keys(app)
+        await app.aclose()
+
+
+async def test_events_of_a_failed_write_are_written_again_in_order(store: Store) -> None:
+    """The database refuses the writer's first rounds: the events go back ahead of newer ones
+    and are stored, in order and once, when it works again (a real database, made to fail)."""
+    from jobworker.config import Settings
+    from jobworker.events.recorder import Recorder
+    from jobworker.storage import create_storage
+
+    settings = Settings(database_url=store.url, database_schema=store.schema)
+    storage = create_storage(store.url, settings)
+    await storage.open()
+    await storage.migrate()
+    refusals = 2
+    real_complete_many = storage.complete_many
+
+    async def flaky_complete_many(*args: Any, **kwargs: Any) -> Any:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise ConnectionError("the database went away")
+        return await real_complete_many(*args, **kwargs)
+
+    storage.complete_many = flaky_complete_many  # type: ignore[method-assign]
+    recorder = Recorder(storage, settings)
+    writer = asyncio.create_task(recorder.run())
+    job_id = uuid.uuid4()
+    try:
+        attempt = recorder.attempt(job_id)
+        for n in range(1, 301):
+            payload = msgspec.Raw(msgspec.json.encode({"done": n}))
+            waiting = attempt.emit(n, EventKind.PROGRESS, time.time(), payload)
+            if waiting is not None:
+                await waiting
+        await asyncio.wait_for(recorder.flush(), 30)
+        assert refusals == 0
+        stored = []
+        while page := await storage.read_events(job_id, stored[-1].seq if stored else 0, 100):
+            stored += page
+        assert seqs(stored) == list(range(1, 301))
+        assert [e.decoded()["done"] for e in stored] == list(range(1, 301))
+    finally:
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        await storage.close()
