@@ -550,3 +550,35 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
         with contextlib.suppress(asyncio.CancelledError):
             await writer
         await storage.close()
+
+
+async def test_a_reader_behind_a_trimmed_stream_gets_every_kept_event(store: Store) -> None:
+    """A reader that comes after Redis trimmed the stream: the kept events (progress, the
+    lifecycle, the result) all come from the database, the chunks Redis still holds follow in
+    order, and the stream ends with the job."""
+    registry = Registry()
+
+    @registry.job(name="stream.trimmed")
+    async def trimmed(ctx: JobContext[Any]) -> int:
+        for n in range(1, 2001):
+            await ctx.chunk(n)
+            if n % 100 == 0:
+                await ctx.progress(n, 2000)
+        return 2000
+
+    app = make_app(store, registry, REDIS_URL, event_stream_maxlen=300)
+    try:
+        handle = await trimmed.adelay()
+        async with running_worker(app):
+            assert await handle.aresult(30) == 2000
+        events = await asyncio.wait_for(collect(app, handle.job_id), 30)
+        assert seqs(events) == sorted(set(seqs(events)))  # in order, none twice
+        progress = [e.decoded(Progress).done for e in events if e.kind is EventKind.PROGRESS]
+        assert progress == [float(n) for n in range(100, 2001, 100)]
+        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
+        assert 300 <= len(chunks) < 2000 and chunks == list(range(chunks[0], 2001))
+        assert statuses(events) == ["running", "succeeded"]
+        assert [e.decoded()["value"] for e in events if e.kind is EventKind.RESULT] == [2000]
+    finally:
+        await drop_redis_keys(app)
+        await app.aclose()
