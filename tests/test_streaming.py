@@ -444,6 +444,27 @@ async def test_redis_stopped_mid_job_the_job_succeeds_and_kept_events_are_comple
         await app.aclose()
 
 
+async def assert_every_chunk_arrives(
+    store: Store, bus: str | None, registry: Registry, job: Any, count: int
+) -> None:
+    """Run `job` (which emits chunks 0..count-1) while a reader follows it live: the reader gets
+    every chunk, in order, with contiguous sequences, before the job's end."""
+    app = make_app(store, registry, bus, event_stream_maxlen=count * 2)
+    try:
+        handle = await job.adelay()
+        async with running_worker(app):
+            reader = asyncio.create_task(collect(app, handle.job_id))
+            assert await handle.aresult(60) == count
+            events = await asyncio.wait_for(reader, 60)
+        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
+        assert chunks == list(range(count))
+        assert seqs(events) == list(range(1, len(events) + 1))
+        assert is_terminal(events[-1])
+    finally:
+        await drop_redis_keys(app)
+        await app.aclose()
+
+
 async def test_a_job_that_emits_more_than_a_round_ends_after_all_its_events(
     store: Store, bus: str | None
 ) -> None:
@@ -460,19 +481,7 @@ async def test_a_job_that_emits_more_than_a_round_ends_after_all_its_events(
             await ctx.chunk(n)
         return count
 
-    app = make_app(store, registry, bus, event_stream_maxlen=count * 2)
-    try:
-        handle = await flood.adelay()
-        async with running_worker(app):
-            reader = asyncio.create_task(collect(app, handle.job_id))
-            assert await handle.aresult(60) == count
-            events = await asyncio.wait_for(reader, 60)
-        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
-        assert chunks == list(range(count))
-        assert seqs(events) == list(range(1, len(events) + 1))
-    finally:
-        await drop_redis_keys(app)
-        await app.aclose()
+    await assert_every_chunk_arrives(store, bus, registry, flood, count)
 
 
 async def test_a_sync_handler_that_outruns_the_writer_waits_and_loses_nothing(
@@ -491,19 +500,7 @@ async def test_a_sync_handler_that_outruns_the_writer_waits_and_loses_nothing(
             ctx.chunk(n)
         return count
 
-    app = make_app(store, registry, bus, event_stream_maxlen=count * 2)
-    try:
-        handle = await sync_flood.adelay()
-        async with running_worker(app):
-            reader = asyncio.create_task(collect(app, handle.job_id))
-            assert await handle.aresult(60) == count
-            events = await asyncio.wait_for(reader, 60)
-        chunks = [e.decoded(Chunk).data for e in events if e.kind is EventKind.CHUNK]
-        assert chunks == list(range(count))
-        assert seqs(events) == list(range(1, len(events) + 1))
-    finally:
-        await drop_redis_keys(app)
-        await app.aclose()
+    await assert_every_chunk_arrives(store, bus, registry, sync_flood, count)
 
 
 async def test_events_of_a_failed_write_are_written_again_in_order(store: Store) -> None:
