@@ -57,6 +57,8 @@ system_clock = SystemClock()
 def timestamp_of(clock: Clock) -> Callable[[], float]:
     """The clock's current instant in Unix seconds, as a function (its own `timestamp` where it
     has one)."""
+    if type(clock) is SystemClock:
+        return time.time  # the builtin itself: a handler's every event takes the time
     own: Callable[[], float] | None = getattr(clock, "timestamp", None)
     if own is not None:
         return own

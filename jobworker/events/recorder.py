@@ -54,7 +54,7 @@ class JobEvents:
     cleared before a take, so an event appended during a take is never left behind unnoticed.
     """
 
-    __slots__ = ("_recorder", "completion", "dirty", "job_id", "published", "queue")
+    __slots__ = ("_recorder", "completion", "dirty", "job_id", "published", "queue", "until_check")
 
     def __init__(self, recorder: Recorder, job_id: uuid.UUID) -> None:
         self._recorder = recorder
@@ -63,22 +63,23 @@ class JobEvents:
         self.published: list[LiveEvent] = []  # for the live bus only: the database has them
         self.dirty = False
         self.completion: Completion | None = None
+        self.until_check = YIELD_EVERY  # events until the next pass through the event loop
 
     def emit(
         self, seq: int, kind: EventKind, at: float, payload: msgspec.Raw
     ) -> Awaitable[None] | None:
-        """Queue an event (`at` in Unix seconds). Every YIELD_EVERY events of the worker it
+        """Queue an event (`at` in Unix seconds). Every YIELD_EVERY events of the attempt it
         returns something for an async handler to await: a pass through the event loop, or a
         wait while this attempt's backlog is full; a sync handler's thread blocks there
         instead."""
         self.queue.append((seq, kind, at, payload))
-        recorder = self._recorder
         if not self.dirty:
-            recorder.mark(self)
-        recorder.until_check -= 1
-        if recorder.until_check > 0:
+            self._recorder.mark(self)
+        self.until_check -= 1
+        if self.until_check > 0:
             return None
-        return recorder.check(self)
+        self.until_check = YIELD_EVERY
+        return self._recorder.check(self)
 
     def publish_stored(self, event: JobEvent) -> None:
         """Queue for the live bus an event the database already holds (from the event loop)."""
@@ -108,7 +109,6 @@ class Recorder:
         # Finished attempts, in the order they finished: each is written in a round after its
         # last event has been taken, so a job never ends ahead of its own events.
         self._finished: list[JobEvents] = []
-        self.until_check = YIELD_EVERY
         self._wake = asyncio.Event()
         self._signalled = False
         self._idle = asyncio.Event()
@@ -144,9 +144,8 @@ class Recorder:
             self._signal()
 
     def check(self, events: JobEvents) -> Awaitable[None] | None:
-        """Every YIELD_EVERY events: on the event loop, pass through it (or wait while this
-        attempt's backlog is full); on a handler's thread, block while it is full."""
-        self.until_check = YIELD_EVERY
+        """Every YIELD_EVERY events of an attempt: on the event loop, pass through it (or wait
+        while the attempt's backlog is full); on a handler's thread, block while it is full."""
         full = len(events.queue) >= MAX_WAITING
         if threading.get_ident() == self._loop_thread:
             return self._wait_for_room(events) if full else _PASS
