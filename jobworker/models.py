@@ -219,6 +219,7 @@ class Completion(msgspec.Struct, frozen=True, kw_only=True):
     retry_at: datetime | None = None
     result_ttl: float | None = None
     event_seq: int = 0  # the last sequence the attempt used; its end's lifecycle event follows
+    start_seq: int = 0  # the sequence of the attempt's `running` event (0: the storage looks it up)
 
 
 class LeaseTerm(msgspec.Struct, frozen=True, kw_only=True):

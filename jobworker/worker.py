@@ -368,6 +368,7 @@ class Worker:
             retry_at=retry_at,
             result_ttl=result_ttl,
             event_seq=event_seq,
+            start_seq=job.event_seq,
         )
 
     # Shutdown -----------------------------------------------------------------------------

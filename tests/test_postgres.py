@@ -486,6 +486,8 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
                 ended_at=datetime.now(UTC),
                 outcome=Succeeded(result=b"42"),
                 event_seq=2,
+                # A worker passes the claim's number; without it the storage looks it up.
+                start_seq=c.event_seq if c.id == job.id else 0,
             )
             for c in claimed.values()
         ]

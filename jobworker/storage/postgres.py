@@ -467,6 +467,7 @@ class PostgresStorage:
             [bytes(event.payload) for event in stored],
             [False] * len(events) + [True] * len(transient),
             self.events_channel if self._notify_on_record else None,
+            [item.start_seq for item in completions],
         )
         # Safe to repeat: a second run finds the leases already released and changes nothing.
         applied = await self._query("fetch", "complete", *params)

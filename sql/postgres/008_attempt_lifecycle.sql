@@ -6,13 +6,19 @@
 -- index insertions per job on the two hottest statements, the claim and the completion. The
 -- claim now only numbers the `running` event (jobs.event_seq, as before); the statement that
 -- ends the attempt records that number in job_attempts.start_seq, and the completion records
--- its own end event in end_seq and end_payload. read_events puts them back in sequence among
--- the stored events (and derives the running attempt's `running` event from the jobs row).
--- Events stored as rows by earlier versions stay rows; a derived event never repeats one.
+-- its own end event: its number (end_seq) and what lifecycle_payload makes its payload of (the
+-- job's status, attempt, error and run_at after the change; plain columns, because building a
+-- jsonb value per completed job costs the completion more than storing four values).
+-- read_events puts them back in sequence among the stored events (and derives the running
+-- attempt's `running` event from the jobs row). Events stored as rows by earlier versions stay
+-- rows; a derived event never repeats one.
 
 ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS start_seq bigint;
 ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_seq bigint;
-ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_payload jsonb;
+ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_status text;
+ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_attempt integer;
+ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_error text;
+ALTER TABLE __SCHEMA__.job_attempts ADD COLUMN IF NOT EXISTS end_run_at timestamptz;
 
 -- The claim of version 6, without storing the `running` events.
 CREATE OR REPLACE FUNCTION __SCHEMA__.claim_batch(

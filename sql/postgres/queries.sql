@@ -37,16 +37,16 @@ WHERE lease_owner = $1 AND status = 'running';
 -- name: complete
 -- Many outcomes in one statement: store the attempts' events, update the jobs whose lease is
 -- still ours (numbering each end's lifecycle event after the attempt's own), and record one
--- attempt row for each of them, with the numbers of its `running` event (jobs.event_seq before
--- this statement: every part of a statement sees the rows as they were) and of its end's event,
--- which read_events derives from the row.
+-- attempt row for each of them, with the number of its `running` event ($21, from the claim;
+-- 0: unknown, then jobs.event_seq before this statement, as every part of a statement sees the
+-- rows as they were) and its end's event, which read_events derives from the row.
 WITH done AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
         $8::timestamptz[], $9::double precision[], $10::timestamptz[], $11::timestamptz[],
-        $13::bigint[]
+        $13::bigint[], $21::bigint[]
     ) AS d(id, attempt, owner, outcome, result, error, traceback, retry_at, result_ttl,
-           started_at, ended_at, event_seq)
+           started_at, ended_at, event_seq, start_seq)
 ), events AS (
     INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
     SELECT * FROM unnest(
@@ -86,10 +86,11 @@ WITH done AS (
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
-         start_seq, end_seq, end_payload)
+         start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
     SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback,
-        (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id), u.event_seq,
-        __SCHEMA__.lifecycle_payload(u.status, u.attempt, u.error, u.run_at)
+        COALESCE(NULLIF(d.start_seq, 0),
+                 (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id)),
+        u.event_seq, u.status, u.attempt, u.error, u.run_at
     FROM done AS d JOIN updated AS u ON u.id = d.id
 ), touched AS (
     -- $20: the channel that wakes readers without Redis (NULL: the caller publishes to Redis).
@@ -315,7 +316,8 @@ WITH derived AS (
     FROM __SCHEMA__.job_attempts AS a
     WHERE a.job_id = $1 AND a.start_seq > $2
     UNION ALL
-    SELECT a.end_seq, 'lifecycle', a.ended_at, a.end_payload
+    SELECT a.end_seq, 'lifecycle', a.ended_at,
+        __SCHEMA__.lifecycle_payload(a.end_status, a.end_attempt, a.end_error, a.end_run_at)
     FROM __SCHEMA__.job_attempts AS a
     WHERE a.job_id = $1 AND a.end_seq > $2
     UNION ALL
@@ -328,7 +330,7 @@ WITH derived AS (
     FROM __SCHEMA__.job_attempts AS a
     JOIN __SCHEMA__.jobs AS j ON j.id = a.job_id
     WHERE $5::boolean AND a.job_id = $1 AND a.end_seq - 1 > greatest($2, a.start_seq)
-      AND a.end_payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
+      AND a.end_status = 'succeeded' AND j.status = 'succeeded'
     UNION ALL
     SELECT e.seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
     FROM __SCHEMA__.job_events AS e
