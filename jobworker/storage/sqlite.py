@@ -46,6 +46,7 @@ from jobworker.models import (
     LeaseTerm,
     NewJob,
     QueueInfo,
+    Succeeded,
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
@@ -101,7 +102,6 @@ def _dt_required(value: float) -> datetime:
 
 class SQLiteStorage:
     dialect = "sqlite"
-    derives_result_events = False
 
     def __init__(
         self, url: str, settings: Settings | None = None, clock: Clock = system_clock
@@ -111,6 +111,8 @@ class SQLiteStorage:
         self.settings = settings or Settings()
         self.clock = clock
         self._sql = queries("sqlite")
+        # When results are kept, read_events derives a succeeded job's `result` event.
+        self.derives_result_events = "result" in self.settings.persisted_kinds()
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
@@ -332,13 +334,6 @@ class SQLiteStorage:
                     if allowance > 0:
                         capped = {**params, "job_types": _json_list([job_type]), "limit": allowance}
                         rows += conn.execute(self._sql["claim"], capped).fetchall()
-                # The lifecycle trigger numbered each claim's `running` event.
-                seqs = dict(
-                    conn.execute(
-                        self._sql["claimed_event_seqs"],
-                        {"ids": _json_list([row[0] for row in rows])},
-                    ).fetchall()
-                )
             rows.sort(key=lambda row: (-row[9], row[10]))
             return [
                 ClaimedJob(
@@ -351,7 +346,7 @@ class SQLiteStorage:
                     enqueued_at=_dt_required(row[6]),
                     started_at=_dt_required(row[7]),
                     result_ttl=row[8],
-                    event_seq=seqs[row[0]],
+                    event_seq=row[11],
                 )
                 for row in rows
             ]
@@ -381,12 +376,25 @@ class SQLiteStorage:
         if not completions and not events and not transient:
             return Recorded()
         default_ttl = self.settings.result_ttl
-        event_rows = [_event_row(event, False) for event in events]
+        # A succeeded attempt's `result` event, its last, is not stored as a row: read_events
+        # derives it from the job's result, one before the `succeeded` event.
+        ends = {
+            (item.job_id, item.event_seq)
+            for item in completions
+            if isinstance(item.outcome, Succeeded)
+        }
+        event_rows = [
+            _event_row(event, False)
+            for event in events
+            if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
+        ]
         event_rows += [_event_row(event, True) for event in transient]
+        wants_lifecycle = lifecycle
 
         def complete(conn: sqlite3.Connection) -> Recorded:
             now = self.clock.now().timestamp()
             lifecycle: list[JobEvent] = []
+            applied = 0
             with self._write(conn):
                 # Events first: a job's end is numbered after every event its attempt stored.
                 conn.executemany(self._sql["insert_event"], event_rows)
@@ -405,34 +413,38 @@ class SQLiteStorage:
                         "event_seq": item.event_seq,
                     }
                     ends_as = _ENDS_JOB.get(row.outcome)
-                    if row.outcome is not AttemptOutcome.SUCCEEDED:
+                    start_seq = item.start_seq
+                    if row.outcome is not AttemptOutcome.SUCCEEDED or not start_seq:
                         found = conn.execute(self._sql["job_status"], params).fetchone()
-                        if found is not None and found[1]:
-                            # Its cancellation was requested: it ends cancelled, whatever the
-                            # attempt did short of succeeding, with the requested reason.
-                            ends_as = JobStatus.CANCELLED
+                        if found is not None:
+                            start_seq = start_seq or found[2]
+                            if found[1] and row.outcome is not AttemptOutcome.SUCCEEDED:
+                                # Its cancellation was requested: it ends cancelled, whatever
+                                # the attempt did short of succeeding, with the requested reason.
+                                ends_as = JobStatus.CANCELLED
                     statement = (
                         "complete_cancelled"
                         if ends_as is JobStatus.CANCELLED
                         else self._COMPLETION_STATEMENTS[row.outcome]
                     )
-                    if conn.execute(self._sql[statement], params).rowcount != 1:
+                    ended = conn.execute(self._sql[statement], params).fetchone()
+                    if ended is None:
                         logger.info("dropping the outcome of job %s: lease lost", item.job_id)
                         continue
-                    status, attempt, seq, error, run_at = conn.execute(
-                        self._sql["lifecycle_of"], params
-                    ).fetchone()
-                    lifecycle.append(
-                        lifecycle_event(
-                            item.job_id,
-                            seq,
-                            _dt_required(now),
-                            JobStatus(status),
-                            attempt,
-                            error,
-                            _dt_required(run_at),
+                    applied += 1
+                    status, attempt, seq, error, run_at = ended
+                    if wants_lifecycle:
+                        lifecycle.append(
+                            lifecycle_event(
+                                item.job_id,
+                                seq,
+                                item.ended_at,
+                                JobStatus(status),
+                                attempt,
+                                error,
+                                _dt_required(run_at),
+                            )
                         )
-                    )
                     conn.execute(
                         self._sql["insert_attempt"],
                         {
@@ -444,11 +456,12 @@ class SQLiteStorage:
                             "outcome": row.outcome.value,
                             "error": row.error,
                             "traceback": row.traceback,
+                            **_end_columns(start_seq, ended),
                         },
                     )
                     if ends_as is not None:
                         self._after_parent_ended(conn, str(item.job_id), ends_as, now)
-            return Recorded(applied=len(lifecycle), lifecycle=lifecycle)
+            return Recorded(applied=applied, lifecycle=lifecycle)
 
         return await self._run(complete)
 
@@ -507,7 +520,7 @@ class SQLiteStorage:
         ended = 0
         with self._write(conn):
             rows = conn.execute(self._sql[selector], params).fetchall()
-            for job_id, attempt, max_attempts, owner, started_at, cancel_requested in rows:
+            for job_id, attempt, max_attempts, owner, started_at, cancel_requested, seq in rows:
                 error = f"{reason} (worker {owner})"
                 update = {
                     "id": job_id,
@@ -528,7 +541,8 @@ class SQLiteStorage:
                 else:
                     statement, outcome = "lost_to_queued", AttemptOutcome.LOST
                     update["error"] = error
-                if conn.execute(self._sql[statement], update).rowcount != 1:
+                changed = conn.execute(self._sql[statement], update).fetchone()
+                if changed is None:
                     continue
                 ended += 1
                 conn.execute(
@@ -542,6 +556,7 @@ class SQLiteStorage:
                         "outcome": outcome.value,
                         "error": error,
                         "traceback": None,
+                        **_end_columns(seq, changed),
                     },
                 )
                 if statement in ("lost_to_dead", "complete_cancelled"):
@@ -641,7 +656,7 @@ class SQLiteStorage:
                 "limit": limit,
                 "transient": transient,
             }
-            return [
+            stored = [
                 JobEvent(
                     job_id=job_id,
                     seq=seq,
@@ -653,8 +668,80 @@ class SQLiteStorage:
                     self._sql["read_events"], params
                 )
             ]
+            derived = self._derived_events(conn, job_id, after_seq)
+            if derived:
+                # Rows stored by earlier versions stand for the same events: never twice.
+                seqs = _json_list([str(event.seq) for event in derived])
+                kept = {
+                    row[0]
+                    for row in conn.execute(
+                        self._sql["stored_seqs"], {"job_id": str(job_id), "seqs": seqs}
+                    )
+                }
+                stored += [event for event in derived if event.seq not in kept]
+                stored.sort(key=lambda event: event.seq)
+            return stored[:limit]
 
         return await self._run(read)
+
+    def _derived_events(
+        self, conn: sqlite3.Connection, job_id: uuid.UUID, after_seq: int
+    ) -> list[JobEvent]:
+        """The events no row stores (version 6): each attempt's `running` event and the
+        lifecycle event that ended it, from its attempt row (and the running attempt's from the
+        job's row), and a succeeded job's `result` event, from its result."""
+        params = {"job_id": str(job_id), "after_seq": after_seq}
+        job = conn.execute(self._sql["running_event"], params).fetchone()
+        if job is None:
+            return []
+        status, attempt, started_at, event_seq, result = job
+        events: list[JobEvent] = []
+        for row in conn.execute(self._sql["attempt_events"], params):
+            number, started, ended, start_seq, end_seq = row[:5]
+            end_status, end_attempt, end_error, end_run_at = row[5:]
+            if start_seq is not None and start_seq > after_seq:
+                events.append(
+                    lifecycle_event(
+                        job_id, start_seq, _dt_required(started), JobStatus.RUNNING, number
+                    )
+                )
+            if end_seq is None:
+                continue
+            ended_at = _dt_required(ended)
+            if end_seq > after_seq:
+                events.append(
+                    lifecycle_event(
+                        job_id,
+                        end_seq,
+                        ended_at,
+                        JobStatus(end_status),
+                        end_attempt,
+                        end_error,
+                        _dt(end_run_at),
+                    )
+                )
+            if (
+                self.derives_result_events
+                and end_status == JobStatus.SUCCEEDED
+                and status == JobStatus.SUCCEEDED
+                and end_seq - 1 > max(after_seq, start_seq or 0)
+            ):
+                events.append(
+                    JobEvent(
+                        job_id=job_id,
+                        seq=end_seq - 1,
+                        kind=EventKind.RESULT,
+                        occurred_at=ended_at,
+                        payload=msgspec.Raw(b'{"value":' + bytes(result or b"null") + b"}"),
+                    )
+                )
+        if status == JobStatus.RUNNING and event_seq > after_seq:
+            events.append(
+                lifecycle_event(
+                    job_id, event_seq, _dt_required(started_at), JobStatus.RUNNING, attempt
+                )
+            )
+        return events
 
     async def last_event_seq(self, job_id: uuid.UUID) -> int:
         def last(conn: sqlite3.Connection) -> int:
@@ -971,6 +1058,20 @@ _ENDS_JOB = {
     AttemptOutcome.DEAD: JobStatus.DEAD,
     AttemptOutcome.CANCELLED: JobStatus.CANCELLED,
 }
+
+
+def _end_columns(start_seq: int, ended: Sequence[Any]) -> dict[str, Any]:
+    """The attempt row's record of its `running` event's number and of its end's lifecycle
+    event (`ended`: the job's status, attempt, event_seq, error and run_at after it)."""
+    status, attempt, seq, error, run_at = ended
+    return {
+        "start_seq": start_seq,
+        "end_seq": seq,
+        "end_status": status,
+        "end_attempt": attempt,
+        "end_error": error,
+        "end_run_at": run_at,
+    }
 
 
 def _event_row(event: JobEvent, transient: bool) -> dict[str, Any]:

@@ -25,7 +25,8 @@ SET status = 'running',
     lease_owner = :owner,
     lease_expires_at = :lease_until,
     started_at = :now,
-    updated_at = :now
+    updated_at = :now,
+    event_seq = event_seq + 1  -- the number of the attempt's `running` event
 WHERE rowid IN (
     SELECT rowid FROM jobs INDEXED BY jobs_claimable
     WHERE status IN ('queued', 'scheduled', 'failed')
@@ -36,7 +37,7 @@ WHERE rowid IN (
     LIMIT :limit
 )
 RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
-    priority, run_at;
+    priority, run_at, event_seq;
 
 -- name: extend_leases
 UPDATE jobs SET lease_expires_at = :lease_until, updated_at = :now
@@ -46,65 +47,75 @@ WHERE lease_owner = :owner AND status = 'running';
 UPDATE jobs
 SET status = 'succeeded', result = :result, error = NULL, traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: complete_failed
 UPDATE jobs
 SET status = 'failed', run_at = :retry_at, error = :error, traceback = :traceback,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: complete_dead
 UPDATE jobs
 SET status = 'dead', error = :error, traceback = :traceback,
     completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: insert_attempt
-INSERT INTO job_attempts (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
-VALUES (:job_id, :attempt, :worker, :started_at, :ended_at, :outcome, :error, :traceback);
+-- With the numbers of the attempt's `running` event and of its end's lifecycle event, and what
+-- the end event says (read_events derives both events from the row).
+INSERT INTO job_attempts (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
+    start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
+VALUES (:job_id, :attempt, :worker, :started_at, :ended_at, :outcome, :error, :traceback,
+    :start_seq, :end_seq, :end_status, :end_attempt, :end_error, :end_run_at);
 
 -- name: leases_of_owner
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
 WHERE status = 'running' AND lease_expires_at < :now
 LIMIT :limit;
 
 -- name: lost_to_queued
 UPDATE jobs
 SET status = 'queued', run_at = :now, error = :error, traceback = NULL,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: lost_to_dead
 UPDATE jobs
 SET status = 'dead', error = :error, traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: released_to_queued
 UPDATE jobs
 SET status = 'queued', attempt = attempt - 1, started_at = NULL,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
-
--- name: lifecycle_of
-SELECT status, attempt, event_seq, error, run_at FROM jobs WHERE id = :id;
-
--- name: claimed_event_seqs
-SELECT id, event_seq FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: leased_job_ids
 SELECT id FROM jobs
@@ -122,6 +133,20 @@ SELECT job_id, seq, kind, occurred_at, payload FROM job_events
 WHERE job_id = :job_id AND seq > :after_seq AND (:transient OR transient = 0)
 ORDER BY seq
 LIMIT :limit;
+
+-- name: attempt_events
+-- What the job's attempt rows say of their `running` and end events (read_events derives them).
+SELECT attempt, started_at, ended_at, start_seq, end_seq, end_status, end_attempt, end_error,
+    end_run_at
+FROM job_attempts
+WHERE job_id = :job_id AND (start_seq > :after_seq OR end_seq > :after_seq);
+
+-- name: running_event
+-- The running attempt's `running` event, and a succeeded job's result.
+SELECT status, attempt, started_at, event_seq, result FROM jobs WHERE id = :job_id;
+
+-- name: stored_seqs
+SELECT seq FROM job_events WHERE job_id = :job_id AND seq IN (SELECT value FROM json_each(:seqs));
 
 -- name: last_event_seq
 SELECT max(
@@ -173,7 +198,7 @@ DELETE FROM job_attempts WHERE job_id = :id;
 DELETE FROM job_events WHERE job_id = :id;
 
 -- name: job_status
-SELECT status, cancel_requested FROM jobs WHERE id = :id;
+SELECT status, cancel_requested, event_seq FROM jobs WHERE id = :id;
 
 -- name: cancel_waiting
 UPDATE jobs
@@ -195,9 +220,11 @@ UPDATE jobs
 SET status = 'cancelled', error = CASE WHEN cancel_requested = 1 THEN error ELSE :error END,
     traceback = NULL,
     completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq),
+    event_seq = max(event_seq, :event_seq,
+                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: promote_continuations
 -- The parent succeeded: its continuations may run.
