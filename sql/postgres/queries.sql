@@ -110,7 +110,8 @@ FROM updated;
 -- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
 -- out of attempts means dead) or not (released: the attempt does not count). A job whose
 -- cancellation was requested ends cancelled either way. $7/$8: per job, the last event sequence
--- used on the live bus; the change's lifecycle event is numbered above it and every stored one.
+-- used on the live bus; the change's lifecycle event is numbered above it and every stored one,
+-- and recorded in the attempt row.
 WITH floors AS (
     SELECT * FROM unnest($7::uuid[], $8::bigint[]) AS f(id, seq)
 ), ended AS (
@@ -153,17 +154,14 @@ WITH floors AS (
     RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome, d.start_seq,
         j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle,
         j.event_seq, j.status, j.attempt AS new_attempt, j.error, j.run_at
-), lifecycle AS (
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
-    SELECT u.id, u.event_seq, 'lifecycle', $2,
-        __SCHEMA__.lifecycle_payload(u.status, u.new_attempt, u.error, u.run_at)
-    FROM updated AS u
-    ON CONFLICT DO NOTHING
 ), attempts AS (
+    -- The attempt row records the change's lifecycle event (read_events derives it).
     INSERT INTO __SCHEMA__.job_attempts
-        (job_id, attempt, worker, started_at, ended_at, outcome, error, start_seq)
+        (job_id, attempt, worker, started_at, ended_at, outcome, error, start_seq,
+         end_seq, end_status, end_attempt, end_error, end_run_at)
     SELECT id, attempt, lease_owner, COALESCE(started_at, $2), $2, outcome,
-           $4::text || ' (worker ' || lease_owner || ')', start_seq
+           $4::text || ' (worker ' || lease_owner || ')', start_seq,
+           event_seq, status, new_attempt, error, run_at
     FROM updated
 )
 SELECT id, settle FROM updated;
