@@ -18,7 +18,7 @@ from jobworker.models import (
     Released,
     Succeeded,
 )
-from jobworker.storage import Storage
+from jobworker.storage import Storage, lifecycle_event
 
 from .conftest import NewJobFactory
 from .test_storage import claim, completion
@@ -200,3 +200,26 @@ async def test_transient_events_expire(
     assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1), limit=2) == 2
     assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1)) == 1
     assert [e.seq for e in await storage.read_events(job.id, transient=True)] == [1]
+
+
+async def test_an_event_stored_as_a_row_is_never_derived_again(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A job's `running` and end events are derived from its rows; a database written by an
+    earlier version stored them as events. Such a row stands for the event: it comes once."""
+    job = new_job()
+    await storage.enqueue_many([job])
+    [claimed] = await claim(storage)
+    running = lifecycle_event(
+        job.id, claimed.event_seq, clock.now(), JobStatus.RUNNING, claimed.attempt
+    )
+    await storage.complete_many([], [running])  # as the claim of an earlier version did
+    assert await lifecycle(storage, job.id) == [(1, JobStatus.RUNNING, 1)]
+    await storage.complete_many(
+        [completion(claimed, Succeeded(result=b"1"), clock, event_seq=claimed.event_seq)]
+    )
+    assert await lifecycle(storage, job.id) == [
+        (1, JobStatus.RUNNING, 1),
+        (2, JobStatus.SUCCEEDED, 1),
+    ]
+    assert [e.seq for e in await storage.read_events(job.id)] == [1, 2]
