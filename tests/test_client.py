@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -174,3 +175,54 @@ def test_embedded_sqlite_file_is_created_with_its_schema(
         assert (tmp_path / "jobworker.db").exists()
     finally:
         app.close()
+
+
+async def test_an_embedded_database_of_an_earlier_version_is_upgraded_on_open(
+    tmp_path: Path,
+) -> None:
+    """A SQLite file written by an earlier version (schema 5: every lifecycle event stored by a
+    trigger) is brought to the newest schema when it is opened, and its jobs' events are then
+    numbered once each: an upgrade that stopped short would number every claim twice."""
+    import sqlite3
+
+    from jobworker.events.model import Lifecycle
+    from jobworker.models import EventKind
+    from jobworker.storage.sqlfiles import schema_scripts
+    from jobworker.storage.sqlite import SCHEMA_VERSION
+    from jobworker.testing import adrain
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    for version, _name, text in schema_scripts("sqlite"):
+        if version <= 5:
+            conn.executescript(text)
+    conn.close()
+    assert SCHEMA_VERSION > 5
+
+    registry = Registry()
+
+    @registry.job(name="upgraded")
+    async def upgraded(ctx: JobContext) -> int:
+        return 1
+
+    app = App(f"sqlite:///{path}", registry=registry)
+    try:
+        handle = await upgraded.adelay()
+        assert (await adrain(app)).succeeded == 1
+        events = await app.client.aevents(handle.job_id)
+        lifecycle = [
+            (e.seq, e.decoded(Lifecycle).status.value)
+            for e in events
+            if e.kind is EventKind.LIFECYCLE
+        ]
+        assert lifecycle == [(1, "running"), (3, "succeeded")]
+        assert [e.seq for e in events] == [1, 2, 3]
+    finally:
+        await app.aclose()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT max(version) FROM jobworker_schema").fetchone()[0] == (
+            SCHEMA_VERSION
+        )
+    finally:
+        conn.close()

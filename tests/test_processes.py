@@ -311,8 +311,19 @@ def test_process_titles_show_role_index_and_current_job(
 def test_every_job_runs_exactly_once_4_children_x_4_slots_x_5000_jobs(
     start: Callable[..., Run], proc_app: App, tmp_path: Path
 ) -> None:
-    handles = proc_jobs.noop.delay_many([{"i": i} for i in range(5000)])
     run = start("--concurrency", "4", "--parallelism", "4")
+
+    def all_idle() -> bool:
+        children = run.children()
+        return len(children) == 4 and all(
+            Path(f"/proc/{c.pid}/cmdline").read_bytes().rstrip(b"\0").endswith(b"idle")
+            for c in children
+        )
+
+    # Every child is ready before the jobs arrive: otherwise the first ones up can drain all
+    # 5000 before the last one claims any.
+    wait_for(all_idle, 20, "four idle children")
+    handles = proc_jobs.noop.delay_many([{"i": i} for i in range(5000)])
 
     def done() -> bool:
         counts = proc_app.client.counts()

@@ -65,7 +65,8 @@ from jobworker.storage.sqlfiles import queries, schema_scripts
 T = TypeVar("T")
 logger = logging.getLogger("jobworker.storage.sqlite")
 
-SCHEMA_VERSION = 5
+# The newest schema script's version: the embedded backend upgrades itself to it on open.
+SCHEMA_VERSION = max(version for version, _name, _text in schema_scripts("sqlite"))
 _LOCK_RETRIES = 20
 
 
