@@ -7,7 +7,9 @@ transient rows that carry them to readers), then one Redis pipeline with every e
 round, the lifecycle events of the outcomes included. The database goes first, so an event a
 reader misses on the live stream is always in the database by the time a later one arrives.
 
-A round takes everything that is waiting: the busier the worker, the larger the batches.
+Each attempt's events wait in a buffer of its own (`JobEvents`), so a round takes them already
+grouped by job, and a finished attempt's outcome waits only for its own events. A round takes
+everything that is waiting, up to ROUND_EVENTS: the busier the worker, the larger the batches.
 """
 
 from __future__ import annotations
@@ -33,14 +35,15 @@ from jobworker.storage import Storage
 
 # Most events a round takes (an attempt's backlog may be longer: the rest waits for the next).
 ROUND_EVENTS = 2_000
-# Events waiting beyond this make an async handler's `await ctx.chunk(...)` wait for room (and a
-# sync handler's call block) until the writer has caught up: a handler cannot run ahead of what
-# Redis (or the database) takes, so memory stays bounded and live readers stay close behind
-# (a few thousand events are a few milliseconds of writing; benchmarks/events.py measures it).
+# An attempt with this many events waiting makes its handler's `await ctx.chunk(...)` wait for
+# room (and a sync handler's call block) until the writer has caught up: a handler cannot run
+# ahead of what Redis (or the database) takes, so memory stays bounded and live readers stay
+# close behind (a few thousand events are a few milliseconds of writing; benchmarks/events.py
+# measures it).
 MAX_WAITING = 4000
-# Every this many events, an async handler's `await ctx.chunk(...)` lets the event loop run once
-# (a handler that streams without awaiting anything else would otherwise hold the writer, and
-# every other task of the worker, off until it returns), and the buffer's size is checked.
+# Every this many events of an attempt, its async handler's `await ctx.chunk(...)` lets the event
+# loop run once (a handler that streams without awaiting anything else would otherwise hold the
+# writer, and every other task of the worker, off until it returns), and its backlog is checked.
 YIELD_EVERY = 256
 
 logger = logging.getLogger("jobworker.events")
