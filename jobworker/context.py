@@ -135,8 +135,8 @@ class JobContext(Generic[P]):
         return _DONE if waiting is None else Emitted(waiting)
 
     def skip_event(self) -> None:
-        """Number an event without sending it: one the storage derives (a PostgreSQL job's
-        `result` event, read from its stored result)."""
+        """Number an event without sending it: one the storage derives (a succeeded job's
+        `result` event, which PostgreSQL and SQLite read from its stored result)."""
         if not self._closed:
             self._last_seq += 1
 
