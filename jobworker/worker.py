@@ -299,7 +299,8 @@ class Worker:
             timestamp=self._timestamp,
         )
         if self._bus is not None:
-            # The claim stored the `running` event; live readers get it from the bus.
+            # The claim numbered the `running` event and the database has it; live readers
+            # get it from the bus.
             running = lifecycle_event(
                 job.id, job.event_seq, job.started_at, JobStatus.RUNNING, job.attempt
             )
