@@ -390,11 +390,10 @@ class SQLiteStorage:
             if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
         ]
         event_rows += [_event_row(event, True) for event in transient]
-        wants_lifecycle = lifecycle
 
         def complete(conn: sqlite3.Connection) -> Recorded:
             now = self.clock.now().timestamp()
-            lifecycle: list[JobEvent] = []
+            changes: list[JobEvent] = []  # lifecycle events for the live bus
             applied = 0
             with self._write(conn):
                 # Events first: a job's end is numbered after every event its attempt stored.
@@ -434,8 +433,8 @@ class SQLiteStorage:
                         continue
                     applied += 1
                     status, attempt, seq, error, run_at = ended
-                    if wants_lifecycle:
-                        lifecycle.append(
+                    if lifecycle:
+                        changes.append(
                             lifecycle_event(
                                 item.job_id,
                                 seq,
@@ -462,7 +461,7 @@ class SQLiteStorage:
                     )
                     if ends_as is not None:
                         self._after_parent_ended(conn, str(item.job_id), ends_as, now)
-            return Recorded(applied=applied, lifecycle=lifecycle)
+            return Recorded(applied=applied, lifecycle=changes)
 
         return await self._run(complete)
 
