@@ -59,4 +59,62 @@ BEGIN
 END
 $$;
 
+-- A page of a job's events after p_after: the stored rows (with the transient ones when
+-- p_transient), and the lifecycle events an attempt's row stands for: its `running` event (from
+-- the jobs row while it runs) and the event that ended it. With p_results, a succeeded job's
+-- `result` event too, which is not stored as a row either: it is the job's result, one before
+-- the `succeeded` event. A derived event never repeats a stored row (events stored by earlier
+-- versions). A function for its planner settings, as the claim (003_claim.sql): a job can have
+-- a hundred thousand events, and a page must be read along the primary key, not gathered and
+-- sorted whole, whatever the table's statistics say.
+CREATE OR REPLACE FUNCTION __SCHEMA__.read_events(
+    p_job uuid, p_after bigint, p_limit integer, p_transient boolean, p_results boolean
+) RETURNS TABLE (seq bigint, kind text, occurred_at timestamptz, payload jsonb)
+LANGUAGE sql STABLE
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+AS $$
+    WITH derived AS (
+        SELECT a.start_seq AS seq, 'lifecycle' AS kind, a.started_at AS occurred_at,
+            __SCHEMA__.lifecycle_payload('running', a.attempt, NULL, NULL) AS payload
+        FROM __SCHEMA__.job_attempts AS a
+        WHERE a.job_id = p_job AND a.start_seq > p_after
+        UNION ALL
+        SELECT a.end_seq, 'lifecycle', a.ended_at,
+            __SCHEMA__.lifecycle_payload(a.end_status, a.end_attempt, a.end_error, a.end_run_at)
+        FROM __SCHEMA__.job_attempts AS a
+        WHERE a.job_id = p_job AND a.end_seq > p_after
+        UNION ALL
+        SELECT j.event_seq, 'lifecycle', j.started_at,
+            __SCHEMA__.lifecycle_payload('running', j.attempt, NULL, NULL)
+        FROM __SCHEMA__.jobs AS j
+        WHERE j.id = p_job AND j.status = 'running' AND j.event_seq > p_after
+        UNION ALL
+        SELECT a.end_seq - 1, 'result', a.ended_at, jsonb_build_object('value', j.result)
+        FROM __SCHEMA__.job_attempts AS a
+        JOIN __SCHEMA__.jobs AS j ON j.id = a.job_id
+        WHERE p_results AND a.job_id = p_job AND a.end_seq - 1 > greatest(p_after, a.start_seq)
+          AND a.end_status = 'succeeded' AND j.status = 'succeeded'
+        UNION ALL
+        -- A job that succeeded under an earlier version: its `succeeded` row is its last event.
+        SELECT j.event_seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
+        FROM __SCHEMA__.jobs AS j
+        JOIN __SCHEMA__.job_events AS e ON e.job_id = j.id AND e.seq = j.event_seq
+        WHERE p_results AND j.id = p_job AND j.status = 'succeeded' AND j.event_seq - 1 > p_after
+          AND e.kind = 'lifecycle' AND e.payload ->> 'status' = 'succeeded'
+    )
+    SELECT * FROM (
+        (SELECT e.seq, e.kind, e.occurred_at, e.payload FROM __SCHEMA__.job_events AS e
+         WHERE e.job_id = p_job AND e.seq > p_after AND (p_transient OR NOT e.transient)
+         ORDER BY e.seq
+         LIMIT p_limit)
+        UNION ALL
+        SELECT d.seq, d.kind, d.occurred_at, d.payload FROM derived AS d
+        WHERE NOT EXISTS (
+            SELECT 1 FROM __SCHEMA__.job_events AS e WHERE e.job_id = p_job AND e.seq = d.seq)
+    ) AS page
+    ORDER BY page.seq
+    LIMIT p_limit
+$$;
+
 INSERT INTO __SCHEMA__.jobworker_schema (version) VALUES (8) ON CONFLICT (version) DO NOTHING;

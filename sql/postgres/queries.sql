@@ -303,47 +303,8 @@ WHERE status = 'running'
 LIMIT $3;
 
 -- name: read_events
--- The stored events, and the lifecycle events an attempt's row stands for (version 8): its
--- `running` event (from the jobs row while it runs), and the event its completion ended it
--- with. ($5) The `result` event of a succeeded job is not stored as a row either: it is the
--- job's result, one before the `succeeded` event. A derived event never repeats a stored row
--- (events stored by earlier versions).
-WITH derived AS (
-    SELECT a.start_seq AS seq, 'lifecycle' AS kind, a.started_at AS occurred_at,
-        __SCHEMA__.lifecycle_payload('running', a.attempt, NULL, NULL) AS payload
-    FROM __SCHEMA__.job_attempts AS a
-    WHERE a.job_id = $1 AND a.start_seq > $2
-    UNION ALL
-    SELECT a.end_seq, 'lifecycle', a.ended_at,
-        __SCHEMA__.lifecycle_payload(a.end_status, a.end_attempt, a.end_error, a.end_run_at)
-    FROM __SCHEMA__.job_attempts AS a
-    WHERE a.job_id = $1 AND a.end_seq > $2
-    UNION ALL
-    SELECT j.event_seq, 'lifecycle', j.started_at,
-        __SCHEMA__.lifecycle_payload('running', j.attempt, NULL, NULL)
-    FROM __SCHEMA__.jobs AS j
-    WHERE j.id = $1 AND j.status = 'running' AND j.event_seq > $2
-    UNION ALL
-    SELECT a.end_seq - 1, 'result', a.ended_at, jsonb_build_object('value', j.result)
-    FROM __SCHEMA__.job_attempts AS a
-    JOIN __SCHEMA__.jobs AS j ON j.id = a.job_id
-    WHERE $5::boolean AND a.job_id = $1 AND a.end_seq - 1 > greatest($2, a.start_seq)
-      AND a.end_status = 'succeeded' AND j.status = 'succeeded'
-    UNION ALL
-    SELECT e.seq - 1, 'result', e.occurred_at, jsonb_build_object('value', j.result)
-    FROM __SCHEMA__.job_events AS e
-    JOIN __SCHEMA__.jobs AS j ON j.id = e.job_id
-    WHERE $5::boolean AND e.job_id = $1 AND e.seq - 1 > $2 AND e.kind = 'lifecycle'
-      AND e.payload ->> 'status' = 'succeeded' AND j.status = 'succeeded'
-)
-SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
-WHERE job_id = $1 AND seq > $2 AND ($4::boolean OR NOT transient)
-UNION ALL
-SELECT d.seq, d.kind, d.occurred_at, d.payload FROM derived AS d
-WHERE NOT EXISTS (
-    SELECT 1 FROM __SCHEMA__.job_events AS e WHERE e.job_id = $1 AND e.seq = d.seq)
-ORDER BY seq
-LIMIT $3;
+-- A page of the job's events (the function is in 008_attempt_lifecycle.sql).
+SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.read_events($1, $2, $3, $4, $5);
 
 -- name: last_event_seq
 SELECT greatest(
