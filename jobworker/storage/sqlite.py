@@ -206,6 +206,16 @@ class SQLiteStorage:
         else:
             self._with_lock_retry(lambda: conn.execute("COMMIT"))
 
+    @contextmanager
+    def _snapshot(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A read transaction: the statements inside see the database as of the first one, even
+        while other processes write (each statement outside one sees its own moment)."""
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
     @staticmethod
     def _with_lock_retry(action: Callable[[], T]) -> T:
         for attempt in range(_LOCK_RETRIES):
@@ -656,30 +666,34 @@ class SQLiteStorage:
                 "limit": limit,
                 "transient": transient,
             }
-            stored = [
-                JobEvent(
-                    job_id=job_id,
-                    seq=seq,
-                    kind=EventKind(kind),
-                    occurred_at=_dt_required(occurred_at),
-                    payload=msgspec.Raw(bytes(payload)),
-                )
-                for _id, seq, kind, occurred_at, payload in conn.execute(
-                    self._sql["read_events"], params
-                )
-            ]
-            derived = self._derived_events(conn, job_id, after_seq)
-            if derived:
-                # Rows stored by earlier versions stand for the same events: never twice.
-                seqs = _json_list([str(event.seq) for event in derived])
-                kept = {
-                    row[0]
-                    for row in conn.execute(
-                        self._sql["stored_seqs"], {"job_id": str(job_id), "seqs": seqs}
+            # One snapshot: rows and the events derived from the job's rows must agree (a
+            # completion committed between two reads would otherwise show its end before the
+            # events stored with it, or the attempt twice).
+            with self._snapshot(conn):
+                stored = [
+                    JobEvent(
+                        job_id=job_id,
+                        seq=seq,
+                        kind=EventKind(kind),
+                        occurred_at=_dt_required(occurred_at),
+                        payload=msgspec.Raw(bytes(payload)),
                     )
-                }
-                stored += [event for event in derived if event.seq not in kept]
-                stored.sort(key=lambda event: event.seq)
+                    for _id, seq, kind, occurred_at, payload in conn.execute(
+                        self._sql["read_events"], params
+                    )
+                ]
+                derived = self._derived_events(conn, job_id, after_seq)
+                if derived:
+                    # Rows stored by earlier versions stand for the same events: never twice.
+                    seqs = _json_list([str(event.seq) for event in derived])
+                    kept = {
+                        row[0]
+                        for row in conn.execute(
+                            self._sql["stored_seqs"], {"job_id": str(job_id), "seqs": seqs}
+                        )
+                    }
+                    stored += [event for event in derived if event.seq not in kept]
+                    stored.sort(key=lambda event: event.seq)
             return stored[:limit]
 
         return await self._run(read)

@@ -3,10 +3,12 @@ events stored before its end, transient events, and sequence floors after a lost
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import msgspec
 
+from jobworker import Settings
 from jobworker.clock import FrozenClock
 from jobworker.events.model import Lifecycle
 from jobworker.models import (
@@ -18,7 +20,7 @@ from jobworker.models import (
     Released,
     Succeeded,
 )
-from jobworker.storage import Storage, lifecycle_event
+from jobworker.storage import Storage, create_storage, lifecycle_event
 
 from .conftest import NewJobFactory
 from .test_storage import claim, completion
@@ -223,3 +225,37 @@ async def test_an_event_stored_as_a_row_is_never_derived_again(
         (2, JobStatus.SUCCEEDED, 1),
     ]
     assert [e.seq for e in await storage.read_events(job.id)] == [1, 2]
+
+
+async def test_a_page_of_events_is_one_moment_of_the_database(
+    storage: Storage, backend_settings: Settings, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A reader with a connection of its own pages through a job's events while attempts end:
+    each page shows the database at one moment, so an attempt's end never comes without the
+    events stored with it, and no event comes twice (a page is read by several statements on
+    SQLite, which must share one snapshot)."""
+    reader = create_storage(backend_settings.database_url, backend_settings, clock)
+    await reader.open()
+    try:
+        for _ in range(150):
+            job = new_job()
+            await storage.enqueue_many([job])
+            [claimed] = await claim(storage)
+            own = [
+                event(job.id, seq, EventKind.PROGRESS, clock, {"done": seq}) for seq in range(2, 6)
+            ]
+            done = completion(claimed, Failed(error="x", traceback=""), clock, event_seq=5)
+
+            async def read_while_it_ends(job_id: object = job.id) -> None:
+                for _ in range(30):
+                    page = [e.seq for e in await reader.read_events(job_id)]  # type: ignore[arg-type]
+                    assert page == sorted(set(page)), page
+                    if 6 in page:
+                        assert page == [1, 2, 3, 4, 5, 6], page
+                    await asyncio.sleep(0)
+
+            reading = asyncio.create_task(read_while_it_ends())
+            await storage.complete_many([done], own)
+            await reading
+    finally:
+        await reader.close()
