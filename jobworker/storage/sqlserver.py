@@ -424,6 +424,24 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("utf-8")
 
 
+def _job_fields(job: NewJob) -> dict[str, Any]:
+    """A new job as the statements that insert jobs read it (OPENJSON)."""
+    return {
+        "id": str(job.id),
+        "job_type": job.job_type,
+        "queue": job.queue,
+        "priority": job.priority,
+        "status": job.status.value,
+        "args": job.args.decode("utf-8"),
+        "max_attempts": job.max_attempts,
+        "enqueued_at": _ts(job.enqueued_at),
+        "run_at": _ts(job.run_at),
+        "idempotency_key": job.idempotency_key,
+        "continues_job_id": _optional_id(job.continues_job_id),
+        "result_ttl": job.result_ttl,
+    }
+
+
 def _json(value: object) -> str:
     return msgspec.json.encode(value).decode("utf-8")
 
@@ -645,25 +663,7 @@ class SQLServerStorage:
             raise ConfigurationError("enqueueing on a caller's connection needs PostgreSQL")
         if not jobs:
             return []
-        payload = _json(
-            [
-                {
-                    "id": str(job.id),
-                    "job_type": job.job_type,
-                    "queue": job.queue,
-                    "priority": job.priority,
-                    "status": job.status.value,
-                    "args": job.args.decode("utf-8"),
-                    "max_attempts": job.max_attempts,
-                    "enqueued_at": _ts(job.enqueued_at),
-                    "run_at": _ts(job.run_at),
-                    "idempotency_key": job.idempotency_key,
-                    "continues_job_id": _optional_id(job.continues_job_id),
-                    "result_ttl": job.result_ttl,
-                }
-                for job in jobs
-            ]
-        )
+        payload = _json([_job_fields(job) for job in jobs])
 
         def insert(conn: Any) -> list[EnqueueResult]:
             rows = self._enqueue_rows(conn, payload)
@@ -1107,21 +1107,7 @@ class SQLServerStorage:
             "recurring_name": name,
             "instant": _ts(instant),
             "next_fire_at": _ts(next_fire_at),
-            "job": _json(
-                {
-                    "id": str(job.id),
-                    "job_type": job.job_type,
-                    "queue": job.queue,
-                    "priority": job.priority,
-                    "status": job.status.value,
-                    "args": job.args.decode("utf-8"),
-                    "max_attempts": job.max_attempts,
-                    "enqueued_at": _ts(job.enqueued_at),
-                    "run_at": _ts(job.run_at),
-                    "idempotency_key": job.idempotency_key,
-                    "result_ttl": job.result_ttl,
-                }
-            ),
+            "job": _json(_job_fields(job)),
         }
         fired, created, job_id = (
             await self._run(lambda conn: self._query(conn, "fire_recurring", **params), retry=False)
