@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import platform
@@ -62,7 +61,7 @@ import tempfile
 import time
 import uuid
 from array import array
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -81,6 +80,7 @@ from throughput import (
     open_backend,
     percentile,
     positive_int,
+    run_main,
     stop_supervisor,
 )
 
@@ -597,17 +597,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        results = run_benchmark(args)
-    except BenchmarkError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(asdict(results), indent=2))
-    else:
-        print(format_report(results))
-    return 0
+    return run_main(parse_args(argv), run_benchmark, format_report)
 
 
 if __name__ == "__main__":

@@ -702,18 +702,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_main(
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace], Any],
+    report: Callable[[Any], str],
+) -> int:
+    """A benchmark's `main`: run it, print its report (or its figures as JSON with --json), and
+    exit 1 with the reason when it could not be measured."""
     try:
-        results = run_benchmark(args)
+        results = run(args)
     except BenchmarkError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(asdict(results), indent=2))
     else:
-        print(format_report(results))
+        print(report(results))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(parse_args(argv), run_benchmark, format_report)
 
 
 if __name__ == "__main__":
