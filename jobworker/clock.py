@@ -19,10 +19,6 @@ class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    def timestamp(self) -> float:
-        """The current instant in Unix seconds (cheaper than `now()` where that is all it takes)."""
-        return time.time()
-
 
 class FrozenClock:
     """A clock that moves only when told to. Thread-safe."""
@@ -55,11 +51,8 @@ system_clock = SystemClock()
 
 
 def timestamp_of(clock: Clock) -> Callable[[], float]:
-    """The clock's current instant in Unix seconds, as a function (its own `timestamp` where it
-    has one)."""
-    if type(clock) is SystemClock:
-        return time.time  # the builtin itself: a handler's every event takes the time
-    own: Callable[[], float] | None = getattr(clock, "timestamp", None)
-    if own is not None:
-        return own
+    """The clock's current instant in Unix seconds, as a function: for the system clock the
+    builtin `time.time` itself, which a handler's every event calls."""
+    if isinstance(clock, SystemClock):
+        return time.time
     return lambda: clock.now().timestamp()

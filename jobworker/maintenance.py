@@ -6,6 +6,7 @@ The `jobworker beat` leader runs these; while no beat leader lives, every worker
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -30,18 +31,11 @@ async def rescue_expired_leases(
     expired = await storage.leased_job_ids(None)
     if not expired:
         return 0
-    seq_floors = await (floors or _own_floors(settings))(expired)
+    seq_floors = await (floors or functools.partial(live_floors, settings))(expired)
     rescued = await storage.rescue_expired(seq_floors=seq_floors)
     if rescued:
         logger.warning("rescued %d job(s) whose lease had expired", rescued)
     return rescued
-
-
-def _own_floors(settings: Settings) -> Floors:
-    async def floors(job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-        return await live_floors(settings, job_ids)
-
-    return floors
 
 
 async def settle_continuations(storage: Storage) -> int:

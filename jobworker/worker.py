@@ -141,6 +141,9 @@ class Worker:
         self._bus = bus_for(self.settings)
         self._recorder = Recorder(storage, self.settings, self._bus)
         self._timestamp = timestamp_of(self.app.clock)
+        # A succeeded attempt's `result` event is built for a live bus, or for a storage that
+        # keeps it as a row; otherwise the storage derives it from the result.
+        self._emits_results = self._bus is not None or not storage.derives_result_events
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._renew_leases(), name="leases"),
@@ -332,7 +335,7 @@ class Worker:
             self.finished += 1
             self._wake.set()
         if isinstance(outcome, Succeeded):
-            if self._bus is not None or not self._storage.derives_result_events:
+            if self._emits_results:
                 ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
             else:
                 ctx.skip_event()  # the storage derives it; it still takes its number

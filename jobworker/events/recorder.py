@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from jobworker.config import Settings
-from jobworker.events.model import TERMINAL_STATUSES, Lifecycle
+from jobworker.events.model import is_terminal
 from jobworker.events.redis_bus import BusUnavailable, LiveEvent, RedisStreamBus
 from jobworker.models import Completion, EventKind, JobEvent
 from jobworker.outage import Outage
@@ -230,7 +230,7 @@ class Recorder:
         for event in recorded.lifecycle:
             live_event = (event.seq, event.kind, event.occurred_at.timestamp(), event.payload)
             batches.setdefault(event.job_id, []).append(live_event)
-            if _ends(event):
+            if is_terminal(event):
                 ended.append(event.job_id)
         for merged in batches.values():
             merged.sort(key=_by_seq)  # in order already but for a few: a linear pass
@@ -302,15 +302,8 @@ class Recorder:
                 await asyncio.sleep(self._db_outage.failed(exc))
 
     async def floors(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """The last sequence each job used on the live bus (empty without Redis, or when it
-        cannot be asked: the database's own numbers are then the best there is)."""
-        if self._bus is None or not job_ids:
-            return {}
-        try:
-            return await self._bus.last_seqs(job_ids)
-        except BusUnavailable as exc:
-            logger.warning("could not read event sequences from Redis (%s)", exc)
-            return {}
+        """The last sequence each job used on the live bus (see `_floors`)."""
+        return await _floors(self._bus, job_ids)
 
 
 class _Pass:
@@ -341,10 +334,6 @@ def _stored(job_id: uuid.UUID, event: LiveEvent) -> JobEvent:
 _by_seq = operator.itemgetter(0)
 
 
-def _ends(event: JobEvent) -> bool:
-    return event.decoded(Lifecycle).status in TERMINAL_STATUSES
-
-
 def bus_for(settings: Settings) -> RedisStreamBus | None:
     """The live bus the settings ask for (None without `redis_url`)."""
     if not settings.redis_url:
@@ -360,7 +349,19 @@ def bus_for(settings: Settings) -> RedisStreamBus | None:
 async def live_floors(settings: Settings, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     """For a process without a recorder (the supervisor ending a dead child's leases): the last
     sequence each job used on Redis, through a connection of its own."""
+    if not job_ids:
+        return {}
     bus = bus_for(settings)
+    try:
+        return await _floors(bus, job_ids)
+    finally:
+        if bus is not None:
+            await bus.close()
+
+
+async def _floors(bus: RedisStreamBus | None, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """The last sequence each job used on the live bus: empty without Redis, or when it cannot
+    be asked (the database's own numbers are then the best there is)."""
     if bus is None or not job_ids:
         return {}
     try:
@@ -368,5 +369,3 @@ async def live_floors(settings: Settings, job_ids: list[uuid.UUID]) -> dict[uuid
     except BusUnavailable as exc:
         logger.warning("could not read event sequences from Redis (%s)", exc)
         return {}
-    finally:
-        await bus.close()

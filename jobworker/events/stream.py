@@ -107,16 +107,10 @@ class StreamService:
     def _live(self) -> bool:
         return self._bus is not None and time.monotonic() >= self._bus_down_until
 
-    async def follow(self, job_id: uuid.UUID, after_seq: int = 0) -> AsyncIterator[JobEvent]:
-        """Every event of the job after `after_seq`, in order, ending after its terminal event
-        (or when the job no longer exists)."""
-        async for batch in self.batches(job_id, after_seq):
-            for event in batch:
-                yield event
-
     async def batches(self, job_id: uuid.UUID, after_seq: int = 0) -> AsyncIterator[list[JobEvent]]:
-        """`follow`, a batch at a time: what one read found (for readers that pass events on
-        in bulk, and to spare the per-event cost of one more generator)."""
+        """Every event of the job after `after_seq`, in order, in batches as one read finds
+        them (`client.stream` yields them one by one), ending after its terminal event (or when
+        the job no longer exists)."""
         if await self._storage.get(job_id) is None:
             raise JobNotFoundError(job_id)
         await self._notifier.start(self._storage)

@@ -129,6 +129,21 @@ class Recorded(msgspec.Struct, frozen=True, kw_only=True):
     lifecycle: list[JobEvent] = []
 
 
+def without_derived_results(
+    completions: Sequence[Completion], events: Sequence[JobEvent]
+) -> list[JobEvent]:
+    """`events` less the `result` event of each succeeded attempt (its last event): a storage
+    that derives that event from the job's stored result does not store it as a row."""
+    ends = {
+        (item.job_id, item.event_seq) for item in completions if isinstance(item.outcome, Succeeded)
+    }
+    return [
+        event
+        for event in events
+        if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
+    ]
+
+
 def lifecycle_event(
     job_id: uuid.UUID,
     seq: int,

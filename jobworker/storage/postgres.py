@@ -56,6 +56,7 @@ from jobworker.storage.base import (
     job_record,
     lifecycle_event,
     outcome_row,
+    without_derived_results,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
@@ -142,9 +143,8 @@ class PostgresStorage:
         self.events_channel = f"jobworker-events:{self.schema}"
         # Workers with Redis carry events live there: their rounds need no notification.
         self._notify_on_record = not self.settings.redis_url
-        self._results_kept = "result" in self.settings.persisted_kinds()
-        # (When results are kept: read_events derives a succeeded job's `result` event.)
-        self.derives_result_events = self._results_kept
+        # When results are kept, read_events derives a succeeded job's `result` event.
+        self.derives_result_events = "result" in self.settings.persisted_kinds()
         self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
         self._pool: Any = None
 
@@ -433,18 +433,8 @@ class PostgresStorage:
         if not completions and not events and not transient:
             return Recorded()
         rows = [outcome_row(item, self.settings.result_ttl) for item in completions]
-        # A succeeded attempt's `result` event, its last, is not stored as a row: read_events
-        # derives it from jobs.result, one before the `succeeded` event (a row less per job).
-        ends = {
-            (item.job_id, item.event_seq)
-            for item, row in zip(completions, rows, strict=True)
-            if row.outcome is AttemptOutcome.SUCCEEDED
-        }
-        events = [
-            event
-            for event in events
-            if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
-        ]
+        # read_events derives a succeeded job's `result` event from jobs.result (a row less).
+        events = without_derived_results(completions, events)
         stored = [*events, *transient]
         params = (
             [item.job_id for item in completions],
@@ -622,7 +612,7 @@ class PostgresStorage:
         self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
     ) -> list[JobEvent]:
         rows = await self._query(
-            "fetch", "read_events", job_id, after_seq, limit, transient, self._results_kept
+            "fetch", "read_events", job_id, after_seq, limit, transient, self.derives_result_events
         )
         return [
             JobEvent(

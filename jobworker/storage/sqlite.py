@@ -46,7 +46,6 @@ from jobworker.models import (
     LeaseTerm,
     NewJob,
     QueueInfo,
-    Succeeded,
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
@@ -59,6 +58,7 @@ from jobworker.storage.base import (
     lifecycle_event,
     outcome_row,
     parent_ended_reason,
+    without_derived_results,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
@@ -387,17 +387,9 @@ class SQLiteStorage:
         if not completions and not events and not transient:
             return Recorded()
         default_ttl = self.settings.result_ttl
-        # A succeeded attempt's `result` event, its last, is not stored as a row: read_events
-        # derives it from the job's result, one before the `succeeded` event.
-        ends = {
-            (item.job_id, item.event_seq)
-            for item in completions
-            if isinstance(item.outcome, Succeeded)
-        }
+        # read_events derives a succeeded job's `result` event from its result (a row less).
         event_rows = [
-            _event_row(event, False)
-            for event in events
-            if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
+            _event_row(event, False) for event in without_derived_results(completions, events)
         ]
         event_rows += [_event_row(event, True) for event in transient]
 
