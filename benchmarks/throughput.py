@@ -139,7 +139,7 @@ class PostgresBackend:
         storage = App(database_url=url).create_storage()
         await storage.open()
         try:
-            await storage.migrate()
+            await storage.schema.migrate()
         finally:
             await storage.close()
 

@@ -105,7 +105,7 @@ class App:
             return storage
         try:
             await storage.open()
-            await storage.check_schema()  # a clear error, not a missing-table traceback
+            await storage.schema.check_schema()  # a clear error, not a missing-table traceback
         except BaseException as exc:
             with self._storage_lock:
                 self._storages.pop(loop, None)

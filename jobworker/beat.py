@@ -31,7 +31,7 @@ from jobworker.models import LeaseTerm, ScheduleOptions
 from jobworker.outage import Outage
 from jobworker.recurring import BEAT_LEASE, RecurringJob, RecurringSpec, fire_key, plan
 from jobworker.storage import Storage
-from jobworker.storage.base import LeaderLease
+from jobworker.storage.ports import LeaderLease
 
 logger = logging.getLogger("jobworker.beat")
 
@@ -103,7 +103,7 @@ async def choose_lease(app: App, storage: Storage, holder: str) -> LeaderLease:
                 settings.redis_url, name, ttl=settings.beat_lease_ttl, holder=holder
             )
         logger.warning("beat falls back to the database for leader election")
-    lease = storage.leader_lease(BEAT_LEASE, holder, settings.beat_lease_ttl)
+    lease = storage.leadership.leader_lease(BEAT_LEASE, holder, settings.beat_lease_ttl)
     if storage.dialect == "sqlite":
         logger.info(
             "leader election through a lease row in the SQLite file (no Redis): "
@@ -154,7 +154,7 @@ class Beat:
         await storage.open()
         self._storage = storage
         try:
-            await storage.check_schema()
+            await storage.schema.check_schema()
             if not await self._register(specs):
                 return
             self.lease = await choose_lease(self.app, storage, self.holder)
@@ -179,7 +179,7 @@ class Beat:
         outage = Outage("registering recurring definitions")
         while not self._stop.is_set():
             try:
-                await self.storage.upsert_recurring(specs)
+                await self.storage.recurring.upsert_recurring(specs)
             except Exception as exc:
                 await self._sleep(outage.failed(exc))
                 continue
@@ -252,7 +252,9 @@ class Beat:
             # Workers take maintenance up again now rather than when the heartbeat expires (a
             # newer leader's heartbeat has another token and stays).
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._storage.clear_beat_leader(BEAT_LEASE, term.token), 5)
+                await asyncio.wait_for(
+                    self._storage.leadership.clear_beat_leader(BEAT_LEASE, term.token), 5
+                )
 
     async def _heartbeat(self) -> None:
         """Record the term in the database: workers skip maintenance while it is alive, and
@@ -262,7 +264,7 @@ class Beat:
             return
         expires = self.clock.now() + timedelta(seconds=self.settings.beat_lease_ttl)
         try:
-            await self.storage.record_beat_leader(BEAT_LEASE, term, expires)
+            await self.storage.leadership.record_beat_leader(BEAT_LEASE, term, expires)
         except Exception as exc:
             logger.debug("recording the leader heartbeat failed: %s", exc)
 
@@ -305,7 +307,7 @@ class Beat:
 
     async def fire_due(self, term_started: datetime) -> datetime | None:
         """Fire every due tick; returns when the next one is due (None: none is known)."""
-        records = await self.storage.list_recurring()
+        records = await self.storage.recurring.list_recurring()
         now = self.clock.now()
         wake: datetime | None = None
         for record in records:
@@ -331,7 +333,7 @@ class Beat:
                     " (and older ones beyond the look-back)" if todo.expired else "",
                 )
             if not todo.fire:
-                await self.storage.advance_recurring(record.name, todo.next_fire_at)
+                await self.storage.recurring.advance_recurring(record.name, todo.next_fire_at)
             for instant in todo.fire:
                 if not self._trusted():
                     return None
@@ -361,7 +363,7 @@ class Beat:
             self._warn_once(record.name, f"recurring job {record.name!r} is not fired: {exc}")
             return False
         next_fire = record.schedule().next_fire(instant)
-        result = await self.storage.fire_recurring(record.name, instant, next_fire, job)
+        result = await self.storage.recurring.fire_recurring(record.name, instant, next_fire, job)
         if result is None:
             logger.debug("recurring job %s at %s was already fired", record.name, instant)
         else:

@@ -445,7 +445,7 @@ def migrate(app_path: str | None, database_url: str | None, schema: str | None) 
         storage = app.create_storage()
         await storage.open()
         try:
-            return await storage.migrate()
+            return await storage.schema.migrate()
         finally:
             await storage.close()
 

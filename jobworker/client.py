@@ -156,7 +156,7 @@ class Client:
         if not jobs:
             return []
         storage = await self._provider.storage()
-        results = await storage.enqueue_many(jobs, connection=connection)
+        results = await storage.jobs.enqueue_many(jobs, connection=connection)
         return [
             JobHandle(result.job_id, job.job_type, self, created=result.created)
             for job, result in zip(jobs, results, strict=True)
@@ -202,7 +202,7 @@ class Client:
     async def aget(self, job_id: uuid.UUID | str) -> JobDescriptor | None:
         """The job as a descriptor, or None if no job has this id."""
         storage = await self._provider.storage()
-        record = await storage.get(_as_uuid(job_id))
+        record = await storage.inspection.get(_as_uuid(job_id))
         return None if record is None else describe(record)
 
     def get(self, job_id: uuid.UUID | str) -> JobDescriptor | None:
@@ -230,7 +230,7 @@ class Client:
             status=job_status, job_type=job_type, queue=queue, idempotency_key=idempotency_key
         )
         storage = await self._provider.storage()
-        records = await storage.list_jobs(filter_, limit=limit, offset=offset)
+        records = await storage.inspection.list_jobs(filter_, limit=limit, offset=offset)
         return [describe(record) for record in records]
 
     def list(self, **filters: Any) -> builtins.list[JobDescriptor]:
@@ -245,7 +245,7 @@ class Client:
         storage = await self._provider.storage()
         pause = 0.01
         while True:
-            record = await storage.get(job_id)
+            record = await storage.inspection.get(job_id)
             if record is None:
                 raise JobNotFoundError(job_id)
             if record.status is JobStatus.SUCCEEDED:
@@ -279,7 +279,7 @@ class Client:
         with the continuations waiting on them; a running job's worker is asked to stop it; a
         finished job is left as it is (`CancelResult.FINISHED`). Cancelled jobs never retry."""
         storage = await self._provider.storage()
-        return await storage.cancel(_as_uuid(job_id), reason)
+        return await storage.control.cancel(_as_uuid(job_id), reason)
 
     def cancel(self, job_id: uuid.UUID | str, reason: str = "cancelled") -> CancelResult:
         return self._portal.call(self.acancel(job_id, reason))
@@ -287,7 +287,7 @@ class Client:
     async def aretry(self, job_id: uuid.UUID | str) -> None:
         """Queue a dead job again; it gets one more attempt if it had used them all."""
         storage = await self._provider.storage()
-        await storage.retry_job(_as_uuid(job_id))
+        await storage.control.retry_job(_as_uuid(job_id))
 
     def retry(self, job_id: uuid.UUID | str) -> None:
         self._portal.call(self.aretry(job_id))
@@ -295,7 +295,7 @@ class Client:
     async def adelete(self, job_id: uuid.UUID | str) -> None:
         """Delete a job that is not running, with its attempts and events."""
         storage = await self._provider.storage()
-        await storage.delete_job(_as_uuid(job_id))
+        await storage.control.delete_job(_as_uuid(job_id))
 
     def delete(self, job_id: uuid.UUID | str) -> None:
         self._portal.call(self.adelete(job_id))
@@ -326,12 +326,12 @@ class Client:
         if not NAME_PATTERN.match(queue):
             raise ConfigurationError(f"invalid queue name {queue!r}")
         storage = await self._provider.storage()
-        await storage.set_queue_paused(queue, paused)
+        await storage.control.set_queue_paused(queue, paused)
 
     async def aqueues(self) -> builtins.list[QueueInfo]:
         """Every queue: its job counts by status and whether it is paused."""
         storage = await self._provider.storage()
-        return await storage.queues()
+        return await storage.inspection.queues()
 
     def queues(self) -> builtins.list[QueueInfo]:
         return self._portal.call(self.aqueues())
@@ -339,7 +339,7 @@ class Client:
     async def aattempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
         """Every finished attempt of a job, oldest first."""
         storage = await self._provider.storage()
-        return await storage.attempts(_as_uuid(job_id))
+        return await storage.inspection.attempts(_as_uuid(job_id))
 
     def attempts(self, job_id: uuid.UUID | str) -> builtins.list[AttemptRecord]:
         return self._portal.call(self.aattempts(job_id))
@@ -347,7 +347,7 @@ class Client:
     async def acounts(self) -> dict[JobStatus, int]:
         """How many jobs are in each status."""
         storage = await self._provider.storage()
-        return await storage.count_by_status()
+        return await storage.inspection.count_by_status()
 
     def counts(self) -> dict[JobStatus, int]:
         return self._portal.call(self.acounts())
@@ -362,7 +362,7 @@ class Client:
         if limit < 1:
             raise ConfigurationError("limit must be at least 1")
         storage = await self._provider.storage()
-        return await storage.read_events(_as_uuid(job_id), after_seq, limit)
+        return await storage.events.read_events(_as_uuid(job_id), after_seq, limit)
 
     def events(
         self, job_id: uuid.UUID | str, after_seq: int = 0, limit: int = 100
@@ -387,7 +387,7 @@ class Client:
         """`stream`, with payloads decoded: progress values as the job's progress type, the
         result as its return type (when this client's registry knows the job)."""
         job_id = _as_uuid(job_id)
-        record = await (await self._provider.storage()).get(job_id)
+        record = await (await self._provider.storage()).inspection.get(job_id)
         if record is None:
             raise JobNotFoundError(job_id)
         definition = self.registry.find(record.job_type)
@@ -437,7 +437,7 @@ class Client:
             args=definition.encode_args(args or {}),
         )
         storage = await self._provider.storage()
-        await storage.upsert_recurring([spec])
+        await storage.recurring.upsert_recurring([spec])
         return await self._recurring(name)
 
     def schedule_recurring(
@@ -454,7 +454,7 @@ class Client:
     async def alist_recurring(self) -> builtins.list[RecurringJob]:
         """Every recurring definition, by name."""
         storage = await self._provider.storage()
-        return await storage.list_recurring()
+        return await storage.recurring.list_recurring()
 
     def list_recurring(self) -> builtins.list[RecurringJob]:
         return self._portal.call(self.alist_recurring())
@@ -475,7 +475,7 @@ class Client:
 
     async def _set_recurring_enabled(self, name: str, enabled: bool) -> None:
         storage = await self._provider.storage()
-        if not await storage.set_recurring_enabled(name, enabled):
+        if not await storage.recurring.set_recurring_enabled(name, enabled):
             raise ConfigurationError(f"no recurring job named {name!r}")
 
     async def arun_recurring(self, name: str) -> JobHandle[Any]:
@@ -501,13 +501,13 @@ class Client:
         """Who leads beat (None: no live leader), since when and by which mechanism, and every
         recurring definition with its next fire."""
         storage = await self._provider.storage()
-        leader = await storage.beat_leader()
+        leader = await storage.leadership.beat_leader()
         now = self.clock.now()
         recurring = [
             record
             if record.next_fire_at is not None or not record.enabled
             else msgspec.structs.replace(record, next_fire_at=record.schedule().next_fire(now))
-            for record in await storage.list_recurring()
+            for record in await storage.recurring.list_recurring()
         ]
         return BeatStatus(leader=leader, recurring=recurring)
 

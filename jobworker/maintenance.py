@@ -28,11 +28,11 @@ async def rescue_expired_leases(
     """Jobs whose lease expired return to queued, or go dead when out of attempts, each with an
     attempt row saying why. Their lifecycle events are numbered above the last sequence their
     attempt used on Redis (`floors`, or a connection of its own)."""
-    expired = await storage.leased_job_ids(None)
+    expired = await storage.maintenance.leased_job_ids(None)
     if not expired:
         return 0
     seq_floors = await (floors or functools.partial(live_floors, settings))(expired)
-    rescued = await storage.rescue_expired(seq_floors=seq_floors)
+    rescued = await storage.maintenance.rescue_expired(seq_floors=seq_floors)
     if rescued:
         logger.warning("rescued %d job(s) whose lease had expired", rescued)
     return rescued
@@ -40,7 +40,7 @@ async def rescue_expired_leases(
 
 async def settle_continuations(storage: Storage) -> int:
     """Repair sweep: continuations whose parent ended while nobody settled them."""
-    settled = await storage.resolve_continuations()
+    settled = await storage.maintenance.resolve_continuations()
     if settled:
         logger.info("settled continuations of %d ended job(s)", settled)
     return settled
@@ -58,7 +58,7 @@ async def purge(
     batch = settings.janitor_batch_size
     total = 0
     while carry_on():
-        purged = await storage.purge_expired(limit=batch)
+        purged = await storage.maintenance.purge_expired(limit=batch)
         total += purged
         if purged < batch:
             break
@@ -67,7 +67,7 @@ async def purge(
         logger.info("janitor: purged %d job(s) past their result TTL", total)
     before = clock.now() - timedelta(seconds=settings.event_stream_ttl)
     while carry_on():
-        if await storage.purge_transient_events(before, limit=batch) < batch:
+        if await storage.events.purge_transient_events(before, limit=batch) < batch:
             break
         await asyncio.sleep(0.01)
     return total

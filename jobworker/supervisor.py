@@ -125,7 +125,7 @@ class Supervisor:
             storage = self.app.create_storage()
             await storage.open()
             try:
-                await storage.check_schema()
+                await storage.schema.check_schema()
             finally:
                 await storage.close()
 
@@ -278,9 +278,9 @@ class Supervisor:
             try:
                 floors = {}
                 if lost:  # its events on Redis may run ahead of what the database knows
-                    leased = await storage.leased_job_ids(owner, limit=100_000)
+                    leased = await storage.maintenance.leased_job_ids(owner, limit=100_000)
                     floors = await live_floors(self.app.settings, leased)
-                return await storage.release_owner(
+                return await storage.jobs.release_owner(
                     owner, lost=lost, reason=reason, seq_floors=floors
                 )
             finally:

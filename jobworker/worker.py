@@ -153,9 +153,9 @@ class Worker:
             side_tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
         side_tasks.append(asyncio.create_task(self._watch_cancellations(), name="cancels"))
         side_tasks.append(asyncio.create_task(self._watch_paused_queues(), name="pauses"))
-        subscription = await storage.subscribe(self._on_enqueued, self._cancel_running)
+        subscription = await storage.jobs.subscribe(self._on_enqueued, self._cancel_running)
         with contextlib.suppress(Exception):  # the watcher retries; never claim a paused queue
-            paused = await storage.paused_queues()
+            paused = await storage.inspection.paused_queues()
             self._active_queues = [queue for queue in self.queues if queue not in paused]
         logger.info(
             "worker %s started: queues=%s parallelism=%d jobs=%d",
@@ -195,7 +195,7 @@ class Worker:
             claimed: list[ClaimedJob] = []
             if wanted > 0:
                 try:
-                    claimed = await self._storage.claim(
+                    claimed = await self._storage.jobs.claim(
                         self.worker_id,
                         self.job_types,
                         self._active_queues,
@@ -244,7 +244,7 @@ class Worker:
             if not self._running:
                 continue
             try:
-                requested = await self._storage.cancel_requests(self.worker_id)
+                requested = await self._storage.jobs.cancel_requests(self.worker_id)
             except Exception as exc:
                 outage.failed(exc)
                 continue
@@ -256,7 +256,7 @@ class Worker:
         outage = Outage("reading paused queues")
         while True:
             try:
-                paused = await self._storage.paused_queues()
+                paused = await self._storage.inspection.paused_queues()
             except Exception as exc:
                 outage.failed(exc)
             else:
@@ -390,7 +390,7 @@ class Worker:
             if pending:
                 # A cancellation requested since the last poll wins over giving the job back.
                 with contextlib.suppress(Exception):
-                    for job_id in await self._storage.cancel_requests(self.worker_id):
+                    for job_id in await self._storage.jobs.cancel_requests(self.worker_id):
                         self._cancel_running(job_id)
                 logger.warning(
                     "worker %s: %d job(s) still running after the drain timeout; releasing them",
@@ -411,7 +411,7 @@ class Worker:
             )
             return
         # Anything still leased to us (a sync handler that ignored cancellation) goes back.
-        released = await self._storage.release_owner(
+        released = await self._storage.jobs.release_owner(
             self.worker_id,
             lost=False,
             reason="released at shutdown",
@@ -430,7 +430,7 @@ class Worker:
             if not self._running:
                 continue
             try:
-                await self._storage.extend_leases(self.worker_id, self.settings.lease_duration)
+                await self._storage.jobs.extend_leases(self.worker_id, self.settings.lease_duration)
             except Exception as exc:
                 outage.failed(exc)
             else:
@@ -476,7 +476,7 @@ def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutc
 
 async def _beat_leads(storage: Storage) -> bool:
     try:
-        return await storage.beat_leader() is not None
+        return await storage.leadership.beat_leader() is not None
     except Exception:  # an older schema, or the database is down: maintain as before
         return False
 

@@ -56,6 +56,6 @@ async def migrate_schema(url: str, schema: str) -> None:
     storage = create_storage(url, Settings(database_url=url, database_schema=schema))
     await storage.open()
     try:
-        await storage.migrate()
+        await storage.schema.migrate()
     finally:
         await storage.close()

@@ -57,7 +57,7 @@ class Rig:
         return Beat(self.app, storage=self.storage)
 
     async def fire_keys(self) -> list[str]:
-        jobs = await self.storage.list_jobs(JobFilter(), limit=10_000)
+        jobs = await self.storage.inspection.list_jobs(JobFilter(), limit=10_000)
         return sorted(job.idempotency_key or "" for job in jobs)
 
 
@@ -66,7 +66,7 @@ async def rig(store: Store) -> AsyncIterator[Rig]:
     clock = FrozenClock(datetime(2030, 3, 30, 12, 0, tzinfo=UTC))
     instance = Rig(store, clock)
     await instance.storage.open()
-    await instance.storage.upsert_recurring(recurring_specs(instance.app.registry))
+    await instance.storage.recurring.upsert_recurring(recurring_specs(instance.app.registry))
     yield instance
     await instance.storage.close()
 
@@ -85,7 +85,7 @@ def keys_of(keys: list[str], name: str) -> list[str]:
 
 async def test_spring_forward_fires_the_skipped_time_once_at_the_jump(rig: Rig) -> None:
     # 2030-03-31, Amsterdam: 02:00 CET jumps to 03:00 CEST; 02:30 does not exist that day.
-    await rig.storage.set_recurring_enabled("t.minutely", False)
+    await rig.storage.recurring.set_recurring_enabled("t.minutely", False)
     await step_through(
         rig, rig.beat(), datetime(2030, 4, 1, 12, 0, tzinfo=UTC), timedelta(minutes=7)
     )
@@ -97,9 +97,9 @@ async def test_spring_forward_fires_the_skipped_time_once_at_the_jump(rig: Rig) 
 
 async def test_fall_back_fires_the_repeated_time_once(rig: Rig) -> None:
     # 2030-10-27, Amsterdam: 03:00 CEST returns to 02:00 CET; 02:30 happens twice.
-    await rig.storage.set_recurring_enabled("t.minutely", False)
+    await rig.storage.recurring.set_recurring_enabled("t.minutely", False)
     rig.clock.set(datetime(2030, 10, 25, 12, 0, tzinfo=UTC))
-    await rig.storage.upsert_recurring([])
+    await rig.storage.recurring.upsert_recurring([])
     beat = rig.beat()
     await step_through(rig, beat, datetime(2030, 10, 28, 12, 0, tzinfo=UTC), timedelta(minutes=7))
     assert keys_of(await rig.fire_keys(), "t.nightly") == [
@@ -110,7 +110,7 @@ async def test_fall_back_fires_the_repeated_time_once(rig: Rig) -> None:
 
 
 async def test_a_late_leader_fires_every_tick_since_its_term_began(rig: Rig) -> None:
-    await rig.storage.set_recurring_enabled("t.nightly", False)
+    await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
     beat = rig.beat()
     term = rig.clock.now()
     await beat.fire_due(term)  # schedules: the next minute
@@ -124,7 +124,7 @@ async def test_a_late_leader_fires_every_tick_since_its_term_began(rig: Rig) -> 
 
 
 async def test_missed_ticks_fire_once_on_recovery_within_the_look_back(rig: Rig) -> None:
-    await rig.storage.set_recurring_enabled("t.nightly", False)
+    await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
     await rig.beat().fire_due(rig.clock.now())
     rig.clock.advance(timedelta(minutes=1))
     await rig.beat().fire_due(rig.clock.now() - timedelta(minutes=5))  # fires 12:01
@@ -137,7 +137,7 @@ async def test_missed_ticks_fire_once_on_recovery_within_the_look_back(rig: Rig)
         "2030-03-30T12:01:00.000000+00:00",
         "2030-03-30T12:11:00.000000+00:00",  # the latest missed tick, once; not 12:02...12:10
     ]
-    [minutely, _] = await rig.storage.list_recurring()
+    [minutely, _] = await rig.storage.recurring.list_recurring()
     assert minutely.next_fire_at == datetime(2030, 3, 30, 12, 12, tzinfo=UTC)
 
 
@@ -146,20 +146,20 @@ async def test_ticks_older_than_the_look_back_are_not_fired(store: Store) -> Non
     rig = Rig(store, clock, cron_lookback=10.0)
     await rig.storage.open()
     try:
-        await rig.storage.upsert_recurring(recurring_specs(rig.app.registry))
-        await rig.storage.set_recurring_enabled("t.nightly", False)
+        await rig.storage.recurring.upsert_recurring(recurring_specs(rig.app.registry))
+        await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
         await rig.beat().fire_due(clock.now())
         clock.advance(timedelta(minutes=10, seconds=20))  # the latest missed tick: 20 s ago
         await rig.beat().fire_due(clock.now())
         assert await rig.fire_keys() == []
-        [minutely, _] = await rig.storage.list_recurring()
+        [minutely, _] = await rig.storage.recurring.list_recurring()
         assert minutely.next_fire_at == datetime(2030, 3, 30, 12, 11, tzinfo=UTC)
     finally:
         await rig.storage.close()
 
 
 async def test_clock_steps_and_a_second_leader_never_fire_an_instant_twice(rig: Rig) -> None:
-    await rig.storage.set_recurring_enabled("t.nightly", False)
+    await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
     first, second = rig.beat(), rig.beat()
     term = rig.clock.now()
     for _ in range(3):
@@ -179,8 +179,8 @@ async def test_clock_steps_and_a_second_leader_never_fire_an_instant_twice(rig: 
 
 async def test_a_recurring_job_with_arguments_from_code(rig: Rig) -> None:
     client = rig.app.client
-    await rig.storage.set_recurring_enabled("t.nightly", False)
-    await rig.storage.set_recurring_enabled("t.minutely", False)
+    await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
+    await rig.storage.recurring.set_recurring_enabled("t.minutely", False)
     record = await client.aschedule_recurring(
         "reports.weekly", "0 9 * * 1", "t.report", {"to": "ops"}, timezone="Europe/Amsterdam"
     )
@@ -189,7 +189,7 @@ async def test_a_recurring_job_with_arguments_from_code(rig: Rig) -> None:
     weekly = next(r for r in status.recurring if r.name == "reports.weekly")
     assert weekly.next_fire_at == datetime(2030, 4, 1, 7, 0, tzinfo=UTC)  # Monday 09:00 CEST
     await step_through(rig, rig.beat(), datetime(2030, 4, 1, 8, 0, tzinfo=UTC), timedelta(hours=1))
-    [job] = await rig.storage.list_jobs(JobFilter(), limit=10)
+    [job] = await rig.storage.inspection.list_jobs(JobFilter(), limit=10)
     assert job.job_type == "t.report" and json.loads(job.args) == {"to": "ops"}
     assert job.idempotency_key == "cron:reports.weekly:2030-04-01T07:00:00.000000+00:00"
 
@@ -285,7 +285,7 @@ async def test_the_leader_rescues_expired_leases_and_purges_while_workers_skip(
     await storage.open()
     try:
         lost = (await app.client.aenqueue("t.report", {"to": "a"})).job_id
-        await storage.claim("gone-worker", ["t.report"], ["default"], 1, 0.05)
+        await storage.jobs.claim("gone-worker", ["t.report"], ["default"], 1, 0.05)
         expired = await app.client.aenqueue(
             "t.report", {"to": "b"}, ScheduleOptions(result_ttl=0.0)
         )
@@ -295,17 +295,19 @@ async def test_the_leader_rescues_expired_leases_and_purges_while_workers_skip(
         task = asyncio.create_task(beat.run())
         for _ in range(100):
             await asyncio.sleep(0.05)
-            record = await storage.get(lost)
+            record = await storage.inspection.get(lost)
             if record is not None and record.status is JobStatus.QUEUED:
                 break
-        leader = await storage.beat_leader()
+        leader = await storage.leadership.beat_leader()
         assert leader is not None and leader.holder == beat.holder
-        [attempt] = await storage.attempts(lost)
+        [attempt] = await storage.inspection.attempts(lost)
         assert attempt.outcome is AttemptOutcome.LOST and "lease expired" in (attempt.error or "")
-        assert await storage.get(expired.job_id) is None, "the janitor purged it"
+        assert await storage.inspection.get(expired.job_id) is None, "the janitor purged it"
         beat.request_stop()
         await asyncio.wait_for(task, 10)
-        assert await storage.beat_leader() is None, "a leader that stops clears its heartbeat"
+        assert await storage.leadership.beat_leader() is None, (
+            "a leader that stops clears its heartbeat"
+        )
     finally:
         await storage.close()
         await app.aclose()
@@ -320,18 +322,20 @@ async def test_workers_leave_maintenance_to_a_live_beat_leader(store: Store) -> 
     clock = app.clock
     try:
         handle = await app.client.aenqueue("t.report", {"to": "a"})
-        await storage.claim("gone-worker", ["t.report"], ["default"], 1, 0.05)
+        await storage.jobs.claim("gone-worker", ["t.report"], ["default"], 1, 0.05)
         term = LeaseTerm(holder="beat-x", since=clock.now(), mechanism="test", token="t")
-        await storage.record_beat_leader("beat", term, clock.now() + timedelta(seconds=30))
+        await storage.leadership.record_beat_leader(
+            "beat", term, clock.now() + timedelta(seconds=30)
+        )
         worker = Worker(app, WorkerOptions(worker_id="w-1", job_types=["t.nightly"]))
         task = asyncio.create_task(worker.run())
         await asyncio.sleep(1.0)
-        record = await storage.get(handle.job_id)
+        record = await storage.inspection.get(handle.job_id)
         assert record is not None and record.status is JobStatus.RUNNING, "left to beat"
-        await storage.clear_beat_leader("beat", "t")
+        await storage.leadership.clear_beat_leader("beat", "t")
         for _ in range(100):
             await asyncio.sleep(0.05)
-            record = await storage.get(handle.job_id)
+            record = await storage.inspection.get(handle.job_id)
             if record is not None and record.status is JobStatus.QUEUED:
                 break
         assert record is not None and record.status is JobStatus.QUEUED, "no leader: workers do it"

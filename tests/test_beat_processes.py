@@ -81,10 +81,10 @@ class Cluster:
         storage = self.app.create_storage()
         await storage.open()
         try:
-            await storage.upsert_recurring(recurring_specs(self.app.registry))
-            for record in await storage.list_recurring():
+            await storage.recurring.upsert_recurring(recurring_specs(self.app.registry))
+            for record in await storage.recurring.list_recurring():
                 if record.name != self.enabled:
-                    await storage.set_recurring_enabled(record.name, False)
+                    await storage.recurring.set_recurring_enabled(record.name, False)
         finally:
             await storage.close()
 

@@ -47,31 +47,31 @@ async def test_every_beat_statement_runs_with_every_parameter(harness: Harness) 
         }
     )
     spec = RecurringSpec(name="n", job_type="t.noop", cron="0 2 * * *", args=b'{"a":1}')
-    await s.upsert_recurring([spec])
+    await s.recurring.upsert_recurring([spec])
     [sent] = msgspec.json.decode(harness.params("upsert_recurring")["specs"])
     assert sent == {"name": "n", "job_type": "t.noop", "cron": "0 2 * * *", "timezone": "UTC",
                     "args": '{"a":1}'}  # fmt: skip
-    [record] = await s.list_recurring()
+    [record] = await s.recurring.list_recurring()
     assert record.args == b'{"a":1}' and record.enabled and record.last_fire_at is None
     assert record.next_fire_at == now and record.next_fire_at.tzinfo is UTC
-    assert await s.set_recurring_enabled("n", False)
-    assert not await s.set_recurring_enabled("missing", True)
+    assert await s.recurring.set_recurring_enabled("n", False)
+    assert not await s.recurring.set_recurring_enabled("missing", True)
 
     job = new_job(harness.clock, idempotency_key=fire_key("n", instant))
-    fired = await s.fire_recurring("n", instant, instant + timedelta(days=1), job)
+    fired = await s.recurring.fire_recurring("n", instant, instant + timedelta(days=1), job)
     assert fired is not None and fired.job_id == job_id and fired.created
     params = harness.params("fire_recurring")
     assert params["instant"] == "2030-01-01T01:00:00.000000"
     assert msgspec.json.decode(params["job"])["idempotency_key"] == job.idempotency_key
-    assert await s.fire_recurring("n", instant, instant, job) is None
+    assert await s.recurring.fire_recurring("n", instant, instant, job) is None
 
-    await s.advance_recurring("n", instant)
+    await s.recurring.advance_recurring("n", instant)
     term = LeaseTerm(holder="b-1", since=now, mechanism="redis", token="tok")
-    await s.record_beat_leader("beat", term, now + timedelta(seconds=15))
+    await s.leadership.record_beat_leader("beat", term, now + timedelta(seconds=15))
     assert harness.params("record_beat_leader")["expires_at"] == "2030-01-01T12:00:15.000000"
-    leader = await s.beat_leader()
+    leader = await s.leadership.beat_leader()
     assert leader is not None and leader.holder == "b-1" and leader.expires_at == now
-    await s.clear_beat_leader("beat", "tok")
+    await s.leadership.clear_beat_leader("beat", "tok")
     assert harness.executed() == BEAT_STATEMENTS
     for name, _, values in harness.log:
         assert None not in values, name
@@ -86,7 +86,7 @@ async def test_the_lease_is_a_session_applock_on_its_own_connection(harness: Har
             "lease_release": None,
         }
     )
-    lease = harness.storage.leader_lease("beat", "b-1", 15.0)
+    lease = harness.storage.leadership.leader_lease("beat", "b-1", 15.0)
     assert lease.mechanism == "sqlserver-applock"
     assert not await lease.acquire(), "another session holds the lock"
     assert await lease.acquire() and lease.term is not None

@@ -30,7 +30,7 @@ async def enqueue(store: Store) -> None:
     storage = await app.storage()
     now = datetime.now(UTC)
     for start in range(0, JOBS, 5000):
-        await storage.enqueue_many(
+        await storage.jobs.enqueue_many(
             [
                 NewJob(
                     id=uuid.uuid4(),

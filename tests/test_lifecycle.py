@@ -215,7 +215,7 @@ async def test_an_idempotency_key_is_free_again_once_its_job_is_purged(store: St
         again = await short_lived.adelay(options=ScheduleOptions(idempotency_key="k"))
         assert again.job_id == first.job_id and not again.created
         storage = await app.storage()
-        assert await storage.purge_expired() == 1
+        assert await storage.maintenance.purge_expired() == 1
         fresh = await short_lived.adelay(options=ScheduleOptions(idempotency_key="k"))
         assert fresh.created and fresh.job_id != first.job_id
     finally:
@@ -704,7 +704,7 @@ async def test_an_attempt_failing_before_the_worker_notices_its_cancel_ends_it(
         async with running_worker(app):
             await wait_status(app, handle.job_id, JobStatus.RUNNING)
             storage = await app.storage()
-            await storage.cancel(handle.job_id, "no longer wanted")
+            await storage.control.cancel(handle.job_id, "no longer wanted")
             release.set()
             await wait_status(app, handle.job_id, JobStatus.CANCELLED, JobStatus.FAILED)
         job = await handle.aget()

@@ -106,7 +106,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
         storage = create_storage(pg_database, settings)
         await storage.open()
         try:
-            await storage.check_schema()
+            await storage.schema.check_schema()
         finally:
             await storage.close()
             await drop_schema(pg_database, other)
@@ -381,8 +381,8 @@ async def test_the_advisory_lease_ends_with_its_session(pg_database: str, migrat
     settings = Settings(database_url=pg_database, database_schema=migrated)
     storage = create_storage(pg_database, settings)
     await storage.open()
-    a = storage.leader_lease("beat", "host-a", 30.0)
-    b = storage.leader_lease("beat", "host-b", 30.0)
+    a = storage.leadership.leader_lease("beat", "host-a", 30.0)
+    b = storage.leadership.leader_lease("beat", "host-b", 30.0)
     try:
         assert await a.acquire() and not await b.acquire()
         assert (await b.current()).holder == "host-a"  # type: ignore[union-attr]
@@ -451,13 +451,15 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
                 e.kind.value,
                 e.decoded(Lifecycle).status.value if e.kind is EventKind.LIFECYCLE else None,
             )
-            for e in await storage.read_events(job_id)
+            for e in await storage.events.read_events(job_id)
         ]
 
     try:
         job, legacy = new_job(), new_job()
-        await storage.enqueue_many([job, legacy])
-        claimed = {c.id: c for c in await storage.claim("w1", ["t.noop"], ["default"], 10, 30.0)}
+        await storage.jobs.enqueue_many([job, legacy])
+        claimed = {
+            c.id: c for c in await storage.jobs.claim("w1", ["t.noop"], ["default"], 10, 30.0)
+        }
         assert await history(job.id) == [(1, "lifecycle", "running")]
         # As version 7 did: the claim stored the running event as a row.
         await conn.execute(
@@ -491,12 +493,14 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
             )
             for c in claimed.values()
         ]
-        recorded = await storage.complete_many(done, results)
+        recorded = await storage.jobs.complete_many(done, results)
         assert sorted(e.seq for e in recorded.lifecycle) == [3, 3]
         assert await stored_rows(job.id) == 0
         expected = [(1, "lifecycle", "running"), (2, "result", None), (3, "lifecycle", "succeeded")]
         assert await history(job.id) == expected
-        [result] = [e for e in await storage.read_events(job.id) if e.kind is EventKind.RESULT]
+        [result] = [
+            e for e in await storage.events.read_events(job.id) if e.kind is EventKind.RESULT
+        ]
         assert result.decoded() == {"value": 42}
         assert await history(legacy.id) == expected
         assert await stored_rows(legacy.id) == 1

@@ -558,7 +558,7 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
         (0, True, str(first.id).upper(), None),
         (1, False, str(holder).upper(), None),
     ]
-    results = await harness.storage.enqueue_many([first, second])
+    results = await harness.storage.jobs.enqueue_many([first, second])
     assert [(r.job_id, r.created) for r in results] == [(first.id, True), (holder, False)]
     params = harness.params("enqueue")
     assert params["now"] == "2030-01-01T12:00:00.000000"
@@ -583,11 +583,11 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
 
     harness.answers["enqueue"] = [(0, False, None, str(parent).upper())]
     with pytest.raises(JobNotFoundError) as info:
-        await harness.storage.enqueue_many([first])
+        await harness.storage.jobs.enqueue_many([first])
     assert info.value.job_id == parent
     with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
-        await harness.storage.enqueue_many([first], connection=object())
-    assert await harness.storage.enqueue_many([]) == []
+        await harness.storage.jobs.enqueue_many([first], connection=object())
+    assert await harness.storage.jobs.enqueue_many([]) == []
     await harness.storage.close()
 
 
@@ -598,7 +598,7 @@ async def test_a_key_race_is_answered_on_the_next_turn(harness: Harness) -> None
         FakeIntegrityError("23000", "duplicate key ... unique index 'jobs_idempotency_key'"),
         [(0, False, str(holder), None)],
     )
-    [result] = await harness.storage.enqueue_many([job])
+    [result] = await harness.storage.jobs.enqueue_many([job])
     assert result.job_id == holder and not result.created
     assert "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;" in [sql for _, sql, _ in harness.log]
     await harness.storage.close()
@@ -612,7 +612,7 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
         (*row, naive(now), 1),
         (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9, naive(now), 7),
     ]
-    claimed = await harness.storage.claim(
+    claimed = await harness.storage.jobs.claim(
         "w1", ["t.a", "t.b", "t.c"], ["default", "q"], 10, 30.0, concurrency={"t.b": 2, "x": 1}
     )
     assert [job.id for job in claimed] == [high, low]  # most urgent first
@@ -625,7 +625,7 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
     assert msgspec.json.decode(params["queues"]) == ["default", "q"]
     assert params["lease_until"] == "2030-01-01T12:00:30.000000"
     assert params["lock_prefix"] == "jobworker.cap.jobworker."
-    assert await harness.storage.claim("w1", [], ["q"], 10, 30.0) == []
+    assert await harness.storage.jobs.claim("w1", [], ["q"], 10, 30.0) == []
     await harness.storage.close()
 
 
@@ -658,7 +658,7 @@ async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness)
             (str(failed.job_id), "failed", 2, 4, "E", naive(retry_at)),
         ],
     )
-    assert (await harness.storage.complete_many([done, failed])).applied == 2
+    assert (await harness.storage.jobs.complete_many([done, failed])).applied == 2
     sent = msgspec.json.decode(harness.params("complete")["outcomes"])
     assert sent[0]["outcome"] == "succeeded" and sent[0]["result"] == '{"rows":3}'
     assert sent[0]["expires_at"] == "2030-01-01T12:00:00.250000"
@@ -691,7 +691,6 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
             "end_leases": [(3,)],
             "leased_job_ids": [(str(job_id).upper(),)],
             "read_events": [(2, "progress", naive(now), '{"done":1}')],
-            "last_event_seq": [(2,)],
             "purge_transient_events": [(6,)],
             "cancel": [("running", False, True)],
             "cancel_requests": [(str(job_id),)],
@@ -715,11 +714,11 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
             "lease_current": [("beat-1", "t0k3n", naive(now))],
         }
     )
-    assert await s.migrate() == []
-    await s.check_schema()
-    await s.enqueue_many([new_job(harness.clock)])
-    assert await s.claim("w1", ["t.noop"], ["default"], 5, 30.0) == []
-    assert await s.extend_leases("w1", 30.0) == 2
+    assert await s.schema.migrate() == []
+    await s.schema.check_schema()
+    await s.jobs.enqueue_many([new_job(harness.clock)])
+    assert await s.jobs.claim("w1", ["t.noop"], ["default"], 5, 30.0) == []
+    assert await s.jobs.extend_leases("w1", 30.0) == 2
     done = Completion(
         job_id=job_id,
         attempt=1,
@@ -728,31 +727,33 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         ended_at=now,
         outcome=Succeeded(result=b"1"),
     )
-    assert (await s.complete_many([done])).applied == 1
-    assert await s.leased_job_ids("w1") == [job_id]
-    assert await s.release_owner("w1", lost=False, reason="shutdown") == 3
+    assert (await s.jobs.complete_many([done])).applied == 1
+    assert await s.maintenance.leased_job_ids("w1") == [job_id]
+    assert await s.jobs.release_owner("w1", lost=False, reason="shutdown") == 3
     assert harness.params("end_leases")["expired"] is False
-    assert await s.rescue_expired() == 3
+    assert await s.maintenance.rescue_expired() == 3
     params = harness.params("end_leases")
     assert params["expired"] is True and params["lost"] is True and params["owner"] == ""
-    assert await s.cancel(job_id, "no") is CancelResult.REQUESTED
-    assert await s.cancel_requests("w1") == [job_id]
-    await s.retry_job(job_id)
-    await s.delete_job(job_id)
-    assert await s.resolve_continuations() == 4
-    await s.set_queue_paused("mail", True)
-    assert await s.paused_queues() == {"mail"}
-    infos = await s.queues()
+    assert await s.control.cancel(job_id, "no") is CancelResult.REQUESTED
+    assert await s.jobs.cancel_requests("w1") == [job_id]
+    await s.control.retry_job(job_id)
+    await s.control.delete_job(job_id)
+    assert await s.maintenance.resolve_continuations() == 4
+    await s.control.set_queue_paused("mail", True)
+    assert await s.inspection.paused_queues() == {"mail"}
+    infos = await s.inspection.queues()
     assert [(q.name, q.paused, q.counts) for q in infos] == [
         ("default", False, {"queued": 2}),
         ("idle", False, {}),
         ("mail", True, {"running": 1}),
     ]
-    got = await s.get(job_id)
+    got = await s.inspection.get(job_id)
     assert got is not None and got.id == job_id and got.status is JobStatus.DEAD
     assert got.args == b'{"a":1}' and got.result == b"null" and got.expires_at is not None
     assert got.enqueued_at == now and got.enqueued_at.tzinfo is UTC
-    listed = await s.list_jobs(JobFilter(status=JobStatus.DEAD, queue="default"), limit=5)
+    listed = await s.inspection.list_jobs(
+        JobFilter(status=JobStatus.DEAD, queue="default"), limit=5
+    )
     assert [r.id for r in listed] == [job_id]
     assert msgspec.json.decode(harness.params("list_jobs")["filter"]) == {
         "status": "dead",
@@ -760,22 +761,21 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         "queue": "default",
         "idempotency_key": None,
     }
-    assert await s.list_jobs(JobFilter(), limit=0) == []
-    lease = s.leader_lease("beat", "beat-1", 30.0)
+    assert await s.inspection.list_jobs(JobFilter(), limit=0) == []
+    lease = s.leadership.leader_lease("beat", "beat-1", 30.0)
     assert await lease.acquire() and await lease.renew()
     current = await lease.current()
     assert current is not None and current.holder == "beat-1" and current.since == now
     await lease.release()
     assert lease.term is None
-    counts = await s.count_by_status()
+    counts = await s.inspection.count_by_status()
     assert counts[JobStatus.QUEUED] == 5 and counts[JobStatus.RUNNING] == 0
-    [attempt] = await s.attempts(job_id)
+    [attempt] = await s.inspection.attempts(job_id)
     assert attempt.outcome is AttemptOutcome.LOST and attempt.job_id == job_id
-    assert await s.purge_expired(limit=10) == 7
-    [stored] = await s.read_events(job_id)
+    assert await s.maintenance.purge_expired(limit=10) == 7
+    [stored] = await s.events.read_events(job_id)
     assert (stored.seq, stored.kind, stored.decoded()) == (2, EventKind.PROGRESS, {"done": 1})
-    assert await s.last_event_seq(job_id) == 2
-    assert await s.purge_transient_events(now) == 6
+    assert await s.events.purge_transient_events(now) == 6
     assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS
     for name, _, values in harness.log:
         assert None not in values, name
@@ -810,7 +810,7 @@ async def test_complete_stores_events_first_and_answers_lifecycle_events(
         (str(failed_id).upper(), "failed", 1, 4, "E", naive(retry_at)),
         (str(released_id).upper(), "queued", 0, 2, None, naive(now)),
     ]
-    recorded = await harness.storage.complete_many(
+    recorded = await harness.storage.jobs.complete_many(
         [
             completion(
                 failed_id, Failed(error="E", traceback="tb"), retry_at=retry_at, event_seq=3
@@ -852,11 +852,11 @@ async def test_complete_stores_events_first_and_answers_lifecycle_events(
 
     # Events alone (a worker flushing them while its job runs) still go through the statement.
     harness.answers["complete"] = []
-    recorded = await harness.storage.complete_many([], [], [chunk])
+    recorded = await harness.storage.jobs.complete_many([], [], [chunk])
     assert recorded.applied == 0 and recorded.lifecycle == []
     assert harness.params("complete")["outcomes"] == "[]"
     calls = len(harness.log)
-    assert (await harness.storage.complete_many([])).applied == 0
+    assert (await harness.storage.jobs.complete_many([])).applied == 0
     assert len(harness.log) == calls, "nothing to record: no round trip"
     await harness.storage.close()
 
@@ -864,16 +864,16 @@ async def test_complete_stores_events_first_and_answers_lifecycle_events(
 async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness) -> None:
     s, job_id = harness.storage, uuid.uuid4()
     harness.answers.update({"end_leases": [(1,)], "leased_job_ids": [(str(job_id).upper(),)]})
-    assert await s.rescue_expired(seq_floors={job_id: 40}) == 1
+    assert await s.maintenance.rescue_expired(seq_floors={job_id: 40}) == 1
     params = harness.params("end_leases")
     assert msgspec.json.decode(params["floors"]) == [{"id": str(job_id), "seq": 40}]
     assert params["expired"] is True and params["limit"] == 500
-    assert await s.release_owner("w1", lost=True, reason="worker died") == 1
+    assert await s.jobs.release_owner("w1", lost=True, reason="worker died") == 1
     params = harness.params("end_leases")
     assert params["floors"] == "[]" and params["owner"] == "w1" and params["expired"] is False
-    assert await s.rescue_expired(0) == 0
+    assert await s.maintenance.rescue_expired(0) == 0
 
-    assert await s.leased_job_ids(None) == [job_id]
+    assert await s.maintenance.leased_job_ids(None) == [job_id]
     params = harness.params("leased_job_ids")
     assert params == {
         "expired": True,
@@ -881,7 +881,7 @@ async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness)
         "now": "2030-01-01T12:00:00.000000",
         "limit": 500,
     }
-    assert await s.leased_job_ids("w1", limit=3) == [job_id]
+    assert await s.maintenance.leased_job_ids("w1", limit=3) == [job_id]
     assert harness.params("leased_job_ids")["owner"] == "w1"
     assert not harness.params("leased_job_ids")["expired"]
     await s.close()
@@ -895,11 +895,10 @@ async def test_event_reads_convert_rows(harness: Harness) -> None:
                 (1, "lifecycle", naive(now), '{"status":"running","attempt":1}'),
                 (2, "chunk", naive(now), '{"text":"ü"}'),
             ],
-            "last_event_seq": [(9,)],
             "purge_transient_events": [(2,)],
         }
     )
-    first, second = await s.read_events(job_id, 0, 10, transient=True)
+    first, second = await s.events.read_events(job_id, 0, 10, transient=True)
     assert harness.params("read_events") == {
         "job_id": str(job_id),
         "after_seq": 0,
@@ -910,19 +909,18 @@ async def test_event_reads_convert_rows(harness: Harness) -> None:
     assert first.occurred_at == now and first.occurred_at.tzinfo is UTC
     assert first.decoded(Lifecycle).status is JobStatus.RUNNING
     assert bytes(second.payload) == '{"text":"ü"}'.encode()
-    await s.read_events(job_id, 5)
+    await s.events.read_events(job_id, 5)
     assert harness.params("read_events")["transient"] is False
     calls = len(harness.log)
-    assert await s.read_events(job_id, limit=0) == []
-    assert await s.purge_transient_events(now, limit=0) == 0
+    assert await s.events.read_events(job_id, limit=0) == []
+    assert await s.events.purge_transient_events(now, limit=0) == 0
     assert len(harness.log) == calls
-    assert await s.last_event_seq(job_id) == 9
-    assert await s.purge_transient_events(now - timedelta(seconds=1), limit=50) == 2
+    assert await s.events.purge_transient_events(now - timedelta(seconds=1), limit=50) == 2
     assert harness.params("purge_transient_events") == {
         "before": "2030-01-01T11:59:59.000000",
         "limit": 50,
     }
-    subscription = await s.subscribe_events(lambda ids: None)
+    subscription = await s.events.subscribe_events(lambda ids: None)
     await subscription.close()  # readers poll: nothing to close
     await s.close()
 
@@ -936,7 +934,11 @@ async def test_answers_about_missing_or_busy_jobs(harness: Harness) -> None:
             "delete_job": [(None, False)],
         }
     )
-    for call in (s.cancel(job_id, "x"), s.retry_job(job_id), s.delete_job(job_id)):
+    for call in (
+        s.control.cancel(job_id, "x"),
+        s.control.retry_job(job_id),
+        s.control.delete_job(job_id),
+    ):
         with pytest.raises(JobNotFoundError):
             await call
     harness.answers.update(
@@ -946,19 +948,19 @@ async def test_answers_about_missing_or_busy_jobs(harness: Harness) -> None:
             "delete_job": [("running", False)],
         }
     )
-    assert await s.cancel(job_id, "x") is CancelResult.FINISHED
+    assert await s.control.cancel(job_id, "x") is CancelResult.FINISHED
     with pytest.raises(InvalidJobStateError, match="only dead jobs can be retried"):
-        await s.retry_job(job_id)
+        await s.control.retry_job(job_id)
     with pytest.raises(InvalidJobStateError, match="cancel it first"):
-        await s.delete_job(job_id)
+        await s.control.delete_job(job_id)
     harness.answers["cancel"] = [("queued", True, False)]
-    assert await s.cancel(job_id, "x") is CancelResult.CANCELLED
+    assert await s.control.cancel(job_id, "x") is CancelResult.CANCELLED
     await s.close()
 
 
 async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harness) -> None:
     harness.answers.update({"schema_table_exists": [(0,)], "migration_lock": [(0,)]})
-    assert await harness.storage.migrate() == VERSIONS
+    assert await harness.storage.schema.migrate() == VERSIONS
     sqls = [sql for _, sql, _ in harness.log]
     batches = [b for _, _, text in rendered_scripts("jobworker") for b in split_batches(text)]
     assert sqls[1] == "BEGIN TRANSACTION;" and sqls[-1] == "COMMIT TRANSACTION;"
@@ -968,12 +970,12 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
 
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(1,)]})
     with pytest.raises(SchemaMissingError, match=r"has schema version 1.*jobworker migrate"):
-        await harness.storage.check_schema()
-    assert await harness.storage.migrate() == VERSIONS[1:]
+        await harness.storage.schema.check_schema()
+    assert await harness.storage.schema.migrate() == VERSIONS[1:]
 
     harness.answers["migration_lock"] = [(-1,)]
     with pytest.raises(ConfigurationError, match="migration lock"):
-        await harness.storage.migrate()
+        await harness.storage.schema.migrate()
     assert harness.log[-1][1] == "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;"
     await harness.storage.close()
 
@@ -981,11 +983,11 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
 async def test_a_lost_connection_is_replaced_for_reads_only(harness: Harness) -> None:
     lost = FakeError("08S01", "Communication link failure")
     harness.answers["count_by_status"] = turns(lost, [("queued", 3)])
-    counts = await harness.storage.count_by_status()
+    counts = await harness.storage.inspection.count_by_status()
     assert counts[JobStatus.QUEUED] == 3 and len(harness.connections) == 2
     harness.answers["claim"] = lost
     with pytest.raises(FakeError):
-        await harness.storage.claim("w1", ["t"], ["q"], 1, 5.0)
+        await harness.storage.jobs.claim("w1", ["t"], ["q"], 1, 5.0)
     assert len(harness.connections) == 2, "a claim is not repeated on a fresh connection"
     await harness.storage.close()
 

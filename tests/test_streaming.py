@@ -513,7 +513,7 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
     settings = Settings(database_url=store.url, database_schema=store.schema)
     storage = create_storage(store.url, settings)
     await storage.open()
-    await storage.migrate()
+    await storage.schema.migrate()
     refusals = 2
     real_complete_many = storage.complete_many
 
@@ -538,7 +538,9 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
         await asyncio.wait_for(recorder.flush(), 30)
         assert refusals == 0
         stored = []
-        while page := await storage.read_events(job_id, stored[-1].seq if stored else 0, 100):
+        while page := await storage.events.read_events(
+            job_id, stored[-1].seq if stored else 0, 100
+        ):
             stored += page
         assert seqs(stored) == list(range(1, 301))
         assert [e.decoded()["done"] for e in stored] == list(range(1, 301))

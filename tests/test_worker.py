@@ -52,7 +52,7 @@ async def test_success_stores_the_typed_result(aapp: App, registry: Registry) ->
     job = await handle.aget()
     assert job is not None and job.status is JobStatus.SUCCEEDED and job.attempt == 1
     assert job.started_at is not None and job.completed_at is not None
-    stored = (await aapp.storage()).get  # raw bytes decode to the declared type
+    stored = (await aapp.storage()).inspection.get  # raw bytes decode to the declared type
     record = await stored(handle.job_id)
     assert record is not None
     summary = total.definition.decode_result(record.result)  # type: ignore[arg-type]

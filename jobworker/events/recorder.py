@@ -210,7 +210,7 @@ class Recorder:
         ]
         transient = [] if live else self._unkept(taken)
         try:
-            recorded = await self._storage.complete_many(
+            recorded = await self._storage.jobs.complete_many(
                 completions, kept, transient, lifecycle=self._bus is not None and live
             )
         except Exception as exc:
@@ -295,7 +295,7 @@ class Recorder:
     async def _store_transient(self, events: list[JobEvent]) -> None:
         while events:
             try:
-                await self._storage.complete_many([], [], events)
+                await self._storage.jobs.complete_many([], [], events)
                 self._db_outage.succeeded()
                 return
             except Exception as exc:

@@ -26,7 +26,7 @@ from jobworker.events.model import is_terminal
 from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
 from jobworker.models import EventKind, JobEvent
 from jobworker.storage import Storage
-from jobworker.storage.base import Subscription
+from jobworker.storage.ports import Subscription
 
 PAGE = 500
 # How long a reader blocks on Redis before it looks in the database again.
@@ -64,7 +64,7 @@ class Notifier:
     async def start(self, storage: Storage) -> None:
         async with self._lock:
             if self._subscription is None:
-                self._subscription = await storage.subscribe_events(self._notified)
+                self._subscription = await storage.events.subscribe_events(self._notified)
 
     def _notified(self, job_ids: set[uuid.UUID] | None) -> None:
         targets = self._waiters.keys() if job_ids is None else job_ids & self._waiters.keys()
@@ -111,7 +111,7 @@ class StreamService:
         """Every event of the job after `after_seq`, in order, in batches as one read finds
         them (`client.stream` yields them one by one), ending after its terminal event (or when
         the job no longer exists)."""
-        if await self._storage.get(job_id) is None:
+        if await self._storage.inspection.get(job_id) is None:
             raise JobNotFoundError(job_id)
         await self._notifier.start(self._storage)
         async for batch in _Reader(self, job_id, after_seq).batches():
@@ -183,7 +183,7 @@ class _Reader:
                         await asyncio.wait_for(notified.wait(), self._settings.event_poll_interval)
                 if time.monotonic() - last_check >= EXISTENCE_CHECK_SECONDS:
                     last_check = time.monotonic()
-                    if await self._storage.get(self._job_id) is None:
+                    if await self._storage.inspection.get(self._job_id) is None:
                         return  # deleted or purged: nothing more will come
 
     @property
@@ -219,7 +219,7 @@ class _Reader:
         when it was seen)."""
         self._database_at = time.monotonic()
         while not self._ended:
-            found = await self._storage.read_events(
+            found = await self._storage.events.read_events(
                 self._job_id, self._delivered, PAGE, transient=True
             )
             page: list[JobEvent] = []

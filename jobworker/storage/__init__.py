@@ -1,17 +1,43 @@
-"""Durable job state. `open_storage(url)` picks the backend from the URL's scheme."""
+"""Durable job state: the role ports, and `create_storage(url)`, which picks the backend from the
+URL's scheme."""
 
 from __future__ import annotations
 
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
-from jobworker.storage.base import EnqueueResult, Recorded, Storage, lifecycle_event
+from jobworker.storage.base import lifecycle_event
+from jobworker.storage.ports import (
+    Control,
+    EnqueueResult,
+    EventStore,
+    Inspection,
+    Jobs,
+    LeaderLease,
+    Leadership,
+    Maintenance,
+    Recorded,
+    Recurring,
+    Schema,
+    Storage,
+    Subscription,
+)
 
 __all__ = [
     "DIALECTS",
+    "Control",
     "EnqueueResult",
+    "EventStore",
+    "Inspection",
+    "Jobs",
+    "LeaderLease",
+    "Leadership",
+    "Maintenance",
     "Recorded",
+    "Recurring",
+    "Schema",
     "Storage",
+    "Subscription",
     "create_storage",
     "dialect_of",
     "lifecycle_event",

@@ -48,16 +48,13 @@ from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringS
 from jobworker.storage.base import (
     FINISHED,
     SCHEMA_TOKEN,
-    EnqueueResult,
-    LeaderLease,
-    Recorded,
-    Subscription,
     check_schema_name,
     job_record,
     lifecycle_event,
     outcome_row,
     without_derived_results,
 )
+from jobworker.storage.ports import EnqueueResult, LeaderLease, Recorded, Subscription
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
 try:
@@ -137,16 +134,22 @@ class PostgresStorage:
         self.url = url
         self.settings = settings or Settings(database_url=url)
         self.clock = clock
-        self.schema = self.settings.database_schema
-        quoted_schema(self.schema)
-        self.channel = f"jobworker:{self.schema}"
-        self.events_channel = f"jobworker-events:{self.schema}"
+        self.schema_name = self.settings.database_schema
+        quoted_schema(self.schema_name)
+        self.channel = f"jobworker:{self.schema_name}"
+        self.events_channel = f"jobworker-events:{self.schema_name}"
         # Workers with Redis carry events live there: their rounds need no notification.
         self._notify_on_record = not self.settings.redis_url
         # When results are kept, read_events derives a succeeded job's `result` event.
         self.derives_result_events = "result" in self.settings.persisted_kinds()
-        self._sql = {name: render(text, self.schema) for name, text in queries("postgres").items()}
+        self._sql = {
+            name: render(text, self.schema_name) for name, text in queries("postgres").items()
+        }
         self._pool: Any = None
+
+        # Every role is this object until the backend is split by role.
+        self.schema = self.jobs = self.control = self.inspection = self.events = self
+        self.maintenance = self.recurring = self.leadership = self
 
     # Connection ---------------------------------------------------------------------------
 
@@ -212,14 +215,14 @@ class PostgresStorage:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             current = await self._version(conn)
-            for version, _name, text in rendered_scripts(self.schema):
+            for version, _name, text in rendered_scripts(self.schema_name):
                 if version > current:
                     await conn.execute(text)
                     applied.append(version)
         return applied
 
     async def _version(self, conn: Any) -> int:
-        table = f"{quoted_schema(self.schema)}.jobworker_schema"
+        table = f"{quoted_schema(self.schema_name)}.jobworker_schema"
         if await conn.fetchval("SELECT to_regclass($1)", table) is None:
             return 0
         return int(await conn.fetchval(self._sql["schema_version"]) or 0)
@@ -231,7 +234,7 @@ class PostgresStorage:
         if current < latest:
             state = "has no jobworker schema" if current == 0 else f"has schema version {current}"
             raise SchemaMissingError(
-                f"the database {state} (schema {self.schema!r}; this version needs {latest}); "
+                f"the database {state} (schema {self.schema_name!r}; this version needs {latest}); "
                 f"run: jobworker migrate --database-url ..."
             )
 
@@ -330,7 +333,7 @@ class PostgresStorage:
         ]
         async with self.pool.acquire() as conn:
             await conn.copy_records_to_table(
-                "jobs", schema_name=self.schema, columns=_COPY_COLUMNS, records=records
+                "jobs", schema_name=self.schema_name, columns=_COPY_COLUMNS, records=records
             )
         return [EnqueueResult(job.id) for job in jobs]
 
@@ -625,9 +628,6 @@ class PostgresStorage:
             for row in rows
         ]
 
-    async def last_event_seq(self, job_id: uuid.UUID) -> int:
-        return int(await self._query("fetchval", "last_event_seq", job_id) or 0)
-
     async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
         return _count(await self._query("execute", "purge_transient_events", before, limit))
 
@@ -791,7 +791,7 @@ class _AdvisoryLease:
         self._storage = storage
         self._name = name
         self._holder = holder
-        self._lock_key = f"{storage.schema}:leader:{name}"
+        self._lock_key = f"{storage.schema_name}:leader:{name}"
         self._conn: Any = None
         self.term: LeaseTerm | None = None
 

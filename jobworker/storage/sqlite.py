@@ -49,16 +49,18 @@ from jobworker.models import (
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
-    EnqueueResult,
-    LeaderLease,
-    NoSubscription,
-    Recorded,
-    Subscription,
     job_record,
     lifecycle_event,
     outcome_row,
     parent_ended_reason,
     without_derived_results,
+)
+from jobworker.storage.ports import (
+    EnqueueResult,
+    LeaderLease,
+    NoSubscription,
+    Recorded,
+    Subscription,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
@@ -118,6 +120,10 @@ class SQLiteStorage:
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._open_lock = threading.Lock()
+
+        # Every role is this object until the backend is split by role.
+        self.schema = self.jobs = self.control = self.inspection = self.events = self
+        self.maintenance = self.recurring = self.leadership = self
 
     # Connection ---------------------------------------------------------------------------
 
@@ -748,13 +754,6 @@ class SQLiteStorage:
                 )
             )
         return events
-
-    async def last_event_seq(self, job_id: uuid.UUID) -> int:
-        def last(conn: sqlite3.Connection) -> int:
-            row = conn.execute(self._sql["last_event_seq"], {"job_id": str(job_id)}).fetchone()
-            return int(row[0] or 0)
-
-        return await self._run(last)
 
     async def subscribe_events(
         self, on_events: Callable[[set[uuid.UUID] | None], None]

@@ -55,15 +55,17 @@ from jobworker.models import (
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.base import (
     SCHEMA_TOKEN,
+    check_schema_name,
+    job_record,
+    lifecycle_event,
+    outcome_row,
+)
+from jobworker.storage.ports import (
     EnqueueResult,
     LeaderLease,
     NoSubscription,
     Recorded,
     Subscription,
-    check_schema_name,
-    job_record,
-    lifecycle_event,
-    outcome_row,
 )
 from jobworker.storage.sqlfiles import queries, schema_scripts
 
@@ -293,7 +295,7 @@ class _AppLockLease:
         self._name = name
         self._holder = holder
         self._ttl = ttl
-        self._resource = f"jobworker.leader.{storage.schema}.{name}"
+        self._resource = f"jobworker.leader.{storage.schema_name}.{name}"
         self._conn: Any = None
         self._thread: ThreadPoolExecutor | None = None
         self.term: LeaseTerm | None = None
@@ -494,14 +496,18 @@ class SQLServerStorage:
         self.url = url
         self.settings = settings or Settings(database_url=url)
         self.clock = clock
-        self.schema = self.settings.database_schema
-        quoted_schema(self.schema)
+        self.schema_name = self.settings.database_schema
+        quoted_schema(self.schema_name)
         self._connection_string = odbc_connection_string(url)
-        self._statements = statements(self.schema)
+        self._statements = statements(self.schema_name)
         self._conn: Any = None
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._open_lock = threading.Lock()
+
+        # Every role is this object until the backend is split by role.
+        self.schema = self.jobs = self.control = self.inspection = self.events = self
+        self.maintenance = self.recurring = self.leadership = self
 
     # Connection ---------------------------------------------------------------------------
 
@@ -615,14 +621,14 @@ class SQLServerStorage:
         applied: list[int] = []
         try:
             _execute_plain(conn, "BEGIN TRANSACTION;")
-            resource = f"jobworker.migrate.{self.schema}"
+            resource = f"jobworker.migrate.{self.schema_name}"
             status = self._scalar(conn, "migration_lock", resource=resource)
             if status is None or int(status) < 0:
                 raise ConfigurationError(
                     f"could not take the migration lock (sp_getapplock returned {status})"
                 )
             current = self._version(conn)
-            for version, _name, text in rendered_scripts(self.schema):
+            for version, _name, text in rendered_scripts(self.schema_name):
                 if version <= current:
                     continue
                 for batch in split_batches(text):
@@ -643,7 +649,7 @@ class SQLServerStorage:
         if current < latest:
             state = "has no jobworker schema" if current == 0 else f"has schema version {current}"
             raise SchemaMissingError(
-                f"the database {state} (schema {self.schema!r}; this version needs {latest}); "
+                f"the database {state} (schema {self.schema_name!r}; this version needs {latest}); "
                 f"run: jobworker migrate --database-url ..."
             )
 
@@ -727,7 +733,7 @@ class SQLServerStorage:
             "owner": owner,
             "lease_until": _ts(now + timedelta(seconds=lease_duration)),
             "caps": _json([{"job_type": t, "cap": n} for t, n in caps]),
-            "lock_prefix": f"jobworker.cap.{self.schema}.",
+            "lock_prefix": f"jobworker.cap.{self.schema_name}.",
         }
         # Not repeated on a lost connection: the worker's claim loop retries on its own.
         rows = await self._run(lambda conn: self._query(conn, "claim", **params), retry=False)
@@ -952,10 +958,6 @@ class SQLServerStorage:
             )
             for row in rows
         ]
-
-    async def last_event_seq(self, job_id: uuid.UUID) -> int:
-        seq = await self._run(lambda conn: self._scalar(conn, "last_event_seq", job_id=str(job_id)))
-        return int(seq or 0)
 
     async def subscribe_events(
         self, on_events: Callable[[set[uuid.UUID] | None], None]

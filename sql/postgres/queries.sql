@@ -306,11 +306,6 @@ LIMIT $3;
 -- A page of the job's events (the function is in 008_attempt_lifecycle.sql).
 SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.read_events($1, $2, $3, $4, $5);
 
--- name: last_event_seq
-SELECT greatest(
-    (SELECT event_seq FROM __SCHEMA__.jobs WHERE id = $1),
-    (SELECT max(seq) FROM __SCHEMA__.job_events WHERE job_id = $1));
-
 -- name: purge_transient_events
 DELETE FROM __SCHEMA__.job_events
 WHERE (job_id, seq) IN (

@@ -148,11 +148,6 @@ SELECT status, attempt, started_at, event_seq, result FROM jobs WHERE id = :job_
 -- name: stored_seqs
 SELECT seq FROM job_events WHERE job_id = :job_id AND seq IN (SELECT value FROM json_each(:seqs));
 
--- name: last_event_seq
-SELECT max(
-    (SELECT event_seq FROM jobs WHERE id = :job_id),
-    COALESCE((SELECT max(seq) FROM job_events WHERE job_id = :job_id), 0));
-
 -- name: purge_transient_events
 DELETE FROM job_events
 WHERE (job_id, seq) IN (

@@ -635,16 +635,6 @@ SELECT TOP (@limit) seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
 WHERE job_id = @job_id AND seq > @after_seq AND (@transient = 1 OR transient = 0)
 ORDER BY seq;
 
--- name: last_event_seq
--- The highest sequence the database knows for the job: its event_seq or a stored event's.
-SET NOCOUNT ON;
-DECLARE @job_id uniqueidentifier = ?;
-DECLARE @numbered bigint =
-    COALESCE((SELECT event_seq FROM __SCHEMA__.jobs WHERE id = @job_id), 0);
-DECLARE @stored bigint =
-    COALESCE((SELECT MAX(seq) FROM __SCHEMA__.job_events WHERE job_id = @job_id), 0);
-SELECT CASE WHEN @numbered > @stored THEN @numbered ELSE @stored END;
-
 -- name: purge_transient_events
 SET NOCOUNT ON;
 DECLARE @before datetime2(6) = ?;

@@ -30,10 +30,12 @@ async def main(url: str, schema: str, seed: int, output: str) -> None:
     idle_rounds = 0
     with open(output, "w") as out:  # noqa: ASYNC230 - a test probe, one file
         while idle_rounds < 30:
-            batch = await storage.claim(owner, ["t.proof"], ["default"], rng.randint(1, 100), LEASE)
+            batch = await storage.jobs.claim(
+                owner, ["t.proof"], ["default"], rng.randint(1, 100), LEASE
+            )
             if not batch:
                 idle_rounds += 1
-                await storage.rescue_expired()
+                await storage.maintenance.rescue_expired()
                 await asyncio.sleep(0.1)
                 continue
             idle_rounds = 0
@@ -58,10 +60,10 @@ async def main(url: str, schema: str, seed: int, output: str) -> None:
                     )
             if rng.random() < 0.3:
                 await asyncio.sleep(rng.random() * 0.01)
-            applied = await storage.complete_many(done)
+            applied = await storage.jobs.complete_many(done)
             out.write(f"# applied {applied.applied} of {len(done)}\n")
             if rng.random() < 0.05:
-                await storage.rescue_expired()
+                await storage.maintenance.rescue_expired()
     await storage.close()
 
 

@@ -37,7 +37,7 @@ def event(job_id, seq: int, kind: EventKind, clock: FrozenClock, payload: object
 
 
 async def lifecycle(storage: Storage, job_id) -> list[tuple[int, JobStatus, int]]:
-    events = await storage.read_events(job_id, 0, 1000)
+    events = await storage.events.read_events(job_id, 0, 1000)
     return [
         (e.seq, (life := e.decoded(Lifecycle)).status, life.attempt)
         for e in events
@@ -49,7 +49,7 @@ async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_o
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     [claimed] = await claim(storage)
     assert claimed.event_seq == 1
     own = [
@@ -57,13 +57,13 @@ async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_o
         event(job.id, 3, EventKind.RESULT, clock, {"value": 7}),
     ]
     chunk = event(job.id, 4, EventKind.CHUNK, clock, {"text": "hi"})
-    applied = await storage.complete_many(
+    applied = await storage.jobs.complete_many(
         [completion(claimed, Succeeded(result=b"7"), clock, event_seq=4)], own, [chunk]
     )
     assert applied.applied == 1
     [ended] = applied.lifecycle
     assert (ended.seq, ended.decoded(Lifecycle).status) == (5, JobStatus.SUCCEEDED)
-    kept = await storage.read_events(job.id)
+    kept = await storage.events.read_events(job.id)
     assert [(e.seq, e.kind) for e in kept] == [
         (1, EventKind.LIFECYCLE),
         (2, EventKind.PROGRESS),
@@ -73,27 +73,26 @@ async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_o
     assert kept[0].decoded(Lifecycle) == Lifecycle(status=JobStatus.RUNNING, attempt=1)
     assert kept[3].decoded(Lifecycle) == Lifecycle(status=JobStatus.SUCCEEDED, attempt=1)
     assert kept[1].decoded() == {"done": 1, "total": 2}
-    everything = await storage.read_events(job.id, transient=True)
+    everything = await storage.events.read_events(job.id, transient=True)
     assert [e.seq for e in everything] == [1, 2, 3, 4, 5]
-    assert await storage.last_event_seq(job.id) == 5
     # Paging: after a sequence, with a limit.
-    assert [e.seq for e in await storage.read_events(job.id, 1, 2)] == [2, 3]
+    assert [e.seq for e in await storage.events.read_events(job.id, 1, 2)] == [2, 3]
 
 
 async def test_sequences_continue_across_a_retry(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     [first] = await claim(storage)
     retry_at = clock.now() + timedelta(seconds=5)
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [completion(first, Failed(error="boom", traceback=""), clock, retry_at=retry_at)]
     )
     clock.advance(10)
     [second] = await claim(storage)
     assert second.event_seq == 3
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [completion(second, Succeeded(result=b"1"), clock, event_seq=second.event_seq)]
     )
     assert await lifecycle(storage, job.id) == [
@@ -102,7 +101,7 @@ async def test_sequences_continue_across_a_retry(
         (3, JobStatus.RUNNING, 2),
         (4, JobStatus.SUCCEEDED, 2),
     ]
-    failed = (await storage.read_events(job.id, 1, 1))[0].decoded(Lifecycle)
+    failed = (await storage.events.read_events(job.id, 1, 1))[0].decoded(Lifecycle)
     assert failed.error == "boom" and failed.retry_at == retry_at
 
 
@@ -110,12 +109,12 @@ async def test_a_lost_lease_is_numbered_above_the_live_bus_floor(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     [_claimed] = await claim(storage, lease=5.0)
     clock.advance(10)
-    assert await storage.leased_job_ids(None) == [job.id]
-    assert await storage.leased_job_ids("w1") == [job.id]
-    assert await storage.rescue_expired(seq_floors={job.id: 40}) == 1
+    assert await storage.maintenance.leased_job_ids(None) == [job.id]
+    assert await storage.maintenance.leased_job_ids("w1") == [job.id]
+    assert await storage.maintenance.rescue_expired(seq_floors={job.id: 40}) == 1
     [again] = await claim(storage)
     assert again.event_seq == 42
     assert await lifecycle(storage, job.id) == [
@@ -129,11 +128,11 @@ async def test_stored_transient_events_count_when_a_lease_is_lost(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     [_claimed] = await claim(storage)
     chunks = [event(job.id, seq, EventKind.CHUNK, clock, {"text": "x"}) for seq in (2, 3)]
-    await storage.complete_many([], (), chunks)
-    assert await storage.release_owner("w1", lost=True, reason="worker died") == 1
+    await storage.jobs.complete_many([], (), chunks)
+    assert await storage.jobs.release_owner("w1", lost=True, reason="worker died") == 1
     assert (await lifecycle(storage, job.id))[-1] == (4, JobStatus.QUEUED, 1)
 
 
@@ -143,13 +142,13 @@ async def test_status_changes_outside_workers_are_events(
     waiting = new_job()
     parent = new_job()
     child = new_job(continues_job_id=parent.id, status=JobStatus.AWAITING)
-    await storage.enqueue_many([waiting, parent])
-    await storage.enqueue_many([child])
-    await storage.cancel(waiting.id, "not needed")
+    await storage.jobs.enqueue_many([waiting, parent])
+    await storage.jobs.enqueue_many([child])
+    await storage.control.cancel(waiting.id, "not needed")
     assert await lifecycle(storage, waiting.id) == [(1, JobStatus.CANCELLED, 0)]
     [claimed] = await claim(storage, limit=1)
     assert claimed.id == parent.id
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [completion(claimed, Failed(error="x", traceback="", retryable=False), clock)]
     )
     assert [s for _, s, _ in await lifecycle(storage, parent.id)] == [
@@ -157,7 +156,7 @@ async def test_status_changes_outside_workers_are_events(
         JobStatus.DEAD,
     ]
     assert [s for _, s, _ in await lifecycle(storage, child.id)] == [JobStatus.CANCELLED]
-    await storage.retry_job(parent.id)
+    await storage.control.retry_job(parent.id)
     assert (await lifecycle(storage, parent.id))[-1] == (3, JobStatus.QUEUED, 1)
 
 
@@ -165,9 +164,9 @@ async def test_released_and_cancelled_attempts_end_with_an_event(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     a, b = new_job(), new_job()
-    await storage.enqueue_many([a, b])
+    await storage.jobs.enqueue_many([a, b])
     first, second = await claim(storage)
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [
             completion(first, Released(reason="shutdown"), clock, event_seq=first.event_seq),
             completion(second, Cancelled(reason="asked"), clock, event_seq=second.event_seq + 3),
@@ -181,11 +180,11 @@ async def test_an_event_already_stored_is_not_replaced(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     await claim(storage)
-    await storage.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 1})])
-    await storage.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 9})])
-    [stored] = await storage.read_events(job.id, 1)
+    await storage.jobs.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 1})])
+    await storage.jobs.complete_many([], [event(job.id, 2, EventKind.PROGRESS, clock, {"done": 9})])
+    [stored] = await storage.events.read_events(job.id, 1)
     assert stored.decoded() == {"done": 1}
 
 
@@ -193,15 +192,18 @@ async def test_transient_events_expire(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     await claim(storage)
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [], [], [event(job.id, seq, EventKind.LOG, clock, {"m": seq}) for seq in (2, 3, 4)]
     )
-    assert await storage.purge_transient_events(clock.now() - timedelta(seconds=1)) == 0
-    assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1), limit=2) == 2
-    assert await storage.purge_transient_events(clock.now() + timedelta(seconds=1)) == 1
-    assert [e.seq for e in await storage.read_events(job.id, transient=True)] == [1]
+    assert await storage.events.purge_transient_events(clock.now() - timedelta(seconds=1)) == 0
+    assert (
+        await storage.events.purge_transient_events(clock.now() + timedelta(seconds=1), limit=2)
+        == 2
+    )
+    assert await storage.events.purge_transient_events(clock.now() + timedelta(seconds=1)) == 1
+    assert [e.seq for e in await storage.events.read_events(job.id, transient=True)] == [1]
 
 
 async def test_an_event_stored_as_a_row_is_never_derived_again(
@@ -210,21 +212,21 @@ async def test_an_event_stored_as_a_row_is_never_derived_again(
     """A job's `running` and end events are derived from its rows; a database written by an
     earlier version stored them as events. Such a row stands for the event: it comes once."""
     job = new_job()
-    await storage.enqueue_many([job])
+    await storage.jobs.enqueue_many([job])
     [claimed] = await claim(storage)
     running = lifecycle_event(
         job.id, claimed.event_seq, clock.now(), JobStatus.RUNNING, claimed.attempt
     )
-    await storage.complete_many([], [running])  # as the claim of an earlier version did
+    await storage.jobs.complete_many([], [running])  # as the claim of an earlier version did
     assert await lifecycle(storage, job.id) == [(1, JobStatus.RUNNING, 1)]
-    await storage.complete_many(
+    await storage.jobs.complete_many(
         [completion(claimed, Succeeded(result=b"1"), clock, event_seq=claimed.event_seq)]
     )
     assert await lifecycle(storage, job.id) == [
         (1, JobStatus.RUNNING, 1),
         (2, JobStatus.SUCCEEDED, 1),
     ]
-    assert [e.seq for e in await storage.read_events(job.id)] == [1, 2]
+    assert [e.seq for e in await storage.events.read_events(job.id)] == [1, 2]
 
 
 async def test_a_page_of_events_is_one_moment_of_the_database(
@@ -239,7 +241,7 @@ async def test_a_page_of_events_is_one_moment_of_the_database(
     try:
         for _ in range(150):
             job = new_job()
-            await storage.enqueue_many([job])
+            await storage.jobs.enqueue_many([job])
             [claimed] = await claim(storage)
             own = [
                 event(job.id, seq, EventKind.PROGRESS, clock, {"done": seq}) for seq in range(2, 6)
@@ -255,7 +257,7 @@ async def test_a_page_of_events_is_one_moment_of_the_database(
                     await asyncio.sleep(0)
 
             reading = asyncio.create_task(read_while_it_ends())
-            await storage.complete_many([done], own)
+            await storage.jobs.complete_many([done], own)
             await reading
     finally:
         await reader.close()

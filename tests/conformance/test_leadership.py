@@ -9,9 +9,9 @@ from jobworker.storage import Storage
 
 
 async def test_one_holder_at_a_time_and_release_frees_it(storage: Storage) -> None:
-    a = storage.leader_lease("beat", "host-a", 30.0)
-    b = storage.leader_lease("beat", "host-b", 30.0)
-    other = storage.leader_lease("other-duty", "host-b", 30.0)
+    a = storage.leadership.leader_lease("beat", "host-a", 30.0)
+    b = storage.leadership.leader_lease("beat", "host-b", 30.0)
+    other = storage.leadership.leader_lease("other-duty", "host-b", 30.0)
     try:
         assert await a.acquire()
         assert not await b.acquire()
@@ -33,8 +33,8 @@ async def test_one_holder_at_a_time_and_release_frees_it(storage: Storage) -> No
 async def test_a_lapsed_term_passes_to_another_holder(storage: Storage, clock: FrozenClock) -> None:
     if storage.dialect in ("postgres", "sqlserver"):
         pytest.skip("a session lock has no TTL: it ends with its session (tests/test_postgres)")
-    a = storage.leader_lease("beat", "host-a", 10.0)
-    b = storage.leader_lease("beat", "host-b", 10.0)
+    a = storage.leadership.leader_lease("beat", "host-a", 10.0)
+    b = storage.leadership.leader_lease("beat", "host-b", 10.0)
     try:
         assert await a.acquire()
         clock.advance(9)

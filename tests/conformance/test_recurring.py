@@ -19,11 +19,11 @@ NIGHTLY = RecurringSpec(
 
 
 async def test_upsert_adds_updates_and_keeps_state(storage: Storage, clock: FrozenClock) -> None:
-    await storage.upsert_recurring(
+    await storage.recurring.upsert_recurring(
         [NIGHTLY, RecurringSpec(name="z", job_type="t.b", cron="* * * * *")]
     )
-    await storage.upsert_recurring([NIGHTLY])  # every beat does this at start: no change
-    nightly, b = await storage.list_recurring()
+    await storage.recurring.upsert_recurring([NIGHTLY])  # every beat does this at start: no change
+    nightly, b = await storage.recurring.list_recurring()
     assert (nightly.name, nightly.cron, nightly.timezone, nightly.enabled) == (
         "nightly", "0 2 * * *", "Europe/Amsterdam", True,
     )  # fmt: skip
@@ -31,18 +31,18 @@ async def test_upsert_adds_updates_and_keeps_state(storage: Storage, clock: Froz
     assert nightly.updated_at == clock.now() and b.timezone == "UTC"
 
     instant = datetime(2030, 1, 2, 1, 0, tzinfo=UTC)
-    await storage.advance_recurring("nightly", instant)
-    assert await storage.set_recurring_enabled("nightly", False)
-    assert not await storage.set_recurring_enabled("missing", False)
+    await storage.recurring.advance_recurring("nightly", instant)
+    assert await storage.recurring.set_recurring_enabled("nightly", False)
+    assert not await storage.recurring.set_recurring_enabled("missing", False)
     clock.advance(60)
-    await storage.upsert_recurring([NIGHTLY])
-    [nightly, _] = await storage.list_recurring()
+    await storage.recurring.upsert_recurring([NIGHTLY])
+    [nightly, _] = await storage.recurring.list_recurring()
     assert not nightly.enabled, "a restart of beat does not enable what an operator disabled"
     assert nightly.next_fire_at == instant and nightly.updated_at < clock.now()
 
     changed = RecurringSpec(name="nightly", job_type="t.noop", cron="0 3 * * *", args=b'{"a":1}')
-    await storage.upsert_recurring([changed])
-    [nightly, _] = await storage.list_recurring()
+    await storage.recurring.upsert_recurring([changed])
+    [nightly, _] = await storage.recurring.list_recurring()
     assert (nightly.cron, nightly.timezone) == ("0 3 * * *", "UTC")
     assert msgspec.json.decode(nightly.args) == {"a": 1}
     assert nightly.next_fire_at is None, "a new schedule is scheduled again from now"
@@ -50,54 +50,59 @@ async def test_upsert_adds_updates_and_keeps_state(storage: Storage, clock: Froz
 
 
 async def test_enabling_again_schedules_from_now(storage: Storage) -> None:
-    await storage.upsert_recurring([NIGHTLY])
-    await storage.advance_recurring("nightly", datetime(2030, 1, 2, 1, 0, tzinfo=UTC))
-    assert await storage.set_recurring_enabled("nightly", True)  # already enabled: unchanged
-    assert (await storage.list_recurring())[0].next_fire_at is not None
-    await storage.set_recurring_enabled("nightly", False)
-    await storage.set_recurring_enabled("nightly", True)
-    assert (await storage.list_recurring())[0].next_fire_at is None
+    await storage.recurring.upsert_recurring([NIGHTLY])
+    await storage.recurring.advance_recurring("nightly", datetime(2030, 1, 2, 1, 0, tzinfo=UTC))
+    assert await storage.recurring.set_recurring_enabled(
+        "nightly", True
+    )  # already enabled: unchanged
+    assert (await storage.recurring.list_recurring())[0].next_fire_at is not None
+    await storage.recurring.set_recurring_enabled("nightly", False)
+    await storage.recurring.set_recurring_enabled("nightly", True)
+    assert (await storage.recurring.list_recurring())[0].next_fire_at is None
 
 
 async def test_an_instant_fires_once_even_after_its_job_is_purged(
     storage: Storage, new_job: NewJobFactory
 ) -> None:
-    await storage.upsert_recurring([NIGHTLY])
+    await storage.recurring.upsert_recurring([NIGHTLY])
     instant = datetime(2030, 1, 1, 1, 0, tzinfo=UTC)
     after = instant + timedelta(days=1)
     job = new_job(idempotency_key=fire_key("nightly", instant))
-    fired = await storage.fire_recurring("nightly", instant, after, job)
+    fired = await storage.recurring.fire_recurring("nightly", instant, after, job)
     assert fired is not None and fired.created and fired.job_id == job.id
-    [record] = await storage.list_recurring()
+    [record] = await storage.recurring.list_recurring()
     assert record.last_fire_at == instant and record.next_fire_at == after
 
     # A second leader, a replay, a clock step: the same instant again, or an earlier one.
     again = new_job(idempotency_key=fire_key("nightly", instant))
-    assert await storage.fire_recurring("nightly", instant, after, again) is None
+    assert await storage.recurring.fire_recurring("nightly", instant, after, again) is None
     earlier = instant - timedelta(days=1)
     older = new_job(idempotency_key=fire_key("nightly", earlier))
-    assert await storage.fire_recurring("nightly", earlier, instant, older) is None
-    assert await storage.get(again.id) is None and await storage.get(older.id) is None
+    assert await storage.recurring.fire_recurring("nightly", earlier, instant, older) is None
+    assert (
+        await storage.inspection.get(again.id) is None
+        and await storage.inspection.get(older.id) is None
+    )
 
     # The job ran and was purged (or deleted): the guard does not depend on it.
-    await storage.delete_job(job.id)
-    assert await storage.fire_recurring("nightly", instant, after, again) is None
-    assert sum((await storage.count_by_status()).values()) == 0
+    await storage.control.delete_job(job.id)
+    assert await storage.recurring.fire_recurring("nightly", instant, after, again) is None
+    assert sum((await storage.inspection.count_by_status()).values()) == 0
 
     nxt = new_job(idempotency_key=fire_key("nightly", after))
-    fired = await storage.fire_recurring("nightly", after, after + timedelta(days=1), nxt)
+    fired = await storage.recurring.fire_recurring("nightly", after, after + timedelta(days=1), nxt)
     assert fired is not None and fired.created
-    assert (await storage.get(nxt.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    assert (await storage.inspection.get(nxt.id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
 
 
 async def test_a_held_fire_key_answers_with_its_job_and_disabled_never_fires(
     storage: Storage, new_job: NewJobFactory
 ) -> None:
-    await storage.upsert_recurring([NIGHTLY])
+    await storage.recurring.upsert_recurring([NIGHTLY])
     instant = datetime(2030, 1, 1, 1, 0, tzinfo=UTC)
     holder = new_job(idempotency_key=fire_key("nightly", instant))
-    await storage.enqueue_many([holder])
-    fired = await storage.fire_recurring(
+    await storage.jobs.enqueue_many([holder])
+    fired = await storage.recurring.fire_recurring(
         "nightly",
         instant,
         instant + timedelta(days=1),
@@ -105,29 +110,29 @@ async def test_a_held_fire_key_answers_with_its_job_and_disabled_never_fires(
     )
     assert fired is not None and not fired.created and fired.job_id == holder.id
 
-    await storage.set_recurring_enabled("nightly", False)
+    await storage.recurring.set_recurring_enabled("nightly", False)
     later = instant + timedelta(days=1)
     job = new_job(idempotency_key=fire_key("nightly", later))
-    assert await storage.fire_recurring("nightly", later, later, job) is None
-    assert await storage.fire_recurring("unknown", later, later, job) is None
-    await storage.advance_recurring("nightly", later + timedelta(days=9))
-    [record] = await storage.list_recurring()
+    assert await storage.recurring.fire_recurring("nightly", later, later, job) is None
+    assert await storage.recurring.fire_recurring("unknown", later, later, job) is None
+    await storage.recurring.advance_recurring("nightly", later + timedelta(days=9))
+    [record] = await storage.recurring.list_recurring()
     assert record.next_fire_at == later and record.last_fire_at == instant
 
 
 async def test_next_fire_never_moves_backwards(storage: Storage) -> None:
-    await storage.upsert_recurring([NIGHTLY])
+    await storage.recurring.upsert_recurring([NIGHTLY])
     t = datetime(2030, 1, 2, 1, 0, tzinfo=UTC)
-    await storage.advance_recurring("nightly", t)
-    await storage.advance_recurring("nightly", t - timedelta(hours=1))
-    assert (await storage.list_recurring())[0].next_fire_at == t
+    await storage.recurring.advance_recurring("nightly", t)
+    await storage.recurring.advance_recurring("nightly", t - timedelta(hours=1))
+    assert (await storage.recurring.list_recurring())[0].next_fire_at == t
 
 
 async def test_the_leader_heartbeat(storage: Storage, clock: FrozenClock) -> None:
-    assert await storage.beat_leader() is None
+    assert await storage.leadership.beat_leader() is None
     first = LeaseTerm(holder="a", since=clock.now(), mechanism="redis", token="t1")
-    await storage.record_beat_leader("beat", first, clock.now() + timedelta(seconds=15))
-    leader = await storage.beat_leader()
+    await storage.leadership.record_beat_leader("beat", first, clock.now() + timedelta(seconds=15))
+    leader = await storage.leadership.beat_leader()
     assert leader is not None and (leader.holder, leader.mechanism, leader.token) == (
         "a", "redis", "t1",
     )  # fmt: skip
@@ -136,17 +141,17 @@ async def test_the_leader_heartbeat(storage: Storage, clock: FrozenClock) -> Non
 
     clock.advance(5)
     second = LeaseTerm(holder="b", since=clock.now(), mechanism="redis", token="t2")
-    await storage.record_beat_leader("beat", second, clock.now() + timedelta(seconds=15))
-    leader = await storage.beat_leader()
+    await storage.leadership.record_beat_leader("beat", second, clock.now() + timedelta(seconds=15))
+    leader = await storage.leadership.beat_leader()
     assert leader is not None and leader.holder == "b", "a newer term replaces an older one"
-    await storage.record_beat_leader("beat", first, clock.now() + timedelta(seconds=15))
-    leader = await storage.beat_leader()
+    await storage.leadership.record_beat_leader("beat", first, clock.now() + timedelta(seconds=15))
+    leader = await storage.leadership.beat_leader()
     assert leader is not None and leader.holder == "b", "a stale leader cannot overwrite it"
 
-    await storage.clear_beat_leader("beat", "t1")  # not its term: nothing happens
-    assert await storage.beat_leader() is not None
+    await storage.leadership.clear_beat_leader("beat", "t1")  # not its term: nothing happens
+    assert await storage.leadership.beat_leader() is not None
     clock.advance(16)
-    assert await storage.beat_leader() is None, "an expired heartbeat means no leader"
+    assert await storage.leadership.beat_leader() is None, "an expired heartbeat means no leader"
     clock.advance(-16)
-    await storage.clear_beat_leader("beat", "t2")
-    assert await storage.beat_leader() is None
+    await storage.leadership.clear_beat_leader("beat", "t2")
+    assert await storage.leadership.beat_leader() is None

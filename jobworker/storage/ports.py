@@ -1,0 +1,371 @@
+"""The storage seam: small role ports, each named for what its callers need.
+
+A backend is one `Storage` object whose attributes are its roles. A caller types against the
+role it uses (the worker against `Jobs`, the janitor against `Maintenance`, `jobworker queues`
+against `Inspection` and `Control`), never against the whole backend. All methods are
+coroutines; all times come from the database's clock. A backend validates nothing about
+payloads: the client has done that before `Jobs.enqueue_many`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import msgspec
+
+from jobworker.models import (
+    AttemptRecord,
+    CancelResult,
+    ClaimedJob,
+    Completion,
+    JobEvent,
+    JobFilter,
+    JobRecord,
+    JobStatus,
+    LeaseTerm,
+    NewJob,
+    QueueInfo,
+)
+from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
+
+__all__ = [
+    "Control",
+    "EnqueueResult",
+    "EventStore",
+    "Inspection",
+    "Jobs",
+    "LeaderLease",
+    "Leadership",
+    "Maintenance",
+    "NoSubscription",
+    "Recorded",
+    "Recurring",
+    "Schema",
+    "Storage",
+    "Subscription",
+]
+
+
+class EnqueueResult(msgspec.Struct, frozen=True):
+    job_id: uuid.UUID
+    # False when an idempotency key matched an existing job, whose id is returned instead.
+    created: bool = True
+
+
+class Recorded(msgspec.Struct, frozen=True, kw_only=True):
+    """What `Jobs.complete_many` did: how many outcomes still held their lease, and the
+    lifecycle events their status changes were stored as (for the live bus)."""
+
+    applied: int = 0
+    lifecycle: list[JobEvent] = []
+
+
+class Subscription(Protocol):
+    """A live subscription to notifications; `close()` ends it."""
+
+    async def close(self) -> None: ...
+
+
+class NoSubscription:
+    """For backends without notifications: callers poll."""
+
+    async def close(self) -> None:
+        return None
+
+
+class LeaderLease(Protocol):
+    """At most one holder of a named lease at a time (beat's leadership): `acquire` takes it if
+    free, `renew` keeps it (False: it was lost, stop leader work now), `release` gives it up."""
+
+    mechanism: str
+    term: LeaseTerm | None
+
+    async def acquire(self) -> bool: ...
+
+    async def renew(self) -> bool: ...
+
+    async def release(self) -> None: ...
+
+    async def current(self) -> LeaseTerm | None: ...
+
+    async def close(self) -> None: ...
+
+
+class Schema(Protocol):
+    """The backend's tables and routines."""
+
+    async def migrate(self) -> list[int]:
+        """Apply the schema scripts not yet applied; returns the versions applied."""
+        ...
+
+    async def check_schema(self) -> None:
+        """Raise `SchemaMissingError` unless the schema is present and current."""
+        ...
+
+
+class Jobs(Protocol):
+    """A job's way through the database: enqueued, claimed under a lease, renewed, finished."""
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        """Store all jobs in one transaction, or none of them.
+
+        With `connection` (a driver connection the caller holds inside a transaction), the jobs
+        are written in the caller's transaction: they exist only if it commits.
+        """
+        ...
+
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
+        """Call `on_enqueued(queue)` when jobs are enqueued ("*": maybe any queue), and
+        `on_cancel(job_id)` when a running job's cancellation is requested. Backends without
+        notifications return a subscription that never calls: workers poll instead."""
+        ...
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
+    ) -> list[ClaimedJob]:
+        """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each.
+
+        `concurrency` caps, per job type, how many may run at once across every worker: the
+        claim counts the running ones and takes no more than the rest, atomically.
+        """
+        ...
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        """Push back the expiry of every lease `owner` holds; returns how many it holds."""
+        ...
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        """The running jobs of `owner` whose cancellation has been requested."""
+        ...
+
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
+    ) -> Recorded:
+        """Record outcomes and events in one transaction; returns how many outcomes still held
+        their lease, and (unless `lifecycle` is false: a caller with no live bus to send them
+        to) the lifecycle events of their status changes.
+
+        The status each outcome leads to is `transitions.after_attempt`'s. An outcome whose
+        lease is no longer held (it expired and another worker took the job) is dropped.
+
+        `events` are kept (job_events); `transient` ones are stored only to carry them live
+        without Redis, and expire. Events are written before the outcomes, so each job's end is
+        numbered after them (and after `Completion.event_seq`). An event whose (job, seq) is
+        already stored is dropped.
+        """
+        ...
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
+        """End every lease `owner` holds.
+
+        lost=False: a draining worker gives jobs back; attempts do not count (outcome released).
+        lost=True: the owner died; the attempt counts (outcome lost) and a job out of attempts
+        goes dead. `seq_floors` gives, per job, the last event sequence used outside the
+        database (the live bus): the lifecycle event of the change is numbered above it.
+        """
+        ...
+
+
+class Control(Protocol):
+    """What an operator does to jobs and queues."""
+
+    async def cancel(self, job_id: uuid.UUID, reason: str) -> CancelResult:
+        """Cancel a waiting job (and the continuations waiting on it) at once, or ask the worker
+        of a running one to stop it. Raises `JobNotFoundError` for an unknown id."""
+        ...
+
+    async def retry_job(self, job_id: uuid.UUID) -> None:
+        """Queue a dead job again (with one more attempt if it had used them all)."""
+        ...
+
+    async def delete_job(self, job_id: uuid.UUID) -> None:
+        """Delete a job that is not running, with its attempts and events."""
+        ...
+
+    async def set_queue_paused(self, queue: str, paused: bool) -> None: ...
+
+
+class Inspection(Protocol):
+    """Reading jobs, attempts and queues."""
+
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+    async def count_by_status(self) -> dict[JobStatus, int]: ...
+
+    async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]: ...
+
+    async def queues(self) -> list[QueueInfo]:
+        """Every queue with jobs or a pause state: its counts by status and whether paused."""
+        ...
+
+    async def paused_queues(self) -> set[str]: ...
+
+
+class EventStore(Protocol):
+    """A job's kept events, and the transient ones that carry events live without Redis."""
+
+    async def read_events(
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+    ) -> list[JobEvent]:
+        """A job's stored events with seq > after_seq, in order; with `transient`, also the
+        events stored only to carry them live."""
+        ...
+
+    async def subscribe_events(
+        self, on_events: Callable[[set[uuid.UUID] | None], None]
+    ) -> Subscription:
+        """Call `on_events(job_ids)` when events of those jobs are stored (None: maybe any).
+        Backends without notifications return a subscription that never calls: readers poll."""
+        ...
+
+    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to `limit` transient events that occurred before `before`."""
+        ...
+
+
+class Maintenance(Protocol):
+    """The sweeps that keep the table healthy: lease rescue, continuations, the janitor."""
+
+    async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
+        """The running jobs `owner` holds, or (owner None) those whose lease has expired."""
+        ...
+
+    async def rescue_expired(
+        self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
+    ) -> int:
+        """Treat jobs whose lease has expired as lost (see `Jobs.release_owner`)."""
+        ...
+
+    async def resolve_continuations(self, limit: int = 500) -> int:
+        """Repair sweep: settle awaiting jobs whose parent has already ended."""
+        ...
+
+    async def purge_expired(self, limit: int = 500) -> int:
+        """Delete up to `limit` finished jobs past their result TTL, with attempts and events."""
+        ...
+
+
+class Recurring(Protocol):
+    """Beat's recurring definitions and their fires."""
+
+    async def upsert_recurring(self, specs: Sequence[RecurringSpec]) -> None:
+        """Add definitions, or update their job, schedule and arguments. Whether one is enabled
+        and when it fired are kept; a changed schedule is scheduled again from now."""
+        ...
+
+    async def list_recurring(self) -> list[RecurringJob]:
+        """Every stored definition, by name."""
+        ...
+
+    async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a definition; False if there is none of that name. A definition
+        enabled again is scheduled from now: the fires it missed are not caught up."""
+        ...
+
+    async def fire_recurring(
+        self, name: str, instant: datetime, next_fire_at: datetime, job: NewJob
+    ) -> EnqueueResult | None:
+        """In one transaction: move the definition's `last_fire_at` forward to `instant` (only if
+        it is enabled and has not fired at or after `instant`) and enqueue `job`. None, and
+        nothing stored, if the instant was already fired: the fire key the database holds."""
+        ...
+
+    async def advance_recurring(self, name: str, next_fire_at: datetime) -> None:
+        """Record when an enabled definition fires next (never moving it backwards)."""
+        ...
+
+
+class Leadership(Protocol):
+    """Beat's leader: the database's own lease, and the heartbeat every leader records."""
+
+    def leader_lease(self, name: str, holder: str, ttl: float) -> LeaderLease:
+        """The database's own leader lease, for when Redis is not there."""
+        ...
+
+    async def record_beat_leader(self, name: str, term: LeaseTerm, expires_at: datetime) -> None:
+        """The leader's heartbeat: its term, alive until `expires_at`. A newer term replaces an
+        older one; an older term never replaces a newer one that is still alive."""
+        ...
+
+    async def clear_beat_leader(self, name: str, token: str) -> None:
+        """Remove the heartbeat of the term `token` (the leader stepped down)."""
+        ...
+
+    async def beat_leader(self, name: str = BEAT_LEASE) -> BeatLeader | None:
+        """The live beat leader's term, if one's heartbeat has not expired."""
+        ...
+
+
+class Storage(Protocol):
+    """One opened backend: its roles as attributes.
+
+    Opened once per process (`open`), never shared across `fork()`, and closed with `close`.
+    """
+
+    dialect: str
+    # The storage derives a succeeded job's `result` event from the job's result when its events
+    # are read: a worker without a live bus need not hand that event in (it still numbers it).
+    derives_result_events: bool
+
+    @property
+    def schema(self) -> Schema: ...
+
+    @property
+    def jobs(self) -> Jobs: ...
+
+    @property
+    def control(self) -> Control: ...
+
+    @property
+    def inspection(self) -> Inspection: ...
+
+    @property
+    def events(self) -> EventStore: ...
+
+    @property
+    def maintenance(self) -> Maintenance: ...
+
+    @property
+    def recurring(self) -> Recurring: ...
+
+    @property
+    def leadership(self) -> Leadership: ...
+
+    async def open(self) -> None:
+        """Connect. On a backend that creates its own schema (SQLite), create it."""
+        ...
+
+    async def close(self) -> None: ...

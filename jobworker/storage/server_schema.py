@@ -1,0 +1,45 @@
+"""What the server backends (PostgreSQL, SQL Server) share about their schema: the schema name
+filled into their SQL, the version check's message, and URLs fit for messages."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from jobworker.errors import SchemaMissingError
+from jobworker.storage.base import SCHEMA_TOKEN
+from jobworker.storage.sqlfiles import schema_scripts
+
+
+def render(sql: str, quoted_schema: str) -> str:
+    """`sql` with the schema token replaced by the (already quoted) schema name."""
+    return sql.replace(SCHEMA_TOKEN, quoted_schema)
+
+
+def rendered_scripts(
+    dialect: str, quote: Callable[[str], str], schema: str
+) -> list[tuple[int, str, str]]:
+    """(version, file name, SQL) of a dialect's schema scripts with the schema filled in: what
+    `jobworker migrate` runs and `jobworker sql` prints."""
+    quoted = quote(schema)
+    return [(v, name, render(text, quoted)) for v, name, text in schema_scripts(dialect)]
+
+
+def latest_version(dialect: str) -> int:
+    return max(version for version, _name, _text in schema_scripts(dialect))
+
+
+def check_version(dialect: str, schema: str, current: int) -> None:
+    """Raise `SchemaMissingError`, saying what to run, unless `current` is the latest version."""
+    latest = latest_version(dialect)
+    if current < latest:
+        state = "has no jobworker schema" if current == 0 else f"has schema version {current}"
+        raise SchemaMissingError(
+            f"the database {state} (schema {schema!r}; this version needs {latest}); "
+            f"run: jobworker migrate --database-url ..."
+        )
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)

@@ -1,0 +1,65 @@
+"""One blocking connection used from one dedicated thread, for drivers without asyncio (sqlite3,
+pyodbc): the event loop never waits on the database, and the connection is never used by two
+threads at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+T = TypeVar("T")
+
+
+class ConnectionThread(Generic[C]):
+    """`run(fn)` calls `fn(connection)` on the thread, connecting first when there is no
+    connection (the first call, or after `drop`). Opened in one process: a child of `fork()`
+    must open its own."""
+
+    def __init__(
+        self, connect: Callable[[], C], disconnect: Callable[[C], None], name: str
+    ) -> None:
+        self._connect = connect
+        self._disconnect = disconnect
+        self._name = name
+        self._conn: C | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pid = os.getpid()
+        self._start_lock = threading.Lock()
+
+    async def run(self, fn: Callable[[C], T]) -> T:
+        if self._pid != os.getpid():
+            raise RuntimeError("a storage opened before fork() cannot be used in the child")
+        if self._executor is None:
+            with self._start_lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._call, fn)
+
+    def _call(self, fn: Callable[[C], T]) -> T:
+        return fn(self.connection())
+
+    def connection(self) -> C:
+        """The open connection (on the thread only), connecting if there is none."""
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def drop(self) -> None:
+        """Close and forget the connection (on the thread only): the next call reconnects."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self._disconnect(conn)
+
+    async def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None and self._pid == os.getpid():
+            await asyncio.get_running_loop().run_in_executor(executor, self.drop)
+        self._conn = None
+        if executor is not None:
+            executor.shutdown(wait=False)
