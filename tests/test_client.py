@@ -177,52 +177,45 @@ def test_embedded_sqlite_file_is_created_with_its_schema(
         app.close()
 
 
-async def test_an_embedded_database_of_an_earlier_version_is_upgraded_on_open(
+async def test_an_embedded_database_older_than_the_baseline_is_refused_untouched(
     tmp_path: Path,
 ) -> None:
-    """A SQLite file written by an earlier version (schema 5: every lifecycle event stored by a
-    trigger) is brought to the newest schema when it is opened, and its jobs' events are then
-    numbered once each: an upgrade that stopped short would number every claim twice."""
-    import sqlite3
+    """A SQLite file written by an unreleased development version (schema 5, before the
+    baseline) cannot be upgraded: opening it says what was found, why, and what to do, and
+    leaves the file as it was."""
+    from jobworker import SchemaMissingError
 
-    from jobworker.events.model import Lifecycle
-    from jobworker.models import EventKind
-    from jobworker.storage.sqlfiles import schema_scripts
-    from jobworker.storage.sqlite import SCHEMA_VERSION
-    from jobworker.testing import adrain
+    from .old_sqlite import create_with_old_scripts
 
     path = tmp_path / "old.db"
-    conn = sqlite3.connect(path)
-    for version, _name, text in schema_scripts("sqlite"):
-        if version <= 5:
-            conn.executescript(text)
-    conn.close()
-    assert SCHEMA_VERSION > 5
+    create_with_old_scripts(path, up_to=5)
+    before = path.read_bytes()
 
     registry = Registry()
 
-    @registry.job(name="upgraded")
-    async def upgraded(ctx: JobContext) -> int:
+    @registry.job(name="refused")
+    async def refused(ctx: JobContext) -> int:
         return 1
 
     app = App(f"sqlite:///{path}", registry=registry)
     try:
-        handle = await upgraded.adelay()
-        assert (await adrain(app)).succeeded == 1
-        events = await app.client.aevents(handle.job_id)
-        lifecycle = [
-            (e.seq, e.decoded(Lifecycle).status.value)
-            for e in events
-            if e.kind is EventKind.LIFECYCLE
-        ]
-        assert lifecycle == [(1, "running"), (3, "succeeded")]
-        assert [e.seq for e in events] == [1, 2, 3]
+        with pytest.raises(SchemaMissingError) as raised:
+            await refused.adelay()
     finally:
         await app.aclose()
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("SELECT max(version) FROM jobworker_schema").fetchone()[0] == (
-            SCHEMA_VERSION
-        )
-    finally:
-        conn.close()
+    message = str(raised.value)
+    for said in (
+        str(path),
+        "schema version 5",
+        "unreleased development version",
+        "cannot upgrade it",
+        "Move the file aside",
+        "a new one is created",
+    ):
+        assert said in message, message
+    assert path.read_bytes() == before
+    assert _file_names(tmp_path) == ["old.db"]
+
+
+def _file_names(folder: Path) -> list[str]:
+    return sorted(entry.name for entry in folder.iterdir())

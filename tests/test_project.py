@@ -75,7 +75,7 @@ def test_the_wheel_ships_the_sql_and_py_typed(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("jobworker-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "jobworker/py.typed" in names
-    assert "jobworker/_sql/sqlite/001_schema.sql" in names
+    assert "jobworker/_sql/sqlite/006_baseline.sql" in names
     assert "jobworker/_sql/sqlite/queries.sql" in names
     # The installed package finds its SQL inside itself.
     target = tmp_path / "site"

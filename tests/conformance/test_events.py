@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import msgspec
+import pytest
 
 from jobworker import Settings
 from jobworker.clock import FrozenClock
@@ -211,6 +212,8 @@ async def test_an_event_stored_as_a_row_is_never_derived_again(
 ) -> None:
     """A job's `running` and end events are derived from its rows; a database written by an
     earlier version stored them as events. Such a row stands for the event: it comes once."""
+    if storage.dialect == "sqlite":
+        pytest.skip("SQLite refuses a file of a version before its baseline (tests/test_sqlite)")
     job = new_job()
     await storage.jobs.enqueue_many([job])
     [claimed] = await claim(storage)
@@ -250,7 +253,7 @@ async def test_a_page_of_events_is_one_moment_of_the_database(
 
             async def read_while_it_ends(job_id: object = job.id) -> None:
                 for _ in range(30):
-                    page = [e.seq for e in await reader.read_events(job_id)]  # type: ignore[arg-type]
+                    page = [e.seq for e in await reader.events.read_events(job_id)]  # type: ignore[arg-type]
                     assert page == sorted(set(page)), page
                     if 6 in page:
                         assert page == [1, 2, 3, 4, 5, 6], page

@@ -1,0 +1,53 @@
+"""Reading jobs, attempts and queues."""
+
+from __future__ import annotations
+
+import uuid
+
+from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
+from jobworker.storage.rows import attempt_record, job_record, queue_infos, status_counts
+from jobworker.storage.sqlite.connection import Database, Session
+from jobworker.storage.sqlite.values import VALUES
+
+__all__ = ["SQLiteInspection"]
+
+
+class SQLiteInspection:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, job_id: uuid.UUID) -> JobRecord | None:
+        row = await self._db.read(lambda session: session.one("get_job", {"id": str(job_id)}))
+        return None if row is None else job_record(row, VALUES)
+
+    async def list_jobs(
+        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
+    ) -> list[JobRecord]:
+        params = {
+            "status": filter.status.value if filter.status else None,
+            "job_type": filter.job_type,
+            "queue": filter.queue,
+            "idempotency_key": filter.idempotency_key,
+            "limit": limit,
+            "offset": offset,
+        }
+        rows = await self._db.read(lambda session: session.all("list_jobs", params))
+        return [job_record(row, VALUES) for row in rows]
+
+    async def count_by_status(self) -> dict[JobStatus, int]:
+        return status_counts(await self._db.read(lambda session: session.all("count_by_status")))
+
+    async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]:
+        params = {"job_id": str(job_id)}
+        rows = await self._db.read(lambda session: session.all("list_attempts", params))
+        return [attempt_record(row, VALUES) for row in rows]
+
+    async def queues(self) -> list[QueueInfo]:
+        def read(session: Session) -> list[QueueInfo]:
+            return queue_infos(session.all("queue_counts"), session.all("queue_states"))
+
+        return await self._db.read(read)
+
+    async def paused_queues(self) -> set[str]:
+        rows = await self._db.read(lambda session: session.all("paused_queues"))
+        return {row[0] for row in rows}

@@ -1,0 +1,163 @@
+"""A job's way through the file: enqueued, claimed under a lease, renewed, finished."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from jobworker.clock import Clock
+from jobworker.config import Settings
+from jobworker.errors import ConfigurationError
+from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
+from jobworker.storage.base import without_derived_results
+from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
+from jobworker.storage.rows import claimed_jobs
+from jobworker.storage.sqlite.attempts import complete, end_event, end_leases
+from jobworker.storage.sqlite.connection import Database, Session
+from jobworker.storage.sqlite.values import VALUES, event_row, job_row, json_list
+from jobworker.storage.sqlite.writes import insert_job, settle_new_continuation
+
+__all__ = ["SQLiteJobs"]
+
+
+class SQLiteJobs:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        self._settings = settings
+        self._clock = clock
+
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
+        return NoSubscription()  # SQLite has no notifications; workers poll
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if connection is not None:
+            raise ConfigurationError("enqueueing on a caller's connection needs PostgreSQL")
+        rows = [job_row(job) for job in jobs]
+        if not any(row["idempotency_key"] or row["continues_job_id"] for row in rows):
+            await self._db.write(lambda session: session.execute_many("enqueue", rows))
+            return [EnqueueResult(job.id) for job in jobs]
+        return await self._db.write(lambda session: [self._enqueue(session, row) for row in rows])
+
+    def _enqueue(self, session: Session, row: dict[str, Any]) -> EnqueueResult:
+        result = insert_job(session, row)
+        if result.created and row["continues_job_id"]:
+            now = self._clock.now().timestamp()
+            settle_new_continuation(
+                session, row["id"], row["continues_job_id"], now, self._settings.result_ttl
+            )
+        return result
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not job_types or not queues:
+            return []
+        limits = {t: n for t, n in (concurrency or {}).items() if t in job_types}
+        free = json_list([t for t in job_types if t not in limits])
+        queues_json = json_list(queues)
+
+        def claim(session: Session) -> list[Any]:
+            now = self._clock.now().timestamp()
+            params = {
+                "owner": owner,
+                "lease_until": now + lease_duration,
+                "now": now,
+                "queues": queues_json,
+                "job_types": free,
+                "limit": limit,
+            }
+            rows = session.all("claim", params)
+            # Capped job types: count what runs and take no more than the rest, all within this
+            # write transaction (SQLite has one writer at a time).
+            for job_type in sorted(limits):
+                room = limit - len(rows)
+                if room <= 0:
+                    break
+                running = session.scalar("running_of_type", {"job_type": job_type})
+                allowance = min(room, limits[job_type] - running)
+                if allowance > 0:
+                    capped = {**params, "job_types": json_list([job_type]), "limit": allowance}
+                    rows += session.all("claim", capped)
+            return rows
+
+        return claimed_jobs(await self._db.write(claim), VALUES)
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        def extend(session: Session) -> int:
+            now = self._clock.now().timestamp()
+            params = {"owner": owner, "lease_until": now + lease_duration, "now": now}
+            return session.execute("extend_leases", params).rowcount
+
+        return await self._db.write(extend)
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        rows = await self._db.read(lambda session: session.all("cancel_requests", {"owner": owner}))
+        return [uuid.UUID(row[0]) for row in rows]
+
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
+    ) -> Recorded:
+        if not completions and not events and not transient:
+            return Recorded()
+        default_ttl = self._settings.result_ttl
+        # read_events derives a succeeded job's `result` event from its result (a row less).
+        event_rows = [
+            event_row(event, False) for event in without_derived_results(completions, events)
+        ]
+        event_rows += [event_row(event, True) for event in transient]
+
+        def record(session: Session) -> Recorded:
+            now = self._clock.now().timestamp()
+            changes: list[JobEvent] = []  # lifecycle events for the live bus
+            applied = 0
+            # Events first: a job's end is numbered after every event its attempt stored.
+            session.execute_many("insert_event", event_rows)
+            for item in completions:
+                ended = complete(session, item, now, default_ttl)
+                if ended is not None:
+                    applied += 1
+                    if lifecycle:
+                        changes.append(end_event(item, ended))
+            return Recorded(applied=applied, lifecycle=changes)
+
+        return await self._db.write(record)
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
+        floors = {str(job_id): seq for job_id, seq in (seq_floors or {}).items()}
+        return await self._db.write(
+            lambda session: end_leases(
+                session,
+                "leases_of_owner",
+                {"owner": owner},
+                lost=lost,
+                reason=reason,
+                seq_floors=floors,
+                now=self._clock.now().timestamp(),
+                default_ttl=self._settings.result_ttl,
+            )
+        )

@@ -1,0 +1,63 @@
+"""How values are stored in the SQLite file: times as REAL epoch seconds (UTC), ids as canonical
+UUID text, lists as JSON text (read by `json_each`), and the row a new job or an event is
+written from."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from jobworker.models import JobEvent, NewJob
+from jobworker.storage.rows import Values
+
+__all__ = ["VALUES", "event_row", "from_timestamp", "job_row", "json_list", "maybe_timestamp"]
+
+
+def from_timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def maybe_timestamp(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+# What the row mappers of `storage/rows.py` convert SQLite's values with.
+VALUES = Values(to_uuid=uuid.UUID, to_time=from_timestamp, to_bytes=bytes)
+
+
+def json_list(values: Sequence[str]) -> str:
+    return msgspec.json.encode(list(values)).decode()
+
+
+def job_row(job: NewJob) -> dict[str, Any]:
+    """The parameters of the `enqueue` statement."""
+    return {
+        "id": str(job.id),
+        "job_type": job.job_type,
+        "queue": job.queue,
+        "priority": job.priority,
+        "status": job.status.value,
+        "args": job.args,
+        "max_attempts": job.max_attempts,
+        "enqueued_at": job.enqueued_at.timestamp(),
+        "run_at": job.run_at.timestamp(),
+        "idempotency_key": job.idempotency_key,
+        "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
+        "result_ttl": job.result_ttl,
+    }
+
+
+def event_row(event: JobEvent, transient: bool) -> dict[str, Any]:
+    """The parameters of the `insert_event` statement."""
+    return {
+        "job_id": str(event.job_id),
+        "seq": event.seq,
+        "kind": event.kind.value,
+        "occurred_at": event.occurred_at.timestamp(),
+        "payload": bytes(event.payload),
+        "transient": int(transient),
+    }
