@@ -135,20 +135,20 @@ ORDER BY seq
 LIMIT :limit;
 
 -- name: attempt_events
--- What the job's attempt rows say of their `running` and end events (read_events derives them),
--- and whether a row holds the number just before a success's end: the number of its `result`
--- event, derived only when the worker did not store that event itself (its attempt's last
--- event was another one).
-SELECT a.attempt, a.started_at, a.ended_at, a.start_seq, a.end_seq, a.end_status,
-    a.end_attempt, a.end_error, a.end_run_at,
-    a.end_status = 'succeeded' AND EXISTS (
-        SELECT 1 FROM job_events AS e WHERE e.job_id = a.job_id AND e.seq = a.end_seq - 1)
-FROM job_attempts AS a
-WHERE a.job_id = :job_id AND (a.start_seq > :after_seq OR a.end_seq > :after_seq);
+-- What the job's attempt rows say of their `running` and end events (read_events derives them).
+SELECT attempt, started_at, ended_at, start_seq, end_seq, end_status, end_attempt, end_error,
+    end_run_at
+FROM job_attempts
+WHERE job_id = :job_id AND (start_seq > :after_seq OR end_seq > :after_seq);
 
 -- name: running_event
--- The running attempt's `running` event, and a succeeded job's result.
-SELECT status, attempt, started_at, event_seq, result FROM jobs WHERE id = :job_id;
+-- The running attempt's `running` event, and a succeeded job's result, with whether a row holds
+-- the number just before its end: its `result` event's, derived only when the worker did not
+-- store that event itself (when another event was its attempt's last).
+SELECT status, attempt, started_at, event_seq, result,
+    status = 'succeeded' AND EXISTS (
+        SELECT 1 FROM job_events AS e WHERE e.job_id = jobs.id AND e.seq = jobs.event_seq - 1)
+FROM jobs WHERE id = :job_id;
 
 -- name: purge_transient_events
 DELETE FROM job_events

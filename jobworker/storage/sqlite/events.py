@@ -1,69 +1,56 @@
-"""A job's events: the stored rows, and the events its rows stand for.
-
-No job_events row holds an attempt's `running` event or the lifecycle event that ended it: the
-claim and the end of an attempt number them, and the attempt's row (the running attempt's: the
-job's row) says what they are. A succeeded job's `result` event (kept only when results are
-persisted) is derived from its result. Reading puts them back in sequence among the rows.
-"""
+"""A job's events: the stored rows, read with the rows that imply the others (an attempt's
+`running` and end events, a succeeded job's `result`) in one snapshot, and merged by
+`storage.event_log`; the transient rows that carry events live without Redis."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from jobworker.models import EventKind, JobEvent, JobStatus
-from jobworker.storage.base import lifecycle_event
+from jobworker.storage.event_log import AttemptMarks, JobMarks, event_page
 from jobworker.storage.ports import NoSubscription, Subscription
-from jobworker.storage.sqlite.connection import Database, Session
+from jobworker.storage.sqlite.connection import Database, Row, Session
 from jobworker.storage.sqlite.values import from_timestamp
 
 __all__ = ["SQLiteEvents"]
 
 
-def _attempt_events(
-    job_id: uuid.UUID, row: Any, after_seq: int, result: tuple[bytes | None] | None
-) -> list[JobEvent]:
-    """An ended attempt's `running` event and its end's lifecycle event, after `after_seq`;
-    given a succeeded job's `(result,)`, also the result event of the attempt that succeeded:
-    numbered by the worker just before the end, unless a row holds that number (the worker
-    stored its result event itself, as another event was its attempt's last)."""
-    attempt, started, ended, start_seq, end_seq, end_status, end_attempt, error, run_at = row[:9]
-    result_stored = row[9]
-    events = []
-    if start_seq is not None and start_seq > after_seq:
-        events.append(
-            lifecycle_event(job_id, start_seq, from_timestamp(started), JobStatus.RUNNING, attempt)
-        )
-    if end_seq is None:
-        return events
-    ended_at = from_timestamp(ended)
-    status = JobStatus(end_status)
-    if end_seq > after_seq:
-        retry_at = None if run_at is None else from_timestamp(run_at)
-        events.append(
-            lifecycle_event(job_id, end_seq, ended_at, status, end_attempt, error, retry_at)
-        )
-    if (
-        result is not None
-        and status is JobStatus.SUCCEEDED
-        and not result_stored
-        and end_seq - 1 > max(after_seq, start_seq or 0)
-    ):
-        payload = b'{"value":' + bytes(result[0] or b"null") + b"}"
-        events.append(
-            JobEvent(
-                job_id=job_id,
-                seq=end_seq - 1,
-                kind=EventKind.RESULT,
-                occurred_at=ended_at,
-                payload=msgspec.Raw(payload),
-            )
-        )
-    return events
+def _stored(job_id: uuid.UUID, row: Row) -> JobEvent:
+    """(job_id, seq, kind, occurred_at, payload)."""
+    return JobEvent(
+        job_id=job_id,
+        seq=row[1],
+        kind=EventKind(row[2]),
+        occurred_at=from_timestamp(row[3]),
+        payload=msgspec.Raw(bytes(row[4])),
+    )
+
+
+def _attempt_marks(row: Row) -> AttemptMarks:
+    attempt, started, ended, start_seq, end_seq, end_status, end_attempt, error, run_at = row
+    return AttemptMarks(
+        attempt=attempt,
+        started_at=from_timestamp(started),
+        ended_at=from_timestamp(ended),
+        start_seq=start_seq,
+        end_seq=end_seq,
+        end_status=None if end_status is None else JobStatus(end_status),
+        end_attempt=end_attempt,
+        end_error=error,
+        end_run_at=None if run_at is None else from_timestamp(run_at),
+    )
+
+
+def _job_marks(row: Row) -> tuple[JobMarks, bool]:
+    """The job's marks, and whether a row holds its `result` event's number (see the
+    `running_event` statement)."""
+    status, attempt, started_at, event_seq, result, result_stored = row
+    started = None if started_at is None else from_timestamp(started_at)
+    return JobMarks(JobStatus(status), attempt, started, event_seq, result), bool(result_stored)
 
 
 class SQLiteEvents:
@@ -82,49 +69,25 @@ class SQLiteEvents:
             "transient": transient,
         }
 
-        def read(session: Session) -> list[JobEvent]:
-            events = [
-                JobEvent(
-                    job_id=job_id,
-                    seq=seq,
-                    kind=EventKind(kind),
-                    occurred_at=from_timestamp(occurred_at),
-                    payload=msgspec.Raw(bytes(payload)),
-                )
-                for _id, seq, kind, occurred_at, payload in session.all("read_events", params)
-            ]
-            derived = self._derived_events(session, job_id, after_seq)
-            if derived:
-                events += derived
-                events.sort(key=lambda event: event.seq)
-            return events[:limit]
+        def read(session: Session) -> tuple[list[Row], list[Row], Row | None]:
+            job = session.one("running_event", params)
+            attempts = session.all("attempt_events", params) if job is not None else []
+            return session.all("read_events", params), attempts, job
 
         # One snapshot: rows and the events derived from the job's rows must agree (a completion
         # committed between two reads would otherwise show its end before the events stored
         # with it, or the attempt twice).
-        return await self._db.snapshot(read)
-
-    def _derived_events(
-        self, session: Session, job_id: uuid.UUID, after_seq: int
-    ) -> list[JobEvent]:
-        """The events no row stores, after `after_seq`."""
-        params = {"job_id": str(job_id), "after_seq": after_seq}
-        job = session.one("running_event", params)
-        if job is None:
-            return []
-        status, attempt, started_at, event_seq, result = job
-        derived_result = (
-            (result,) if self._derives_results and status == JobStatus.SUCCEEDED else None
+        stored, attempts, job = await self._db.snapshot(read)
+        marks, result_stored = (None, False) if job is None else _job_marks(job)
+        return event_page(
+            job_id,
+            after_seq,
+            limit,
+            stored=[_stored(job_id, row) for row in stored],
+            attempts=[_attempt_marks(row) for row in attempts],
+            job=marks,
+            keep_results=self._derives_results and not result_stored,
         )
-        events: list[JobEvent] = []
-        for row in session.all("attempt_events", params):
-            events += _attempt_events(job_id, row, after_seq, derived_result)
-        if status == JobStatus.RUNNING and event_seq > after_seq:
-            running_since = from_timestamp(started_at)
-            events.append(
-                lifecycle_event(job_id, event_seq, running_since, JobStatus.RUNNING, attempt)
-            )
-        return events
 
     async def subscribe_events(
         self, on_events: Callable[[set[uuid.UUID] | None], None]
