@@ -14,7 +14,7 @@ from jobworker.models import EventKind, JobEvent, JobStatus
 from jobworker.storage.event_log import AttemptMarks, JobMarks, event_page
 from jobworker.storage.ports import NoSubscription, Subscription
 from jobworker.storage.sqlite.connection import Database, Row, Session
-from jobworker.storage.sqlite.values import from_timestamp
+from jobworker.storage.sqlite.values import VALUES, from_timestamp
 
 __all__ = ["SQLiteEvents"]
 
@@ -41,7 +41,7 @@ def _attempt_marks(row: Row) -> AttemptMarks:
         end_status=None if end_status is None else JobStatus(end_status),
         end_attempt=end_attempt,
         end_error=error,
-        end_run_at=None if run_at is None else from_timestamp(run_at),
+        end_run_at=VALUES.maybe_time(run_at),
     )
 
 
@@ -49,7 +49,7 @@ def _job_marks(row: Row) -> tuple[JobMarks, bool]:
     """The job's marks, and whether a row holds its `result` event's number (see the
     `running_event` statement)."""
     status, attempt, started_at, event_seq, result, result_stored = row
-    started = None if started_at is None else from_timestamp(started_at)
+    started = VALUES.maybe_time(started_at)
     return JobMarks(JobStatus(status), attempt, started, event_seq, result), bool(result_stored)
 
 

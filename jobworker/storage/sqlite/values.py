@@ -14,15 +14,11 @@ import msgspec
 from jobworker.models import JobEvent, NewJob
 from jobworker.storage.rows import Values
 
-__all__ = ["VALUES", "event_row", "from_timestamp", "job_row", "json_list", "maybe_timestamp"]
+__all__ = ["VALUES", "event_row", "from_timestamp", "job_row", "json_list"]
 
 
 def from_timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
-
-
-def maybe_timestamp(value: datetime | None) -> float | None:
-    return None if value is None else value.timestamp()
 
 
 # What the row mappers of `storage/rows.py` convert SQLite's values with.
