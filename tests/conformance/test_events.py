@@ -250,7 +250,7 @@ async def test_a_page_of_events_is_one_moment_of_the_database(
 
             async def read_while_it_ends(job_id: object = job.id) -> None:
                 for _ in range(30):
-                    page = [e.seq for e in await reader.read_events(job_id)]  # type: ignore[arg-type]
+                    page = [e.seq for e in await reader.events.read_events(job_id)]  # type: ignore[arg-type]
                     assert page == sorted(set(page)), page
                     if 6 in page:
                         assert page == [1, 2, 3, 4, 5, 6], page
