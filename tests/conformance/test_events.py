@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import msgspec
+import pytest
 
 from jobworker import Settings
 from jobworker.clock import FrozenClock
@@ -210,7 +211,10 @@ async def test_an_event_stored_as_a_row_is_never_derived_again(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     """A job's `running` and end events are derived from its rows; a database written by an
-    earlier version stored them as events. Such a row stands for the event: it comes once."""
+    earlier version stored them as events. Such a row stands for the event: it comes once.
+    (PostgreSQL's schema starts at a baseline no earlier version wrote to: it has no such rows.)"""
+    if storage.dialect == "postgres":
+        pytest.skip("PostgreSQL's baseline schema holds no rows of unreleased versions")
     job = new_job()
     await storage.jobs.enqueue_many([job])
     [claimed] = await claim(storage)

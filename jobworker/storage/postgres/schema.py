@@ -1,4 +1,8 @@
-"""The schema role on PostgreSQL: `jobworker migrate` and the version check workers make."""
+"""The schema role on PostgreSQL: `jobworker migrate` and the version check workers make.
+
+`sql/postgres/` holds a baseline script stating the whole schema, then numbered migrations. A
+schema older than the baseline was made by an unreleased development version: migrate refuses
+it and touches nothing."""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ class PostgresSchema:
         async with self._db.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             current = await self._version(conn)
+            server_schema.check_upgradable("postgres", self._schema, current)
             for version, _name, text in rendered_scripts(self._schema):
                 if version > current:
                     await conn.execute(text)
@@ -37,6 +42,7 @@ class PostgresSchema:
     async def check_schema(self) -> None:
         async with self._db.acquire() as conn:
             current = await self._version(conn)
+        server_schema.check_upgradable("postgres", self._schema, current)
         server_schema.check_version("postgres", self._schema, current)
 
     async def _version(self, conn: Any) -> int:
