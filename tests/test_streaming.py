@@ -515,7 +515,7 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
     await storage.open()
     await storage.schema.migrate()
     refusals = 2
-    real_complete_many = storage.complete_many
+    real_complete_many = storage.jobs.complete_many
 
     async def flaky_complete_many(*args: Any, **kwargs: Any) -> Any:
         nonlocal refusals
@@ -524,7 +524,7 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
             raise ConnectionError("the database went away")
         return await real_complete_many(*args, **kwargs)
 
-    storage.complete_many = flaky_complete_many  # type: ignore[method-assign]
+    storage.jobs.complete_many = flaky_complete_many  # type: ignore[method-assign]
     recorder = Recorder(storage, settings)
     writer = asyncio.create_task(recorder.run())
     job_id = uuid.uuid4()

@@ -15,12 +15,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob
-from jobworker.storage.base import (
-    FINISHED,
-    lifecycle_event,
-    outcome_row,
-    without_derived_results,
-)
+from jobworker.storage.base import FINISHED, lifecycle_event, outcome_row, without_derived_results
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
