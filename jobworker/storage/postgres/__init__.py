@@ -17,9 +17,8 @@ from jobworker.storage.postgres.leadership import PostgresLeadership
 from jobworker.storage.postgres.maintenance import PostgresMaintenance
 from jobworker.storage.postgres.recurring import PostgresRecurring
 from jobworker.storage.postgres.schema import PostgresSchema, rendered_scripts
-from jobworker.storage.postgres.statements import quoted_schema
 
-__all__ = ["PostgresStorage", "quoted_schema", "rendered_scripts"]
+__all__ = ["PostgresStorage", "rendered_scripts"]
 
 
 class PostgresStorage:
