@@ -20,12 +20,20 @@ import asyncpg
 import pytest
 
 from jobworker import App, JobContext, JobStatus, Registry, Settings
+from jobworker.errors import SchemaMissingError
 from jobworker.storage import create_storage
 from jobworker.testing import adrain
 from jobworker.worker import Worker, WorkerOptions, worker_id
 
 from .conftest import FAST, JOBWORKER, TESTS, subprocess_env
-from .pg import drop_schema, migrate_schema, new_schema_name
+from .pg import (
+    catalog,
+    drop_schema,
+    migrate_schema,
+    new_schema_name,
+    run_scripts,
+    temporary_database,
+)
 
 sys.path.insert(0, str(TESTS / "apps"))
 import contextlib
@@ -80,7 +88,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
     migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
     first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "applied schema version(s) 1, 2, 3, 4, 5" in first.stdout
+    assert "applied schema version(s) 8 to postgres" in first.stdout
     again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert "up to date" in again.stdout
 
@@ -120,6 +128,113 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "invalid schema name" in bad.stderr
+
+
+# The schema scripts of the development versions before the baseline (1 to 8), as they were.
+DEV_SCRIPTS = sorted((TESTS / "fixtures" / "postgres_dev_scripts").glob("*.sql"))
+
+
+async def check_schema(url: str, schema: str) -> None:
+    settings = Settings(database_url=url, database_schema=schema)
+    storage = create_storage(url, settings)
+    await storage.open()
+    try:
+        await storage.schema.check_schema()
+    finally:
+        await storage.close()
+
+
+def test_the_baseline_states_the_schema_the_development_scripts_made() -> None:
+    """A schema made by the scripts of versions 1 to 8 is the baseline's, save what the baseline
+    leaves out on purpose: the claim of versions 3 and 4 (claim_jobs, which nothing calls since
+    version 6) and read_events' branches for events stored by versions before 8. Such a schema
+    counts as current: workers run on it, and migrate leaves it as it is."""
+    assert [script.name[:3] for script in DEV_SCRIPTS] == [f"00{n}" for n in range(1, 9)]
+
+    async def compare(old_url: str, new_url: str) -> None:
+        await run_scripts(old_url, "jobworker", DEV_SCRIPTS)
+        await migrate_schema(new_url, "jobworker")
+        old, new = await catalog(old_url, "jobworker"), await catalog(new_url, "jobworker")
+        for part in ("relations", "columns", "indexes", "constraints", "triggers"):
+            assert old[part] == new[part], part
+        assert len(new["columns"]) == 70 and len(new["indexes"]) == 15
+        old_functions = {(name, args): text for name, args, text in old["functions"]}
+        new_functions = {(name, args): text for name, args, text in new["functions"]}
+        assert {name for name, _ in old_functions.keys() - new_functions.keys()} == {"claim_jobs"}
+        assert not new_functions.keys() - old_functions.keys()
+        differ = {key[0] for key in new_functions if new_functions[key] != old_functions[key]}
+        assert differ == {"read_events"}
+        [old_read_events] = [t for (n, _), t in old_functions.items() if n == "read_events"]
+        assert "succeeded under an earlier version" in old_read_events
+        await check_schema(old_url, "jobworker")
+        settings = Settings(database_url=old_url, database_schema="jobworker")
+        storage = create_storage(old_url, settings)
+        await storage.open()
+        try:
+            assert await storage.schema.migrate() == []
+        finally:
+            await storage.close()
+
+    with temporary_database() as old_url, temporary_database() as new_url:
+        asyncio.run(compare(old_url, new_url))
+
+
+def test_migrate_refuses_a_schema_older_than_the_baseline(pg_database: str, schema: str) -> None:
+    """A schema of a development version before the baseline cannot be upgraded: migrate says
+    what it found and what to do, and changes nothing; workers refuse it the same way."""
+    asyncio.run(run_scripts(pg_database, schema, DEV_SCRIPTS[:5]))
+    before = asyncio.run(catalog(pg_database, schema))
+    migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
+    result = subprocess.run(
+        migrate, env=subprocess_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stdout
+    message = " ".join(result.stderr.split())
+    assert f"has schema version 5 (schema '{schema}')" in message
+    assert "made by an unreleased development version of jobworker" in message
+    assert "starts from version 8" in message
+    assert "Drop the schema (its jobs are lost) and run: jobworker migrate" in message
+    assert "Traceback" not in result.stderr
+    assert asyncio.run(catalog(pg_database, schema)) == before
+    with pytest.raises(SchemaMissingError, match="unreleased development version"):
+        asyncio.run(check_schema(pg_database, schema))
+
+
+def test_named_statements_are_bound_by_name_and_checked_when_loaded() -> None:
+    from jobworker.storage.postgres.statements import load, parse
+
+    statements = load("jobworker")
+    assert len(statements["complete"].params) == 21
+    assert statements["claim"].params == (
+        "now",
+        "queues",
+        "job_types",
+        "limit",
+        "owner",
+        "lease_until",
+    )
+    two = parse(
+        "two", "-- params: a,\n--     b\n-- $9 in a comment is no placeholder\nSELECT $2, $1"
+    )
+    assert two.params == ("a", "b")
+    assert two.bind((), {"b": 2, "a": 1}) == [1, 2]
+    with pytest.raises(TypeError, match=r"missing: \['b'\], unknown: \['c'\]"):
+        two.bind((), {"a": 1, "c": 3})
+    with pytest.raises(TypeError, match="by name"):
+        two.bind((1, 2), {})
+    positional = parse("positional", "SELECT $1, $2")
+    assert positional.bind((1, 2), {}) == (1, 2)
+    with pytest.raises(TypeError, match="by position"):
+        positional.bind((), {"a": 1})
+    for bad in (
+        "-- params: a\nSELECT $1, $2",  # $2 has no name
+        "-- params: a, b\nSELECT $1",  # b is not used
+        "-- params: a, a\nSELECT $1, $2",
+        "-- params: retry\nSELECT $1",  # a keyword of Database's query methods
+        "SELECT $1, $3",  # a gap
+    ):
+        with pytest.raises(ValueError, match="statement 'bad'"):
+            parse("bad", bad)
 
 
 async def test_enqueue_inside_the_callers_transaction(pg_database: str, migrated: str) -> None:
@@ -409,7 +524,7 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
     pg_database: str, migrated: str
 ) -> None:
     """The claim and the completion store no event rows for a job's start and end: its history
-    is read from the jobs and job_attempts rows. Rows stored the old way are never repeated."""
+    is read from the jobs and job_attempts rows."""
     from datetime import UTC, datetime
 
     import msgspec
@@ -455,19 +570,12 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
         ]
 
     try:
-        job, legacy = new_job(), new_job()
-        await storage.jobs.enqueue_many([job, legacy])
+        job, other = new_job(), new_job()
+        await storage.jobs.enqueue_many([job, other])
         claimed = {
             c.id: c for c in await storage.jobs.claim("w1", ["t.noop"], ["default"], 10, 30.0)
         }
         assert await history(job.id) == [(1, "lifecycle", "running")]
-        # As version 7 did: the claim stored the running event as a row.
-        await conn.execute(
-            f"INSERT INTO {migrated}.job_events (job_id, seq, kind, occurred_at, payload) "
-            f"VALUES ($1, 1, 'lifecycle', now(), "
-            f"{migrated}.lifecycle_payload('running', 1, NULL, NULL))",
-            legacy.id,
-        )
         # As a worker ends a succeeded attempt: its last event is the result.
         results = [
             JobEvent(
@@ -502,8 +610,8 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
             e for e in await storage.events.read_events(job.id) if e.kind is EventKind.RESULT
         ]
         assert result.decoded() == {"value": 42}
-        assert await history(legacy.id) == expected
-        assert await stored_rows(legacy.id) == 1
+        assert await history(other.id) == expected
+        assert await stored_rows(other.id) == 0
     finally:
         await conn.close()
         await storage.close()

@@ -1,11 +1,15 @@
 -- Named statements of the PostgreSQL backend. Each starts with a `-- name: <name>` line.
 -- A placeholder is replaced by the validated, quoted schema name. Times are passed in by the
 -- caller's clock. Arrays + unnest make every batch one round trip.
+-- A `-- params: a, b, c` line names $1, $2, $3 in order: the statement is bound by name (checked
+-- when loaded: every $n named, every name used). Statements without one are bound by position.
 
 -- name: schema_version
 SELECT max(version) FROM __SCHEMA__.jobworker_schema;
 
 -- name: enqueue
+-- params: ids, job_types, queues, priorities, statuses, job_args, max_attempts, enqueued_ats,
+--     run_ats, idempotency_keys, continues_job_ids, result_ttls
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
     idempotency_key, continues_job_id, result_ttl
@@ -21,12 +25,14 @@ RETURNING id;
 SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::text[]);
 
 -- name: claim
--- Lock the most urgent due rows no other worker holds, lease them, count the attempt
--- (see 003_claim.sql for why this is a function), and number its `running` event (006).
+-- params: now, queues, job_types, limit, owner, lease_until
+-- Lock the most urgent due rows no other worker holds, lease them, count the attempt and number
+-- its `running` event (claim_batch in the schema says why this is a function).
 SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
 
 -- name: claim_capped
--- The same, when some job types have a cluster-wide concurrency cap (004_lifecycle.sql).
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
+-- The same, when some job types have a cluster-wide concurrency cap.
 SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
 
@@ -35,22 +41,26 @@ UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
 WHERE lease_owner = $1 AND status = 'running';
 
 -- name: complete
+-- params: ids, attempts, owners, outcomes, results, errors, tracebacks, retry_ats, result_ttls,
+--     started_ats, ended_ats, last_seqs, start_seqs, now, event_job_ids, event_seqs, event_kinds,
+--     event_times, event_payloads, event_transient, channel
 -- Many outcomes in one statement: store the attempts' events, update the jobs whose lease is
--- still ours (numbering each end's lifecycle event after the attempt's own), and record one
--- attempt row for each of them, with the number of its `running` event ($21, from the claim;
--- 0: unknown, then jobs.event_seq before this statement, as every part of a statement sees the
--- rows as they were) and its end's event, which read_events derives from the row.
+-- still ours (numbering each end's lifecycle event after the attempt's own, last_seqs), and
+-- record one attempt row for each of them, with the number of its `running` event (start_seqs,
+-- from the claim; 0: unknown, then jobs.event_seq before this statement, as every part of a
+-- statement sees the rows as they were) and its end's event, which read_events derives from the
+-- row.
 WITH done AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
         $8::timestamptz[], $9::double precision[], $10::timestamptz[], $11::timestamptz[],
-        $13::bigint[], $21::bigint[]
+        $12::bigint[], $13::bigint[]
     ) AS d(id, attempt, owner, outcome, result, error, traceback, retry_at, result_ttl,
            started_at, ended_at, event_seq, start_seq)
 ), events AS (
     INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
     SELECT * FROM unnest(
-        $14::uuid[], $15::bigint[], $16::text[], $17::timestamptz[], $18::jsonb[], $19::boolean[])
+        $15::uuid[], $16::bigint[], $17::text[], $18::timestamptz[], $19::jsonb[], $20::boolean[])
     ON CONFLICT DO NOTHING
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
@@ -71,10 +81,10 @@ WITH done AS (
         run_at = CASE WHEN j.cancel_requested THEN j.run_at
                       ELSE COALESCE(d.retry_at, j.run_at) END,
         completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
-                                 OR j.cancel_requested THEN $12::timestamptz END,
+                                 OR j.cancel_requested THEN $14::timestamptz END,
         expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
                                OR j.cancel_requested
-                          THEN $12::timestamptz + make_interval(secs => d.result_ttl) END,
+                          THEN $14::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL,
         event_seq = greatest(j.event_seq, d.event_seq) + 1
@@ -93,23 +103,24 @@ WITH done AS (
         u.event_seq, u.status, u.attempt, u.error, u.run_at
     FROM done AS d JOIN updated AS u ON u.id = d.id
 ), touched AS (
-    -- $20: the channel that wakes readers without Redis (NULL: the caller publishes to Redis).
+    -- channel: the one that wakes readers without Redis (NULL: the caller publishes to Redis).
     SELECT string_agg(DISTINCT t.id::text, ',') AS ids
-    FROM (SELECT unnest($14::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
-    WHERE $20::text IS NOT NULL
+    FROM (SELECT unnest($15::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
+    WHERE $21::text IS NOT NULL
 )
 -- Each outcome applied, with what its lifecycle event records; settle: the job ended with
 -- continuations to settle. The notification is sent once, with the first row (a statement that
 -- applies no outcome sends none: the caller notifies for its events itself).
 SELECT id, settle, status, attempt, event_seq, error, run_at,
-    (SELECT count(pg_notify($20::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
+    (SELECT count(pg_notify($21::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
      FROM touched WHERE ids IS NOT NULL) AS notified
 FROM updated;
 
 -- name: end_leases
--- Leases of one owner ($1), or every expired lease ($1 NULL), end. $3: lost (the attempt counts,
--- out of attempts means dead) or not (released: the attempt does not count). A job whose
--- cancellation was requested ends cancelled either way. $7/$8: per job, the last event sequence
+-- params: owner, now, lost, reason, limit, default_ttl, floor_ids, floor_seqs
+-- Leases of one owner, or every expired lease (owner NULL), end: lost (the attempt counts, out of
+-- attempts means dead) or not (released: the attempt does not count). A job whose cancellation
+-- was requested ends cancelled either way. floor_ids/floor_seqs: per job, the last event sequence
 -- used on the live bus; the change's lifecycle event is numbered above it and every stored one,
 -- and recorded in the attempt row.
 WITH floors AS (
@@ -167,6 +178,7 @@ WITH floors AS (
 SELECT id, settle FROM updated;
 
 -- name: settle_continuations
+-- params: parents, now, default_ttl, channel
 -- Continuations of parents that have ended: promoted when the parent succeeded, cancelled
 -- (down the chain) when it ended dead or cancelled, or no longer exists.
 WITH RECURSIVE parents AS (
@@ -230,6 +242,7 @@ WHERE c.status = 'awaiting'
 LIMIT $1;
 
 -- name: cancel
+-- params: job_id, reason, now, default_ttl, channel
 -- A waiting job is cancelled at once; a running one is flagged and its worker notified.
 WITH target AS (
     SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
@@ -303,7 +316,8 @@ WHERE status = 'running'
 LIMIT $3;
 
 -- name: read_events
--- A page of the job's events (the function is in 008_attempt_lifecycle.sql).
+-- params: job_id, after_seq, limit, transient, results
+-- A page of the job's events (the read_events function of the schema).
 SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.read_events($1, $2, $3, $4, $5);
 
 -- name: purge_transient_events
@@ -337,6 +351,7 @@ SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enque
 FROM __SCHEMA__.jobs WHERE id = $1;
 
 -- name: list_jobs
+-- params: status, job_type, queue, idempotency_key, limit, offset
 -- Newest first: ids are UUIDv7, ordered by time.
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
@@ -377,6 +392,7 @@ SELECT pg_try_advisory_lock(hashtextextended($1::text, 0));
 SELECT pg_advisory_unlock(hashtextextended($1::text, 0));
 
 -- name: lease_record_term
+-- params: lease, holder, token, since
 INSERT INTO __SCHEMA__.leader_terms (name, holder, token, since) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO UPDATE
 SET holder = excluded.holder, token = excluded.token, since = excluded.since;
@@ -395,6 +411,7 @@ WHERE t.name = $1
 -- Beat: recurring definitions and the leader's heartbeat --------------------------------------
 
 -- name: upsert_recurring
+-- params: names, job_types, crons, timezones, job_args, now
 -- Definitions from code: added, or their schedule and arguments updated. `enabled` and the
 -- firing state are kept; a changed schedule is scheduled again from now (next_fire_at NULL).
 INSERT INTO __SCHEMA__.recurring_jobs AS r (name, job_type, cron, timezone, args, updated_at)
@@ -429,6 +446,7 @@ UPDATE __SCHEMA__.recurring_jobs SET next_fire_at = $2
 WHERE name = $1 AND enabled AND (next_fire_at IS NULL OR next_fire_at < $2);
 
 -- name: record_beat_leader
+-- params: lease, holder, mechanism, token, since, now, expires_at
 -- A newer term replaces an older one; a stale leader (stalled, then resumed) cannot overwrite a
 -- newer live term.
 INSERT INTO __SCHEMA__.beat_leaders AS b

@@ -211,9 +211,11 @@ async def test_an_event_stored_as_a_row_is_never_derived_again(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     """A job's `running` and end events are derived from its rows; a database written by an
-    earlier version stored them as events. Such a row stands for the event: it comes once."""
-    if storage.dialect == "sqlite":
-        pytest.skip("SQLite refuses a file of a version before its baseline (tests/test_sqlite)")
+    earlier version stored them as events. Such a row stands for the event: it comes once.
+    SQLite and PostgreSQL start at a baseline no earlier version wrote to: they hold no such
+    rows (SQL Server still stores lifecycle rows through its trigger)."""
+    if storage.dialect in ("sqlite", "postgres"):
+        pytest.skip("the baseline schema holds no rows of unreleased versions")
     job = new_job()
     await storage.jobs.enqueue_many([job])
     [claimed] = await claim(storage)

@@ -1,0 +1,49 @@
+"""PostgreSQL storage on an asyncpg pool: one module per role, all sharing one `Database`.
+
+asyncpg prepares and caches each statement per connection. The schema is the user's: `jobworker
+migrate` applies it; a worker never migrates on its own.
+"""
+
+from __future__ import annotations
+
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.storage.postgres.connection import Database
+from jobworker.storage.postgres.control import PostgresControl
+from jobworker.storage.postgres.events import PostgresEvents
+from jobworker.storage.postgres.inspection import PostgresInspection
+from jobworker.storage.postgres.jobs import PostgresJobs
+from jobworker.storage.postgres.leadership import PostgresLeadership
+from jobworker.storage.postgres.maintenance import PostgresMaintenance
+from jobworker.storage.postgres.recurring import PostgresRecurring
+from jobworker.storage.postgres.schema import PostgresSchema, rendered_scripts
+
+__all__ = ["PostgresStorage", "rendered_scripts"]
+
+
+class PostgresStorage:
+    """The backend's roles over one connection pool, opened by `open`."""
+
+    dialect = "postgres"
+
+    def __init__(
+        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+    ) -> None:
+        settings = settings or Settings(database_url=url)
+        self._db = Database(url, settings)
+        # When results are kept, read_events derives a succeeded job's `result` event.
+        self.derives_result_events = "result" in settings.persisted_kinds()
+        self.schema = PostgresSchema(self._db, settings, clock)
+        self.jobs = PostgresJobs(self._db, settings, clock)
+        self.control = PostgresControl(self._db, settings, clock)
+        self.inspection = PostgresInspection(self._db, settings, clock)
+        self.events = PostgresEvents(self._db, settings, clock)
+        self.maintenance = PostgresMaintenance(self._db, settings, clock)
+        self.recurring = PostgresRecurring(self._db, settings, clock)
+        self.leadership = PostgresLeadership(self._db, settings, clock)
+
+    async def open(self) -> None:
+        await self._db.open()
+
+    async def close(self) -> None:
+        await self._db.close()
