@@ -50,7 +50,7 @@ def backend_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
 async def storage(backend_settings: Settings, clock: FrozenClock) -> AsyncIterator[Storage]:
     backend = create_storage(backend_settings.database_url, backend_settings, clock)
     await backend.open()
-    await backend.migrate()
+    await backend.schema.migrate()
     try:
         yield backend
     finally:
