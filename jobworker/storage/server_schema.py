@@ -29,6 +29,25 @@ def latest_version(dialect: str) -> int:
     return max(version for version, _name, _text in schema_scripts(dialect))
 
 
+def baseline_version(dialect: str) -> int:
+    """The version of a dialect's oldest script, its baseline: the schema it states whole."""
+    return min(version for version, _name, _text in schema_scripts(dialect))
+
+
+def check_upgradable(dialect: str, schema: str, current: int) -> None:
+    """Raise `SchemaMissingError`, saying what to do, when `current` is a version older than the
+    baseline: such a schema was made by a development version that was never released, and no
+    script upgrades it."""
+    baseline = baseline_version(dialect)
+    if 0 < current < baseline:
+        raise SchemaMissingError(
+            f"the database has schema version {current} (schema {schema!r}), made by an "
+            f"unreleased development version of jobworker; this version starts from version "
+            f"{baseline} and cannot upgrade it. Drop the schema (its jobs are lost) and run: "
+            f"jobworker migrate --database-url ..."
+        )
+
+
 def check_version(dialect: str, schema: str, current: int) -> None:
     """Raise `SchemaMissingError`, saying what to run, unless `current` is the latest version."""
     latest = latest_version(dialect)

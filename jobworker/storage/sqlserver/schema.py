@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from jobworker.errors import ConfigurationError
-from jobworker.storage.server_schema import check_version
+from jobworker.storage.server_schema import check_upgradable, check_version
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.statements import DIALECT, rendered_scripts, split_batches
@@ -20,7 +20,9 @@ class SQLServerSchema:
         return await self._queries.run(self._migrate)
 
     async def check_schema(self) -> None:
-        check_version(DIALECT, self._schema_name, await self._queries.run(self._version))
+        current = await self._queries.run(self._version)
+        check_upgradable(DIALECT, self._schema_name, current)
+        check_version(DIALECT, self._schema_name, current)
 
     def _version(self, session: Session) -> int:
         if not self._queries.fetch_scalar(session, "schema_table_exists"):
@@ -29,7 +31,8 @@ class SQLServerSchema:
 
     def _migrate(self, session: Session) -> list[int]:
         """Every script not yet applied, batch by batch, in one transaction that holds an
-        application lock, so that two migrations of one schema run one after the other."""
+        application lock, so that two migrations of one schema run one after the other. A schema
+        older than the baseline is refused before anything is changed."""
         applied: list[int] = []
         with session.transaction():
             resource = f"jobworker.migrate.{self._schema_name}"
@@ -39,6 +42,7 @@ class SQLServerSchema:
                     f"could not take the migration lock (sp_getapplock returned {status})"
                 )
             current = self._version(session)
+            check_upgradable(DIALECT, self._schema_name, current)
             for version, _name, text in rendered_scripts(self._schema_name):
                 if version <= current:
                     continue
