@@ -15,7 +15,6 @@ import types
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -62,6 +61,8 @@ from .conftest import ROOT
 
 URL = "mssql+pyodbc://app:secret@db.example:1433/jobs?driver=ODBC+Driver+18+for+SQL+Server"
 VERSIONS = [version for version, _, _ in schema_scripts("sqlserver")]
+# The baseline's number: what the development scripts it replaced (001-005) left a database at.
+BASELINE = 5
 # Beat's statements, exercised in tests/test_beat_sqlserver_offline.py.
 BEAT_STATEMENTS = {
     "upsert_recurring",
@@ -166,22 +167,32 @@ def test_other_schema_names_are_refused(name: str) -> None:
 # The SQL files ------------------------------------------------------------------------------
 
 
+PACKAGE = ROOT / "jobworker" / "storage" / "sqlserver"
+# Methods that take a statement's name, and the position of that argument: `Queries`' own, and
+# the lease's helper that runs a statement on its own connection.
+NAMED = {"rows": 0, "row": 0, "scalar": 0, "fetch": 1, "fetch_scalar": 1, "_on_own_connection": 0}
+# Functions that pass on a name they were given.
+FORWARDERS = {"rows", "row", "scalar", "fetch", "fetch_scalar", "_on_own_connection"}
+
+
 def referenced_queries() -> set[str]:
-    """Every statement name the backend's source passes to `_query` or `_scalar`."""
-    source = (ROOT / "jobworker" / "storage" / "sqlserver.py").read_text()
+    """Every statement name the backend's modules pass to a method that runs one."""
     names = set()
-    tree = ast.parse(source)
-    for function in ast.walk(tree):
-        if isinstance(function, ast.FunctionDef) and function.name == "_scalar":
-            function.body = []  # it passes its own `name` on to `_query`
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr in ("_query", "_scalar")
-        ):
-            assert len(node.args) >= 2 and isinstance(node.args[1], ast.Constant), ast.dump(node)
-            names.add(node.args[1].value)
+    for module in PACKAGE.glob("*.py"):
+        if module.name == "connection.py":
+            continue  # `Session.rows` runs SQL text, not a named statement
+        for function in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(function, ast.AsyncFunctionDef | ast.FunctionDef):
+                continue
+            for node in ast.walk(function):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                    continue
+                position = NAMED.get(node.func.attr)
+                if position is None or function.name in FORWARDERS:
+                    continue
+                argument = node.args[position]
+                assert isinstance(argument, ast.Constant), (module.name, ast.dump(node))
+                names.add(argument.value)
     return names
 
 
@@ -220,7 +231,8 @@ def test_tables_are_always_named_with_the_schema() -> None:
 def test_schema_scripts_split_on_go_into_batches() -> None:
     scripts = schema_scripts("sqlserver")
     versions = [version for version, _, _ in scripts]
-    assert versions[0] == 1 and versions == sorted(set(versions))
+    assert versions[0] == BASELINE and versions == sorted(set(versions))
+    assert scripts[0][1] == "005_baseline.sql"
     for version, name, text in scripts:
         batches = split_batches(text)
         assert len(batches) > 1, name
@@ -341,19 +353,25 @@ def test_the_lifecycle_trigger_writes_what_postgresql_writes() -> None:
     )
 
 
-def test_the_events_migration_checks_before_it_changes_anything() -> None:
-    [(_, _, text)] = [script for script in schema_scripts("sqlserver") if script[0] == 4]
+def test_the_baseline_creates_the_event_columns_with_their_tables() -> None:
+    """What version 4 of the development scripts added to existing tables, the baseline creates
+    with them, under the same constraint names."""
+    [(_, _, text)] = [script for script in schema_scripts("sqlserver") if script[0] == BASELINE]
     batches = [code_of(batch).strip() for batch in split_batches(text)]
-    for batch in batches:
-        assert re.match(r"(SET|IF|CREATE\s+OR\s+ALTER)\b", batch), batch
-    adds = [b for b in batches if "ALTER TABLE" in b]
-    added = [re.findall(r"ADD (\w+) (\w+) NOT NULL", b) for b in adds]
-    assert added == [[("event_seq", "bigint")], [("transient", "bit")]]
-    for batch in adds:  # a column cannot be used in the batch that adds it
-        assert batch.startswith("IF COL_LENGTH(") and batch.count(" ADD ") == 1
+    assert not [b for b in batches if "ALTER TABLE" in b]
+    [jobs] = [b for b in batches if "CREATE TABLE __SCHEMA__.jobs " in b]
+    assert "event_seq         bigint NOT NULL CONSTRAINT jobs_event_seq_default DEFAULT 0" in jobs
+    [events] = [b for b in batches if "CREATE TABLE __SCHEMA__.job_events " in b]
+    assert "transient    bit NOT NULL CONSTRAINT job_events_transient_default DEFAULT 0" in events
     [index] = [b for b in batches if "CREATE INDEX job_events_transient" in b]
     assert "ON __SCHEMA__.job_events (occurred_at)" in index and "WHERE transient = 1" in index
     assert batches[0].startswith("SET ANSI_NULLS ON;") and "SET QUOTED_IDENTIFIER ON;" in batches[0]
+    routines = re.findall(r"CREATE OR ALTER (\w+) __SCHEMA__\.(\w+)", code_of(text))
+    assert routines == [
+        ("FUNCTION", "add_seconds"),
+        ("TRIGGER", "jobs_record_lifecycle"),
+        ("PROCEDURE", "settle_continuations"),
+    ]
 
 
 def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
@@ -361,9 +379,7 @@ def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
     result = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "acme"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "-- jobworker schema version 1 (001_schema.sql)" in out
-    assert "-- jobworker schema version 2 (002_routines.sql)" in out
-    assert "-- jobworker schema version 4 (004_events.sql)" in out
+    assert "-- jobworker schema version 5 (005_baseline.sql)" in out
     assert "CREATE TABLE [acme].jobs" in out and "__SCHEMA__" not in out
     assert re.search(r"^GO$", out, re.MULTILINE)
     assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == VERSIONS
@@ -381,12 +397,9 @@ def test_a_missing_pyodbc_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_an_unreachable_server_is_a_configuration_error() -> None:
-    """With the real pyodbc, when it can be loaded here (it needs unixODBC); nothing listens on
-    port 1, and without Microsoft's driver installed the driver manager refuses first."""
-    try:
-        import pyodbc  # noqa: F401
-    except ImportError:
-        pytest.skip("pyodbc (with unixODBC) is not installed")
+    """With the real pyodbc (the dev extra installs it; it needs unixODBC, which .ci/run
+    installs): nothing listens on port 1, and without Microsoft's driver installed the driver
+    manager refuses first."""
     url = "mssql+pyodbc://app:secret@127.0.0.1:1/jobs"
     storage = create_storage(url, Settings(database_url=url, connect_timeout=2))
 
@@ -968,10 +981,23 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     assert harness.params("migration_lock") == {"resource": "jobworker.migrate.jobworker"}
     assert sqls[4:-1] == batches
 
-    harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(1,)]})
-    with pytest.raises(SchemaMissingError, match=r"has schema version 1.*jobworker migrate"):
+    harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(BASELINE,)]})
+    assert await harness.storage.schema.migrate() == []
+    await harness.storage.schema.check_schema()
+
+    # Older than the baseline (made by an unreleased development version): refused untouched.
+    harness.answers["schema_version"] = [(3,)]
+    calls = len(harness.log)
+    with pytest.raises(SchemaMissingError, match=r"has schema version 3.*cannot upgrade it"):
+        await harness.storage.schema.migrate()
+    sqls = [sql for _, sql, _ in harness.log[calls:]]
+    assert (
+        sqls[0] == "BEGIN TRANSACTION;" and sqls[-1] == "IF @@TRANCOUNT > 0 ROLLBACK TRANSACTION;"
+    )
+    assert not set(sqls) & set(batches), "no script ran"
+    assert "COMMIT TRANSACTION;" not in sqls
+    with pytest.raises(SchemaMissingError, match=r"version 3.*starts from version 5.*migrate"):
         await harness.storage.schema.check_schema()
-    assert await harness.storage.schema.migrate() == VERSIONS[1:]
 
     harness.answers["migration_lock"] = [(-1,)]
     with pytest.raises(ConfigurationError, match="migration lock"):
@@ -994,6 +1020,7 @@ async def test_a_lost_connection_is_replaced_for_reads_only(harness: Harness) ->
 
 def test_the_backend_module_imports_without_pyodbc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyodbc", None)
-    source = Path(ROOT / "jobworker" / "storage" / "sqlserver.py").read_text()
-    assert "\nimport pyodbc" not in source and "\nfrom pyodbc" not in source
+    for module in PACKAGE.glob("*.py"):
+        source = module.read_text()
+        assert "\nimport pyodbc" not in source and "\nfrom pyodbc" not in source, module.name
     assert rendered_scripts("jobworker")  # the SQL side needs no driver

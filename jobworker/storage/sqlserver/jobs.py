@@ -1,0 +1,254 @@
+"""The jobs role: a job's way through the database (enqueued, claimed under a lease, renewed,
+finished), and the end of leases, shared with the lease rescue of the maintenance role."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from jobworker.clock import Clock
+from jobworker.errors import ConfigurationError, JobNotFoundError
+from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob
+from jobworker.storage.base import lifecycle_event, outcome_row
+from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
+from jobworker.storage.rows import claimed_jobs
+from jobworker.storage.sqlserver.connection import Session
+from jobworker.storage.sqlserver.queries import Queries
+from jobworker.storage.sqlserver.values import (
+    VALUES,
+    event_row,
+    expiry,
+    job_fields,
+    json,
+    text,
+    to_time,
+    to_uuid,
+    ts,
+)
+
+__all__ = ["LeaseEnder", "SQLServerJobs"]
+
+logger = logging.getLogger("jobworker.storage.sqlserver")
+
+_KEY_RACE_RETRIES = 3
+_RELEASE_ALL = 100_000
+
+
+class LeaseEnder:
+    """Ends leases (of one owner, or expired ones) with the `end_leases` statement."""
+
+    def __init__(self, queries: Queries, clock: Clock, result_ttl: float) -> None:
+        self._queries = queries
+        self._clock = clock
+        self._result_ttl = result_ttl
+
+    async def end(
+        self,
+        *,
+        expired: bool,
+        owner: str,
+        lost: bool,
+        reason: str,
+        limit: int,
+        seq_floors: Mapping[uuid.UUID, int] | None,
+    ) -> int:
+        now = self._clock.now()
+        floors = [{"id": str(job_id), "seq": seq} for job_id, seq in (seq_floors or {}).items()]
+        ended = await self._queries.scalar(
+            "end_leases",
+            expired=expired,
+            owner=owner,
+            now=ts(now),
+            lost=lost,
+            reason=reason,
+            limit=limit,
+            expires_at=ts(expiry(now, self._result_ttl)),
+            default_ttl=self._result_ttl,
+            floors=json(floors),
+        )
+        return int(ended)
+
+
+class SQLServerJobs:
+    def __init__(self, queries: Queries, clock: Clock, result_ttl: float, schema_name: str) -> None:
+        self._queries = queries
+        self._clock = clock
+        self._result_ttl = result_ttl
+        self._cap_lock_prefix = f"jobworker.cap.{schema_name}."
+        self._leases = LeaseEnder(queries, clock, result_ttl)
+
+    async def subscribe(
+        self,
+        on_enqueued: Callable[[str], None],
+        on_cancel: Callable[[uuid.UUID], None] | None = None,
+    ) -> Subscription:
+        return NoSubscription()  # no notifications on SQL Server: workers poll
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], *, connection: Any = None
+    ) -> list[EnqueueResult]:
+        if connection is not None:
+            raise ConfigurationError("enqueueing on a caller's connection needs PostgreSQL")
+        if not jobs:
+            return []
+        payload = json([job_fields(job) for job in jobs])
+
+        def insert(session: Session) -> list[EnqueueResult]:
+            return _enqueue_results(jobs, self._enqueue_rows(session, payload))
+
+        return await self._queries.run(insert, retry=False)
+
+    def _enqueue_rows(self, session: Session, payload: str) -> list[Any]:
+        """The enqueue statement; a key taken by a concurrent enqueue between the check and the
+        insert (the unique index objects) is answered on the next turn with its holder."""
+        for turn in range(1, _KEY_RACE_RETRIES + 1):
+            try:
+                return self._queries.fetch(
+                    session,
+                    "enqueue",
+                    jobs=payload,
+                    now=ts(self._clock.now()),
+                    default_ttl=self._result_ttl,
+                )
+            except self._queries.database.IntegrityError as exc:
+                if "jobs_idempotency_key" not in str(exc) or turn == _KEY_RACE_RETRIES:
+                    raise
+                session.end_failed_transaction()
+        raise AssertionError("unreachable")
+
+    async def claim(
+        self,
+        owner: str,
+        job_types: Sequence[str],
+        queues: Sequence[str],
+        limit: int,
+        lease_duration: float,
+        concurrency: Mapping[str, int] | None = None,
+    ) -> list[ClaimedJob]:
+        if limit <= 0 or not job_types or not queues:
+            return []
+        caps = sorted((t, n) for t, n in (concurrency or {}).items() if t in job_types)
+        capped = {t for t, _ in caps}
+        now = self._clock.now()
+        # Not repeated on a lost connection: the worker's claim loop retries on its own.
+        rows = await self._queries.rows(
+            "claim",
+            retry=False,
+            now=ts(now),
+            queues=json(list(queues)),
+            job_types=json([t for t in job_types if t not in capped]),
+            limit=limit,
+            owner=owner,
+            lease_until=ts(now + timedelta(seconds=lease_duration)),
+            caps=json([{"job_type": t, "cap": n} for t, n in caps]),
+            lock_prefix=self._cap_lock_prefix,
+        )
+        return claimed_jobs(rows, VALUES)
+
+    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+        until = ts(self._clock.now() + timedelta(seconds=lease_duration))
+        return int(await self._queries.scalar("extend_leases", owner=owner, lease_until=until))
+
+    async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
+        rows = await self._queries.rows("cancel_requests", owner=owner)
+        return [to_uuid(row[0]) for row in rows]
+
+    async def complete_many(
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent] = (),
+        transient: Sequence[JobEvent] = (),
+        *,
+        lifecycle: bool = True,
+    ) -> Recorded:
+        if not completions and not events and not transient:
+            return Recorded()
+        now = self._clock.now()
+        outcomes = [_outcome(item, now, self._result_ttl) for item in completions]
+        stored = [event_row(event, False) for event in events]
+        stored += [event_row(event, True) for event in transient]
+        # Safe to repeat: a second run finds the leases already released and the events already
+        # stored, and changes nothing.
+        rows = await self._queries.rows(
+            "complete",
+            now=ts(now),
+            outcomes=json(outcomes),
+            events=json(stored),
+            default_ttl=self._result_ttl,
+        )
+        if len(rows) < len(completions):
+            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - len(rows))
+        return Recorded(applied=len(rows), lifecycle=[_lifecycle(row, now) for row in rows])
+
+    async def release_owner(
+        self,
+        owner: str,
+        *,
+        lost: bool,
+        reason: str,
+        seq_floors: Mapping[uuid.UUID, int] | None = None,
+    ) -> int:
+        return await self._leases.end(
+            expired=False,
+            owner=owner,
+            lost=lost,
+            reason=reason,
+            limit=_RELEASE_ALL,
+            seq_floors=seq_floors,
+        )
+
+
+def _enqueue_results(jobs: Sequence[NewJob], rows: list[Any]) -> list[EnqueueResult]:
+    """The enqueue statement's answer, one row per job: (ord, created, id, missing parent)."""
+    missing = [row[3] for row in rows if row[3] is not None]
+    if missing:  # nothing was stored
+        raise JobNotFoundError(to_uuid(missing[0]))
+    if len(rows) != len(jobs):
+        raise RuntimeError(f"enqueue answered {len(rows)} rows for {len(jobs)} jobs")
+    results = []
+    for job, row in zip(jobs, rows, strict=True):
+        created, job_id = row[1], row[2]
+        if created:
+            results.append(EnqueueResult(job.id))
+        elif job_id is None:
+            raise RuntimeError(f"job {job.id} was neither stored nor collapsed")
+        else:
+            results.append(EnqueueResult(to_uuid(job_id), created=False))
+    return results
+
+
+def _outcome(item: Completion, now: datetime, default_ttl: float) -> dict[str, object]:
+    """A completion as the `complete` statement reads it (OPENJSON)."""
+    row = outcome_row(item, default_ttl)
+    return {
+        "id": str(item.job_id),
+        "attempt": item.attempt,
+        "owner": item.lease_owner,
+        "outcome": row.outcome.value,
+        "result": text(row.result),
+        "error": row.error,
+        "traceback": row.traceback,
+        "retry_at": ts(row.retry_at) if row.retry_at is not None else None,
+        # Used only if the job ends (a cancel request can end any outcome).
+        "expires_at": ts(expiry(now, row.result_ttl)),
+        "started_at": ts(item.started_at),
+        "ended_at": ts(item.ended_at),
+        "event_seq": item.event_seq,
+    }
+
+
+def _lifecycle(row: Sequence[Any], now: datetime) -> JobEvent:
+    """The lifecycle event of an applied outcome, from its row of the `complete` statement."""
+    job_id, status, attempt, seq, error, run_at = row
+    return lifecycle_event(
+        to_uuid(job_id),
+        int(seq),
+        now,
+        JobStatus(status),
+        attempt,
+        error,
+        to_time(run_at) if status == JobStatus.FAILED else None,
+    )

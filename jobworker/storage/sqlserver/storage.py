@@ -1,0 +1,71 @@
+"""`SQLServerStorage`: the backend's roles over one connection."""
+
+from __future__ import annotations
+
+from jobworker.clock import Clock, system_clock
+from jobworker.config import Settings
+from jobworker.storage.server_schema import safe_url
+from jobworker.storage.sqlserver.connection import Database, import_pyodbc
+from jobworker.storage.sqlserver.control import SQLServerControl
+from jobworker.storage.sqlserver.events import SQLServerEvents
+from jobworker.storage.sqlserver.inspection import SQLServerInspection
+from jobworker.storage.sqlserver.jobs import SQLServerJobs
+from jobworker.storage.sqlserver.leadership import SQLServerLeadership
+from jobworker.storage.sqlserver.maintenance import SQLServerMaintenance
+from jobworker.storage.sqlserver.queries import Queries
+from jobworker.storage.sqlserver.recurring import SQLServerRecurring
+from jobworker.storage.sqlserver.schema import SQLServerSchema
+from jobworker.storage.sqlserver.statements import quoted_schema, statements
+from jobworker.storage.sqlserver.url import odbc_connection_string
+
+__all__ = ["SQLServerStorage"]
+
+
+class SQLServerStorage:
+    """The roles of `jobworker.storage.ports`, each over the storage's one connection (a
+    leader lease has a connection of its own)."""
+
+    dialect = "sqlserver"
+    derives_result_events = False
+
+    def __init__(
+        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+    ) -> None:
+        driver = import_pyodbc()
+        settings = settings or Settings(database_url=url)
+        schema_name = settings.database_schema
+        quoted_schema(schema_name)
+        connection_string = odbc_connection_string(url)
+        named = statements(schema_name)
+
+        def database(thread_name: str) -> Database:
+            return Database(
+                connection_string,
+                where=safe_url(url),
+                connect_timeout=settings.connect_timeout,
+                thread_name=thread_name,
+                driver=driver,
+            )
+
+        self._database = database("jobworker-sqlserver")
+        queries = Queries(self._database, named)
+        ttl = settings.result_ttl
+        self.schema = SQLServerSchema(queries, schema_name)
+        self.jobs = SQLServerJobs(queries, clock, ttl, schema_name)
+        self.control = SQLServerControl(queries, clock, ttl)
+        self.inspection = SQLServerInspection(queries)
+        self.events = SQLServerEvents(queries)
+        self.maintenance = SQLServerMaintenance(queries, clock, ttl)
+        self.recurring = SQLServerRecurring(queries, clock)
+        self.leadership = SQLServerLeadership(
+            queries,
+            clock,
+            schema_name,
+            lease_queries=lambda: Queries(database("jobworker-applock"), named),
+        )
+
+    async def open(self) -> None:
+        await self._database.open()
+
+    async def close(self) -> None:
+        await self._database.close()
