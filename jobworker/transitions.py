@@ -21,7 +21,8 @@ The rules, in short:
 - A job that ends settles its awaiting continuations: queued (or scheduled) when it succeeded,
   cancelled when it ended dead or cancelled or was deleted (`parent_ended_reason`).
 - `completed_at` and `expires_at` are set exactly when a transition ends the job, and cleared
-  when a dead job is queued again.
+  when a dead job is queued again. The traceback goes with the error: a failure's own, none
+  for any other error, and none on a job that ends cancelled.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def may_follow(before: JobStatus, after: JobStatus) -> bool:
 
 
 class ErrorEffect(enum.StrEnum):
-    """What a transition does to the job's `error` column."""
+    """What a transition does to the job's `error` (or `traceback`) column."""
 
     KEEP = "keep"  # left as it was (a released attempt; a cancel keeps its requested reason)
     SET = "set"  # the transition's own: the attempt's error, a lease end's or cancel's reason
@@ -121,6 +122,9 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     changed: bool  # its status changed: a lifecycle event records it
     recorded: AttemptOutcome | None = None  # the outcome of the job_attempts row it adds
     error: ErrorEffect = ErrorEffect.KEEP
+    # The traceback goes with the error: SET is a failed attempt's own (a failure's traceback,
+    # none for any other outcome); a job that ends cancelled has none.
+    traceback: ErrorEffect = ErrorEffect.KEEP
     run_at: datetime | None = None  # when the job runs next, if this moves it
 
     @property
@@ -144,8 +148,10 @@ def _to(
     attempt: int | None = None,
     recorded: AttemptOutcome | None = None,
     error: ErrorEffect = ErrorEffect.KEEP,
+    traceback: ErrorEffect | None = None,
     run_at: datetime | None = None,
 ) -> Transition:
+    """`before` changed to `status`; the traceback follows the error unless told otherwise."""
     state = msgspec.structs.replace(
         before, status=status, attempt=before.attempt if attempt is None else attempt
     )
@@ -154,6 +160,7 @@ def _to(
         changed=status is not before.status,
         recorded=recorded,
         error=error,
+        traceback=error if traceback is None else traceback,
         run_at=run_at,
     )
 
@@ -235,7 +242,7 @@ def after_attempt(state: JobState, outcome: Outcome, retry_at: datetime | None) 
     if recorded is AttemptOutcome.SUCCEEDED:
         return _to(state, S.SUCCEEDED, recorded=recorded, error=ErrorEffect.CLEAR)
     if state.cancel_requested:
-        return _to(state, S.CANCELLED, recorded=recorded)
+        return _to(state, S.CANCELLED, recorded=recorded, traceback=ErrorEffect.CLEAR)
     if recorded is AttemptOutcome.RELEASED:
         return _to(state, S.QUEUED, attempt=state.attempt - 1, recorded=recorded)
     status = {
@@ -257,7 +264,9 @@ def end_lease(state: JobState, *, lost: bool, now: datetime) -> Transition:
     """
     _expect(state, S.RUNNING)
     if state.cancel_requested:
-        return _to(state, S.CANCELLED, recorded=AttemptOutcome.CANCELLED)
+        return _to(
+            state, S.CANCELLED, recorded=AttemptOutcome.CANCELLED, traceback=ErrorEffect.CLEAR
+        )
     if not lost:
         return _to(state, S.QUEUED, attempt=state.attempt - 1, recorded=AttemptOutcome.RELEASED)
     status = S.DEAD if state.attempt >= state.max_attempts else S.QUEUED
@@ -289,7 +298,7 @@ def cancel(state: JobState) -> CancelDecision:
         requested = msgspec.structs.replace(state, cancel_requested=True)
         return CancelDecision(
             CancelResult.REQUESTED,
-            Transition(state=requested, changed=False, error=ErrorEffect.SET),
+            Transition(state=requested, changed=False, error=ErrorEffect.SET),  # traceback kept
         )
     return CancelDecision(CancelResult.FINISHED, None)
 
@@ -304,7 +313,13 @@ def retry(state: JobState, now: datetime) -> Transition | None:
         attempt=state.attempt,
         max_attempts=max(state.max_attempts, state.attempt + 1),
     )
-    return Transition(state=again, changed=True, error=ErrorEffect.CLEAR, run_at=now)
+    return Transition(
+        state=again,
+        changed=True,
+        error=ErrorEffect.CLEAR,
+        traceback=ErrorEffect.CLEAR,
+        run_at=now,
+    )
 
 
 def may_delete(state: JobState) -> bool:

@@ -14,6 +14,7 @@ from jobworker.models import (
     CancelResult,
     Failed,
     JobStatus,
+    Outcome,
     Released,
     Succeeded,
 )
@@ -85,6 +86,7 @@ def test_success_ends_the_job_and_clears_its_error() -> None:
     change = t.after_attempt(running(), Succeeded(result=b"1"), None)
     assert change.state == JobState(status=S.SUCCEEDED, attempt=1, max_attempts=3)
     assert change.recorded is AttemptOutcome.SUCCEEDED and change.error is ErrorEffect.CLEAR
+    assert change.traceback is ErrorEffect.CLEAR
     assert change.changed and change.ends_job and change.run_at is None
 
 
@@ -97,6 +99,7 @@ def test_a_retried_failure_is_failed_until_its_retry_at_and_keeps_its_error() ->
     change = t.after_attempt(running(), FAILED, LATER)
     assert change.state == JobState(status=S.FAILED, attempt=1, max_attempts=3)
     assert change.recorded is AttemptOutcome.FAILED and change.error is ErrorEffect.SET
+    assert change.traceback is ErrorEffect.SET  # the failure's
     assert change.run_at == LATER and not change.ends_job
 
 
@@ -111,6 +114,7 @@ def test_a_released_attempt_is_not_counted() -> None:
     change = t.after_attempt(running(2), Released(reason="shutdown"), None)
     assert change.state == JobState(status=S.QUEUED, attempt=1, max_attempts=3)
     assert change.recorded is AttemptOutcome.RELEASED and change.error is ErrorEffect.KEEP
+    assert change.traceback is ErrorEffect.KEEP
     assert change.changed and not change.ends_job
 
 
@@ -138,6 +142,7 @@ def test_a_cancel_request_wins_over_anything_short_of_success(
     assert change.status is S.CANCELLED and change.attempt == 2  # a release counts here
     assert change.recorded is recorded  # the row still says what the attempt did
     assert change.error is ErrorEffect.KEEP  # the reason the cancel was requested with
+    assert change.traceback is ErrorEffect.CLEAR  # no failure's: the error is the cancel's
     assert change.run_at is None and change.ends_job
 
 
@@ -167,6 +172,7 @@ def test_a_lost_lease_counts_its_attempt_and_runs_again_at_once() -> None:
     change = t.end_lease(running(1, 3), lost=True, now=NOW)
     assert change.state == JobState(status=S.QUEUED, attempt=1, max_attempts=3)
     assert change.recorded is AttemptOutcome.LOST and change.error is ErrorEffect.SET
+    assert change.traceback is ErrorEffect.SET  # a lease's end has none
     assert change.run_at == NOW and not change.ends_job
 
 
@@ -187,7 +193,7 @@ def test_a_lease_that_ends_after_a_cancel_request_ends_cancelled(lost: bool) -> 
     change = t.end_lease(running(3, 3, cancel=True), lost=lost, now=NOW)
     assert change.status is S.CANCELLED and change.attempt == 3
     assert change.recorded is AttemptOutcome.CANCELLED and change.error is ErrorEffect.KEEP
-    assert change.ends_job
+    assert change.traceback is ErrorEffect.CLEAR and change.ends_job
 
 
 def test_the_error_of_a_lease_end_names_the_worker() -> None:
@@ -211,6 +217,7 @@ def test_cancel_asks_the_worker_of_a_running_job() -> None:
     assert decision.transition.state == running(cancel=True)
     assert not decision.transition.changed and not decision.transition.ends_job
     assert decision.transition.error is ErrorEffect.SET  # the reason, kept when it ends
+    assert decision.transition.traceback is ErrorEffect.KEEP
 
 
 @pytest.mark.parametrize("status", [S.SUCCEEDED, S.DEAD, S.CANCELLED])
@@ -222,7 +229,8 @@ def test_retry_queues_a_dead_job_with_one_more_attempt_if_it_used_them_all() -> 
     change = t.retry(JobState(status=S.DEAD, attempt=3, max_attempts=3), NOW)
     assert change is not None
     assert change.state == JobState(status=S.QUEUED, attempt=3, max_attempts=4)
-    assert change.error is ErrorEffect.CLEAR and change.run_at == NOW
+    assert change.error is ErrorEffect.CLEAR and change.traceback is ErrorEffect.CLEAR
+    assert change.run_at == NOW
     assert change.changed and change.recorded is None and not change.ends_job
     spare = t.retry(JobState(status=S.DEAD, attempt=1, max_attempts=3), NOW)
     assert spare is not None and spare.state.max_attempts == 3
@@ -269,7 +277,12 @@ def test_the_reason_a_continuation_was_cancelled() -> None:
 
 
 def _every_change(state: JobState) -> list[t.Transition | None]:
-    outcomes = [Succeeded(result=b"1"), FAILED, Released(reason="r"), Cancelled(reason="c")]
+    outcomes: list[Outcome] = [
+        Succeeded(result=b"1"),
+        FAILED,
+        Released(reason="r"),
+        Cancelled(reason="c"),
+    ]
     changes: list[t.Transition | None] = [t.cancel(state).transition, t.retry(state, NOW)]
     for run_at in (NOW, LATER):
         changes += [t.after_parent(state, p, run_at=run_at, now=NOW) for p in (*JobStatus, None)]
