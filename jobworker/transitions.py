@@ -73,22 +73,22 @@ __all__ = [
     "retry_at",
 ]
 
-S = JobStatus
+_S = JobStatus  # short, for the tables below
 
 # Which status may follow which. A status is never followed by itself: that is no transition.
 FOLLOWS: Mapping[JobStatus, frozenset[JobStatus]] = {
-    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.SCHEDULED: frozenset({S.RUNNING, S.CANCELLED}),  # claimed once due; it is never queued
-    S.AWAITING: frozenset({S.QUEUED, S.SCHEDULED, S.CANCELLED}),
-    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.DEAD, S.QUEUED, S.CANCELLED}),
-    S.FAILED: frozenset({S.RUNNING, S.CANCELLED}),
-    S.DEAD: frozenset({S.QUEUED}),
-    S.SUCCEEDED: frozenset(),
-    S.CANCELLED: frozenset(),
+    _S.QUEUED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.SCHEDULED: frozenset({_S.RUNNING, _S.CANCELLED}),  # claimed once due; it is never queued
+    _S.AWAITING: frozenset({_S.QUEUED, _S.SCHEDULED, _S.CANCELLED}),
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.DEAD, _S.QUEUED, _S.CANCELLED}),
+    _S.FAILED: frozenset({_S.RUNNING, _S.CANCELLED}),
+    _S.DEAD: frozenset({_S.QUEUED}),
+    _S.SUCCEEDED: frozenset(),
+    _S.CANCELLED: frozenset(),
 }
 
 # Statuses a cancel ends at once: the job is not running, and has not ended.
-WAITING = frozenset({S.QUEUED, S.SCHEDULED, S.AWAITING, S.FAILED})
+WAITING = frozenset({_S.QUEUED, _S.SCHEDULED, _S.AWAITING, _S.FAILED})
 
 RETRY_REFUSED = "only dead jobs can be retried"
 DELETE_REFUSED = "cancel it first"
@@ -176,14 +176,14 @@ def _expect(state: JobState, *allowed: JobStatus) -> None:
 def initial_status(*, continuation: bool, run_at: datetime, now: datetime) -> JobStatus:
     """A new job waits on its parent (a continuation), or for its time, or is queued."""
     if continuation:
-        return S.AWAITING
-    return S.SCHEDULED if run_at > now else S.QUEUED
+        return _S.AWAITING
+    return _S.SCHEDULED if run_at > now else _S.QUEUED
 
 
 def claim(state: JobState) -> Transition:
     """A due queued, scheduled or failed job is leased to a worker: its attempt counts now."""
-    _expect(state, S.QUEUED, S.SCHEDULED, S.FAILED)
-    return _to(state, S.RUNNING, attempt=state.attempt + 1)
+    _expect(state, _S.QUEUED, _S.SCHEDULED, _S.FAILED)
+    return _to(state, _S.RUNNING, attempt=state.attempt + 1)
 
 
 # The end of an attempt -----------------------------------------------------------------------
@@ -237,18 +237,18 @@ def after_attempt(state: JobState, outcome: Outcome, retry_at: datetime | None) 
     The attempt's row records what it did; a cancel request turns anything short of success into
     `cancelled`, keeping the requested reason and counting the attempt even if it was released.
     """
-    _expect(state, S.RUNNING)
+    _expect(state, _S.RUNNING)
     recorded = attempt_outcome(outcome, retry_at)
     if recorded is AttemptOutcome.SUCCEEDED:
-        return _to(state, S.SUCCEEDED, recorded=recorded, error=ErrorEffect.CLEAR)
+        return _to(state, _S.SUCCEEDED, recorded=recorded, error=ErrorEffect.CLEAR)
     if state.cancel_requested:
-        return _to(state, S.CANCELLED, recorded=recorded, traceback=ErrorEffect.CLEAR)
+        return _to(state, _S.CANCELLED, recorded=recorded, traceback=ErrorEffect.CLEAR)
     if recorded is AttemptOutcome.RELEASED:
-        return _to(state, S.QUEUED, attempt=state.attempt - 1, recorded=recorded)
+        return _to(state, _S.QUEUED, attempt=state.attempt - 1, recorded=recorded)
     status = {
-        AttemptOutcome.FAILED: S.FAILED,
-        AttemptOutcome.DEAD: S.DEAD,
-        AttemptOutcome.CANCELLED: S.CANCELLED,
+        AttemptOutcome.FAILED: _S.FAILED,
+        AttemptOutcome.DEAD: _S.DEAD,
+        AttemptOutcome.CANCELLED: _S.CANCELLED,
     }[recorded]
     return _to(state, status, recorded=recorded, error=ErrorEffect.SET, run_at=retry_at)
 
@@ -262,14 +262,14 @@ def end_lease(state: JobState, *, lost: bool, now: datetime) -> Transition:
     A job whose cancellation was requested ends cancelled either way.
     The error it sets is `lease_end_error`'s.
     """
-    _expect(state, S.RUNNING)
+    _expect(state, _S.RUNNING)
     if state.cancel_requested:
         return _to(
-            state, S.CANCELLED, recorded=AttemptOutcome.CANCELLED, traceback=ErrorEffect.CLEAR
+            state, _S.CANCELLED, recorded=AttemptOutcome.CANCELLED, traceback=ErrorEffect.CLEAR
         )
     if not lost:
-        return _to(state, S.QUEUED, attempt=state.attempt - 1, recorded=AttemptOutcome.RELEASED)
-    status = S.DEAD if state.attempt >= state.max_attempts else S.QUEUED
+        return _to(state, _S.QUEUED, attempt=state.attempt - 1, recorded=AttemptOutcome.RELEASED)
+    status = _S.DEAD if state.attempt >= state.max_attempts else _S.QUEUED
     return _to(state, status, recorded=AttemptOutcome.LOST, error=ErrorEffect.SET, run_at=now)
 
 
@@ -292,9 +292,9 @@ def cancel(state: JobState) -> CancelDecision:
     cancelled); an ended one is left as it is."""
     if state.status in WAITING:
         return CancelDecision(
-            CancelResult.CANCELLED, _to(state, S.CANCELLED, error=ErrorEffect.SET)
+            CancelResult.CANCELLED, _to(state, _S.CANCELLED, error=ErrorEffect.SET)
         )
-    if state.status is S.RUNNING:
+    if state.status is _S.RUNNING:
         requested = msgspec.structs.replace(state, cancel_requested=True)
         return CancelDecision(
             CancelResult.REQUESTED,
@@ -306,10 +306,10 @@ def cancel(state: JobState) -> CancelDecision:
 def retry(state: JobState, now: datetime) -> Transition | None:
     """A dead job is queued again to run now, with one more attempt if it had used them all, its
     error and cancel request cleared. None for any other status (`RETRY_REFUSED`)."""
-    if state.status is not S.DEAD:
+    if state.status is not _S.DEAD:
         return None
     again = JobState(
-        status=S.QUEUED,
+        status=_S.QUEUED,
         attempt=state.attempt,
         max_attempts=max(state.max_attempts, state.attempt + 1),
     )
@@ -325,7 +325,7 @@ def retry(state: JobState, now: datetime) -> Transition | None:
 def may_delete(state: JobState) -> bool:
     """Any job but a running one can be deleted (`DELETE_REFUSED`), with its attempts and
     events; its awaiting continuations are then settled as if it had been cancelled."""
-    return state.status is not S.RUNNING
+    return state.status is not _S.RUNNING
 
 
 # Continuations -------------------------------------------------------------------------------
@@ -338,12 +338,12 @@ def after_parent(
     was deleted). Succeeded: it is queued (scheduled while its run_at is ahead). Dead, cancelled
     or deleted: it is cancelled with `parent_ended_reason`, and so are the continuations waiting
     on it, down the chain. None while the parent has not ended, or if the job is not awaiting."""
-    if state.status is not S.AWAITING:
+    if state.status is not _S.AWAITING:
         return None
-    if parent_status is S.SUCCEEDED:
-        return _to(state, S.SCHEDULED if run_at > now else S.QUEUED)
-    if parent_status is None or parent_status in (S.DEAD, S.CANCELLED):
-        return _to(state, S.CANCELLED, error=ErrorEffect.SET)
+    if parent_status is _S.SUCCEEDED:
+        return _to(state, _S.SCHEDULED if run_at > now else _S.QUEUED)
+    if parent_status is None or parent_status in (_S.DEAD, _S.CANCELLED):
+        return _to(state, _S.CANCELLED, error=ErrorEffect.SET)
     return None
 
 
