@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
+from jobworker import transitions
 from jobworker.app import App
 from jobworker.clock import timestamp_of
 from jobworker.context import JobContext
@@ -29,14 +29,12 @@ from jobworker.executor import Executor
 from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
 from jobworker.models import (
     AttemptOutcome,
-    Cancelled,
     ClaimedJob,
     Completion,
     EventKind,
     Failed,
     JobStatus,
     Outcome,
-    Released,
     Succeeded,
 )
 from jobworker.outage import Outage
@@ -316,17 +314,10 @@ class Worker:
         try:
             definition = self.app.registry.get(job.job_type)
             outcome = await self._executor.execute(definition, job, ctx)
-            running = self._running.get(job.id)
-            if isinstance(outcome, Failed) and running is not None and running.cancelled:
-                # It was asked to stop and stopped by failing: that is a cancellation, and a
-                # cancelled job is never retried.
-                outcome = Cancelled(reason=f"cancelled while running ({outcome.error})")
+            if self._cancel_was_requested(job.id):
+                outcome = transitions.after_cancel_request(outcome)
         except asyncio.CancelledError:
-            running = self._running.get(job.id)
-            if running is not None and running.cancelled:
-                outcome = Cancelled(reason="cancelled while running")
-            else:
-                outcome = Released(reason="the worker shut down before the job finished")
+            outcome = transitions.interrupted(cancel_requested=self._cancel_was_requested(job.id))
         except Exception as exc:  # the executor maps handler errors; this is our own bug
             logger.exception("executing job %s failed unexpectedly", job.id)
             outcome = Failed(error=f"internal error: {exc!r}", traceback="")
@@ -341,12 +332,16 @@ class Worker:
                 ctx.skip_event()  # the storage derives it; it still takes its number
         self._recorder.add(events, self._completion(job, outcome, ctx.close_events()))
 
+    def _cancel_was_requested(self, job_id: uuid.UUID) -> bool:
+        running = self._running.get(job_id)
+        return running is not None and running.cancelled
+
     def _completion(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:
         now = self.app.clock.now()
-        retry_at = None
-        if isinstance(outcome, Failed) and outcome.retryable and job.attempt < job.max_attempts:
-            retry_at = now + timedelta(seconds=self.retry_policy.delay(job.attempt))
-        self.outcomes[_attempt_outcome(outcome, retry_at)] += 1
+        retry_at = transitions.retry_at(
+            outcome, job.attempt, job.max_attempts, now, self.retry_policy
+        )
+        self.outcomes[transitions.attempt_outcome(outcome, retry_at)] += 1
         if isinstance(outcome, Failed):
             level = logging.INFO if retry_at else logging.WARNING
             logger.log(
@@ -462,16 +457,6 @@ class Worker:
             if self._on_heartbeat is not None:
                 self._on_heartbeat(self)
             await asyncio.sleep(1.0)
-
-
-def _attempt_outcome(outcome: Outcome, retry_at: datetime | None) -> AttemptOutcome:
-    if isinstance(outcome, Succeeded):
-        return AttemptOutcome.SUCCEEDED
-    if isinstance(outcome, Released):
-        return AttemptOutcome.RELEASED
-    if isinstance(outcome, Cancelled):
-        return AttemptOutcome.CANCELLED
-    return AttemptOutcome.FAILED if retry_at is not None else AttemptOutcome.DEAD
 
 
 async def _beat_leads(storage: Storage) -> bool:

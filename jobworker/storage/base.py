@@ -24,6 +24,19 @@ from jobworker.models import (
     Released,
     Succeeded,
 )
+from jobworker.transitions import attempt_outcome, parent_ended_reason
+
+__all__ = [
+    "FINISHED",
+    "SCHEMA_TOKEN",
+    "OutcomeRow",
+    "check_schema_name",
+    "job_record",
+    "lifecycle_event",
+    "outcome_row",
+    "parent_ended_reason",
+    "without_derived_results",
+]
 
 
 class OutcomeRow(msgspec.Struct, frozen=True):
@@ -38,18 +51,18 @@ class OutcomeRow(msgspec.Struct, frozen=True):
 
 
 def outcome_row(item: Completion, default_ttl: float) -> OutcomeRow:
-    """How `complete_many` reads a completion; the one rule all backends share."""
+    """How `complete_many` reads a completion; the one rule all backends share. The outcome its
+    attempt row records is `transitions.attempt_outcome`'s; the status the job takes is
+    `transitions.after_attempt`'s."""
     ttl = item.result_ttl if item.result_ttl is not None else default_ttl
     outcome = item.outcome
+    recorded = attempt_outcome(outcome, item.retry_at)
     if isinstance(outcome, Succeeded):
-        return OutcomeRow(AttemptOutcome.SUCCEEDED, outcome.result, None, None, None, ttl)
+        return OutcomeRow(recorded, outcome.result, None, None, None, ttl)
     if isinstance(outcome, Failed):
-        kind = AttemptOutcome.FAILED if item.retry_at is not None else AttemptOutcome.DEAD
-        return OutcomeRow(kind, None, outcome.error, outcome.traceback, item.retry_at, ttl)
-    if isinstance(outcome, Released):
-        return OutcomeRow(AttemptOutcome.RELEASED, None, outcome.reason, None, None, ttl)
-    if isinstance(outcome, Cancelled):
-        return OutcomeRow(AttemptOutcome.CANCELLED, None, outcome.reason, None, None, ttl)
+        return OutcomeRow(recorded, None, outcome.error, outcome.traceback, item.retry_at, ttl)
+    if isinstance(outcome, Released | Cancelled):
+        return OutcomeRow(recorded, None, outcome.reason, None, None, ttl)
     raise TypeError(f"unknown outcome {outcome!r}")
 
 
@@ -67,13 +80,6 @@ def check_schema_name(name: str) -> str:
             "not starting with a digit"
         )
     return name
-
-
-def parent_ended_reason(parent_id: object, status: JobStatus | str | None) -> str:
-    """Why a continuation was cancelled: its parent ended dead or cancelled, or is gone."""
-    if status is None:
-        return f"parent job {parent_id} no longer exists"
-    return f"parent job {parent_id} ended {JobStatus(status).value}"
 
 
 def job_record(

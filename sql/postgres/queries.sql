@@ -77,7 +77,9 @@ WITH done AS (
         error = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN j.error
                      WHEN d.outcome = 'released' THEN j.error
                      ELSE d.error END,
-        traceback = CASE d.outcome WHEN 'released' THEN j.traceback ELSE d.traceback END,
+        traceback = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN NULL
+                         WHEN d.outcome = 'released' THEN j.traceback
+                         ELSE d.traceback END,
         run_at = CASE WHEN j.cancel_requested THEN j.run_at
                       ELSE COALESCE(d.retry_at, j.run_at) END,
         completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')

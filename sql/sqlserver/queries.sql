@@ -367,7 +367,9 @@ SET status = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN
     error = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN j.error
                  WHEN d.outcome = N'released' THEN j.error
                  ELSE d.error END,
-    traceback = CASE d.outcome WHEN N'released' THEN j.traceback ELSE d.traceback END,
+    traceback = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN NULL
+                     WHEN d.outcome = N'released' THEN j.traceback
+                     ELSE d.traceback END,
     run_at = CASE WHEN j.cancel_requested = 1 THEN j.run_at
                   ELSE COALESCE(d.retry_at, j.run_at) END,
     completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
