@@ -54,7 +54,7 @@ class App:
         self.clock = clock
         self.portal = Portal()
         self.client = Client(self, self.registry, settings, clock=clock, portal=self.portal)
-        self.registry.bind_dispatcher(self.client)
+        self.registry.bind(self.client, replace=True)
         self._storages: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[Storage, asyncio.Future[None]]
         ] = weakref.WeakKeyDictionary()
@@ -157,7 +157,7 @@ def _default_dispatcher(registry: Registry) -> Client:
     return default_app().client
 
 
-default_registry.set_dispatcher_factory(_default_dispatcher)
+default_registry.set_fallback(_default_dispatcher)
 
 
 def find_app(target: Any, *, database_url: str | None = None) -> App:

@@ -7,7 +7,6 @@ import builtins
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
 from typing import Any, Protocol
 
 import msgspec
@@ -16,9 +15,9 @@ from jobworker import codec
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.definitions import NAME_PATTERN, JobDefinition, JobFunction, Registry
+from jobworker.enqueueing import build_jobs
 from jobworker.errors import (
     ConfigurationError,
-    JobArgumentsError,
     JobCancelledError,
     JobFailedError,
     JobNotFoundError,
@@ -28,7 +27,6 @@ from jobworker.events.model import TypedEvent, decode_event
 from jobworker.events.recorder import bus_for
 from jobworker.events.stream import StreamService, parse_event_id
 from jobworker.handle import JobHandle
-from jobworker.ids import uuid7
 from jobworker.models import (
     AttemptRecord,
     CancelResult,
@@ -73,61 +71,6 @@ class Client:
             weakref.WeakKeyDictionary()
         )
 
-    # Building jobs -------------------------------------------------------------------------
-
-    def build_jobs(
-        self,
-        definition: JobDefinition,
-        arguments: Sequence[Mapping[str, Any]],
-        options: ScheduleOptions | None,
-    ) -> list[NewJob]:
-        """Validate every argument set and resolve options; raises before anything is stored."""
-        options = options or ScheduleOptions()
-        now = self.clock.now()
-        run_at = _check_run_at(options.run_at) or now
-        if options.idempotency_key is not None and len(arguments) > 1:
-            raise ConfigurationError("one idempotency_key cannot be shared by a batch of jobs")
-        if options.max_retries is not None and options.max_retries < 0:
-            raise ConfigurationError("max_retries must not be negative")
-        if options.result_ttl is not None and options.result_ttl < 0:
-            raise ConfigurationError("result_ttl must not be negative")
-        queue = options.queue or definition.queue or self.settings.default_queue
-        if not NAME_PATTERN.match(queue):
-            raise ConfigurationError(f"invalid queue name {queue!r}")
-        if options.max_retries is not None:
-            max_attempts = options.max_retries + 1
-        else:
-            max_attempts = definition.max_attempts or self.settings.default_max_retries + 1
-        priority = options.priority if options.priority is not None else definition.priority
-        result_ttl = options.result_ttl if options.result_ttl is not None else definition.result_ttl
-        if options.continues_job_id is not None:
-            # Settled by storage against the parent: queued once it succeeds, cancelled if not.
-            status = JobStatus.AWAITING
-        else:
-            status = JobStatus.SCHEDULED if run_at > now else JobStatus.QUEUED
-        encoded = []
-        for index, args in enumerate(arguments):
-            if not isinstance(args, Mapping):
-                raise JobArgumentsError(definition.name, f"argument set {index} is not a mapping")
-            encoded.append(definition.encode_args(args))
-        return [
-            NewJob(
-                id=uuid7(now),
-                job_type=definition.name,
-                queue=queue,
-                priority=priority,
-                args=data,
-                max_attempts=max_attempts,
-                status=status,
-                run_at=run_at,
-                enqueued_at=now,
-                idempotency_key=options.idempotency_key,
-                continues_job_id=options.continues_job_id,
-                result_ttl=result_ttl,
-            )
-            for data in encoded
-        ]
-
     # Enqueue -------------------------------------------------------------------------------
 
     async def aenqueue_definition(
@@ -138,7 +81,7 @@ class Client:
         *,
         connection: Any = None,
     ) -> list[JobHandle[Any]]:
-        jobs = self.build_jobs(definition, arguments, options)
+        jobs = build_jobs(definition, arguments, options, self.settings, self.clock.now())
         return await self._store(jobs, connection=connection)
 
     def enqueue_definition(
@@ -148,7 +91,8 @@ class Client:
         options: ScheduleOptions | None,
     ) -> list[JobHandle[Any]]:
         # Validated on the caller's thread, so errors carry the caller's stack.
-        return self._portal.call(self._store(self.build_jobs(definition, arguments, options)))
+        jobs = build_jobs(definition, arguments, options, self.settings, self.clock.now())
+        return self._portal.call(self._store(jobs))
 
     async def _store(
         self, jobs: Sequence[NewJob], *, connection: Any = None
@@ -534,14 +478,6 @@ def describe(record: JobRecord) -> JobDescriptor:
         traceback=record.traceback,
         continues_job_id=record.continues_job_id,
     )
-
-
-def _check_run_at(run_at: datetime | None) -> datetime | None:
-    if run_at is not None and run_at.tzinfo is None:
-        raise ConfigurationError(
-            "run_at must be timezone-aware (e.g. datetime.now(UTC) + timedelta(minutes=5))"
-        )
-    return run_at
 
 
 def _as_uuid(job_id: uuid.UUID | str) -> uuid.UUID:
