@@ -91,7 +91,7 @@ def migrate(target: Target, schema: str | None) -> None:
     """Create or upgrade the jobworker schema in the database."""
     app = target.load()
     if schema:
-        app = App(registry=app.registry, settings=app.settings.replace(database_schema=schema))
+        app = app.with_settings(app.settings.replace(database_schema=schema))
     applied = asyncio.run(_migrate(app))
     where = app.dialect
     if where == "sqlite":

@@ -43,11 +43,12 @@ def friendly_errors(fn: F) -> F:
 
 
 def load_app(app_path: str | None, database_url: str | None) -> App:
+    """The App a command works on. It is not bound: the command uses its client directly."""
     if app_path:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
         return find_app(import_object(app_path), database_url=database_url)
-    return App(database_url) if database_url else App()
+    return App(database_url, bind=False) if database_url else App(bind=False)
 
 
 def load_module_app(module: str, database_url: str | None) -> App:

@@ -90,6 +90,9 @@ def run(
     app = load_module_app(module, database_url)
     if not len(app.registry):
         raise BadInput(f"module {module!r} defines no @job")
+    # Jobs that enqueue jobs (`.delay()` in a handler) write where these workers run, which is
+    # not the module's own App when --database-url moved it.
+    app.bind(replace=True)
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     supervisor = Supervisor(
         app,
