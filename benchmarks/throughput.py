@@ -136,7 +136,7 @@ class PostgresBackend:
             await conn.close()
 
     async def _migrate(self, url: str) -> None:
-        storage = App(database_url=url).create_storage()
+        storage = App(database_url=url, bind=False).create_storage()
         await storage.open()
         try:
             await storage.schema.migrate()

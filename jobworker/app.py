@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import weakref
@@ -16,6 +17,8 @@ from jobworker.errors import AppImportError
 from jobworker.portal import Portal
 from jobworker.storage import Storage, create_storage, dialect_of
 
+logger = logging.getLogger(__name__)
+
 # Storages a forked child inherited from its parent. They are kept referenced, never closed:
 # closing a SQLite connection that crossed fork() can release the parent's file locks.
 _inherited_storages: list[Storage] = []
@@ -26,7 +29,20 @@ class App:
 
     `App()` reads `JOBWORKER_*` variables; `App(database_url=...)` and keyword settings override
     them. Without any, jobs go to an embedded SQLite file, `jobworker.db`, in the working
-    directory. `.delay()` on a job of `registry` enqueues through the App created last for it.
+    directory.
+
+    `.delay()` on a job of `registry` enqueues through the App bound to that registry:
+
+    - The first App created for a registry binds it. An App created while another (not yet
+      closed) holds it does not: it logs a warning, and `.delay()` still goes to the first.
+      `bind=False` leaves the registry alone, without the warning; the Apps `with_database_url`,
+      `with_settings` and the CLI make never bind.
+    - Closing an App (`close()` or `aclose()`) lets the next App created take the registry
+      over; until one does, `.delay()` still goes to the closed App (it reopens on use).
+    - `app.bind()` binds explicitly (a `ConfigurationError` if another open App holds the
+      registry); `app.bind(replace=True)` takes it over.
+    - While no App is bound, jobs of the default registry go to the default App, built from
+      the environment.
     """
 
     def __init__(
@@ -36,6 +52,7 @@ class App:
         registry: Registry | None = None,
         settings: Settings | None = None,
         clock: Clock = system_clock,
+        bind: bool = True,
         **overrides: Any,
     ) -> None:
         if settings is None:
@@ -54,12 +71,29 @@ class App:
         self.clock = clock
         self.portal = Portal()
         self.client = Client(self, self.registry, settings, clock=clock, portal=self.portal)
-        self.registry.bind_dispatcher(self.client)
         self._storages: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[Storage, asyncio.Future[None]]
         ] = weakref.WeakKeyDictionary()
         self._storage_lock = threading.Lock()
         self._pid = os.getpid()
+        if bind and not self.registry.claim(self.client):
+            logger.warning(
+                "another App for this registry is still open, so .delay() on its jobs keeps "
+                "going there, not to this new %r (close that App first, create this one with "
+                "bind=False, or call app.bind(replace=True))",
+                self,
+            )
+
+    def bind(self, *, replace: bool = False) -> None:
+        """Send `.delay()` on this app's jobs here. A registry that another App holds (and that
+        App was not closed) is taken over only with `replace=True`; otherwise this raises
+        `ConfigurationError`."""
+        self.registry.bind(self.client, replace=replace)
+
+    @property
+    def bound(self) -> bool:
+        """Whether `.delay()` on this app's jobs comes here."""
+        return self.registry.bound is self.client
 
     @property
     def job(self) -> Any:
@@ -71,14 +105,15 @@ class App:
         return dialect_of(self.settings.database_url)
 
     def with_database_url(self, database_url: str) -> App:
-        """This app's jobs and settings, stored at another URL (the CLI's --database-url)."""
+        """This app's jobs and settings, stored at another URL (the CLI's --database-url).
+        The new App is not bound: `.delay()` still goes where it went."""
         if database_url == self.settings.database_url:
             return self
-        return App(
-            registry=self.registry,
-            settings=self.settings.replace(database_url=database_url),
-            clock=self.clock,
-        )
+        return self.with_settings(self.settings.replace(database_url=database_url))
+
+    def with_settings(self, settings: Settings) -> App:
+        """This app's jobs with other settings; not bound, like `with_database_url`."""
+        return App(registry=self.registry, settings=settings, clock=self.clock, bind=False)
 
     def create_storage(self) -> Storage:
         """A new, unopened storage; the caller opens and closes it (workers, the supervisor)."""
@@ -120,14 +155,18 @@ class App:
         return storage
 
     async def aclose(self) -> None:
-        """Close the storage of the running loop (and its event stream readers)."""
+        """Close the storage of the running loop (and its event stream readers). The next App
+        created for this registry may take it over."""
+        self.registry.release(self.client)
         await self.client.aclose_streams()
         entry = self._storages.pop(asyncio.get_running_loop(), None)
         if entry is not None and self._pid == os.getpid():
             await entry[0].close()
 
     def close(self) -> None:
-        """Close the storage the blocking API opened, and its thread."""
+        """Close the storage the blocking API opened, and its thread. The next App created for
+        this registry may take it over."""
+        self.registry.release(self.client)
         entry = self._storages.pop(self.portal.loop, None)
         if entry is not None and self._pid == os.getpid():
             self.portal.call(self.client.aclose_streams())
@@ -143,21 +182,20 @@ _default_lock = threading.Lock()
 
 
 def default_app() -> App:
-    """The App built from the environment, for jobs declared with the module-level `@job`."""
+    """The App built from the environment, for jobs declared with the module-level `@job` while
+    no App is bound to the default registry. It does not bind it itself."""
     global _default_app
     with _default_lock:
         if _default_app is None:
-            _default_app = App()
+            _default_app = App(bind=False)
         return _default_app
 
 
 def _default_dispatcher(registry: Registry) -> Client:
-    if registry is not default_registry:
-        raise AppImportError("a custom Registry needs an App(registry=...) before .delay()")
     return default_app().client
 
 
-default_registry.set_dispatcher_factory(_default_dispatcher)
+default_registry.set_fallback(_default_dispatcher)
 
 
 def find_app(target: Any, *, database_url: str | None = None) -> App:
@@ -178,5 +216,5 @@ def find_app(target: Any, *, database_url: str | None = None) -> App:
     if apps:
         return find_app(apps[0], database_url=database_url)
     if database_url is not None:
-        return App(database_url)
+        return App(database_url, bind=False)
     return default_app()

@@ -24,6 +24,7 @@ import msgspec
 
 from jobworker.app import App
 from jobworker.definitions import Registry
+from jobworker.enqueueing import build_jobs
 from jobworker.errors import ConfigurationError, JobArgumentsError, UnknownJobError
 from jobworker.leadership import RedisLeaderLease, default_holder
 from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
@@ -354,10 +355,12 @@ class Beat:
             return False
         arguments: dict[str, Any] = msgspec.json.decode(record.args)
         try:
-            [job] = self.app.client.build_jobs(
+            [job] = build_jobs(
                 registry.get(record.job_type),
                 [arguments],
                 ScheduleOptions(idempotency_key=fire_key(record.name, instant)),
+                self.settings,
+                self.clock.now(),
             )
         except (JobArgumentsError, UnknownJobError, ConfigurationError) as exc:
             self._warn_once(record.name, f"recurring job {record.name!r} is not fired: {exc}")

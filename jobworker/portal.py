@@ -1,14 +1,18 @@
-"""Running coroutines from synchronous code (Django views, scripts) on a private event loop."""
+"""Running coroutines from synchronous code (Django views, scripts) on a private event loop,
+and `Blocking`, which derives a blocking method from an async one over that loop."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import types
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class Portal:
@@ -37,6 +41,13 @@ class Portal:
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._ensure_loop()
 
+    def runs_here(self) -> bool:
+        """Whether the caller is running on this portal's loop (the loop is not started)."""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         loop = self._ensure_loop()
         try:
@@ -61,3 +72,43 @@ def _serve(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_forever()
     finally:
         loop.close()
+
+
+class HasPortal(Protocol):
+    @property
+    def portal(self) -> Portal: ...
+
+
+S = TypeVar("S", bound=HasPortal)
+
+
+class Blocking(Generic[S, P, T]):
+    """The blocking form of an async method, as a class attribute: `get = Blocking(aget)`.
+
+    `obj.get(...)` takes exactly `aget`'s parameters (a type checker sees them too), runs
+    `obj.aget(...)` on `obj.portal` and waits for its result; `Cls.get` is the plain function.
+    """
+
+    def __init__(self, method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]]) -> None:
+        def run(instance: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+            return instance.portal.call(method(instance, *args, **kwargs))
+
+        run.__doc__ = inspect.getdoc(method)
+        run.__wrapped__ = method  # type: ignore[attr-defined]
+        self._run = run
+        self.__doc__ = run.__doc__
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._run.__name__ = name
+        self._run.__qualname__ = f"{owner.__qualname__}.{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> Callable[Concatenate[S, P], T]: ...
+
+    @overload
+    def __get__(self, instance: S, owner: type[Any]) -> Callable[P, T]: ...
+
+    def __get__(self, instance: S | None, owner: type[Any]) -> Callable[..., T]:
+        if instance is None:
+            return self._run
+        return types.MethodType(self._run, instance)

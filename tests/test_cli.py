@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -285,3 +287,38 @@ def test_tail_of_a_cancelled_or_unknown_job(cli, sqlite_url: str) -> None:  # ty
     assert cancelled.output.strip() == "■ cancelled (attempt 0): changed my mind"
     one_line_error(cli("tail", str(uuid.uuid4())), "no job with id")
     one_line_error(cli("tail", "not-a-uuid"))
+
+
+@pytest.mark.slow
+def test_run_with_a_database_url_sends_the_jobs_handlers_enqueue_there(tmp_path: Path) -> None:
+    """`--database-url` moves the module's App; `.delay()` inside a handler follows it."""
+    import chain_jobs
+
+    from jobworker import App, JobStatus
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    workdir = tmp_path / "module"
+    workdir.mkdir()
+    app = App(url, registry=chain_jobs.registry, bind=False)
+    app.client.enqueue("chain.first")
+    run = subprocess.Popen(
+        [*JOBWORKER, "run", "chain_jobs", "--database-url", url, "-c", "1"],
+        cwd=workdir,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            done = app.client.list(status=JobStatus.SUCCEEDED)
+            if len(done) == 2:
+                break
+            time.sleep(0.1)
+        assert sorted(job.job_type for job in done) == ["chain.first", "chain.second"]
+    finally:
+        run.send_signal(signal.SIGTERM)
+        output, _ = run.communicate(timeout=60)
+        app.close()
+    assert run.returncode == 0, output
+    assert not (workdir / "jobworker.db").exists(), "nothing went to the module's own App"

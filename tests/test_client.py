@@ -219,3 +219,92 @@ async def test_an_embedded_database_older_than_the_baseline_is_refused_untouched
 
 def _file_names(folder: Path) -> list[str]:
     return sorted(entry.name for entry in folder.iterdir())
+
+
+CLIENT_API = [
+    "aattempts",
+    "abeat_status",
+    "acancel",
+    "aclose_streams",
+    "acounts",
+    "adelete",
+    "adisable_recurring",
+    "aenable_recurring",
+    "aenqueue",
+    "aenqueue_definition",
+    "aenqueue_many",
+    "aevents",
+    "afind_by_idempotency_key",
+    "aget",
+    "alist",
+    "alist_recurring",
+    "apause_queue",
+    "aqueues",
+    "aresult",
+    "aresume_queue",
+    "aretry",
+    "arun_recurring",
+    "aschedule_recurring",
+    "attempts",
+    "beat_status",
+    "cancel",
+    "clock",
+    "counts",
+    "delete",
+    "disable_recurring",
+    "enable_recurring",
+    "enqueue",
+    "enqueue_definition",
+    "enqueue_many",
+    "events",
+    "find_by_idempotency_key",
+    "get",
+    "list",
+    "list_recurring",
+    "pause_queue",
+    "portal",
+    "queues",
+    "registry",
+    "result",
+    "resume_queue",
+    "retry",
+    "run_recurring",
+    "schedule_recurring",
+    "settings",
+    "stream",
+    "stream_typed",
+]
+
+
+def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: App) -> None:
+    import inspect
+
+    client = app.client
+    assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
+    twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
+    assert len(twins) == 22
+    for name in twins:
+        coroutine, blocking = getattr(client, name), getattr(client, name[1:])
+        assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)
+        assert inspect.signature(blocking) == inspect.signature(coroutine), name
+        assert blocking.__doc__ == inspect.getdoc(coroutine), name
+        assert getattr(type(client), name[1:]).__name__ == name[1:]
+
+
+def test_a_blocking_twin_raises_its_coroutines_errors_in_the_caller(
+    app: App,
+    jobs,  # type: ignore[no-untyped-def]
+) -> None:
+    with pytest.raises(ConfigurationError, match="not a job id"):
+        app.client.cancel("nope")
+    with pytest.raises(UnknownJobError):
+        app.client.enqueue_many("nope", [{}])
+    with pytest.raises(JobArgumentsError, match="argument set 1 is not a mapping"):
+        app.client.enqueue_many("plain", [{"n": 1}, 5])  # type: ignore[list-item]
+    assert app.client.list() == []
+
+
+def test_a_connection_belongs_to_the_async_api(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigurationError, match="connection= belongs to the async API"):
+        app.client.enqueue("plain", {"n": 1}, connection=object())
+    assert app.client.list() == []

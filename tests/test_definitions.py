@@ -266,3 +266,54 @@ def test_five_and_six_field_cron_expressions_are_accepted(registry: Registry) ->
 
     assert daily.definition.cron == "0 2 * * *"
     assert every_ten_seconds.definition.cron == "*/10 * * * * *"
+
+
+def test_the_options_are_one_struct_that_the_definition_carries(registry: Registry) -> None:
+    from jobworker.definitions import JobDefinition, JobOptionKeywords, JobOptions
+
+    # The keywords `@job(...)` is typed with are exactly the struct's fields.
+    assert set(JobOptionKeywords.__annotations__) == set(JobOptions.__struct_fields__)
+
+    @registry.job(name="opts", queue="q", priority=2, kind="system", concurrency=3)
+    def opts(ctx: JobContext) -> None:
+        """Summary."""
+
+    definition = opts.definition
+    assert isinstance(definition, JobDefinition) and isinstance(definition, JobOptions)
+    assert definition.options == JobOptions(
+        name="opts",
+        display_name="opts",
+        description="Summary.",
+        kind=JobKind.SYSTEM,
+        queue="q",
+        priority=2,
+        concurrency=3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"priority": "high"}, r"Expected `int`, got `str` - at `\$.priority`"),
+        ({"timeout": "soon"}, r"Expected `float \| null`, got `str` - at `\$.timeout`"),
+        ({"concurrency": 0}, "concurrency must be at least 1"),
+    ],
+)
+def test_options_of_the_wrong_type_are_definition_errors(
+    registry: Registry, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DefinitionError, match=rf"job 'typed': {message}"):
+
+        @registry.job(name="typed", **options)
+        def typed(ctx: JobContext) -> None: ...
+
+
+def test_build_definition_takes_the_same_keywords_as_job() -> None:
+    from jobworker.definitions import build_definition
+
+    def handler(ctx: JobContext, n: int) -> int:
+        return n
+
+    definition = build_definition(handler, name="built", max_attempts=2, timeout=5)
+    assert (definition.name, definition.max_attempts, definition.timeout) == ("built", 2, 5.0)
+    assert [param.name for param in definition.params] == ["n"]

@@ -1,0 +1,120 @@
+"""How the commands print things: tables, a job as JSON, beat's status, recurring jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from jobworker import codec
+from jobworker.models import CancelResult, JobDescriptor, QueueInfo
+from jobworker.recurring import BeatStatus, RecurringJob
+
+QUEUE_COLUMNS = (
+    "queued",
+    "scheduled",
+    "awaiting",
+    "running",
+    "failed",
+    "succeeded",
+    "dead",
+    "cancelled",
+)
+
+
+def render_table(rows: list[tuple[str, ...]], *, empty: str) -> str:
+    """Rows (the first is the header) as aligned columns; `empty` under a header alone."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    if len(rows) == 1:
+        lines.append(empty)
+    return "\n".join(lines)
+
+
+def descriptor_json(job: JobDescriptor) -> dict[str, Any]:
+    data: dict[str, Any] = codec.to_builtins(job)
+    return data
+
+
+def format_descriptor(job: JobDescriptor) -> str:
+    return msgspec.json.format(codec.encode(descriptor_json(job)), indent=2).decode()
+
+
+def format_table(rows: list[JobDescriptor]) -> str:
+    headers: tuple[str, ...] = ("JOB ID", "TYPE", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR")
+    table: list[tuple[str, ...]] = [headers] + [
+        (
+            str(job.job_id),
+            job.job_type,
+            job.status.value,
+            f"{job.attempt}/{job.max_attempts}",
+            job.queue,
+            job.enqueued_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (job.error or "").splitlines()[0][:60] if job.error else "",
+        )
+        for job in rows
+    ]
+    return render_table(table, empty="(no jobs)")
+
+
+def format_queues(infos: list[QueueInfo]) -> str:
+    header = ("QUEUE", "STATE", *(c.upper() for c in QUEUE_COLUMNS))
+    rows: list[tuple[str, ...]] = [header] + [
+        (
+            q.name,
+            "paused" if q.paused else "active",
+            *(str(q.counts.get(c, 0)) for c in QUEUE_COLUMNS),
+        )
+        for q in infos
+    ]
+    return render_table(rows, empty="(no queues)")
+
+
+def cancel_message(job_id: str, result: CancelResult) -> str:
+    return {
+        CancelResult.CANCELLED: f"job {job_id} cancelled",
+        CancelResult.REQUESTED: f"job {job_id} is running: its worker has been asked to stop it",
+        CancelResult.FINISHED: f"job {job_id} had already finished: nothing to cancel",
+    }[result]
+
+
+def format_beat_status(status: BeatStatus, *, as_json: bool) -> str:
+    if as_json:
+        data = codec.to_builtins(status)
+        for item, record in zip(data["recurring"], status.recurring, strict=True):
+            item["args"] = msgspec.json.decode(record.args)  # the arguments, not base64
+        return msgspec.json.format(codec.encode(data), indent=2).decode()
+    leader = status.leader
+    if leader is None:
+        head = "leader: none (no live beat leader: workers do lease rescue and the janitor)"
+    else:
+        head = (
+            f"leader: {leader.holder} by {leader.mechanism}, since {_when(leader.since)} "
+            f"(renewed {_when(leader.renewed_at)})"
+        )
+    return head + "\n\n" + format_recurring(status.recurring)
+
+
+def format_recurring(records: list[RecurringJob]) -> str:
+    header: tuple[str, ...] = ("NAME", "JOB", "CRON", "TIMEZONE", "STATE", "LAST FIRE", "NEXT FIRE")
+    rows: list[tuple[str, ...]] = [header] + [
+        (
+            r.name,
+            r.job_type,
+            r.cron,
+            r.timezone,
+            "enabled" if r.enabled else "disabled",
+            _when(r.last_fire_at),
+            _when(r.next_fire_at) if r.enabled else "-",
+        )
+        for r in records
+    ]
+    return render_table(rows, empty="(no recurring jobs)")
+
+
+def _when(instant: datetime | None) -> str:
+    return "-" if instant is None else instant.strftime("%Y-%m-%d %H:%M:%S%z")
