@@ -24,8 +24,8 @@ from jobworker.errors import (
     JobNotFoundError,
     ResultTimeoutError,
 )
+from jobworker.events.bus import bus_for
 from jobworker.events.model import TypedEvent, decode_event
-from jobworker.events.recorder import bus_for
 from jobworker.events.stream import StreamService, parse_event_id
 from jobworker.handle import JobHandle
 from jobworker.ids import uuid7
@@ -402,7 +402,7 @@ class Client:
         if service is None:
             storage = await self._provider.storage()
             service = self._streams[loop] = StreamService(
-                storage, self.settings, bus_for(self.settings)
+                storage, self.settings, bus_for(self.settings, storage)
             )
         return service
 

@@ -27,7 +27,7 @@ import psutil
 import setproctitle
 
 from jobworker.app import App
-from jobworker.events.recorder import live_floors
+from jobworker.events.bus import live_floors
 from jobworker.worker import Worker, WorkerOptions, declared_queues
 
 logger = logging.getLogger("jobworker.supervisor")
