@@ -13,6 +13,32 @@ from jobworker.errors import ConfigurationError
 ENV_PREFIX = "JOBWORKER_"
 DEFAULT_DATABASE_URL = "sqlite:///jobworker.db"
 _EVENT_KINDS = frozenset({"lifecycle", "progress", "log", "chunk", "metric", "result"})
+_POSITIVE = (
+    "retry_base_delay",
+    "retry_max_delay",
+    "lease_duration",
+    "poll_interval",
+    "rescue_interval",
+    "cancel_poll_interval",
+    "janitor_interval",
+    "heartbeat_timeout",
+    "connect_timeout",
+    "sqlite_busy_timeout",
+    "event_stream_ttl",
+    "event_poll_interval",
+    "redis_retry_interval",
+    "beat_lease_ttl",
+    "beat_tick_interval",
+    "beat_retry_interval",
+)
+_AT_LEAST_ONE = (
+    "max_payload_bytes",
+    "event_stream_maxlen",
+    "claim_batch_size",
+    "completion_batch_size",
+    "pool_size",
+    "janitor_batch_size",
+)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,48 +91,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_probe_timeout: float = 3.0
 
     def __post_init__(self) -> None:
-        positive = (
-            "retry_base_delay",
-            "retry_max_delay",
-            "lease_duration",
-            "poll_interval",
-            "rescue_interval",
-            "cancel_poll_interval",
-            "janitor_interval",
-            "heartbeat_timeout",
-            "connect_timeout",
-            "sqlite_busy_timeout",
-        )
-        for name in positive:
+        for name in _POSITIVE:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"setting {name} must be greater than 0")
-        for name in ("event_stream_ttl", "event_poll_interval", "redis_retry_interval"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"setting {name} must be greater than 0")
-        for name in (
-            "max_payload_bytes",
-            "event_stream_maxlen",
-            "claim_batch_size",
-            "completion_batch_size",
-            "pool_size",
-            "janitor_batch_size",
-        ):
+        for name in _AT_LEAST_ONE:
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"setting {name} must be at least 1")
-        if self.default_max_retries < 0:
-            raise ConfigurationError("setting default_max_retries must not be negative")
-        if self.retry_max_delay < self.retry_base_delay:
-            raise ConfigurationError("retry_max_delay must not be less than retry_base_delay")
-        if self.drain_timeout < 0 or self.result_ttl < 0:
-            raise ConfigurationError("drain_timeout and result_ttl must not be negative")
-        if self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise ConfigurationError("sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA")
-        for name in ("beat_lease_ttl", "beat_tick_interval", "beat_retry_interval"):
-            if getattr(self, name) <= 0:
-                raise ConfigurationError(f"setting {name} must be greater than 0")
-        if self.cron_lookback < 0 or self.redis_probe_timeout <= 0:
-            raise ConfigurationError("cron_lookback must be >= 0 and redis_probe_timeout > 0")
-
+        for broken, message in (
+            (self.default_max_retries < 0, "setting default_max_retries must not be negative"),
+            (
+                self.retry_max_delay < self.retry_base_delay,
+                "retry_max_delay must not be less than retry_base_delay",
+            ),
+            (
+                self.drain_timeout < 0 or self.result_ttl < 0,
+                "drain_timeout and result_ttl must not be negative",
+            ),
+            (
+                self.sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"},
+                "sqlite_synchronous must be OFF, NORMAL, FULL or EXTRA",
+            ),
+            (
+                self.cron_lookback < 0 or self.redis_probe_timeout <= 0,
+                "cron_lookback must be >= 0 and redis_probe_timeout > 0",
+            ),
+        ):
+            if broken:
+                raise ConfigurationError(message)
         unknown = self.persisted_kinds() - _EVENT_KINDS
         if unknown:
             raise ConfigurationError(

@@ -28,7 +28,7 @@ class Portal:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
+                thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=True)
                 thread.start()
                 self._loop, self._pid = loop, os.getpid()
             return self._loop
@@ -53,3 +53,11 @@ class Portal:
             loop, self._loop = self._loop, None
         if loop is not None and self._pid == os.getpid():
             loop.call_soon_threadsafe(loop.stop)
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The portal thread: run the loop until `stop`, then close it (its self-pipe with it)."""
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
