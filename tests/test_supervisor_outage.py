@@ -37,15 +37,14 @@ class HoldingProxy:
 
     def __init__(self, target: tuple[str, int]) -> None:
         self._target = target
-        self._passing = asyncio.Event()
-        self._passing.set()
-        self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
         self.held = 0  # connections that had to wait
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
         self._thread.start()
-        self._ready.wait(5)
+        assert self._ready.wait(5)
 
     def hold(self) -> None:
         self._on_loop(self._passing.clear)
@@ -54,9 +53,8 @@ class HoldingProxy:
         self._on_loop(self._passing.set)
 
     def close(self) -> None:
-        self.let_through()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._on_loop(self._stop.set)
+        self._thread.join(10)
 
     def _on_loop(self, call: Callable[[], None]) -> None:
         done = threading.Event()
@@ -66,26 +64,39 @@ class HoldingProxy:
             done.set()
 
         self._loop.call_soon_threadsafe(run)
-        done.wait(5)
+        assert done.wait(5)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._passing = asyncio.Event()
+        self._passing.set()
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
-        self._loop.run_forever()
+        await self._stop.wait()
         server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for writer in self._writers:
+            writer.close()
+        await server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self._passing.is_set():
-            self.held += 1
-            await self._passing.wait()
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
         try:
+            if not self._passing.is_set():
+                self.held += 1
+                await self._passing.wait()
             up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            self._writers.add(up_writer)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._tasks.discard(task)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -226,7 +237,10 @@ def test_the_release_helper_releases_owner_by_owner_and_logs_what_failed(
     caplog.set_level(logging.INFO, logger="jobworker.supervisor")
     nowhere = App("postgresql://postgres@127.0.0.1:1/nowhere", connect_timeout=2)
     gone = [Release("a:1", lost=True, reason="died"), Release("b:2", lost=False, reason="stop")]
-    assert release_leases(nowhere, gone) == 1
+    try:
+        assert release_leases(nowhere, gone) == 1
+    finally:
+        nowhere.close()
     failed = [r.getMessage() for r in caplog.records if "failed; they will expire" in r.message]
     assert failed == [
         "releasing the leases of a:1 failed; they will expire instead",
