@@ -109,7 +109,9 @@ class RedisBus:
 
     publishes_stored = True
 
-    def __init__(self, streams: RedisStreamBus, database: DatabaseBus, retry_interval: float):
+    def __init__(
+        self, streams: RedisStreamBus, database: DatabaseBus, retry_interval: float
+    ) -> None:
         self.streams = streams
         self.database = database
         self._retry_interval = retry_interval
