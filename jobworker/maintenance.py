@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from jobworker.clock import Clock
 from jobworker.config import Settings
-from jobworker.events.recorder import live_floors
+from jobworker.events.bus import live_floors
+from jobworker.events.database_bus import DatabaseBus
 from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.maintenance")
@@ -66,8 +67,9 @@ async def purge(
     if total:
         logger.info("janitor: purged %d job(s) past their result TTL", total)
     before = clock.now() - timedelta(seconds=settings.event_stream_ttl)
+    transient = DatabaseBus(storage, settings)
     while carry_on():
-        if await storage.events.purge_transient_events(before, limit=batch) < batch:
+        if await transient.purge(before, limit=batch) < batch:
             break
         await asyncio.sleep(0.01)
     return total

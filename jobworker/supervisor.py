@@ -2,21 +2,21 @@
 
 It forks N worker processes after the job module has been imported once, and then only watches:
 signal handlers merely queue the signal, and one loop reaps, restarts, recycles, kills children
-whose heartbeat went stale, and drains on SIGTERM/SIGINT. It holds no database connection across
-`fork()`: when it must release a dead child's leases it opens a connection, uses it and closes it.
+whose heartbeat went stale, and drains on SIGTERM/SIGINT. The loop does no network I/O, so a
+database or a Redis in trouble never delays it: a dead child's leases are released by a
+short-lived helper process it forks for that (release.py says why a process). It holds no
+database connection across `fork()`: it checks the schema before the first one, and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import os
 import select
 import signal
-import sys
 import time
 import uuid
 from collections import deque
@@ -27,12 +27,12 @@ import psutil
 import setproctitle
 
 from jobworker.app import App
-from jobworker.events.recorder import live_floors
-from jobworker.worker import Worker, WorkerOptions, declared_queues
+from jobworker.child import Origin, fork, releaser_main, worker_main
+from jobworker.release import Release
+from jobworker.worker import WorkerOptions, declared_queues
 
 logger = logging.getLogger("jobworker.supervisor")
 
-_PR_SET_PDEATHSIG = 1
 _RESTART_BACKOFF_MAX = 30.0
 _FAST_EXIT = 2.0  # a child that dies sooner than this after start counts towards backoff
 
@@ -61,6 +61,16 @@ class Child:
     killed: bool = False
 
 
+@dataclass
+class Releaser:
+    """The helper process at work on the leases of children that are gone."""
+
+    pid: int
+    releases: list[Release]
+    started: float = field(default_factory=time.monotonic)
+    killed: bool = False
+
+
 class Supervisor:
     def __init__(self, app: App, options: SupervisorOptions) -> None:
         self.app = app
@@ -72,6 +82,8 @@ class Supervisor:
         )
         self.heartbeat_timeout = options.heartbeat_timeout or app.settings.heartbeat_timeout
         self.children: dict[int, Child] = {}
+        self._to_release: list[Release] = []  # waiting for the helper
+        self._releaser: Releaser | None = None
         self._signals: deque[int] = deque()
         self._generation = 0
         self._stopping = False
@@ -103,19 +115,28 @@ class Supervisor:
             self._wait_for_events(1.0)
             self._handle_signals()
             self._reap()
+            self._release()
             if self._stopping:
-                if not self.children:
+                if self._stopped():
                     logger.info("supervisor %d: all workers stopped", self._pid)
                     return 0
-                if time.monotonic() > self._stop_deadline:
-                    self._kill_all("they did not stop within the drain timeout")
-                    self._stop_deadline = time.monotonic() + 5.0
                 continue
             self._check_heartbeats()
             if time.monotonic() - last_memory_check >= 2.0:
                 last_memory_check = time.monotonic()
                 self._check_memory()
             self._fill_slots()
+
+    def _stopped(self) -> bool:
+        """While stopping: every child is gone and its leases are released. Past the stop
+        deadline, whatever is left is killed."""
+        if not self.children and self._releaser is None and not self._to_release:
+            return True
+        if time.monotonic() > self._stop_deadline:
+            self._kill_all("they did not stop within the drain timeout")
+            self._stop_release("the supervisor is stopping")
+            self._stop_deadline = time.monotonic() + 5.0
+        return False
 
     def _prepare_storage(self) -> None:
         """Create (SQLite) or check (server databases) the schema, then close: nothing crosses
@@ -213,18 +234,20 @@ class Supervisor:
         owner = (
             f"{os.uname().nodename}:{self._pid}:{index}.{self._generation}:{uuid.uuid4().hex[:6]}"
         )
+        options = WorkerOptions(
+            worker_id=owner,
+            parallelism=self.options.parallelism,
+            queues=self.options.queues,
+            max_jobs=self.options.max_jobs_per_child,
+            drain_timeout=self.drain_timeout,
+        )
         beat_r, beat_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, measured by the process tests
-            os.close(beat_r)
-            code = 1
-            try:
-                code = _child_main(self, index, owner, beat_w)
-            except BaseException:
-                logging.getLogger("jobworker.worker").exception("worker process crashed")
-            finally:
-                logging.shutdown()
-                os._exit(code)
+        origin = self._origin(beat_r)
+        pid = fork(
+            lambda: worker_main(origin, options, index, beat_w),
+            "worker process crashed",
+            logging.getLogger("jobworker.worker"),
+        )
         os.close(beat_w)
         os.set_blocking(beat_r, False)
         self.children[pid] = Child(index=index, pid=pid, owner=owner, heartbeat_fd=beat_r)
@@ -238,6 +261,9 @@ class Supervisor:
                 return
             if pid == 0:
                 return
+            if self._releaser is not None and pid == self._releaser.pid:
+                self._releaser = None
+                continue
             child = self.children.pop(pid, None)
             if child is None:
                 continue
@@ -254,10 +280,9 @@ class Supervisor:
         else:
             how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
             logger.error("worker %d (pid %d) died (%s)", child.index, child.pid, how)
-            if self._stopping:
-                self._release(child.owner, lost=False, reason="released at shutdown")
-            else:
-                self._release(child.owner, lost=True, reason=f"worker process died ({how})")
+            lost = not self._stopping
+            reason = f"worker process died ({how})" if lost else "released at shutdown"
+            self._to_release.append(Release(owner=child.owner, lost=lost, reason=reason))
             if lifetime < _FAST_EXIT:
                 self._fast_exits += 1
                 backoff = min(0.5 * 2**self._fast_exits, _RESTART_BACKOFF_MAX)
@@ -271,28 +296,35 @@ class Supervisor:
             else:
                 self._fast_exits = 0
 
-    def _release(self, owner: str, *, lost: bool, reason: str) -> None:
-        async def release() -> int:
-            storage = self.app.create_storage()
-            await storage.open()
-            try:
-                floors = {}
-                if lost:  # its events on Redis may run ahead of what the database knows
-                    leased = await storage.maintenance.leased_job_ids(owner, limit=100_000)
-                    floors = await live_floors(self.app.settings, leased)
-                return await storage.jobs.release_owner(
-                    owner, lost=lost, reason=reason, seq_floors=floors
-                )
-            finally:
-                await storage.close()
+    # Releasing the leases of children that are gone ------------------------------------------
 
-        try:
-            count = asyncio.run(release())
-        except Exception:
-            logger.exception("releasing the leases of %s failed; they will expire instead", owner)
+    def _release(self) -> None:
+        """Hand the owners waiting for a release to a helper process, unless one is at work (it
+        is killed once it has worked for a lease duration: the leases have expired by then)."""
+        helper = self._releaser
+        if helper is not None:
+            limit = self.app.settings.lease_duration
+            if time.monotonic() - helper.started > limit:
+                self._stop_release(f"still at work after the lease duration, {limit:.0f}s")
             return
-        if count:
-            logger.info("released %d job(s) held by %s", count, owner)
+        if not self._to_release:
+            return
+        releases, self._to_release = self._to_release, []
+        origin = self._origin()
+        pid = fork(lambda: releaser_main(origin, releases), "releasing leases crashed", logger)
+        self._releaser = Releaser(pid=pid, releases=releases)
+
+    def _stop_release(self, reason: str) -> None:
+        helper = self._releaser
+        if helper is None or helper.killed:
+            return
+        logger.error(
+            "stopping the release of the leases of %s (%s); they will expire instead",
+            ", ".join(release.owner for release in helper.releases),
+            reason,
+        )
+        helper.killed = True
+        _signal(helper.pid, signal.SIGKILL)
 
     def _retire(self, child: Child, reason: str) -> None:
         if child.retiring:
@@ -332,85 +364,18 @@ class Supervisor:
         module = f" [{self.options.title}]" if self.options.title else ""
         setproctitle.setproctitle(f"jobworker: {state}{module}")
 
+    def _origin(self, *descriptors: int) -> Origin:
+        """What a process forked now takes from the supervisor (with `descriptors` of its own
+        to close)."""
+        heartbeats = [child.heartbeat_fd for child in self.children.values()]
+        return Origin(
+            app=self.app,
+            parent=self._pid,
+            inherited=(self._wake_r, self._wake_w, *heartbeats, *descriptors),
+            module=self.options.title,
+        )
+
 
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel sends SIGTERM to this child when the supervisor dies, even by SIGKILL."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _child_main(supervisor: Supervisor, index: int, owner: str, beat_fd: int) -> int:
-    """Body of a worker process; returns its exit code."""
-    signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
-    os.close(supervisor._wake_r)
-    os.close(supervisor._wake_w)
-    for other in supervisor.children.values():
-        os.close(other.heartbeat_fd)
-    parent = supervisor._pid
-    _die_with_parent()
-    if os.getppid() != parent:  # the supervisor died before prctl took effect
-        return 0
-    options = supervisor.options
-    module = f" [{options.title}]" if options.title else ""
-    setproctitle.setproctitle(f"jobworker: worker {index}{module} starting")
-    os.set_blocking(beat_fd, False)
-    worker = Worker(
-        supervisor.app,
-        WorkerOptions(
-            worker_id=owner,
-            parallelism=options.parallelism,
-            queues=options.queues,
-            max_jobs=options.max_jobs_per_child,
-            drain_timeout=supervisor.drain_timeout,
-        ),
-        on_heartbeat=lambda w: _child_heartbeat(w, index, module, beat_fd, parent),
-    )
-    return _run_worker(worker)
-
-
-def _child_heartbeat(worker: Worker, index: int, module: str, beat_fd: int, parent: int) -> None:
-    with contextlib.suppress(BlockingIOError, BrokenPipeError):
-        os.write(beat_fd, b".")
-    if os.getppid() != parent and not worker.stopping:
-        logger.warning("the supervisor is gone; worker %d is stopping", index)
-        worker.request_stop()
-    set_worker_title(worker, index, module)
-
-
-def set_worker_title(worker: Worker, index: int, module: str) -> None:
-    jobs = worker.current_jobs()
-    if worker.stopping:
-        state = f"draining {len(jobs)} job(s)"
-    elif not jobs:
-        state = "idle"
-    elif len(jobs) == 1:
-        state = f"running {jobs[0].job_type} {jobs[0].id}"
-    else:
-        state = f"running {len(jobs)} jobs: {jobs[0].job_type} {jobs[0].id}, ..."
-    setproctitle.setproctitle(f"jobworker: worker {index}{module} {state}")
-
-
-def _run_worker(worker: Worker) -> int:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.request_stop)
-        await worker.run()
-
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
-    return 0

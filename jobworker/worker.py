@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -24,7 +25,8 @@ from jobworker import transitions
 from jobworker.app import App
 from jobworker.clock import timestamp_of
 from jobworker.context import JobContext
-from jobworker.events.recorder import JobEvents, Recorder, bus_for
+from jobworker.events.bus import bus_for, floors
+from jobworker.events.recorder import JobEvents, Recorder
 from jobworker.executor import Executor
 from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
 from jobworker.models import (
@@ -136,12 +138,12 @@ class Worker:
         storage = self.app.create_storage()
         await storage.open()
         self._storage = storage
-        self._bus = bus_for(self.settings)
+        self._bus = bus_for(self.settings, storage)
         self._recorder = Recorder(storage, self.settings, self._bus)
         self._timestamp = timestamp_of(self.app.clock)
-        # A succeeded attempt's `result` event is built for a live bus, or for a storage that
-        # keeps it as a row; otherwise the storage derives it from the result.
-        self._emits_results = self._bus is not None or not storage.derives_result_events
+        # A succeeded attempt's `result` event is built for a bus that carries stored events,
+        # or for a storage that keeps it as a row; otherwise the storage derives it.
+        self._emits_results = self._bus.publishes_stored or not storage.derives_result_events
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._renew_leases(), name="leases"),
@@ -170,8 +172,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
             await subscription.close()
-            if self._bus is not None:
-                await self._bus.close()
+            await self._bus.close()
             await storage.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s stopped after %d job(s)", self.worker_id, self.finished)
@@ -299,7 +300,7 @@ class Worker:
             max_payload_bytes=self.settings.max_payload_bytes,
             timestamp=self._timestamp,
         )
-        if self._bus is not None:
+        if self._bus.publishes_stored:
             # The claim numbered the `running` event and the database has it; live readers
             # get it from the bus.
             running = lifecycle_event(
@@ -439,7 +440,9 @@ class Worker:
             try:
                 if await _beat_leads(self._storage):
                     continue  # a live beat leader does the maintenance (docs/beat.md)
-                await rescue_expired_leases(self._storage, self.settings, self._recorder.floors)
+                await rescue_expired_leases(
+                    self._storage, self.settings, functools.partial(floors, self._bus)
+                )
                 await settle_continuations(self._storage)
                 if time.monotonic() - last_purge >= self.settings.janitor_interval:
                     last_purge = time.monotonic()

@@ -507,6 +507,7 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
     """The database refuses the writer's first rounds: the events go back ahead of newer ones
     and are stored, in order and once, when it works again (a real database, made to fail)."""
     from jobworker.config import Settings
+    from jobworker.events.bus import DatabaseBus
     from jobworker.events.recorder import Recorder
     from jobworker.storage import create_storage
 
@@ -525,7 +526,7 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
         return await real_complete_many(*args, **kwargs)
 
     storage.jobs.complete_many = flaky_complete_many  # type: ignore[method-assign]
-    recorder = Recorder(storage, settings)
+    recorder = Recorder(storage, settings, DatabaseBus(storage, settings))
     writer = asyncio.create_task(recorder.run())
     job_id = uuid.uuid4()
     try:

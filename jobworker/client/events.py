@@ -10,8 +10,8 @@ from typing import Any
 
 from jobworker.client.base import ClientBase, as_job_id
 from jobworker.errors import ConfigurationError, JobNotFoundError
+from jobworker.events.bus import bus_for
 from jobworker.events.model import TypedEvent, decode_event
-from jobworker.events.recorder import bus_for
 from jobworker.events.stream import StreamService, parse_event_id
 from jobworker.models import JobEvent
 from jobworker.portal import Blocking
@@ -63,7 +63,7 @@ class EventReading(ClientBase):
         if service is None:
             storage = await self._storage()
             service = self._streams[loop] = StreamService(
-                storage, self.settings, bus_for(self.settings)
+                storage, self.settings, bus_for(self.settings, storage)
             )
         return service
 

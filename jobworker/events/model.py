@@ -27,6 +27,10 @@ from jobworker.payloads import (
     encode_payload,
 )
 
+# One event on its way to a live bus: (seq, kind, at as Unix seconds, payload JSON). A tuple, not
+# a struct: a handler streaming hundreds of thousands of events a second builds one per event.
+LiveEvent = tuple[int, EventKind, float, msgspec.Raw]
+
 
 def is_truncated(event: JobEvent) -> bool:
     """The event's payload was too large and was replaced by the truncation marker."""
@@ -57,6 +61,7 @@ __all__ = [
     "EventKind",
     "JobEvent",
     "Lifecycle",
+    "LiveEvent",
     "Log",
     "Metric",
     "Progress",

@@ -2,10 +2,11 @@
 
 Handlers emit events from the event loop or from their threads; finished attempts hand in their
 outcomes. The recorder writes whatever is waiting in rounds: first one database transaction with
-the outcomes and the events of kept kinds (and, while Redis is not there, the other events as
-transient rows that carry them to readers), then one Redis pipeline with every event of the
-round, the lifecycle events of the outcomes included. The database goes first, so an event a
-reader misses on the live stream is always in the database by the time a later one arrives.
+the outcomes and the events of kept kinds, then the live bus (events/bus.py) with every event of
+the round, the lifecycle events of the outcomes included. The database goes first, so an event a
+reader misses on the live bus is always in the database by the time a later one arrives. While
+the bus is the database itself (`EventBus.in_database`), the other events go into that same
+transaction as transient rows instead, so they are stored in order with the kept ones.
 
 Each attempt's events wait in a buffer of its own (`JobEvents`), so a round takes them already
 grouped by job, and a finished attempt's outcome waits only for its own events. A round takes
@@ -18,20 +19,19 @@ import asyncio
 import logging
 import operator
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Generator
-from datetime import UTC, datetime
 
 import msgspec
 
 from jobworker.config import Settings
-from jobworker.events.model import is_terminal
-from jobworker.events.redis_bus import BusUnavailable, LiveEvent, RedisStreamBus
+from jobworker.events.bus import EventBus
+from jobworker.events.database_bus import stored_event
+from jobworker.events.model import LiveEvent, is_terminal
 from jobworker.models import Completion, EventKind, JobEvent
 from jobworker.outage import Outage
-from jobworker.storage import Storage
+from jobworker.storage import Recorded, Storage
 
 # Most events a round takes (an attempt's backlog may be longer: the rest waits for the next).
 ROUND_EVENTS = 2_000
@@ -47,6 +47,10 @@ MAX_WAITING = 4000
 YIELD_EVERY = 256
 
 logger = logging.getLogger("jobworker.events")
+
+# What a round takes of one attempt: the attempt, its events, and its events the database has
+# already (for the live bus only).
+_Taken = tuple["JobEvents", list[LiveEvent], list[LiveEvent]]
 
 
 class JobEvents:
@@ -96,7 +100,7 @@ class Recorder:
         self,
         storage: Storage,
         settings: Settings,
-        bus: RedisStreamBus | None = None,
+        bus: EventBus,
         *,
         batch_size: int | None = None,
     ) -> None:
@@ -104,7 +108,6 @@ class Recorder:
         self._bus = bus
         self._batch_size = batch_size or settings.completion_batch_size
         self._kept = frozenset(EventKind(kind) for kind in settings.persisted_kinds())
-        self._retry_interval = settings.redis_retry_interval
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         # Attempts with events to take, in the order they first had some.
@@ -118,14 +121,7 @@ class Recorder:
         self._idle.set()
         self._room = asyncio.Event()
         self._room_for_threads = threading.Event()
-        self._bus_down_until = 0.0
         self._db_outage = Outage("writing job outcomes and events")
-        self._bus_outage = Outage("publishing events to Redis")
-
-    @property
-    def live(self) -> bool:
-        """Events go to Redis now (it is configured and not in a known outage)."""
-        return self._bus is not None and time.monotonic() >= self._bus_down_until
 
     # Producers -----------------------------------------------------------------------------
 
@@ -201,17 +197,17 @@ class Recorder:
                 break  # some of its events wait for a later round
             assert events.completion is not None
             completions.append(events.completion)
-        live = self.live
+        in_database = self._bus.in_database
         kept = [
-            _stored(events.job_id, event)
+            stored_event(events.job_id, event)
             for events, batch, _ in taken
             for event in batch
             if event[1] in self._kept
         ]
-        transient = [] if live else self._unkept(taken)
+        transient = self._unkept(taken) if in_database else []
         try:
             recorded = await self._storage.jobs.complete_many(
-                completions, kept, transient, lifecycle=self._bus is not None and live
+                completions, kept, transient, lifecycle=not in_database
             )
         except Exception as exc:
             self._put_back(taken)
@@ -219,8 +215,12 @@ class Recorder:
             return
         self._db_outage.succeeded()
         del self._finished[: len(completions)]
-        if self._bus is None or not live:
-            return
+        if not in_database:
+            await self._publish(taken, recorded)
+
+    async def _publish(self, taken: list[_Taken], recorded: Recorded) -> None:
+        """Send the round's events to the live bus: the stored ones too, with the lifecycle
+        events of its outcomes, each job's in sequence order."""
         batches: dict[uuid.UUID, list[LiveEvent]] = {}
         for events, batch, published in taken:
             merged = batches.setdefault(events.job_id, [])
@@ -234,15 +234,13 @@ class Recorder:
                 ended.append(event.job_id)
         for merged in batches.values():
             merged.sort(key=_by_seq)  # in order already but for a few: a linear pass
-        try:
-            refused = await self._bus.publish(batches, ended=ended)
-        except BusUnavailable as exc:
-            self._bus_outage.failed(exc)
-            self._bus_down_until = time.monotonic() + self._retry_interval
-            # Readers find what Redis did not take in the database instead.
-            await self._store_transient(self._unkept(taken))
-            return
-        self._bus_outage.succeeded()
+        while True:
+            try:
+                refused = await self._bus.publish(batches, ended=ended)
+                break
+            except Exception as exc:  # the database standing in for the bus
+                await asyncio.sleep(self._db_outage.failed(exc))
+        self._db_outage.succeeded()
         if refused:
             logger.info(
                 "Redis refused %d event(s) whose sequence it already holds "
@@ -250,7 +248,7 @@ class Recorder:
                 refused,
             )
 
-    def _take(self) -> list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]:
+    def _take(self) -> list[_Taken]:
         """Up to ROUND_EVENTS waiting events: (attempt, its events, its events for the live
         bus only), attempt by attempt."""
         taken = []
@@ -271,7 +269,7 @@ class Recorder:
             taken.append((events, batch, published))
         return taken
 
-    def _put_back(self, taken: list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]) -> None:
+    def _put_back(self, taken: list[_Taken]) -> None:
         """A round failed: its events go back ahead of newer ones, for the next round."""
         for events, batch, published in reversed(taken):
             events.queue.extendleft(reversed(batch))
@@ -280,30 +278,15 @@ class Recorder:
                 events.dirty = True
                 self._dirty.appendleft(events)
 
-    def _unkept(
-        self, taken: list[tuple[JobEvents, list[LiveEvent], list[LiveEvent]]]
-    ) -> list[JobEvent]:
+    def _unkept(self, taken: list[_Taken]) -> list[JobEvent]:
         """The events taken that are not of kept kinds (so not stored yet), as the storage
         takes them."""
         return [
-            _stored(events.job_id, event)
+            stored_event(events.job_id, event)
             for events, batch, _ in taken
             for event in batch
             if event[1] not in self._kept
         ]
-
-    async def _store_transient(self, events: list[JobEvent]) -> None:
-        while events:
-            try:
-                await self._storage.jobs.complete_many([], [], events)
-                self._db_outage.succeeded()
-                return
-            except Exception as exc:
-                await asyncio.sleep(self._db_outage.failed(exc))
-
-    async def floors(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """The last sequence each job used on the live bus (see `_floors`)."""
-        return await _floors(self._bus, job_ids)
 
 
 class _Pass:
@@ -319,53 +302,4 @@ class _Pass:
 _PASS = _Pass()
 
 
-def _stored(job_id: uuid.UUID, event: LiveEvent) -> JobEvent:
-    """A queued event as the storage takes it."""
-    seq, kind, at, payload = event
-    return JobEvent(
-        job_id=job_id,
-        seq=seq,
-        kind=kind,
-        occurred_at=datetime.fromtimestamp(at, UTC),
-        payload=payload,
-    )
-
-
 _by_seq = operator.itemgetter(0)
-
-
-def bus_for(settings: Settings) -> RedisStreamBus | None:
-    """The live bus the settings ask for (None without `redis_url`)."""
-    if not settings.redis_url:
-        return None
-    return RedisStreamBus(
-        settings.redis_url,
-        prefix=settings.redis_prefix,
-        maxlen=settings.event_stream_maxlen,
-        ttl=settings.event_stream_ttl,
-    )
-
-
-async def live_floors(settings: Settings, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """For a process without a recorder (the supervisor ending a dead child's leases): the last
-    sequence each job used on Redis, through a connection of its own."""
-    if not job_ids:
-        return {}
-    bus = bus_for(settings)
-    try:
-        return await _floors(bus, job_ids)
-    finally:
-        if bus is not None:
-            await bus.close()
-
-
-async def _floors(bus: RedisStreamBus | None, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """The last sequence each job used on the live bus: empty without Redis, or when it cannot
-    be asked (the database's own numbers are then the best there is)."""
-    if bus is None or not job_ids:
-        return {}
-    try:
-        return await bus.last_seqs(job_ids)
-    except BusUnavailable as exc:
-        logger.warning("could not read event sequences from Redis (%s)", exc)
-        return {}

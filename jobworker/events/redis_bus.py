@@ -25,6 +25,7 @@ from typing import Any
 import msgspec
 
 from jobworker.errors import ConfigurationError, MissingExtraError
+from jobworker.events.model import LiveEvent
 from jobworker.models import EventKind, JobEvent
 
 logger = logging.getLogger("jobworker.events")
@@ -41,9 +42,6 @@ def _load_redis() -> tuple[Any, tuple[type[BaseException], ...]]:
 
 
 aioredis, REDIS_ERRORS = _load_redis()
-
-# One event on its way to Redis: (seq, kind, at as Unix seconds, payload JSON).
-LiveEvent = tuple[int, EventKind, float, msgspec.Raw]
 
 # Most events one stream entry carries (a larger batch is split): bounds an entry's size, and
 # how far past a reader's position one read can reach.

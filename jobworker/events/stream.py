@@ -1,32 +1,29 @@
 """Following one job's events: replay what is stored, then the live bus, without duplicates or
 gaps among kept kinds, until the job's terminal event.
 
-The database holds every kept event (lifecycle, progress, result by default) and, while Redis is
-not there, the others as transient rows. Redis holds every event a worker published while it was
-reachable. A reader therefore replays the database after the last sequence it delivered, then
-blocks on the job's Redis stream; when the stream skips sequences (trimmed, or written while
-Redis was away) it fills the gap from the database first; when the stream is quiet it looks in
-the database again, for status changes made outside workers (a cancel, a lease rescue). Without
-Redis it waits for the database's notifications (PostgreSQL) or polls (SQLite).
+The database holds every kept event (lifecycle, progress, result by default) and, while the bus
+is the database itself, the others as transient rows. Redis holds every event a worker published
+while it was reachable. A reader therefore replays the database after the last sequence it
+delivered, then blocks on the live bus; when the bus skips sequences (trimmed, or written while
+Redis was away) it fills the gap from the database first; when the bus is quiet it looks in the
+database again, for status changes made outside workers (a cancel, a lease rescue). While the
+bus is the database, it waits for the database's notifications (PostgreSQL) or polls (SQLite).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import AsyncIterator
 
 from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
+from jobworker.events.bus import BusUnavailable, EventBus
 from jobworker.events.model import is_terminal
-from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus
 from jobworker.models import EventKind, JobEvent
-from jobworker.storage import Storage
-from jobworker.storage.ports import Subscription
+from jobworker.storage import Inspection, Storage
 
 PAGE = 500
 # How long a reader blocks on Redis before it looks in the database again.
@@ -35,8 +32,6 @@ LIVE_BLOCK_SECONDS = 1.0
 GAP_GRACE = 2.0
 # Without notifications or Redis, the existence of a quiet job is checked this often.
 EXISTENCE_CHECK_SECONDS = 5.0
-
-logger = logging.getLogger("jobworker.events")
 
 
 def parse_event_id(value: str | int | None) -> int:
@@ -52,144 +47,110 @@ def parse_event_id(value: str | int | None) -> int:
     return seq
 
 
-class Notifier:
-    """One database subscription shared by every reader of a process: wakes the readers of the
-    jobs named in each notification."""
-
-    def __init__(self) -> None:
-        self._waiters: defaultdict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
-        self._subscription: Subscription | None = None
-        self._lock = asyncio.Lock()
-
-    async def start(self, storage: Storage) -> None:
-        async with self._lock:
-            if self._subscription is None:
-                self._subscription = await storage.events.subscribe_events(self._notified)
-
-    def _notified(self, job_ids: set[uuid.UUID] | None) -> None:
-        targets = self._waiters.keys() if job_ids is None else job_ids & self._waiters.keys()
-        for job_id in list(targets):
-            for event in self._waiters.get(job_id, ()):
-                event.set()
-
-    @contextlib.asynccontextmanager
-    async def watching(self, job_id: uuid.UUID) -> AsyncIterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._waiters[job_id].add(event)
-        try:
-            yield event
-        finally:
-            self._waiters[job_id].discard(event)
-            if not self._waiters[job_id]:
-                del self._waiters[job_id]
-
-    async def close(self) -> None:
-        if self._subscription is not None:
-            await self._subscription.close()
-            self._subscription = None
-
-
 class StreamService:
     """Readers of job events for one process and event loop."""
 
-    def __init__(self, storage: Storage, settings: Settings, bus: RedisStreamBus | None) -> None:
+    def __init__(self, storage: Storage, settings: Settings, bus: EventBus) -> None:
         self._storage = storage
         self._settings = settings
         self._bus = bus
-        self._bus_down_until = 0.0
-        self._notifier = Notifier()
 
     async def close(self) -> None:
-        await self._notifier.close()
-        if self._bus is not None:
-            await self._bus.close()
-
-    def _live(self) -> bool:
-        return self._bus is not None and time.monotonic() >= self._bus_down_until
+        await self._bus.close()
 
     async def batches(self, job_id: uuid.UUID, after_seq: int = 0) -> AsyncIterator[list[JobEvent]]:
         """Every event of the job after `after_seq`, in order, in batches as one read finds
         them (`client.stream` yields them one by one), ending after its terminal event (or when
         the job no longer exists)."""
-        if await self._storage.inspection.get(job_id) is None:
+        inspection = self._storage.inspection
+        if await inspection.get(job_id) is None:
             raise JobNotFoundError(job_id)
-        await self._notifier.start(self._storage)
-        async for batch in _Reader(self, job_id, after_seq).batches():
+        reader = _Reader(self._bus, inspection, job_id, after_seq, self._settings)
+        async for batch in reader.batches():
             yield batch
-
-    def bus_failed(self, exc: BaseException) -> None:
-        logger.warning(
-            "reading job events from Redis failed (%s); using the database for %.0fs",
-            exc,
-            self._settings.redis_retry_interval,
-        )
-        self._bus_down_until = time.monotonic() + self._settings.redis_retry_interval
 
 
 class _Reader:
     """One reader's position in one job's events."""
 
-    def __init__(self, service: StreamService, job_id: uuid.UUID, after_seq: int) -> None:
-        self._service = service
-        self._storage = service._storage
-        self._bus = service._bus
-        self._settings = service._settings
+    def __init__(
+        self,
+        bus: EventBus,
+        inspection: Inspection,
+        job_id: uuid.UUID,
+        after_seq: int,
+        settings: Settings,
+    ) -> None:
+        self._bus = bus
+        self._inspection = inspection
+        self._poll_interval = settings.event_poll_interval
         self._job_id = job_id
         self._delivered = after_seq
         self._ended = False
+        self._database_due = True
         self._database_at = 0.0
         self._gap_seen_at = 0.0
 
     async def batches(self) -> AsyncIterator[list[JobEvent]]:
         """Every event of the job after `after_seq`, in order and in batches as they come,
         ending after its terminal event (or when the job no longer exists)."""
-        async with self._service._notifier.watching(self._job_id) as notified:
-            database_due = True
+        async with self._bus.watching(self._job_id) as notified:
             last_check = time.monotonic()
             while not self._ended:
-                if self._service._live():
-                    # Redis first (it has every kind); the database for what it lacks.
-                    live = await self._read_live(None)
-                    if live is None:
-                        continue
-                    if not live and (
-                        database_due or time.monotonic() - self._database_at >= LIVE_BLOCK_SECONDS
-                    ):
-                        database_due = False
-                        found = False
-                        # A worker stores a round in the database just before it publishes it:
-                        # events only Redis carries may be a moment behind the stored ones.
-                        async for page in self._stored(contiguous=not self._gap_expired()):
-                            found = True
-                            yield page
-                        if found:
-                            continue
-                    if not live:
-                        live = await self._read_live(LIVE_BLOCK_SECONDS)
-                        if live is None:
-                            continue
-                        database_due = not live
-                    if live:
-                        batch = await self._after_delivered(live)
-                        if batch:
-                            yield batch
-                else:
-                    async for page in self._stored():
+                if self._bus.in_database:
+                    async for page in self._from_database(notified):
                         yield page
-                    if self.ended:
-                        return
-                    notified.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(notified.wait(), self._settings.event_poll_interval)
-                if time.monotonic() - last_check >= EXISTENCE_CHECK_SECONDS:
+                else:
+                    async for batch in self._from_live():
+                        yield batch
+                if not self._ended and time.monotonic() - last_check >= EXISTENCE_CHECK_SECONDS:
                     last_check = time.monotonic()
-                    if await self._storage.inspection.get(self._job_id) is None:
+                    if await self._inspection.get(self._job_id) is None:
                         return  # deleted or purged: nothing more will come
 
     @property
     def ended(self) -> bool:
         """The terminal event has been delivered."""
         return self._ended
+
+    async def _from_live(self) -> AsyncIterator[list[JobEvent]]:
+        """One look at the live bus (it has every kind), and at the database for what it lacks
+        when the bus has nothing new."""
+        live = await self._read_live(None)
+        if live is None:
+            return
+        if not live and self._database_is_due():
+            self._database_due = False
+            found = False
+            # A worker stores a round in the database just before it publishes it: events
+            # only the bus carries may be a moment behind the stored ones.
+            async for page in self._stored(contiguous=not self._gap_expired()):
+                found = True
+                yield page
+            if found:
+                return
+        if not live:
+            live = await self._read_live(LIVE_BLOCK_SECONDS)
+            if live is None:
+                return
+            self._database_due = not live
+        batch = await self._after_delivered(live)
+        if batch:
+            yield batch
+
+    async def _from_database(self, notified: asyncio.Event) -> AsyncIterator[list[JobEvent]]:
+        """Everything the database holds after the last delivered event, then a wait for its
+        next notification (or the poll interval)."""
+        async for page in self._stored():
+            yield page
+        if self._ended:
+            return
+        notified.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(notified.wait(), self._poll_interval)
+
+    def _database_is_due(self) -> bool:
+        return self._database_due or time.monotonic() - self._database_at >= LIVE_BLOCK_SECONDS
 
     async def _after_delivered(self, live: list[JobEvent]) -> list[JobEvent]:
         """The live events after the last delivered one, with any gap before one of them filled
@@ -219,9 +180,7 @@ class _Reader:
         when it was seen)."""
         self._database_at = time.monotonic()
         while not self._ended:
-            found = await self._storage.events.read_events(
-                self._job_id, self._delivered, PAGE, transient=True
-            )
+            found = await self._bus.read_stored(self._job_id, self._delivered, PAGE)
             page: list[JobEvent] = []
             for event in found:
                 if before_seq is not None and event.seq >= before_seq:
@@ -246,11 +205,9 @@ class _Reader:
         return bool(self._gap_seen_at) and time.monotonic() - self._gap_seen_at >= GAP_GRACE
 
     async def _read_live(self, block: float | None) -> list[JobEvent] | None:
-        """What Redis holds after the last delivered event (waiting up to `block` seconds for
-        some); None when Redis cannot be used."""
-        assert self._bus is not None
+        """What the live bus holds after the last delivered event (waiting up to `block` seconds
+        for some); None when it cannot be read (it then stands aside for a while)."""
         try:
             return await self._bus.read(self._job_id, self._delivered, block=block)
-        except BusUnavailable as exc:
-            self._service.bus_failed(exc)
+        except BusUnavailable:
             return None
