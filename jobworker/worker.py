@@ -2,6 +2,9 @@
 
 Side tasks renew the worker's leases, rescue jobs whose lease expired elsewhere, purge expired
 results, and beat a heartbeat the supervisor watches.
+
+Longer than 400 lines on purpose: the claim loop, the running jobs and their side tasks share one
+set of slots and one stop signal; split across modules, each part would reach into the others.
 """
 
 from __future__ import annotations
