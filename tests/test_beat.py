@@ -293,10 +293,12 @@ async def test_the_leader_rescues_expired_leases_and_purges_while_workers_skip(
         await asyncio.sleep(0.1)
         beat = Beat(app)
         task = asyncio.create_task(beat.run())
-        for _ in range(100):
+        # The rescue and the purge are separate passes of the leader: wait for both.
+        for _ in range(200):
             await asyncio.sleep(0.05)
             record = await storage.inspection.get(lost)
-            if record is not None and record.status is JobStatus.QUEUED:
+            rescued = record is not None and record.status is JobStatus.QUEUED
+            if rescued and await storage.inspection.get(expired.job_id) is None:
                 break
         leader = await storage.leadership.beat_leader()
         assert leader is not None and leader.holder == beat.holder
