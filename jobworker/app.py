@@ -218,3 +218,11 @@ def find_app(target: Any, *, database_url: str | None = None) -> App:
     if database_url is not None:
         return App(database_url, bind=False)
     return default_app()
+
+
+def declared_queues(app: App) -> list[str]:
+    """The queues a worker consumes when none are named: the default queue and every queue the
+    app's jobs declare."""
+    queues = {app.settings.default_queue}
+    queues.update(definition.queue for definition in app.registry if definition.queue)
+    return sorted(queues)

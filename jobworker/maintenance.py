@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -16,6 +17,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.events.bus import live_floors
 from jobworker.events.database_bus import DatabaseBus
+from jobworker.outage import Outage
 from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.maintenance")
@@ -73,3 +75,38 @@ async def purge(
             break
         await asyncio.sleep(0.01)
     return total
+
+
+async def while_no_beat_leads(
+    storage: Storage,
+    settings: Settings,
+    clock: Clock,
+    floors: Floors,
+    carry_on: Callable[[], bool],
+) -> None:
+    """A worker's own housekeeping, for when no beat runs: every `rescue_interval`, unless a live
+    beat leader does it (docs/beat.md), rescue expired leases and settle continuations; every
+    `janitor_interval`, purge. Runs until cancelled."""
+    last_purge = time.monotonic()
+    outage = Outage("maintenance (lease rescue, purge)")
+    while True:
+        await asyncio.sleep(settings.rescue_interval)
+        try:
+            if await _beat_leads(storage):
+                continue
+            await rescue_expired_leases(storage, settings, floors)
+            await settle_continuations(storage)
+            if time.monotonic() - last_purge >= settings.janitor_interval:
+                last_purge = time.monotonic()
+                await purge(storage, settings, clock, carry_on)
+        except Exception as exc:
+            outage.failed(exc)
+        else:
+            outage.succeeded()
+
+
+async def _beat_leads(storage: Storage) -> bool:
+    try:
+        return await storage.leadership.beat_leader() is not None
+    except Exception:  # an older schema, or the database is down: maintain as before
+        return False

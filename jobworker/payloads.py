@@ -9,9 +9,7 @@ from typing import Any
 import msgspec
 
 from jobworker import codec
-from jobworker.models import EventKind, JobStatus
-
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+from jobworker.models import TERMINAL_STATUSES, EventKind, JobStatus
 
 
 class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):

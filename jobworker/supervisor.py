@@ -26,10 +26,10 @@ from typing import Any
 import psutil
 import setproctitle
 
-from jobworker.app import App
+from jobworker.app import App, declared_queues
 from jobworker.child import Origin, fork, releaser_main, worker_main
 from jobworker.release import Release
-from jobworker.worker import WorkerOptions, declared_queues
+from jobworker.worker import WorkerOptions
 
 logger = logging.getLogger("jobworker.supervisor")
 

@@ -14,9 +14,7 @@ import contextlib
 import functools
 import logging
 import os
-import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,17 +23,16 @@ from typing import Any
 import msgspec
 
 from jobworker import transitions
-from jobworker.app import App
+from jobworker.app import App, declared_queues
 from jobworker.clock import timestamp_of
+from jobworker.completions import Completions
 from jobworker.context import JobContext
 from jobworker.events.bus import bus_for, floors
 from jobworker.events.recorder import JobEvents, Recorder
 from jobworker.executor import Executor
-from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
+from jobworker.maintenance import while_no_beat_leads
 from jobworker.models import (
-    AttemptOutcome,
     ClaimedJob,
-    Completion,
     EventKind,
     Failed,
     JobStatus,
@@ -44,8 +41,7 @@ from jobworker.models import (
 )
 from jobworker.outage import Outage
 from jobworker.payloads import Result
-from jobworker.retry import RetryPolicy
-from jobworker.storage import Storage, lifecycle_event
+from jobworker.storage import lifecycle_event
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -88,9 +84,6 @@ class Worker:
         self.worker_id = options.worker_id
         self.queues = list(options.queues or declared_queues(app))
         self.job_types = list(options.job_types or app.registry.names())
-        self.retry_policy = RetryPolicy(
-            base_delay=self.settings.retry_base_delay, max_delay=self.settings.retry_max_delay
-        )
         self.drain_timeout = (
             options.drain_timeout
             if options.drain_timeout is not None
@@ -106,7 +99,6 @@ class Worker:
         self._stop = asyncio.Event()
         self._watermark = max(1, min(options.parallelism, self.settings.claim_batch_size) // 2)
         self._active_queues = list(self.queues)
-        self._result_ttls = {d.name: d.result_ttl for d in app.registry if d.result_ttl is not None}
         self._caps = {
             definition.name: definition.concurrency
             for definition in app.registry
@@ -114,7 +106,8 @@ class Worker:
         }
         self.claimed = 0
         self.finished = 0
-        self.outcomes: Counter[AttemptOutcome] = Counter()
+        self._completions = Completions(app, self.worker_id)
+        self.outcomes = self._completions.counts  # attempts ended, by outcome
 
     # Control ------------------------------------------------------------------------------
 
@@ -153,7 +146,14 @@ class Worker:
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
         if self.options.maintenance:
-            side_tasks.append(asyncio.create_task(self._maintenance(), name="maintenance"))
+            maintain = while_no_beat_leads(
+                self._storage,
+                self.settings,
+                self.app.clock,
+                functools.partial(floors, self._bus),
+                lambda: not self.stopping,
+            )
+            side_tasks.append(asyncio.create_task(maintain, name="maintenance"))
         side_tasks.append(asyncio.create_task(self._watch_cancellations(), name="cancels"))
         side_tasks.append(asyncio.create_task(self._watch_paused_queues(), name="pauses"))
         subscription = await storage.jobs.subscribe(self._on_enqueued, self._cancel_running)
@@ -334,45 +334,11 @@ class Worker:
                 ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
             else:
                 ctx.skip_event()  # the storage derives it; it still takes its number
-        self._recorder.add(events, self._completion(job, outcome, ctx.close_events()))
+        self._recorder.add(events, self._completions.of(job, outcome, ctx.close_events()))
 
     def _cancel_was_requested(self, job_id: uuid.UUID) -> bool:
         running = self._running.get(job_id)
         return running is not None and running.cancelled
-
-    def _completion(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:
-        now = self.app.clock.now()
-        retry_at = transitions.retry_at(
-            outcome, job.attempt, job.max_attempts, now, self.retry_policy
-        )
-        self.outcomes[transitions.attempt_outcome(outcome, retry_at)] += 1
-        if isinstance(outcome, Failed):
-            level = logging.INFO if retry_at else logging.WARNING
-            logger.log(
-                level,
-                "job %s %s attempt %d/%d failed: %s%s",
-                job.job_type,
-                job.id,
-                job.attempt,
-                job.max_attempts,
-                outcome.error,
-                "" if retry_at else " (dead)",
-            )
-        result_ttl = job.result_ttl
-        if result_ttl is None:
-            result_ttl = self._result_ttls.get(job.job_type)
-        return Completion(
-            job_id=job.id,
-            attempt=job.attempt,
-            lease_owner=self.worker_id,
-            started_at=job.started_at,
-            ended_at=now,
-            outcome=outcome,
-            retry_at=retry_at,
-            result_ttl=result_ttl,
-            event_seq=event_seq,
-            start_seq=job.event_seq,
-        )
 
     # Shutdown -----------------------------------------------------------------------------
 
@@ -435,49 +401,11 @@ class Worker:
             else:
                 outage.succeeded()
 
-    async def _maintenance(self) -> None:
-        last_purge = time.monotonic()
-        outage = Outage("maintenance (lease rescue, purge)")
-        while True:
-            await asyncio.sleep(self.settings.rescue_interval)
-            try:
-                if await _beat_leads(self._storage):
-                    continue  # a live beat leader does the maintenance (docs/beat.md)
-                await rescue_expired_leases(
-                    self._storage, self.settings, functools.partial(floors, self._bus)
-                )
-                await settle_continuations(self._storage)
-                if time.monotonic() - last_purge >= self.settings.janitor_interval:
-                    last_purge = time.monotonic()
-                    await self._purge()
-            except Exception as exc:
-                outage.failed(exc)
-            else:
-                outage.succeeded()
-
-    async def _purge(self) -> int:
-        return await purge(self._storage, self.settings, self.app.clock, lambda: not self.stopping)
-
     async def _heartbeat(self) -> None:
         while True:
             if self._on_heartbeat is not None:
                 self._on_heartbeat(self)
             await asyncio.sleep(1.0)
-
-
-async def _beat_leads(storage: Storage) -> bool:
-    try:
-        return await storage.leadership.beat_leader() is not None
-    except Exception:  # an older schema, or the database is down: maintain as before
-        return False
-
-
-def declared_queues(app: App) -> list[str]:
-    """The queues a worker consumes when none are named: the default queue and every queue the
-    app's jobs declare."""
-    queues = {app.settings.default_queue}
-    queues.update(definition.queue for definition in app.registry if definition.queue)
-    return sorted(queues)
 
 
 def worker_id(index: int | str = 0) -> str:

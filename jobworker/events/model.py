@@ -13,10 +13,9 @@ from typing import Any
 
 import msgspec
 
-from jobworker.models import EventKind, JobEvent
+from jobworker.models import TERMINAL_STATUSES, EventKind, JobEvent
 from jobworker.payloads import (
     PAYLOAD_TYPES,
-    TERMINAL_STATUSES,
     TRUNCATED_MARKER,
     Chunk,
     Lifecycle,

@@ -1,13 +1,12 @@
-"""The rules every backend shares: how an outcome is written, how a row becomes a record,
+"""The rules every backend shares: how an outcome is written, how a schema name is checked,
 how a lifecycle event reads."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -19,7 +18,6 @@ from jobworker.models import (
     EventKind,
     Failed,
     JobEvent,
-    JobRecord,
     JobStatus,
     Released,
     Succeeded,
@@ -27,11 +25,9 @@ from jobworker.models import (
 from jobworker.transitions import attempt_outcome, parent_ended_reason
 
 __all__ = [
-    "FINISHED",
     "SCHEMA_TOKEN",
     "OutcomeRow",
     "check_schema_name",
-    "job_record",
     "lifecycle_event",
     "outcome_row",
     "parent_ended_reason",
@@ -66,8 +62,6 @@ def outcome_row(item: Completion, default_ttl: float) -> OutcomeRow:
     raise TypeError(f"unknown outcome {outcome!r}")
 
 
-FINISHED = (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED)
-
 SCHEMA_TOKEN = "__SCHEMA__"  # stands for the quoted schema name in server backends' SQL
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -80,44 +74,6 @@ def check_schema_name(name: str) -> str:
             "not starting with a digit"
         )
     return name
-
-
-def job_record(
-    row: Sequence[Any],
-    *,
-    to_uuid: Callable[[Any], uuid.UUID],
-    to_time: Callable[[Any], datetime],
-    to_bytes: Callable[[Any], bytes],
-) -> JobRecord:
-    """A jobs row, in the column order every backend's get_job and list_jobs select, as a
-    JobRecord; the converters turn the driver's values into Python's."""
-
-    def maybe(convert: Callable[[Any], Any], value: Any) -> Any:
-        return None if value is None else convert(value)
-
-    return JobRecord(
-        id=to_uuid(row[0]),
-        job_type=row[1],
-        queue=row[2],
-        priority=row[3],
-        status=JobStatus(row[4]),
-        args=to_bytes(row[5]),
-        attempt=row[6],
-        max_attempts=row[7],
-        enqueued_at=to_time(row[8]),
-        run_at=to_time(row[9]),
-        started_at=maybe(to_time, row[10]),
-        completed_at=maybe(to_time, row[11]),
-        lease_owner=row[12],
-        lease_expires_at=maybe(to_time, row[13]),
-        idempotency_key=row[14],
-        continues_job_id=maybe(to_uuid, row[15]),
-        result=maybe(to_bytes, row[16]),
-        error=row[17],
-        traceback=row[18],
-        result_ttl=row[19],
-        expires_at=maybe(to_time, row[20]),
-    )
 
 
 def without_derived_results(

@@ -15,7 +15,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob
-from jobworker.storage.base import FINISHED, lifecycle_event, outcome_row, without_derived_results
+from jobworker.storage.base import lifecycle_event, outcome_row, without_derived_results
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
@@ -81,7 +81,7 @@ class PostgresJobs:
         if missing:
             raise JobNotFoundError(missing[0])
         results = await insert_jobs(self._db, conn, jobs, text_json=text_json)
-        ended = [parent for parent, status in found.items() if status in FINISHED]
+        ended = [parent for parent, status in found.items() if JobStatus(status).is_terminal]
         await self._endings.settle(ended, conn=conn)
         return results
 
