@@ -3,7 +3,7 @@
 A backend is one `Storage` object whose attributes are its roles. A caller types against the
 role it uses (the worker against `Jobs`, the janitor against `Maintenance`, `jobworker queues`
 against `Inspection` and `Control`), never against the whole backend. All methods are
-coroutines; all times come from the database's clock. A backend validates nothing about
+coroutines; every time a backend writes comes from its `Clock` (the process's). A backend validates nothing about
 payloads: the client has done that before `Jobs.enqueue_many`.
 """
 
