@@ -8,7 +8,6 @@ import asyncio
 from datetime import timedelta
 
 import msgspec
-import pytest
 
 from jobworker import Settings
 from jobworker.clock import FrozenClock
@@ -37,6 +36,11 @@ def event(job_id, seq: int, kind: EventKind, clock: FrozenClock, payload: object
         occurred_at=clock.now(),
         payload=msgspec.Raw(msgspec.json.encode(payload)),
     )
+
+
+def shape(e: JobEvent) -> tuple[object, ...]:
+    """An event as values (stored JSON may be re-formatted: PostgreSQL's jsonb is)."""
+    return (e.job_id, e.seq, e.kind, e.occurred_at, e.decoded())
 
 
 async def lifecycle(storage: Storage, job_id) -> list[tuple[int, JobStatus, int]]:
@@ -83,6 +87,51 @@ async def test_claim_and_completion_number_lifecycle_events_after_the_attempts_o
     assert [e.seq for e in everything] == [1, 2, 3, 4, 5]
     # Paging: after a sequence, with a limit.
     assert [e.seq for e in await storage.events.read_events(job.id, 1, 2)] == [2, 4]
+
+
+async def test_a_succeeded_end_takes_two_numbers_the_result_first(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A success's end is numbered above every number the attempt used, plus one: its `result`
+    event takes end_seq - 1 (read from the job's result, never stored as a row) and its
+    lifecycle event end_seq, both at the attempt's end time."""
+    a, b = new_job(), new_job()
+    await storage.jobs.enqueue_many([a, b])
+    first, second = await claim(storage)
+    clock.advance(3)
+    # One attempt used numbers up to 6 (on the live bus); the other reports none of its own.
+    recorded = await storage.jobs.complete_many(
+        [
+            completion(first, Succeeded(result=b'{"n":1}'), clock, event_seq=6),
+            completion(second, Succeeded(result=b"[2]"), clock),
+        ]
+    )
+    assert recorded.applied == 2
+    by_job = {(e.job_id, e.seq): e for e in recorded.events}
+    assert sorted((e.job_id == a.id, e.seq, e.kind) for e in recorded.events) == [
+        (False, 2, EventKind.RESULT),
+        (False, 3, EventKind.LIFECYCLE),
+        (True, 7, EventKind.RESULT),
+        (True, 8, EventKind.LIFECYCLE),
+    ]
+    for job, result_seq, value in ((a, 7, {"n": 1}), (b, 2, [2])):
+        history = await storage.events.read_events(job.id)
+        result, ended = history[-2:]
+        assert (result.seq, result.kind, result.decoded()) == (
+            result_seq,
+            EventKind.RESULT,
+            {"value": value},
+        )
+        assert (ended.seq, ended.decoded(Lifecycle).status) == (result_seq + 1, JobStatus.SUCCEEDED)
+        assert result.occurred_at == ended.occurred_at == clock.now()
+        told = [by_job[(job.id, result_seq)], by_job[(job.id, result_seq + 1)]]
+        assert [shape(e) for e in told] == [shape(result), shape(ended)]
+        assert [shape(e) for e in await storage.live.read_live(job.id, 0, 100)] == [
+            shape(e) for e in history
+        ]
+    # The next number the job gives is above its end.
+    assert [e.seq for e in await storage.events.read_events(a.id, 7)] == [8]
+    assert await storage.events.read_events(a.id, 8) == []
 
 
 async def test_sequences_continue_across_a_retry(
@@ -164,6 +213,62 @@ async def test_status_changes_outside_workers_are_events(
     assert [s for _, s, _ in await lifecycle(storage, child.id)] == [JobStatus.CANCELLED]
     await storage.control.retry_job(parent.id)
     assert (await lifecycle(storage, parent.id))[-1] == (3, JobStatus.QUEUED, 1)
+
+
+async def test_a_status_change_is_an_event_at_the_storage_clocks_time(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """The lifecycle event of a change outside an attempt (cancelled while waiting, retried, a
+    continuation queued or cancelled) says what the change did, at the storage clock's time."""
+
+    async def last_change(job_id) -> tuple[int, JobStatus, int, str | None, object]:
+        [*_, last] = await storage.events.read_events(job_id, 0, 1000)
+        life = last.decoded(Lifecycle)
+        return last.seq, life.status, life.attempt, life.error, last.occurred_at
+
+    # `other` waits for later: the one claim below must take `parent`.
+    waiting, parent, other = new_job(), new_job(), new_job(delay=3600)
+    await storage.jobs.enqueue_many([waiting, parent, other])
+    promoted = new_job(continues_job_id=parent.id, status=JobStatus.AWAITING)
+    doomed = new_job(continues_job_id=other.id, status=JobStatus.AWAITING)
+    chained = new_job(continues_job_id=doomed.id, status=JobStatus.AWAITING)
+    await storage.jobs.enqueue_many([promoted, doomed])
+    await storage.jobs.enqueue_many([chained])
+
+    clock.advance(5)
+    await storage.control.cancel(waiting.id, "not needed")
+    assert await last_change(waiting.id) == (
+        1,
+        JobStatus.CANCELLED,
+        0,
+        "not needed",
+        clock.now(),
+    )
+
+    clock.advance(5)
+    [job] = await claim(storage, limit=1)
+    assert job.id == parent.id
+    clock.advance(5)
+    done = completion(job, Succeeded(result=b"1"), clock)
+    clock.advance(1)  # the completion reports its end time; the continuation changes now
+    await storage.jobs.complete_many([done])
+    assert await last_change(promoted.id) == (1, JobStatus.QUEUED, 0, None, clock.now())
+
+    clock.advance(5)
+    await storage.control.cancel(other.id, "stop")
+    for child in (doomed, chained):
+        seq, status, attempt, error, at = await last_change(child.id)
+        assert (seq, status, attempt, at) == (1, JobStatus.CANCELLED, 0, clock.now())
+        assert error is not None and str(other.id) in error
+
+    clock.advance(5)
+    [job] = await claim(storage, limit=1)
+    assert job.id == promoted.id
+    dead = completion(job, Failed(error="x", traceback="", retryable=False), clock)
+    await storage.jobs.complete_many([dead])
+    clock.advance(5)
+    await storage.control.retry_job(job.id)
+    assert await last_change(job.id) == (4, JobStatus.QUEUED, 1, None, clock.now())
 
 
 async def test_released_and_cancelled_attempts_end_with_an_event(
