@@ -3,8 +3,8 @@
 A backend is one `Storage` object whose attributes are its roles. A caller types against the
 role it uses (the worker against `Jobs`, the janitor against `Maintenance`, `jobworker queues`
 against `Inspection` and `Control`), never against the whole backend. All methods are
-coroutines; every time a backend writes comes from its `Clock` (the process's). A backend validates nothing about
-payloads: the client has done that before `Jobs.enqueue_many`.
+coroutines; every time a backend writes comes from its `Clock` (the process's). A backend
+validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
 """
 
 from __future__ import annotations
