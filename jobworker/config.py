@@ -128,6 +128,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def persisted_kinds(self) -> frozenset[str]:
         return frozenset(kind.strip() for kind in self.persist_kinds.split(",") if kind.strip())
 
+    def kept_kinds(self) -> frozenset[str]:
+        """The kinds a job's history keeps: `persist_kinds`, and always its lifecycle and result
+        events (the storage's own, read from the job's rows)."""
+        return self.persisted_kinds() | {"lifecycle", "result"}
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from the environment, then `overrides` (None values are ignored)."""

@@ -134,12 +134,6 @@ class JobContext(Generic[P]):
         waiting = self._emit(seq, kind, self._timestamp(), msgspec.Raw(data))
         return _DONE if waiting is None else Emitted(waiting)
 
-    def skip_event(self) -> None:
-        """Number an event without sending it: one the storage derives (a succeeded job's
-        `result` event, which PostgreSQL and SQLite read from its stored result)."""
-        if not self._closed:
-            self._last_seq += 1
-
     @property
     def last_seq(self) -> int:
         """The sequence of the last event this attempt emitted (its first minus one if none)."""

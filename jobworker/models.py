@@ -93,6 +93,7 @@ class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime
     result_ttl: float | None = None
     event_seq: int = 0  # the sequence of its `running` lifecycle event; the attempt's follow
+    running: JobEvent | None = None  # that event, as the storage built it (for the live bus)
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,8 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from jobworker import transitions
 from jobworker.app import App, declared_queues
 from jobworker.clock import timestamp_of
@@ -33,15 +31,10 @@ from jobworker.executor import Executor
 from jobworker.maintenance import while_no_beat_leads
 from jobworker.models import (
     ClaimedJob,
-    EventKind,
     Failed,
-    JobStatus,
     Outcome,
-    Succeeded,
 )
 from jobworker.outage import Outage
-from jobworker.payloads import Result
-from jobworker.storage import lifecycle_event
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -137,9 +130,6 @@ class Worker:
         self._bus = bus_for(self.settings, storage)
         self._recorder = Recorder(storage, self.settings, self._bus)
         self._timestamp = timestamp_of(self.app.clock)
-        # A succeeded attempt's `result` event is built for a bus that carries stored events,
-        # or for a storage that keeps it as a row; otherwise the storage derives it.
-        self._emits_results = self._bus.publishes_stored or not storage.derives_result_events
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
             asyncio.create_task(self._renew_leases(), name="leases"),
@@ -303,13 +293,8 @@ class Worker:
             max_payload_bytes=self.settings.max_payload_bytes,
             timestamp=self._timestamp,
         )
-        if self._bus.publishes_stored:
-            # The claim numbered the `running` event and the database has it; live readers
-            # get it from the bus.
-            running = lifecycle_event(
-                job.id, job.event_seq, job.started_at, JobStatus.RUNNING, job.attempt
-            )
-            events.publish_stored(running)
+        if self._bus.publishes_stored and job.running is not None:
+            events.publish_stored(job.running)  # the claim's: live readers get it from the bus
         task = asyncio.create_task(self._run_job(job, ctx, events), name=f"job:{job.id}")
         self._running[job.id] = _Running(job, ctx, task, definition.is_async)
 
@@ -329,11 +314,6 @@ class Worker:
             self._running.pop(job.id, None)
             self.finished += 1
             self._wake.set()
-        if isinstance(outcome, Succeeded):
-            if self._emits_results:
-                ctx.emit(EventKind.RESULT, Result(value=msgspec.Raw(outcome.result)))
-            else:
-                ctx.skip_event()  # the storage derives it; it still takes its number
         self._recorder.add(events, self._completions.of(job, outcome, ctx.close_events()))
 
     def _cancel_was_requested(self, job_id: uuid.UUID) -> bool:

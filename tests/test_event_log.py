@@ -66,7 +66,6 @@ def test_a_retried_then_succeeded_job_reads_in_order() -> None:
         stored=[progress(2), progress(5)],
         attempts=attempts,
         job=job,
-        keep_results=True,
     )
     assert shape(page) == [
         (1, "lifecycle", "running"),
@@ -85,28 +84,41 @@ def test_a_retried_then_succeeded_job_reads_in_order() -> None:
 def test_paging_and_the_running_attempt() -> None:
     job = JobMarks(JobStatus.RUNNING, 2, T0, 4, None)
     attempts = [ended(1, 1, 3, JobStatus.QUEUED)]
-    page = event_page(
-        JOB, 1, 2, stored=[progress(2), progress(5)], attempts=attempts, job=job, keep_results=True
-    )
+    page = event_page(JOB, 1, 2, stored=[progress(2), progress(5)], attempts=attempts, job=job)
     assert shape(page) == [(2, "progress", None), (3, "lifecycle", "queued")]
-    rest = event_page(JOB, 3, 10, stored=[progress(5)], attempts=[], job=job, keep_results=True)
+    rest = event_page(JOB, 3, 10, stored=[progress(5)], attempts=[], job=job)
     assert shape(rest) == [(4, "lifecycle", "running"), (5, "progress", None)]
 
 
-def test_results_are_implied_only_when_kept_and_the_job_still_succeeded() -> None:
+def test_a_result_is_implied_just_before_its_success_while_the_job_succeeded() -> None:
     attempts = [ended(1, 1, 3, JobStatus.SUCCEEDED)]
     done = JobMarks(JobStatus.SUCCEEDED, 1, T0, 3, b'"x"')
-    kinds = [
-        e.kind
-        for e in event_page(JOB, 0, 9, stored=[], attempts=attempts, job=done, keep_results=False)
+    page = event_page(JOB, 0, 9, stored=[], attempts=attempts, job=done)
+    assert page[1] == result_event(JOB, 2, T0 + timedelta(seconds=3), b'"x"')
+    assert shape(page) == [
+        (1, "lifecycle", "running"),
+        (2, "result", None),
+        (3, "lifecycle", "succeeded"),
     ]
-    assert EventKind.RESULT not in kinds
-    assert event_page(JOB, 0, 9, stored=[], attempts=attempts, job=done, keep_results=True)[1] == (
-        result_event(JOB, 2, T0 + timedelta(seconds=3), b'"x"')
-    )
+    # After the success, a page starts after it; after the result, only the end follows.
+    assert shape(event_page(JOB, 2, 9, stored=[], attempts=attempts, job=done)) == [
+        (3, "lifecycle", "succeeded")
+    ]
+
+
+def test_an_implied_event_stands_over_a_stored_row_of_its_number() -> None:
+    """A late row of an attempt that had lost its lease cannot hide the storage's own events."""
+    attempts = [ended(1, 1, 3, JobStatus.SUCCEEDED)]
+    done = JobMarks(JobStatus.SUCCEEDED, 1, T0, 3, b"1")
+    page = event_page(JOB, 0, 9, stored=[progress(2), progress(3)], attempts=attempts, job=done)
+    assert shape(page) == [
+        (1, "lifecycle", "running"),
+        (2, "result", None),
+        (3, "lifecycle", "succeeded"),
+    ]
 
 
 def test_an_unknown_job_has_only_its_stored_rows() -> None:
-    assert event_page(
-        JOB, 0, 1, stored=[progress(1), progress(2)], attempts=[], job=None, keep_results=True
-    ) == [progress(1)]
+    assert event_page(JOB, 0, 1, stored=[progress(1), progress(2)], attempts=[], job=None) == [
+        progress(1)
+    ]

@@ -88,7 +88,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
     migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
     first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "applied schema version(s) 8 to postgres" in first.stdout
+    assert "applied schema version(s) 8, 9 to postgres" in first.stdout
     again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert "up to date" in again.stdout
 
@@ -134,6 +134,19 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
 DEV_SCRIPTS = sorted((TESTS / "fixtures" / "postgres_dev_scripts").glob("*.sql"))
 
 
+BASELINE = TESTS.parent / "sql" / "postgres" / "008_baseline.sql"
+
+
+async def migrate_with_storage(url: str, schema: str) -> list[int]:
+    settings = Settings(database_url=url, database_schema=schema)
+    storage = create_storage(url, settings)
+    await storage.open()
+    try:
+        return await storage.schema.migrate()
+    finally:
+        await storage.close()
+
+
 async def check_schema(url: str, schema: str) -> None:
     settings = Settings(database_url=url, database_schema=schema)
     storage = create_storage(url, settings)
@@ -148,12 +161,12 @@ def test_the_baseline_states_the_schema_the_development_scripts_made() -> None:
     """A schema made by the scripts of versions 1 to 8 is the baseline's, save what the baseline
     leaves out on purpose: the claim of versions 3 and 4 (claim_jobs, which nothing calls since
     version 6) and read_events' branches for events stored by versions before 8. Such a schema
-    counts as current: workers run on it, and migrate leaves it as it is."""
+    counts as version 8: migrate upgrades it as it does the baseline's."""
     assert [script.name[:3] for script in DEV_SCRIPTS] == [f"00{n}" for n in range(1, 9)]
 
     async def compare(old_url: str, new_url: str) -> None:
         await run_scripts(old_url, "jobworker", DEV_SCRIPTS)
-        await migrate_schema(new_url, "jobworker")
+        await run_scripts(new_url, "jobworker", [BASELINE])
         old, new = await catalog(old_url, "jobworker"), await catalog(new_url, "jobworker")
         for part in ("relations", "columns", "indexes", "constraints", "triggers"):
             assert old[part] == new[part], part
@@ -166,14 +179,14 @@ def test_the_baseline_states_the_schema_the_development_scripts_made() -> None:
         assert differ == {"read_events"}
         [old_read_events] = [t for (n, _), t in old_functions.items() if n == "read_events"]
         assert "succeeded under an earlier version" in old_read_events
+        for url in (old_url, new_url):
+            assert await migrate_with_storage(url, "jobworker") == [9]
+        old, new = await catalog(old_url, "jobworker"), await catalog(new_url, "jobworker")
+        for part in ("relations", "columns", "indexes", "constraints", "triggers"):
+            assert old[part] == new[part], part
+        assert {name for name, _, _ in old["functions"] ^ new["functions"]} == {"claim_jobs"}
         await check_schema(old_url, "jobworker")
-        settings = Settings(database_url=old_url, database_schema="jobworker")
-        storage = create_storage(old_url, settings)
-        await storage.open()
-        try:
-            assert await storage.schema.migrate() == []
-        finally:
-            await storage.close()
+        assert await migrate_with_storage(old_url, "jobworker") == []
 
     with temporary_database() as old_url, temporary_database() as new_url:
         asyncio.run(compare(old_url, new_url))
@@ -198,6 +211,111 @@ def test_migrate_refuses_a_schema_older_than_the_baseline(pg_database: str, sche
     assert asyncio.run(catalog(pg_database, schema)) == before
     with pytest.raises(SchemaMissingError, match="unreleased development version"):
         asyncio.run(check_schema(pg_database, schema))
+
+
+def test_migrate_upgrades_a_version_8_schema_and_its_events_stay_readable(
+    pg_database: str, schema: str
+) -> None:
+    """`jobworker migrate` takes a schema of version 8 (the baseline) to version 9: the SQL that
+    built event payloads is gone, and the events version 8 stored (lifecycle rows built by
+    lifecycle_payload, attempt rows whose marks stand for their events) read as they did."""
+    from datetime import UTC, datetime, timedelta
+
+    from jobworker.events.model import Lifecycle
+    from jobworker.ids import uuid7
+    from jobworker.models import EventKind
+
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    succeeded, cancelled = uuid7(t0), uuid7(t0 + timedelta(seconds=1))
+
+    async def write_as_version_8() -> None:
+        await run_scripts(pg_database, schema, [BASELINE])
+        conn = await asyncpg.connect(pg_database)
+        q = f'"{schema}"'
+        try:
+            # A job that ran once and succeeded: running 1, progress 2, result 3, succeeded 4.
+            await conn.execute(
+                f"""INSERT INTO {q}.jobs (id, job_type, queue, status, args, attempt,
+                    max_attempts, enqueued_at, run_at, started_at, completed_at, result,
+                    event_seq)
+                VALUES ($1, 't', 'default', 'succeeded', '{{}}', 1, 3, $2, $2, $2, $3,
+                    '{{"n": 1}}', 4)""",
+                succeeded,
+                t0,
+                t0 + timedelta(seconds=2),
+            )
+            await conn.execute(
+                f"""INSERT INTO {q}.job_events (job_id, seq, kind, occurred_at, payload)
+                VALUES ($1, 2, 'progress', $2, '{{"done": 1}}')""",
+                succeeded,
+                t0,
+            )
+            await conn.execute(
+                f"""INSERT INTO {q}.job_attempts (job_id, attempt, worker, started_at, ended_at,
+                    outcome, start_seq, end_seq, end_status, end_attempt)
+                VALUES ($1, 1, 'w1', $2, $3, 'succeeded', 1, 4, 'succeeded', 1)""",
+                succeeded,
+                t0,
+                t0 + timedelta(seconds=2),
+            )
+            # A job cancelled while it waited: version 8 stored its lifecycle row in SQL.
+            await conn.execute(
+                f"""INSERT INTO {q}.jobs (id, job_type, queue, status, args, max_attempts,
+                    enqueued_at, run_at, completed_at, error, event_seq)
+                VALUES ($1, 't', 'default', 'cancelled', '{{}}', 3, $2, $2, $2, 'no', 1)""",
+                cancelled,
+                t0,
+            )
+            await conn.execute(
+                f"""INSERT INTO {q}.job_events (job_id, seq, kind, occurred_at, payload)
+                SELECT $1, 1, 'lifecycle', $2,
+                    {q}.lifecycle_payload('cancelled', 0, 'no', NULL)""",
+                cancelled,
+                t0,
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(write_as_version_8())
+    with pytest.raises(SchemaMissingError, match="has schema version 8"):
+        asyncio.run(check_schema(pg_database, schema))
+    migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
+    result = subprocess.run(
+        migrate, env=subprocess_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "applied schema version(s) 9 to postgres" in result.stdout
+    asyncio.run(check_schema(pg_database, schema))
+    functions = {name for name, _, _ in asyncio.run(catalog(pg_database, schema))["functions"]}
+    assert "event_rows" in functions
+    assert not functions & {"read_events", "lifecycle_payload"}
+
+    async def read(job_id: object) -> list[tuple[int, str, object]]:
+        storage = create_storage(
+            pg_database, Settings(database_url=pg_database, database_schema=schema)
+        )
+        await storage.open()
+        try:
+            return [
+                (
+                    e.seq,
+                    e.kind.value,
+                    e.decoded(Lifecycle) if e.kind is EventKind.LIFECYCLE else e.decoded(),
+                )
+                for e in await storage.events.read_events(job_id)  # type: ignore[arg-type]
+            ]
+        finally:
+            await storage.close()
+
+    assert asyncio.run(read(succeeded)) == [
+        (1, "lifecycle", Lifecycle(status=JobStatus.RUNNING, attempt=1)),
+        (2, "progress", {"done": 1}),
+        (3, "result", {"value": {"n": 1}}),
+        (4, "lifecycle", Lifecycle(status=JobStatus.SUCCEEDED, attempt=1)),
+    ]
+    assert asyncio.run(read(cancelled)) == [
+        (1, "lifecycle", Lifecycle(status=JobStatus.CANCELLED, attempt=0, error="no")),
+    ]
 
 
 def test_named_statements_are_bound_by_name_and_checked_when_loaded() -> None:
@@ -262,6 +380,71 @@ async def test_enqueue_inside_the_callers_transaction(pg_database: str, migrated
     finally:
         await conn.close()
         await app.aclose()
+
+
+async def test_status_changes_store_their_events_and_wake_readers_without_redis(
+    pg_database: str, migrated: str
+) -> None:
+    """A status change outside an attempt stores its lifecycle event in its own transaction,
+    also in a caller's transaction (a continuation enqueued there after its parent ended, on a
+    connection that exchanges jsonb as text), and wakes the readers LISTENing without Redis when
+    it commits."""
+    from datetime import UTC, datetime
+
+    from jobworker.events.model import Lifecycle
+    from jobworker.ids import uuid7
+    from jobworker.models import EventKind, NewJob
+
+    def new_job(**more: object) -> NewJob:
+        now = datetime.now(UTC)
+        fields: dict[str, object] = {
+            "id": uuid7(now),
+            "job_type": "t.noop",
+            "queue": "default",
+            "priority": 0,
+            "args": b"{}",
+            "max_attempts": 3,
+            "status": JobStatus.QUEUED,
+            "run_at": now,
+            "enqueued_at": now,
+        }
+        fields.update(more)
+        return NewJob(**fields)  # type: ignore[arg-type]
+
+    settings = Settings(database_url=pg_database, database_schema=migrated)
+    storage = create_storage(pg_database, settings)
+    await storage.open()
+    listener, caller = await asyncpg.connect(pg_database), await asyncpg.connect(pg_database)
+    heard: list[str] = []
+
+    async def statuses(job_id: object) -> list[tuple[int, JobStatus, str | None]]:
+        return [
+            (e.seq, (life := e.decoded(Lifecycle)).status, life.error)
+            for e in await storage.events.read_events(job_id)  # type: ignore[arg-type]
+            if e.kind is EventKind.LIFECYCLE
+        ]
+
+    try:
+        await listener.add_listener(
+            f"jobworker-events:{migrated}", lambda *args: heard.append(args[-1])
+        )
+        parent = new_job()
+        await storage.jobs.enqueue_many([parent])
+        await storage.control.cancel(parent.id, "changed my mind")
+        assert await statuses(parent.id) == [(1, JobStatus.CANCELLED, "changed my mind")]
+        child = new_job(continues_job_id=parent.id, status=JobStatus.AWAITING)
+        async with caller.transaction():
+            await storage.jobs.enqueue_many([child], connection=caller)
+            await asyncio.sleep(0.1)
+            assert str(child.id) not in heard, "readers wake when it commits"
+        [(seq, status, error)] = await statuses(child.id)
+        assert (seq, status) == (1, JobStatus.CANCELLED) and str(parent.id) in (error or "")
+        await asyncio.sleep(0.1)
+        assert {str(parent.id), str(child.id)} <= set(",".join(heard).split(","))
+    finally:
+        await listener.close()
+        await caller.close()
+        await storage.close()
 
 
 async def test_idle_workers_wake_on_notify_not_on_polling(pg_database: str, migrated: str) -> None:
@@ -523,15 +706,13 @@ async def test_the_advisory_lease_ends_with_its_session(pg_database: str, migrat
 async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
     pg_database: str, migrated: str
 ) -> None:
-    """The claim and the completion store no event rows for a job's start and end: its history
-    is read from the jobs and job_attempts rows."""
+    """The claim and the completion store no event rows for a job's start, result and end: its
+    history is read from the jobs and job_attempts rows."""
     from datetime import UTC, datetime
-
-    import msgspec
 
     from jobworker.events.model import Lifecycle
     from jobworker.ids import uuid7
-    from jobworker.models import Completion, EventKind, JobEvent, NewJob, Succeeded
+    from jobworker.models import Completion, EventKind, NewJob, Succeeded
 
     settings = Settings(database_url=pg_database, database_schema=migrated)
     storage = create_storage(pg_database, settings)
@@ -576,17 +757,8 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
             c.id: c for c in await storage.jobs.claim("w1", ["t.noop"], ["default"], 10, 30.0)
         }
         assert await history(job.id) == [(1, "lifecycle", "running")]
-        # As a worker ends a succeeded attempt: its last event is the result.
-        results = [
-            JobEvent(
-                job_id=c.id,
-                seq=2,
-                kind=EventKind.RESULT,
-                occurred_at=datetime.now(UTC),
-                payload=msgspec.Raw(b'{"value":42}'),
-            )
-            for c in claimed.values()
-        ]
+        # As a worker ends a succeeded attempt that emitted nothing: the storage numbers its
+        # result event and its end.
         done = [
             Completion(
                 job_id=c.id,
@@ -595,14 +767,14 @@ async def test_attempt_lifecycle_events_are_read_from_attempt_rows(
                 started_at=c.started_at,
                 ended_at=datetime.now(UTC),
                 outcome=Succeeded(result=b"42"),
-                event_seq=2,
+                event_seq=c.event_seq,
                 # A worker passes the claim's number; without it the storage looks it up.
                 start_seq=c.event_seq if c.id == job.id else 0,
             )
             for c in claimed.values()
         ]
-        recorded = await storage.jobs.complete_many(done, results)
-        assert sorted(e.seq for e in recorded.lifecycle) == [3, 3]
+        recorded = await storage.jobs.complete_many(done)
+        assert sorted(e.seq for e in recorded.events) == [2, 2, 3, 3]
         assert await stored_rows(job.id) == 0
         expected = [(1, "lifecycle", "running"), (2, "result", None), (3, "lifecycle", "succeeded")]
         assert await history(job.id) == expected

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,26 +14,43 @@ from jobworker.cli import main
 from jobworker.events.model import Lifecycle
 from jobworker.models import EventKind
 from jobworker.storage import create_storage
+from jobworker.storage.sqlfiles import schema_scripts
 from jobworker.testing import adrain
 
 from .old_sqlite import create_with_old_scripts, schema_of, versions_of
 
 
 async def test_the_baseline_states_the_schema_the_scripts_before_it_made(tmp_path: Path) -> None:
-    old, new = tmp_path / "old.db", tmp_path / "new.db"
+    old, baseline = tmp_path / "old.db", tmp_path / "baseline.db"
     create_with_old_scripts(old, up_to=6)
-    storage = create_storage(f"sqlite:///{new}")
-    await storage.open()
-    await storage.close()
-    assert schema_of(new) == schema_of(old)
-    assert versions_of(new) == [6]
+    [(version, _name, text), *_later] = schema_scripts("sqlite")
+    conn = sqlite3.connect(baseline)
+    try:
+        conn.executescript(text)
+    finally:
+        conn.close()
+    assert schema_of(baseline) == schema_of(old)
+    assert version == 6 and versions_of(baseline) == [6]
+
+
+async def test_a_baseline_file_is_migrated_to_the_schema_a_new_file_has(tmp_path: Path) -> None:
+    six, new = tmp_path / "six.db", tmp_path / "new.db"
+    create_with_old_scripts(six, up_to=6)
+    for path in (six, new):
+        storage = create_storage(f"sqlite:///{path}")
+        await storage.open()
+        await storage.close()
+    latest = schema_scripts("sqlite")[-1][0]
+    assert schema_of(six) == schema_of(new)
+    assert versions_of(six)[-1] == versions_of(new)[-1] == latest
+    assert versions_of(new) == [version for version, _n, _t in schema_scripts("sqlite")]
 
 
 async def test_a_file_made_by_the_scripts_before_the_baseline_opens_as_current(
     tmp_path: Path,
 ) -> None:
-    """A file of version 6 made by the old scripts needs nothing: it is opened as it is, and its
-    jobs run, number their events and are cancelled as in a new file."""
+    """A file of version 6 made by the old scripts takes only the migrations after the baseline,
+    and its jobs run, number their events and are cancelled as in a new file."""
     path = tmp_path / "six.db"
     create_with_old_scripts(path, up_to=6)
     registry = Registry()
@@ -60,7 +78,7 @@ async def test_a_file_made_by_the_scripts_before_the_baseline_opens_as_current(
         assert (await app.client.aget(waiting.job_id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
     finally:
         await app.aclose()
-    assert versions_of(path) == [1, 2, 3, 4, 5, 6]
+    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7]
 
 
 def test_migrate_refuses_a_file_older_than_the_baseline_and_leaves_it(tmp_path: Path) -> None:
@@ -77,10 +95,11 @@ def test_migrate_refuses_a_file_older_than_the_baseline_and_leaves_it(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["five.db"]
 
 
-def test_migrate_finds_a_file_of_the_baseline_ready(tmp_path: Path) -> None:
+def test_migrate_upgrades_a_file_of_the_baseline(tmp_path: Path) -> None:
     path = tmp_path / "six.db"
     create_with_old_scripts(path, up_to=6)
     result = CliRunner().invoke(main, ["migrate", "--database-url", f"sqlite:///{path}"])
-    assert result.exit_code == 0, result.output
-    assert "the schema is ready" in result.output
-    assert versions_of(path) == [1, 2, 3, 4, 5, 6]
+    assert result.exit_code == 0 and "the schema is ready" in result.output, result.output
+    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7]
+    again = CliRunner().invoke(main, ["migrate", "--database-url", f"sqlite:///{path}"])
+    assert again.exit_code == 0 and "the schema is ready" in again.output, again.output

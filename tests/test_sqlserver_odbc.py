@@ -173,6 +173,21 @@ async def test_the_backends_own_parameters_round_trip(db: Database) -> None:
     assert (label, ttl, flag, limit) == ("é漢", 86400.5, False, 500)
 
 
+async def test_every_result_set_of_a_batch_is_read(db: Database) -> None:
+    """What a statement that answers its status changes after its own answer relies on: every
+    result set, in order, an empty one included; statements without one are skipped."""
+    name = await table(db, "n int")
+    sets = await db.run(
+        lambda s: s.result_sets(
+            f"INSERT INTO {name} VALUES (?); SELECT n, 'a' FROM {name}; "
+            f"SELECT n FROM {name} WHERE n < 0; SELECT count(*) FROM {name}",
+            7,
+        )
+    )
+    assert [[tuple(row) for row in rows] for rows in sets] == [[(7, "a")], [], [(1,)]]
+    assert await db.run(lambda s: s.result_sets(f"DELETE FROM {name}")) == []
+
+
 async def test_a_transaction_commits_or_rolls_back_whole(db: Database, admin: Database) -> None:
     name = await table(db, "n int PRIMARY KEY")
 

@@ -170,9 +170,31 @@ def test_other_schema_names_are_refused(name: str) -> None:
 PACKAGE = ROOT / "jobworker" / "storage" / "sqlserver"
 # Methods that take a statement's name, and the position of that argument: `Queries`' own, and
 # the lease's helper that runs a statement on its own connection.
-NAMED = {"rows": 0, "row": 0, "scalar": 0, "fetch": 1, "fetch_scalar": 1, "_on_own_connection": 0}
+NAMED = {
+    "rows": 0,
+    "row": 0,
+    "sets": 0,
+    "scalar": 0,
+    "fetch": 1,
+    "fetch_sets": 1,
+    "fetch_scalar": 1,
+    "_on_own_connection": 0,
+    "fetch_changing": 1,
+    "run_changing": 0,
+}
 # Functions that pass on a name they were given.
-FORWARDERS = {"rows", "row", "scalar", "fetch", "fetch_scalar", "_on_own_connection"}
+FORWARDERS = {
+    "rows",
+    "row",
+    "sets",
+    "scalar",
+    "fetch",
+    "fetch_sets",
+    "fetch_scalar",
+    "_on_own_connection",
+    "fetch_changing",
+    "run_changing",
+}
 
 
 def referenced_queries() -> set[str]:
@@ -281,9 +303,22 @@ def latest_routine(name: str) -> str:
     return found
 
 
+def flat(sql: str) -> str:
+    """Code without comments, its whitespace collapsed."""
+    return " ".join(code_of(sql).split())
+
+
+CHANGE_OUTPUT = (
+    "OUTPUT inserted.id, inserted.event_seq, inserted.status, inserted.attempt, inserted.error, "
+    "inserted.run_at INTO @"
+)
+CHANGE_ROWS = "SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at FROM OPENJSON("
+
+
 def test_every_status_change_numbers_its_lifecycle_event() -> None:
-    """As on PostgreSQL: a statement that sets a job's status sets event_seq with it (the
-    trigger stores the event of every row whose event_seq went up)."""
+    """As on PostgreSQL: a statement that sets a job's status sets event_seq with it. The ends
+    of attempts are recorded in their attempt rows; every other change is answered (id,
+    event_seq, status, attempt, error, run_at) for the backend to store its event."""
     texts = dict(queries("sqlserver"))
     texts["settle_continuations"] = latest_routine("settle_continuations")
     changes = 0
@@ -295,14 +330,46 @@ def test_every_status_change_numbers_its_lifecycle_event() -> None:
     assert changes == 8  # claim (twice), complete, end_leases, cancel, retry, promote, cancel
     claim = code_of(texts["claim"])
     assert claim.count("event_seq = event_seq + 1") == 2 and "inserted.event_seq" in claim
-    complete = code_of(texts["complete"])
+    complete = flat(texts["complete"])
     assert (
-        "CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END + 1" in complete
-    )
+        "event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END "
+        "+ CASE WHEN d.outcome = N'succeeded' THEN 2 ELSE 1 END" in complete
+    ), "a success takes one number more: its result event's"
     # The attempt's events are stored before the outcomes update the jobs.
     assert complete.index("INSERT INTO __SCHEMA__.job_events") < complete.index("UPDATE j")
     ending = code_of(texts["end_leases"])
     assert "OPENJSON(@floors)" in ending and "MAX(e.seq) FROM __SCHEMA__.job_events" in ending
+    # Other changes answer what their events say.
+    for name, updates in (("cancel", 1), ("retry_dead", 1), ("settle_continuations", 2)):
+        assert flat(texts[name]).count(CHANGE_OUTPUT) == updates, name
+    settling = [
+        name for name, text in texts.items() if "EXEC __SCHEMA__.settle_continuations" in text
+    ]
+    assert sorted(settling) == [
+        "cancel", "complete", "delete_job", "end_leases", "enqueue", "resolve_continuations",
+    ]  # fmt: skip
+    for name in settling:
+        code = flat(texts[name])
+        assert "@changes = @settled OUTPUT" in code and CHANGE_ROWS in code, name
+    assert "SET @changes = (SELECT id, event_seq, status, attempt, error, run_at FROM @changed" in (
+        flat(texts["settle_continuations"])
+    )
+
+
+def test_no_statement_builds_an_event_or_reads_the_servers_clock() -> None:
+    """Payloads are the backend's (`event_log`), and times its clock's: no statement, and no
+    routine of the latest schema, builds one or calls SYSUTCDATETIME (only column defaults of
+    bookkeeping tables do)."""
+    texts = dict(queries("sqlserver"))
+    texts["settle_continuations"] = latest_routine("settle_continuations")
+    for name, text in texts.items():
+        code = code_of(text)
+        assert "SYSUTCDATETIME" not in code and "GETDATE" not in code, name
+        assert "INCLUDE_NULL_VALUES" not in code and "N'lifecycle'" not in code, name
+    # The claim and the completion store no lifecycle event: they write no event row of their
+    # own (the completion stores the attempt's events it is given, then records the end).
+    assert "job_events" not in code_of(texts["claim"])
+    assert code_of(texts["complete"]).count("INSERT INTO __SCHEMA__.job_events") == 1
 
 
 UNTRIGGERED = (
@@ -314,8 +381,8 @@ UNTRIGGERED = (
 
 
 def test_no_statement_counts_an_update_of_jobs_with_rowcount() -> None:
-    """An UPDATE of jobs fires the lifecycle trigger: what it changed is counted from its
-    OUTPUT rows, never from @@ROWCOUNT."""
+    """What an UPDATE of jobs changed is counted from its OUTPUT rows, never from @@ROWCOUNT
+    (which a trigger on jobs, as the baseline's, would reset; version 6 drops it)."""
     texts = dict(queries("sqlserver"))
     texts["settle_continuations"] = latest_routine("settle_continuations")
     dml = re.compile(r"\b(UPDATE|INSERT|DELETE)\s+(?!\()")
@@ -333,6 +400,7 @@ def test_no_statement_counts_an_update_of_jobs_with_rowcount() -> None:
 
 
 def test_the_lifecycle_trigger_writes_what_postgresql_writes() -> None:
+    """The baseline's trigger (version 6 drops it: its rows stay readable)."""
     trigger = code_of(latest_routine("jobs_record_lifecycle"))
     assert re.search(r"ON __SCHEMA__\.jobs\s+AFTER UPDATE\s+AS", trigger)
     assert "FROM inserted AS n" in trigger and "JOIN deleted AS o ON o.id = n.id" in trigger
@@ -374,12 +442,49 @@ def test_the_baseline_creates_the_event_columns_with_their_tables() -> None:
     ]
 
 
+def test_version_6_drops_the_trigger_and_adds_the_attempt_marks() -> None:
+    [(_, name, text)] = [script for script in schema_scripts("sqlserver") if script[0] == 6]
+    assert name == "006_events.sql"
+    batches = [flat(batch) for batch in split_batches(text)]
+    assert batches[0].startswith("SET ANSI_NULLS ON;") and "SET QUOTED_IDENTIFIER ON;" in batches[0]
+    assert (
+        "IF OBJECT_ID(N'__SCHEMA__.jobs_record_lifecycle', N'TR') IS NOT NULL "
+        "DROP TRIGGER __SCHEMA__.jobs_record_lifecycle;" in batches
+    )
+    [columns] = [b for b in batches if "ALTER TABLE" in b]
+    added = re.findall(
+        r"IF NOT EXISTS \(SELECT 1 FROM sys\.columns WHERE object_id = "
+        r"OBJECT_ID\(N'__SCHEMA__\.job_attempts'\) AND name = N'(\w+)'\) "
+        r"ALTER TABLE __SCHEMA__\.job_attempts ADD (\w+) ([^;]+);",
+        columns,
+    )
+    assert [(checked, column) for checked, column, _ in added] == [
+        (column, column)
+        for column in (
+            "start_seq",
+            "end_seq",
+            "end_status",
+            "end_attempt",
+            "end_error",
+            "end_run_at",
+        )
+    ]
+    assert [kind for _, _, kind in added] == [
+        "bigint NULL", "bigint NULL", "nvarchar(16) COLLATE Latin1_General_100_BIN2 NULL",
+        "int NULL", "nvarchar(max) NULL", "datetime2(6) NULL",
+    ]  # fmt: skip
+    routines = re.findall(r"CREATE OR ALTER (\w+) __SCHEMA__\.(\w+)", code_of(text))
+    assert routines == [("PROCEDURE", "settle_continuations")]
+    assert "@changes nvarchar(max) OUTPUT" in flat(latest_routine("settle_continuations"))
+
+
 def test_jobworker_sql_prints_the_sqlserver_scripts() -> None:
     assert "sqlserver" in DIALECTS
     result = CliRunner().invoke(main, ["sql", "--dialect", "sqlserver", "--schema", "acme"])
     assert result.exit_code == 0, result.output
     out = result.output
     assert "-- jobworker schema version 5 (005_baseline.sql)" in out
+    assert "-- jobworker schema version 6 (006_events.sql)" in out
     assert "CREATE TABLE [acme].jobs" in out and "__SCHEMA__" not in out
     assert re.search(r"^GO$", out, re.MULTILINE)
     assert [v for v, _, _ in schema_sql("sqlserver", "acme")] == VERSIONS
@@ -424,7 +529,16 @@ class FakeIntegrityError(FakeError):
     pass
 
 
-Responder = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]] | None]
+class Sets:
+    """An answer of several result sets: a statement's own answer, then the status changes it
+    made, or the rows a page of events is read from."""
+
+    def __init__(self, *sets: list[tuple[Any, ...]]) -> None:
+        self.sets = [list(rows) for rows in sets]
+
+
+Answer = list[tuple[Any, ...]] | Sets | None
+Responder = Callable[[str, tuple[Any, ...]], Answer]
 
 
 class FakeCursor:
@@ -432,20 +546,27 @@ class FakeCursor:
         self.conn = conn
         self.description: list[tuple[str]] | None = None
         self.rows: list[tuple[Any, ...]] = []
+        self.pending: list[list[tuple[Any, ...]]] = []
 
     def execute(self, sql: str, *params: Any) -> FakeCursor:
         self.conn.log.append((self.conn.name_of(sql), sql, params))
-        rows = self.conn.respond(self.conn.name_of(sql) or sql, params)
-        self.description = None if rows is None else [("column",)]
-        self.rows = rows or []
+        answer = self.conn.respond(self.conn.name_of(sql) or sql, params)
+        if isinstance(answer, Sets):
+            self.pending = list(answer.sets)
+        else:
+            self.pending = [] if answer is None else [answer]
+        self.nextset()
         return self
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self.rows
 
     def nextset(self) -> bool:
-        self.description = None
-        return False
+        if not self.pending:
+            self.description, self.rows = None, []
+            return False
+        self.description, self.rows = [("column",)], self.pending.pop(0)
+        return True
 
     def close(self) -> None:
         pass
@@ -488,16 +609,18 @@ class Harness:
         self.connections.append(conn)
         return conn
 
-    def respond(self, name: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+    def respond(self, name: str, params: tuple[Any, ...]) -> Answer:
         if name not in statements("jobworker"):
             return None  # a plain batch: SET, BEGIN/COMMIT TRANSACTION, a schema script
         answer = self.answers[name]
         if isinstance(answer, BaseException):
             raise answer
         if callable(answer):
-            result: list[tuple[Any, ...]] = answer(params)
+            result: Answer = answer(params)
             return result
-        return None if answer is None else list(answer)
+        if answer is None or isinstance(answer, Sets):
+            return answer
+        return list(answer)
 
     @property
     def log(self) -> list[tuple[str | None, str, tuple[Any, ...]]]:
@@ -700,10 +823,11 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
             "enqueue": [(0, True, str(job_id), None)],
             "claim": [],
             "extend_leases": [(2,)],
-            "complete": [(str(job_id), "succeeded", 1, 2, None, naive(now))],
+            "complete": [(str(job_id), "succeeded", 1, 3, None, naive(now))],
             "end_leases": [(3,)],
             "leased_job_ids": [(str(job_id).upper(),)],
-            "read_events": [(2, "progress", naive(now), '{"done":1}')],
+            "read_events": Sets([], [], [(2, "progress", naive(now), '{"done":1}')]),
+            "store_events": None,
             "purge_transient_events": [(6,)],
             "cancel": [("running", False, True)],
             "cancel_requests": [(str(job_id),)],
@@ -740,7 +864,12 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         ended_at=now,
         outcome=Succeeded(result=b"1"),
     )
-    assert (await s.jobs.complete_many([done])).applied == 1
+    recorded = await s.jobs.complete_many([done])
+    assert recorded.applied == 1
+    assert [(e.seq, e.kind) for e in recorded.events] == [
+        (2, EventKind.RESULT),
+        (3, EventKind.LIFECYCLE),
+    ]
     assert await s.maintenance.leased_job_ids("w1") == [job_id]
     assert await s.jobs.release_owner("w1", lost=False, reason="shutdown") == 3
     assert harness.params("end_leases")["expired"] is False
@@ -788,23 +917,31 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     assert await s.maintenance.purge_expired(limit=10) == 7
     [stored] = await s.events.read_events(job_id)
     assert (stored.seq, stored.kind, stored.decoded()) == (2, EventKind.PROGRESS, {"done": 1})
-    assert await s.events.purge_transient_events(now) == 6
+    assert await s.live.read_live(job_id, 0, 10) == [stored]
+    await s.live.store_live([stored])
+    assert await s.live.purge_live(now) == 6
     assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS
     for name, _, values in harness.log:
         assert None not in values, name
     await s.close()
 
 
-async def test_complete_stores_events_first_and_answers_lifecycle_events(
+def statements_run(harness: Harness, since: int) -> list[str]:
+    """The names of the statements run since log entry `since`, and the transactions' bounds."""
+    return [name or sql for name, sql, _ in harness.log[since:] if name or "TRANSACTION" in sql]
+
+
+async def test_complete_stores_events_first_and_answers_the_ends_events(
     harness: Harness,
 ) -> None:
     clock = harness.clock
     now = clock.now()
-    failed_id, released_id = uuid.uuid4(), uuid.uuid4()
+    ended_at = now - timedelta(seconds=1)
+    failed_id, released_id, succeeded_id, next_id = (uuid.uuid4() for _ in range(4))
     retry_at = now + timedelta(seconds=5)
 
     def completion(job_id: uuid.UUID, outcome: Any, **extra: Any) -> Completion:
-        fields: dict[str, Any] = {"started_at": now, "ended_at": now, "attempt": 1}
+        fields: dict[str, Any] = {"started_at": now, "ended_at": ended_at, "attempt": 1}
         fields.update(extra)
         return Completion(job_id=job_id, lease_owner="w1", outcome=outcome, **fields)
 
@@ -819,22 +956,42 @@ async def test_complete_stores_events_first_and_answers_lifecycle_events(
 
     progress = job_event(2, EventKind.PROGRESS, {"done": 1, "label": "é"})
     chunk = job_event(3, EventKind.CHUNK, {"text": "hi"})
-    harness.answers["complete"] = [
-        (str(failed_id).upper(), "failed", 1, 4, "E", naive(retry_at)),
-        (str(released_id).upper(), "queued", 0, 2, None, naive(now)),
-    ]
+    harness.answers["store_events"] = None
+    harness.answers["complete"] = Sets(
+        [
+            (str(failed_id).upper(), "failed", 1, 4, "E", naive(retry_at)),
+            (str(released_id).upper(), "queued", 0, 2, None, naive(now)),
+            (str(succeeded_id).upper(), "succeeded", 1, 6, None, naive(now)),
+        ],
+        # The continuation the success queued.
+        [(str(next_id).upper(), 1, "queued", 0, None, naive(now))],
+    )
+    calls = len(harness.log)
     recorded = await harness.storage.jobs.complete_many(
         [
             completion(
-                failed_id, Failed(error="E", traceback="tb"), retry_at=retry_at, event_seq=3
+                failed_id,
+                Failed(error="E", traceback="tb"),
+                retry_at=retry_at,
+                event_seq=3,
+                start_seq=1,
             ),
             completion(released_id, Released(reason="shutdown")),
+            completion(succeeded_id, Succeeded(result=b'{"x":1}'), event_seq=4, start_seq=1),
         ],
-        [progress],
-        [chunk],
+        [progress, chunk],
     )
+    assert statements_run(harness, calls) == [
+        "BEGIN TRANSACTION;",
+        "complete",
+        "store_events",
+        "COMMIT TRANSACTION;",
+    ], "the continuation's event is stored in the completion's transaction"
     params = harness.params("complete")
-    assert [o["event_seq"] for o in msgspec.json.decode(params["outcomes"])] == [3, 0]
+    outcomes = msgspec.json.decode(params["outcomes"])
+    assert [(o["event_seq"], o["start_seq"]) for o in outcomes] == [(3, 1), (0, 0), (4, 1)]
+    assert params["now"] == "2030-01-01T12:00:00.000000"
+    # Events of kinds that are not kept (Settings.kept_kinds) are stored as transient rows.
     assert msgspec.json.decode(params["events"]) == [
         {
             "job_id": str(failed_id),
@@ -853,25 +1010,112 @@ async def test_complete_stores_events_first_and_answers_lifecycle_events(
             "transient": 1,
         },
     ]
-    assert recorded.applied == 2
-    failed, released = recorded.lifecycle
+    assert msgspec.json.decode(harness.params("store_events")["events"]) == [
+        {
+            "job_id": str(next_id),
+            "seq": 1,
+            "kind": "lifecycle",
+            "occurred_at": "2030-01-01T12:00:00.000000",  # the storage's clock
+            "payload": '{"status":"queued","attempt":0,"error":null,"retry_at":null}',
+            "transient": 0,
+        }
+    ]
+    assert recorded.applied == 3
+    failed, released, result, succeeded = recorded.events
     assert (failed.job_id, failed.seq, failed.kind) == (failed_id, 4, EventKind.LIFECYCLE)
+    assert failed.occurred_at == ended_at, "an end is timed by its attempt's end"
     assert failed.decoded(Lifecycle) == Lifecycle(
         status=JobStatus.FAILED, attempt=1, error="E", retry_at=retry_at
     )
     assert (released.job_id, released.seq) == (released_id, 2)
     assert released.decoded(Lifecycle) == Lifecycle(status=JobStatus.QUEUED, attempt=0)
     assert released.decoded()["retry_at"] is None, "retry_at only for a failed job"
+    # A success takes two numbers: its result (read from the job's row, never stored), then
+    # its lifecycle event.
+    assert (result.job_id, result.seq, result.kind) == (succeeded_id, 5, EventKind.RESULT)
+    assert result.decoded() == {"value": {"x": 1}} and result.occurred_at == ended_at
+    assert (succeeded.seq, succeeded.kind) == (6, EventKind.LIFECYCLE)
+    assert succeeded.decoded(Lifecycle) == Lifecycle(status=JobStatus.SUCCEEDED, attempt=1)
 
-    # Events alone (a worker flushing them while its job runs) still go through the statement.
-    harness.answers["complete"] = []
-    recorded = await harness.storage.jobs.complete_many([], [], [chunk])
-    assert recorded.applied == 0 and recorded.lifecycle == []
-    assert harness.params("complete")["outcomes"] == "[]"
+    # A caller without a live bus gets no events; outcomes without changes store none.
+    harness.answers["complete"] = [(str(failed_id), "dead", 1, 4, "E", naive(now))]
+    calls = len(harness.log)
+    recorded = await harness.storage.jobs.complete_many(
+        [completion(failed_id, Failed(error="E", traceback="tb"))], lifecycle=False
+    )
+    assert recorded.applied == 1 and recorded.events == []
+    assert "store_events" not in statements_run(harness, calls)
+
+    # Events alone (a worker flushing them while its job runs) are stored on their own.
+    calls = len(harness.log)
+    recorded = await harness.storage.jobs.complete_many([], [chunk])
+    assert recorded.applied == 0 and recorded.events == []
+    assert statements_run(harness, calls) == ["store_events"]
+    assert msgspec.json.decode(harness.params("store_events")["events"])[0]["transient"] == 1
     calls = len(harness.log)
     assert (await harness.storage.jobs.complete_many([])).applied == 0
     assert len(harness.log) == calls, "nothing to record: no round trip"
     await harness.storage.close()
+
+
+async def test_status_changes_store_their_events_in_their_transaction(harness: Harness) -> None:
+    """A cancel, a retry, a delete, the repair sweep, an enqueue after the parent ended and a
+    lease's end: each statement answers its changes, whose events are stored before it
+    commits, timed by the storage's clock."""
+    s, now = harness.storage, harness.clock.now()
+    job_id, child_id = uuid.uuid4(), uuid.uuid4()
+    retried = (str(job_id).upper(), 4, "queued", 3, None, naive(now))
+    cancelled = (str(job_id).upper(), 2, "cancelled", 0, "no", naive(now))
+    orphan = (str(child_id).upper(), 1, "cancelled", 0, f"parent job {job_id} ended cancelled",
+              naive(now))  # fmt: skip
+    harness.answers.update(
+        {
+            "store_events": None,
+            "cancel": Sets([("queued", True, False)], [cancelled, orphan]),
+            "retry_dead": Sets([("dead", True)], [retried]),
+            "delete_job": Sets([("dead", True)], [orphan]),
+            "resolve_continuations": Sets([(1,)], [orphan]),
+            "end_leases": Sets([(2,)], [orphan]),
+            "enqueue": Sets([(0, True, str(child_id), None)], [orphan]),
+        }
+    )
+
+    async def stored(call: Any, name: str) -> list[dict[str, Any]]:
+        calls = len(harness.log)
+        await call
+        assert statements_run(harness, calls) == [
+            "BEGIN TRANSACTION;",
+            name,
+            "store_events",
+            "COMMIT TRANSACTION;",
+        ], name
+        assert harness.params(name)["now"] == "2030-01-01T12:00:00.000000"
+        rows: list[dict[str, Any]] = msgspec.json.decode(harness.params("store_events")["events"])
+        for row in rows:
+            assert (row["kind"], row["transient"]) == ("lifecycle", 0)
+            assert row["occurred_at"] == "2030-01-01T12:00:00.000000"
+        return rows
+
+    first, second = await stored(s.control.cancel(job_id, "no"), "cancel")
+    assert (first["job_id"], first["seq"]) == (str(job_id), 2)
+    assert msgspec.json.decode(first["payload"]) == {
+        "status": "cancelled", "attempt": 0, "error": "no", "retry_at": None,
+    }  # fmt: skip
+    assert (second["job_id"], second["seq"]) == (str(child_id), 1)
+    [row] = await stored(s.control.retry_job(job_id), "retry_dead")
+    assert (row["seq"], msgspec.json.decode(row["payload"])["status"]) == (4, "queued")
+    [row] = await stored(s.control.delete_job(job_id), "delete_job")
+    assert row["job_id"] == str(child_id)
+    await stored(s.maintenance.resolve_continuations(), "resolve_continuations")
+    await stored(s.maintenance.rescue_expired(), "end_leases")
+    await stored(s.jobs.enqueue_many([new_job(harness.clock)]), "enqueue")
+
+    # Nothing changed: nothing stored, the answer as it was.
+    harness.answers["cancel"] = [("running", False, True)]
+    calls = len(harness.log)
+    assert await s.control.cancel(job_id, "no") is CancelResult.REQUESTED
+    assert statements_run(harness, calls) == ["BEGIN TRANSACTION;", "cancel", "COMMIT TRANSACTION;"]
+    await s.close()
 
 
 async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness) -> None:
@@ -901,40 +1145,80 @@ async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness)
 
 
 async def test_event_reads_convert_rows(harness: Harness) -> None:
+    """A page is read from the job's row, its attempts' marks and its stored rows (one call:
+    the statement reads them in one moment), and merged by `event_log.event_page`."""
     s, job_id, now = harness.storage, uuid.uuid4(), harness.clock.now()
+    earlier = now - timedelta(seconds=10)
+    retry_at = now - timedelta(seconds=5)
+    attempts = [
+        (1, naive(earlier), naive(earlier), 1, 4, "failed", 1, "E", naive(retry_at)),
+        (2, naive(retry_at), naive(now), 5, 9, "succeeded", 2, None, naive(retry_at)),
+    ]
+    stored = [
+        (2, "progress", naive(earlier), '{"done":1}'),
+        (3, "chunk", naive(earlier), '{"text":"ü"}'),
+        # Stored by the trigger of an earlier version: the attempt row's event stands.
+        (4, "lifecycle", naive(earlier), '{"status":"failed","attempt":1}'),
+        (6, "progress", naive(now), '{"done":2}'),
+    ]
+    job = [("succeeded", 2, naive(retry_at), 9, '{"x":1}')]
     harness.answers.update(
-        {
-            "read_events": [
-                (1, "lifecycle", naive(now), '{"status":"running","attempt":1}'),
-                (2, "chunk", naive(now), '{"text":"ü"}'),
-            ],
-            "purge_transient_events": [(2,)],
-        }
+        {"read_events": Sets(job, attempts, stored), "purge_transient_events": [(2,)]}
     )
-    first, second = await s.events.read_events(job_id, 0, 10, transient=True)
+    events = await s.live.read_live(job_id, 0, 10)
     assert harness.params("read_events") == {
         "job_id": str(job_id),
         "after_seq": 0,
         "limit": 10,
         "transient": True,
     }
-    assert (first.job_id, first.seq, first.kind) == (job_id, 1, EventKind.LIFECYCLE)
-    assert first.occurred_at == now and first.occurred_at.tzinfo is UTC
-    assert first.decoded(Lifecycle).status is JobStatus.RUNNING
-    assert bytes(second.payload) == '{"text":"ü"}'.encode()
+    assert [(e.seq, e.kind) for e in events] == [
+        (1, EventKind.LIFECYCLE),
+        (2, EventKind.PROGRESS),
+        (3, EventKind.CHUNK),
+        (4, EventKind.LIFECYCLE),
+        (5, EventKind.LIFECYCLE),
+        (6, EventKind.PROGRESS),
+        (8, EventKind.RESULT),
+        (9, EventKind.LIFECYCLE),
+    ]
+    assert all(e.job_id == job_id and e.occurred_at.tzinfo is UTC for e in events)
+    running, _, chunk, failed, _, _, result, succeeded = events
+    assert running.decoded(Lifecycle) == Lifecycle(status=JobStatus.RUNNING, attempt=1)
+    assert running.occurred_at == earlier
+    assert bytes(chunk.payload) == '{"text":"ü"}'.encode()
+    assert failed.decoded(Lifecycle) == Lifecycle(
+        status=JobStatus.FAILED, attempt=1, error="E", retry_at=retry_at
+    )
+    assert result.decoded() == {"value": {"x": 1}} and result.occurred_at == now
+    assert succeeded.decoded(Lifecycle) == Lifecycle(status=JobStatus.SUCCEEDED, attempt=2)
+
     await s.events.read_events(job_id, 5)
     assert harness.params("read_events")["transient"] is False
+    assert harness.params("read_events")["after_seq"] == 5
+
+    # A running job's `running` event is read from its row; no job: the stored rows alone.
+    harness.answers["read_events"] = Sets([("running", 1, naive(now), 1, None)], [], [])
+    [started] = await s.events.read_events(job_id)
+    assert (started.seq, started.occurred_at) == (1, now)
+    assert started.decoded(Lifecycle).status is JobStatus.RUNNING
+    harness.answers["read_events"] = Sets([], [], stored[:1])
+    assert [e.seq for e in await s.events.read_events(job_id)] == [2]
+
     calls = len(harness.log)
     assert await s.events.read_events(job_id, limit=0) == []
-    assert await s.events.purge_transient_events(now, limit=0) == 0
+    assert await s.live.read_live(job_id, 0, 0) == []
+    assert await s.live.purge_live(now, limit=0) == 0
+    await s.live.store_live([])
     assert len(harness.log) == calls
-    assert await s.events.purge_transient_events(now - timedelta(seconds=1), limit=50) == 2
+    assert await s.live.purge_live(now - timedelta(seconds=1), limit=50) == 2
     assert harness.params("purge_transient_events") == {
         "before": "2030-01-01T11:59:59.000000",
         "limit": 50,
     }
-    subscription = await s.events.subscribe_events(lambda ids: None)
+    subscription = await s.live.subscribe_live(lambda ids: None)
     await subscription.close()  # readers poll: nothing to close
+    assert not hasattr(s, "derives_result_events")
     await s.close()
 
 
@@ -981,7 +1265,17 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     assert harness.params("migration_lock") == {"resource": "jobworker.migrate.jobworker"}
     assert sqls[4:-1] == batches
 
+    # At the baseline: the later scripts run, and only they.
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(BASELINE,)]})
+    calls = len(harness.log)
+    assert await harness.storage.schema.migrate() == VERSIONS[1:] == [6]
+    later = [b for v, _, text in rendered_scripts("jobworker") if v > BASELINE
+             for b in split_batches(text)]  # fmt: skip
+    assert [sql for _, sql, _ in harness.log[calls:]][4:-1] == later
+    with pytest.raises(SchemaMissingError, match=r"has schema version 5 .*needs 6"):
+        await harness.storage.schema.check_schema()
+
+    harness.answers["schema_version"] = [(VERSIONS[-1],)]
     assert await harness.storage.schema.migrate() == []
     await harness.storage.schema.check_schema()
 

@@ -5,9 +5,9 @@ It carries every event when no Redis is configured, and stands in for Redis whil
 of reach (`bus.RedisBus`). Readers read a job's rows, kept and transient together, in sequence
 order, and wait for the database's notifications (PostgreSQL, SQL Server) or poll (SQLite).
 
-For now the rows are the storage's own: written by `Jobs.complete_many` (its `transient`
-argument) and read, notified and purged through the `EventStore` role. This class is the one
-place that knows it, so that the rows can move behind it later.
+Its rows are the storage's `LiveRows` role, which nothing else uses; a worker's round writes
+them with its outcomes (`Jobs.complete_many`), so that they are stored in order with the kept
+events.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Notifier:
     async def start(self) -> None:
         async with self._lock:
             if self._subscription is None:
-                self._subscription = await self._storage.events.subscribe_events(self._notified)
+                self._subscription = await self._storage.live.subscribe_live(self._notified)
 
     def _notified(self, job_ids: set[uuid.UUID] | None) -> None:
         targets = self._waiters.keys() if job_ids is None else job_ids & self._waiters.keys()
@@ -81,10 +81,7 @@ class DatabaseBus:
 
     def __init__(self, storage: Storage, settings: Settings) -> None:
         self._storage = storage
-        # Lifecycle events are the storage's own: it always stores them.
-        self._kept = frozenset(EventKind(kind) for kind in settings.persisted_kinds()) | {
-            EventKind.LIFECYCLE
-        }
+        self._kept = frozenset(EventKind(kind) for kind in settings.kept_kinds())
         self._notifier = Notifier(storage)
 
     async def publish(
@@ -93,16 +90,16 @@ class DatabaseBus:
         *,
         ended: Sequence[uuid.UUID] = (),
     ) -> int:
-        """Store the events of kinds the database does not keep as transient rows, in one
-        transaction (those already stored are left as they are). Nothing is refused."""
-        transient = [
+        """Store the events of kinds the database does not keep, in one transaction (those
+        already stored are left as they are). Nothing is refused."""
+        unkept = [
             stored_event(job_id, event)
             for job_id, events in batches.items()
             for event in events
             if event[1] not in self._kept
         ]
-        if transient:
-            await self._storage.jobs.complete_many([], [], transient)
+        if unkept:
+            await self._storage.live.store_live(unkept)
         return 0
 
     async def read(
@@ -123,8 +120,8 @@ class DatabaseBus:
     async def read_stored(
         self, job_id: uuid.UUID, after_seq: int, limit: int = PAGE
     ) -> list[JobEvent]:
-        """Up to `limit` of the job's events after `after_seq`, kept and transient, in order."""
-        return await self._storage.events.read_events(job_id, after_seq, limit, transient=True)
+        """Up to `limit` of the job's events after `after_seq`, of every kind, in order."""
+        return await self._storage.live.read_live(job_id, after_seq, limit)
 
     async def last_seqs(self, job_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
         """Nothing: the database numbers above what it holds by itself."""
@@ -134,8 +131,8 @@ class DatabaseBus:
         return self._notifier.watching(job_id)
 
     async def purge(self, before: datetime, limit: int) -> int:
-        """Delete up to `limit` transient rows of events that occurred before `before`."""
-        return await self._storage.events.purge_transient_events(before, limit=limit)
+        """Delete up to `limit` expiring rows of events that occurred before `before`."""
+        return await self._storage.live.purge_live(before, limit=limit)
 
     async def close(self) -> None:
         """End the readers' subscription (the storage is its owner's to close)."""

@@ -3,10 +3,10 @@
 Handlers emit events from the event loop or from their threads; finished attempts hand in their
 outcomes. The recorder writes whatever is waiting in rounds: first one database transaction with
 the outcomes and the events of kept kinds, then the live bus (events/bus.py) with every event of
-the round, the lifecycle events of the outcomes included. The database goes first, so an event a
+the round, the events of the outcomes' ends included. The database goes first, so an event a
 reader misses on the live bus is always in the database by the time a later one arrives. While
 the bus is the database itself (`EventBus.in_database`), the other events go into that same
-transaction as transient rows instead, so they are stored in order with the kept ones.
+transaction (as rows that expire), so they are stored in order with the kept ones.
 
 Each attempt's events wait in a buffer of its own (`JobEvents`), so a round takes them already
 grouped by job, and a finished attempt's outcome waits only for its own events. A round takes
@@ -107,7 +107,7 @@ class Recorder:
         self._storage = storage
         self._bus = bus
         self._batch_size = batch_size or settings.completion_batch_size
-        self._kept = frozenset(EventKind(kind) for kind in settings.persisted_kinds())
+        self._kept = frozenset(EventKind(kind) for kind in settings.kept_kinds())
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         # Attempts with events to take, in the order they first had some.
@@ -198,16 +198,17 @@ class Recorder:
             assert events.completion is not None
             completions.append(events.completion)
         in_database = self._bus.in_database
-        kept = [
+        # While the bus is the database, every event goes into the round's transaction (the
+        # storage lets those of kinds it does not keep expire); otherwise only the kept ones.
+        stored = [
             stored_event(events.job_id, event)
             for events, batch, _ in taken
             for event in batch
-            if event[1] in self._kept
+            if in_database or event[1] in self._kept
         ]
-        transient = self._unkept(taken) if in_database else []
         try:
             recorded = await self._storage.jobs.complete_many(
-                completions, kept, transient, lifecycle=not in_database
+                completions, stored, lifecycle=not in_database
             )
         except Exception as exc:
             self._put_back(taken)
@@ -227,7 +228,7 @@ class Recorder:
             merged += published
             merged += batch
         ended = []
-        for event in recorded.lifecycle:
+        for event in recorded.events:
             live_event = (event.seq, event.kind, event.occurred_at.timestamp(), event.payload)
             batches.setdefault(event.job_id, []).append(live_event)
             if is_terminal(event):
@@ -277,16 +278,6 @@ class Recorder:
             if not events.dirty:
                 events.dirty = True
                 self._dirty.appendleft(events)
-
-    def _unkept(self, taken: list[_Taken]) -> list[JobEvent]:
-        """The events taken that are not of kept kinds (so not stored yet), as the storage
-        takes them."""
-        return [
-            stored_event(events.job_id, event)
-            for events, batch, _ in taken
-            for event in batch
-            if event[1] not in self._kept
-        ]
 
 
 class _Pass:

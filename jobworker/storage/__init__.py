@@ -6,7 +6,6 @@ from __future__ import annotations
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
-from jobworker.storage.base import lifecycle_event
 from jobworker.storage.ports import (
     Control,
     EnqueueResult,
@@ -15,6 +14,7 @@ from jobworker.storage.ports import (
     Jobs,
     LeaderLease,
     Leadership,
+    LiveRows,
     Maintenance,
     Recorded,
     Recurring,
@@ -32,6 +32,7 @@ __all__ = [
     "Jobs",
     "LeaderLease",
     "Leadership",
+    "LiveRows",
     "Maintenance",
     "Recorded",
     "Recurring",
@@ -40,7 +41,6 @@ __all__ = [
     "Subscription",
     "create_storage",
     "dialect_of",
-    "lifecycle_event",
     "schema_sql",
 ]
 

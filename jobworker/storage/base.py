@@ -1,11 +1,8 @@
-"""The rules every backend shares: how an outcome is written, how a schema name is checked,
-how a lifecycle event reads."""
+"""The rules every backend shares: how an outcome is written, how a schema name is checked."""
 
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Sequence
 from datetime import datetime
 
 import msgspec
@@ -15,10 +12,7 @@ from jobworker.models import (
     AttemptOutcome,
     Cancelled,
     Completion,
-    EventKind,
     Failed,
-    JobEvent,
-    JobStatus,
     Released,
     Succeeded,
 )
@@ -28,10 +22,8 @@ __all__ = [
     "SCHEMA_TOKEN",
     "OutcomeRow",
     "check_schema_name",
-    "lifecycle_event",
     "outcome_row",
     "parent_ended_reason",
-    "without_derived_results",
 ]
 
 
@@ -74,50 +66,3 @@ def check_schema_name(name: str) -> str:
             "not starting with a digit"
         )
     return name
-
-
-def without_derived_results(
-    completions: Sequence[Completion], events: Sequence[JobEvent]
-) -> list[JobEvent]:
-    """`events` less the `result` event of each succeeded attempt (its last event): a storage
-    that derives that event from the job's stored result does not store it as a row."""
-    ends = {
-        (item.job_id, item.event_seq) for item in completions if isinstance(item.outcome, Succeeded)
-    }
-    return [
-        event
-        for event in events
-        if event.kind is not EventKind.RESULT or (event.job_id, event.seq) not in ends
-    ]
-
-
-def lifecycle_event(
-    job_id: uuid.UUID,
-    seq: int,
-    occurred_at: datetime,
-    status: JobStatus,
-    attempt: int,
-    error: str | None = None,
-    retry_at: datetime | None = None,
-) -> JobEvent:
-    """A lifecycle event as the storage stores it: the status change, the attempt, the error
-    (of a failed, dead, cancelled or re-queued job) and when a failed job runs again."""
-    keeps_error = status in (
-        JobStatus.FAILED,
-        JobStatus.DEAD,
-        JobStatus.CANCELLED,
-        JobStatus.QUEUED,
-    )
-    payload = {
-        "status": status.value,
-        "attempt": attempt,
-        "error": error if keeps_error else None,
-        "retry_at": retry_at if status is JobStatus.FAILED else None,
-    }
-    return JobEvent(
-        job_id=job_id,
-        seq=seq,
-        kind=EventKind.LIFECYCLE,
-        occurred_at=occurred_at,
-        payload=msgspec.Raw(msgspec.json.encode(payload)),
-    )

@@ -1,25 +1,80 @@
-"""A job's event log as every backend reads it: stored rows, and the events its rows imply.
+"""The one event model of every backend: which events a job has, who numbers them, what the
+storage's own events say, and how a page of a job's events is read.
 
-An attempt's `running` event and the lifecycle event that ended it are never stored as event
-rows: they are read from the attempt's row (and, while it runs, from the job's row). A succeeded
-job's `result` event is read from its result. Backends select the three plain row sources in one
-snapshot; `event_page` builds the implied events with the same functions the live bus uses and
-merges them with the stored ones. No backend has a merge of its own.
+- A handler's events (progress, log, chunk, metric) are numbered by its attempt's context,
+  after the attempt's `running` event, and stored by the worker (kept kinds always; the others
+  only while the live bus is the database, as rows that expire).
+- Every other event is the storage's, built here and nowhere else:
+  - an attempt's `running` event: numbered by the claim (`jobs.event_seq + 1`) and never stored
+    as a row: it is read from the attempt's row, or from the job's row while it runs;
+  - the end of an attempt: numbered above every number the attempt used (its own, those on the
+    live bus, those stored), read from the attempt's row. A succeeded attempt's end takes two
+    numbers: its `result` event (read from the job's result) and then its lifecycle event;
+  - every other status change (cancelled while waiting, retried, a continuation queued or
+    cancelled): numbered `jobs.event_seq + 1` by the statement that makes it, and stored as a
+    row with the payload `change_event` builds from what that statement returns.
+- Timestamps are the storage's clock (the process's `Clock`), never a database server's.
+
+Backends select the plain row sources in one snapshot; `event_page` builds the events they
+imply with the functions below and merges them with the stored ones.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
 
 from jobworker.models import EventKind, JobEvent, JobStatus
-from jobworker.storage.base import lifecycle_event
 
-__all__ = ["AttemptMarks", "JobMarks", "event_page", "result_event"]
+__all__ = [
+    "AttemptMarks",
+    "Change",
+    "JobMarks",
+    "change_event",
+    "end_events",
+    "event_page",
+    "lifecycle_event",
+    "result_event",
+    "running_event",
+]
+
+# The statuses whose lifecycle event carries the job's error.
+_WITH_ERROR = frozenset({JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.QUEUED})
+
+
+def lifecycle_event(
+    job_id: uuid.UUID,
+    seq: int,
+    occurred_at: datetime,
+    status: JobStatus,
+    attempt: int,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> JobEvent:
+    """A lifecycle event: the status a job changed to, its attempt, its error (of a failed,
+    dead, cancelled or re-queued job) and when a failed job runs again."""
+    payload = {
+        "status": status.value,
+        "attempt": attempt,
+        "error": error if status in _WITH_ERROR else None,
+        "retry_at": retry_at if status is JobStatus.FAILED else None,
+    }
+    return JobEvent(
+        job_id=job_id,
+        seq=seq,
+        kind=EventKind.LIFECYCLE,
+        occurred_at=occurred_at,
+        payload=msgspec.Raw(msgspec.json.encode(payload)),
+    )
+
+
+def running_event(job_id: uuid.UUID, seq: int, started_at: datetime, attempt: int) -> JobEvent:
+    """An attempt's start, numbered by its claim."""
+    return lifecycle_event(job_id, seq, started_at, JobStatus.RUNNING, attempt)
 
 
 def result_event(job_id: uuid.UUID, seq: int, occurred_at: datetime, result: bytes) -> JobEvent:
@@ -31,6 +86,35 @@ def result_event(job_id: uuid.UUID, seq: int, occurred_at: datetime, result: byt
         occurred_at=occurred_at,
         payload=msgspec.Raw(b'{"value":' + (result or b"null") + b"}"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A status change as the statement that made it returns it: the job, the number it gave the
+    change's event, and the job's status, attempt, error and run_at after it."""
+
+    job_id: uuid.UUID
+    seq: int
+    status: JobStatus
+    attempt: int
+    error: str | None
+    run_at: datetime | None
+
+
+def change_event(change: Change, at: datetime) -> JobEvent:
+    """The lifecycle event of a status change, at `at` (the storage's clock)."""
+    return lifecycle_event(
+        change.job_id, change.seq, at, change.status, change.attempt, change.error, change.run_at
+    )
+
+
+def end_events(change: Change, at: datetime, result: bytes | None = None) -> list[JobEvent]:
+    """The events of an attempt's end (`change`, at `at`): a succeeded attempt's `result` event
+    (`result`, numbered just before), then its lifecycle event."""
+    ended = change_event(change, at)
+    if change.status is not JobStatus.SUCCEEDED:
+        return [ended]
+    return [result_event(change.job_id, change.seq - 1, at, result or b"null"), ended]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,46 +144,27 @@ class JobMarks:
 
 
 def _implied(
-    job_id: uuid.UUID,
-    after_seq: int,
-    attempts: Iterable[AttemptMarks],
-    job: JobMarks,
-    keep_results: bool,
+    job_id: uuid.UUID, after_seq: int, attempts: Iterable[AttemptMarks], job: JobMarks
 ) -> list[JobEvent]:
     events: list[JobEvent] = []
     for row in attempts:
         if row.start_seq is not None and row.start_seq > after_seq:
-            events.append(
-                lifecycle_event(
-                    job_id, row.start_seq, row.started_at, JobStatus.RUNNING, row.attempt
-                )
-            )
-        if row.end_seq is None or row.end_status is None:
+            events.append(running_event(job_id, row.start_seq, row.started_at, row.attempt))
+        if row.end_seq is None or row.end_status is None or row.end_seq <= after_seq:
             continue
-        if row.end_seq > after_seq:
-            events.append(
-                lifecycle_event(
-                    job_id,
-                    row.end_seq,
-                    row.ended_at,
-                    row.end_status,
-                    row.end_attempt if row.end_attempt is not None else row.attempt,
-                    row.end_error,
-                    row.end_run_at,
-                )
-            )
-        result_seq = row.end_seq - 1
-        if (
-            keep_results
-            and row.end_status is JobStatus.SUCCEEDED
-            and job.status is JobStatus.SUCCEEDED
-            and result_seq > max(after_seq, row.start_seq or 0)
-        ):
-            events.append(result_event(job_id, result_seq, row.ended_at, job.result or b"null"))
-    if job.status is JobStatus.RUNNING and job.event_seq > after_seq and job.started_at:
-        events.append(
-            lifecycle_event(job_id, job.event_seq, job.started_at, JobStatus.RUNNING, job.attempt)
+        change = Change(
+            job_id,
+            row.end_seq,
+            row.end_status,
+            row.end_attempt if row.end_attempt is not None else row.attempt,
+            row.end_error,
+            row.end_run_at,
         )
+        # The result is the job's: a succeeded attempt is the job's last.
+        result = job.result if job.status is JobStatus.SUCCEEDED else None
+        events += [e for e in end_events(change, row.ended_at, result) if e.seq > after_seq]
+    if job.status is JobStatus.RUNNING and job.event_seq > after_seq and job.started_at:
+        events.append(running_event(job_id, job.event_seq, job.started_at, job.attempt))
     return events
 
 
@@ -108,17 +173,22 @@ def event_page(
     after_seq: int,
     limit: int,
     *,
-    stored: list[JobEvent],
+    stored: Sequence[JobEvent],
     attempts: Iterable[AttemptMarks],
     job: JobMarks | None,
-    keep_results: bool,
 ) -> list[JobEvent]:
     """The job's events with seq > after_seq, in order, at most `limit`: `stored` (the stored
-    rows after `after_seq`, at most `limit`, in order) merged with the implied events."""
+    rows after `after_seq`, at most `limit`, in order) merged with the events the rows imply.
+    Where a stored row holds a number an implied event has (a late write of an attempt that had
+    lost its lease), the implied event stands."""
     if job is None:
-        return stored[:limit]
-    implied = _implied(job_id, after_seq, attempts, job, keep_results)
+        return list(stored[:limit])
+    implied = _implied(job_id, after_seq, attempts, job)
     if not implied:
-        return stored[:limit]
-    merged = sorted([*stored, *implied], key=lambda event: event.seq)
+        return list(stored[:limit])
+    taken = {event.seq for event in implied}
+    merged = sorted(
+        [*implied, *(event for event in stored if event.seq not in taken)],
+        key=lambda event: event.seq,
+    )
     return merged[:limit]

@@ -3,8 +3,8 @@
 A backend is one `Storage` object whose attributes are its roles. A caller types against the
 role it uses (the worker against `Jobs`, the janitor against `Maintenance`, `jobworker queues`
 against `Inspection` and `Control`), never against the whole backend. All methods are
-coroutines; all times come from the database's clock. A backend validates nothing about
-payloads: the client has done that before `Jobs.enqueue_many`.
+coroutines; every time a backend writes comes from its `Clock` (the process's). A backend
+validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = [
     "Jobs",
     "LeaderLease",
     "Leadership",
+    "LiveRows",
     "Maintenance",
     "NoSubscription",
     "Recorded",
@@ -56,11 +57,12 @@ class EnqueueResult(msgspec.Struct, frozen=True):
 
 
 class Recorded(msgspec.Struct, frozen=True, kw_only=True):
-    """What `Jobs.complete_many` did: how many outcomes still held their lease, and the
-    lifecycle events their status changes were stored as (for the live bus)."""
+    """What `Jobs.complete_many` did: how many outcomes still held their lease, and the events of
+    their ends (`event_log.end_events`: a success's result, then each lifecycle event), for the
+    live bus."""
 
     applied: int = 0
-    lifecycle: list[JobEvent] = []
+    events: list[JobEvent] = []
 
 
 class Subscription(Protocol):
@@ -157,21 +159,22 @@ class Jobs(Protocol):
         self,
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
-        transient: Sequence[JobEvent] = (),
         *,
         lifecycle: bool = True,
     ) -> Recorded:
-        """Record outcomes and events in one transaction; returns how many outcomes still held
-        their lease, and (unless `lifecycle` is false: a caller with no live bus to send them
-        to) the lifecycle events of their status changes.
+        """Record outcomes and the attempts' events in one transaction; returns how many outcomes
+        still held their lease, and (unless `lifecycle` is false: a caller with no live bus to
+        send them to) the events of their ends.
 
         The status each outcome leads to is `transitions.after_attempt`'s. An outcome whose
         lease is no longer held (it expired and another worker took the job) is dropped.
 
-        `events` are kept (job_events); `transient` ones are stored only to carry them live
-        without Redis, and expire. Events are written before the outcomes, so each job's end is
-        numbered after them (and after `Completion.event_seq`). An event whose (job, seq) is
-        already stored is dropped.
+        `events` are a handler's (never lifecycle or result events: those are the storage's,
+        see `event_log`). Those of kept kinds (`Settings.kept_kinds`) join the job's history;
+        the others are stored only to carry them live while the bus is the database, and
+        expire. Events are written before the outcomes, so each job's end is numbered after
+        them (and after `Completion.event_seq`). An event whose (job, seq) is already stored is
+        dropped.
         """
         ...
 
@@ -235,24 +238,37 @@ class Inspection(Protocol):
 
 
 class EventStore(Protocol):
-    """A job's kept events, and the transient ones that carry events live without Redis."""
+    """A job's history: the events of kept kinds, with those its rows imply (`event_log`)."""
 
     async def read_events(
-        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100
     ) -> list[JobEvent]:
-        """A job's stored events with seq > after_seq, in order; with `transient`, also the
-        events stored only to carry them live."""
+        """The job's kept events with seq > after_seq, in order."""
         ...
 
-    async def subscribe_events(
+
+class LiveRows(Protocol):
+    """The database as the live bus (`events.database_bus` is its one user): every kind of event,
+    stored as rows while there is no Redis to carry them; those of kinds that are not kept expire
+    after `event_stream_ttl`."""
+
+    async def store_live(self, events: Sequence[JobEvent]) -> None:
+        """Store events the history lacks (those already stored are left as they are)."""
+        ...
+
+    async def read_live(self, job_id: uuid.UUID, after_seq: int, limit: int) -> list[JobEvent]:
+        """The job's events of every kind with seq > after_seq, in order."""
+        ...
+
+    async def subscribe_live(
         self, on_events: Callable[[set[uuid.UUID] | None], None]
     ) -> Subscription:
         """Call `on_events(job_ids)` when events of those jobs are stored (None: maybe any).
         Backends without notifications return a subscription that never calls: readers poll."""
         ...
 
-    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
-        """Delete up to `limit` transient events that occurred before `before`."""
+    async def purge_live(self, before: datetime, limit: int = 5000) -> int:
+        """Delete up to `limit` expiring rows of events that occurred before `before`."""
         ...
 
 
@@ -336,9 +352,6 @@ class Storage(Protocol):
     """
 
     dialect: str
-    # The storage derives a succeeded job's `result` event from the job's result when its events
-    # are read: a worker without a live bus need not hand that event in (it still numbers it).
-    derives_result_events: bool
 
     @property
     def schema(self) -> Schema: ...
@@ -354,6 +367,9 @@ class Storage(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def live(self) -> LiveRows: ...
 
     @property
     def maintenance(self) -> Maintenance: ...

@@ -18,6 +18,7 @@ from jobworker.models import (
     QueueInfo,
 )
 from jobworker.recurring import BeatLeader, RecurringJob
+from jobworker.storage.event_log import running_event
 
 Row = Sequence[Any]
 
@@ -46,24 +47,29 @@ class Values:
 
 def claimed_jobs(rows: Iterable[Row], values: Values) -> list[ClaimedJob]:
     """A claim's rows (id, job_type, queue, args, attempt, max_attempts, enqueued_at,
-    started_at, result_ttl, priority, run_at, event_seq), most urgent first: a claim made of
-    several statements (one per capped job type) returns them in no useful order."""
+    started_at, result_ttl, priority, run_at, event_seq), most urgent first (a claim made of
+    several statements, one per capped job type, returns them in no useful order), each with
+    its `running` event."""
     ordered = sorted(rows, key=lambda row: (-row[9], row[10]))
-    return [
-        ClaimedJob(
-            id=values.to_uuid(row[0]),
-            job_type=row[1],
-            queue=row[2],
-            args=values.to_bytes(row[3]),
-            attempt=row[4],
-            max_attempts=row[5],
-            enqueued_at=values.to_time(row[6]),
-            started_at=values.to_time(row[7]),
-            result_ttl=row[8],
-            event_seq=int(row[11]),
+    claimed = []
+    for row in ordered:
+        job_id, started_at, seq = values.to_uuid(row[0]), values.to_time(row[7]), int(row[11])
+        claimed.append(
+            ClaimedJob(
+                id=job_id,
+                job_type=row[1],
+                queue=row[2],
+                args=values.to_bytes(row[3]),
+                attempt=row[4],
+                max_attempts=row[5],
+                enqueued_at=values.to_time(row[6]),
+                started_at=started_at,
+                result_ttl=row[8],
+                event_seq=seq,
+                running=running_event(job_id, seq, started_at, row[4]),
+            )
         )
-        for row in ordered
-    ]
+    return claimed
 
 
 def job_record(row: Row, values: Values) -> JobRecord:

@@ -44,12 +44,14 @@ WHERE lease_owner = $1 AND status = 'running';
 -- params: ids, attempts, owners, outcomes, results, errors, tracebacks, retry_ats, result_ttls,
 --     started_ats, ended_ats, last_seqs, start_seqs, now, event_job_ids, event_seqs, event_kinds,
 --     event_times, event_payloads, event_transient, channel
--- Many outcomes in one statement: store the attempts' events, update the jobs whose lease is
--- still ours (numbering each end's lifecycle event after the attempt's own, last_seqs), and
--- record one attempt row for each of them, with the number of its `running` event (start_seqs,
--- from the claim; 0: unknown, then jobs.event_seq before this statement, as every part of a
--- statement sees the rows as they were) and its end's event, which read_events derives from the
--- row.
+-- Many outcomes in one statement: store the attempts' events (event_transient: those of kinds
+-- the history does not keep, which expire), update the jobs whose lease is still ours
+-- (numbering each end after the attempt's own events, last_seqs; a success takes two numbers:
+-- its `result` event, then its lifecycle event), and record one attempt row for each of them,
+-- with the number of its `running` event (start_seqs, from the claim; 0: unknown, then
+-- jobs.event_seq before this statement, as every part of a statement sees the rows as they
+-- were) and what its end's lifecycle event says. Readers build both events from the row
+-- (storage/event_log.py), and the result event from jobs.result.
 WITH done AS (
     SELECT * FROM unnest(
         $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
@@ -89,7 +91,8 @@ WITH done AS (
                           THEN $14::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        event_seq = greatest(j.event_seq, d.event_seq) + 1
+        event_seq = greatest(j.event_seq, d.event_seq)
+            + CASE WHEN d.outcome = 'succeeded' THEN 2 ELSE 1 END
     FROM done AS d
     WHERE j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
       AND j.status = 'running'
@@ -124,7 +127,7 @@ FROM updated;
 -- attempts means dead) or not (released: the attempt does not count). A job whose cancellation
 -- was requested ends cancelled either way. floor_ids/floor_seqs: per job, the last event sequence
 -- used on the live bus; the change's lifecycle event is numbered above it and every stored one,
--- and recorded in the attempt row.
+-- and recorded in the attempt row (readers build the event from it).
 WITH floors AS (
     SELECT * FROM unnest($7::uuid[], $8::bigint[]) AS f(id, seq)
 ), ended AS (
@@ -168,7 +171,7 @@ WITH floors AS (
         j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle,
         j.event_seq, j.status, j.attempt AS new_attempt, j.error, j.run_at
 ), attempts AS (
-    -- The attempt row records the change's lifecycle event (read_events derives it).
+    -- The attempt row records what the change's lifecycle event says.
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error, start_seq,
          end_seq, end_status, end_attempt, end_error, end_run_at)
@@ -182,7 +185,8 @@ SELECT id, settle FROM updated;
 -- name: settle_continuations
 -- params: parents, now, default_ttl, channel
 -- Continuations of parents that have ended: promoted when the parent succeeded, cancelled
--- (down the chain) when it ended dead or cancelled, or no longer exists.
+-- (down the chain) when it ended dead or cancelled, or no longer exists. Returns each changed
+-- job as its lifecycle event says it (the caller stores the events, in the same transaction).
 WITH RECURSIVE parents AS (
     SELECT given.id, COALESCE(j.status, 'missing') AS status
     FROM unnest($1::uuid[]) AS given(id)
@@ -216,17 +220,10 @@ WITH RECURSIVE parents AS (
     FROM doomed AS d
     WHERE c.id = d.id
     RETURNING c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
-), lifecycle AS (
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
-    SELECT changed.id, changed.event_seq, 'lifecycle', $2,
-        __SCHEMA__.lifecycle_payload(changed.status, changed.attempt, changed.error, changed.run_at)
-    FROM (SELECT id, event_seq, status, attempt, error, run_at FROM promoted
-          UNION ALL
-          SELECT id, event_seq, status, attempt, error, run_at FROM cancelled) AS changed
-    ON CONFLICT DO NOTHING
-    RETURNING job_id
 )
-SELECT count(*), array_agg(job_id) FROM lifecycle;
+SELECT id, event_seq, status, attempt, error, run_at FROM promoted
+UNION ALL
+SELECT id, event_seq, status, attempt, error, run_at FROM cancelled;
 
 -- name: lock_parents
 -- Enqueueing continuations: lock each parent row and mark it, so that a parent finishing at the
@@ -245,7 +242,8 @@ LIMIT $1;
 
 -- name: cancel
 -- params: job_id, reason, now, default_ttl, channel
--- A waiting job is cancelled at once; a running one is flagged and its worker notified.
+-- A waiting job is cancelled at once (returned as its lifecycle event says it: the caller stores
+-- the event, in the same transaction); a running one is flagged and its worker notified.
 WITH target AS (
     SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
 ), waiting AS (
@@ -255,13 +253,7 @@ WITH target AS (
         lease_owner = NULL, lease_expires_at = NULL, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status IN ('queued', 'scheduled', 'awaiting', 'failed')
-    RETURNING j.id, j.event_seq, j.attempt
-), lifecycle AS (
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
-    SELECT w.id, w.event_seq, 'lifecycle', $3,
-        __SCHEMA__.lifecycle_payload('cancelled', w.attempt, $2, NULL)
-    FROM waiting AS w
-    ON CONFLICT DO NOTHING
+    RETURNING j.id, j.event_seq, j.status, j.attempt, j.error, j.run_at
 ), running AS (
     UPDATE __SCHEMA__.jobs AS j
     SET cancel_requested = true, error = $2
@@ -269,14 +261,17 @@ WITH target AS (
     WHERE j.id = t.id AND t.status = 'running'
     RETURNING j.id, pg_notify($5::text, 'cancel:' || j.id::text)
 )
-SELECT t.status, EXISTS (SELECT 1 FROM waiting), EXISTS (SELECT 1 FROM running)
-FROM target AS t;
+SELECT t.status AS found, w.id, w.event_seq, w.status, w.attempt, w.error, w.run_at,
+    EXISTS (SELECT 1 FROM running) AS requested
+FROM target AS t LEFT JOIN waiting AS w ON w.id = t.id;
 
 -- name: cancel_requests
 SELECT id FROM __SCHEMA__.jobs
 WHERE lease_owner = $1 AND status = 'running' AND cancel_requested;
 
 -- name: retry_dead
+-- A dead job queued again, returned as its lifecycle event says it (the caller stores the
+-- event, in the same transaction).
 WITH target AS (
     SELECT id, status FROM __SCHEMA__.jobs WHERE id = $1 FOR UPDATE
 ), retried AS (
@@ -286,15 +281,11 @@ WITH target AS (
         cancel_requested = false, event_seq = j.event_seq + 1
     FROM target AS t
     WHERE j.id = t.id AND t.status = 'dead'
-    RETURNING j.id, pg_notify($3::text, j.queue), j.event_seq, j.attempt
-), lifecycle AS (
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload)
-    SELECT r.id, r.event_seq, 'lifecycle', $2,
-        __SCHEMA__.lifecycle_payload('queued', r.attempt, NULL, NULL)
-    FROM retried AS r
-    ON CONFLICT DO NOTHING
+    RETURNING j.id, pg_notify($3::text, j.queue), j.event_seq, j.status, j.attempt, j.error,
+        j.run_at
 )
-SELECT t.status, EXISTS (SELECT 1 FROM retried) FROM target AS t;
+SELECT t.status AS found, r.id, r.event_seq, r.status, r.attempt, r.error, r.run_at
+FROM target AS t LEFT JOIN retried AS r ON r.id = t.id;
 
 -- name: delete_job
 WITH target AS (
@@ -317,12 +308,28 @@ WHERE status = 'running'
        OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
 LIMIT $3;
 
--- name: read_events
--- params: job_id, after_seq, limit, transient, results
--- A page of the job's events (the read_events function of the schema).
-SELECT seq, kind, occurred_at, payload FROM __SCHEMA__.read_events($1, $2, $3, $4, $5);
+-- name: event_rows
+-- params: job_id, after_seq, limit, transient
+-- The rows a page of the job's events is made of (the event_rows function of the schema).
+SELECT * FROM __SCHEMA__.event_rows($1, $2, $3, $4);
 
--- name: purge_transient_events
+-- name: store_events
+-- params: job_ids, seqs, kinds, times, payloads, transient, channel
+-- Events as rows (one already stored is left as it is); transient: of a kind the history does
+-- not keep, it expires. channel: wake readers without Redis for these jobs (NULL: none).
+WITH stored AS (
+    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
+    SELECT * FROM unnest(
+        $1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::boolean[])
+    ON CONFLICT DO NOTHING
+), touched AS (
+    SELECT string_agg(DISTINCT id::text, ',') AS ids FROM unnest($1::uuid[]) AS given(id)
+)
+SELECT pg_notify($7::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END)
+FROM touched WHERE $7::text IS NOT NULL AND ids IS NOT NULL;
+
+-- name: purge_live
+-- Rows of events the history does not keep, stored to carry them live, once they have expired.
 DELETE FROM __SCHEMA__.job_events
 WHERE (job_id, seq) IN (
     SELECT job_id, seq FROM __SCHEMA__.job_events

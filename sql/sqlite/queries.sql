@@ -43,31 +43,29 @@ RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started
 UPDATE jobs SET lease_expires_at = :lease_until, updated_at = :now
 WHERE lease_owner = :owner AND status = 'running';
 
--- name: complete_succeeded
-UPDATE jobs
-SET status = 'succeeded', result = :result, error = NULL, traceback = NULL,
-    completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
+-- name: attempt_states
+-- What the end of each attempt depends on: the job's state (transitions.JobState), the number of
+-- its `running` event, and the last number stored for it (its end is numbered above both).
+SELECT id, status, attempt, max_attempts, cancel_requested, event_seq,
+    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
+FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
 
--- name: complete_failed
+-- name: end_attempt
+-- The end of an attempt as `transitions` decided it, fenced by the attempt's identity: an
+-- attempt that no longer holds its lease changes nothing. :error_effect and :traceback_effect
+-- say whether the column is kept ('keep'), set to the given value ('set') or cleared ('clear').
 UPDATE jobs
-SET status = 'failed', run_at = :retry_at, error = :error, traceback = :traceback,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
-
--- name: complete_dead
-UPDATE jobs
-SET status = 'dead', error = :error, traceback = :traceback,
-    completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
+SET status = :status,
+    attempt = :new_attempt,
+    started_at = CASE WHEN :new_attempt < attempt THEN NULL ELSE started_at END,
+    result = CASE WHEN :status = 'succeeded' THEN :result ELSE result END,
+    error = CASE :error_effect WHEN 'set' THEN :error WHEN 'clear' THEN NULL ELSE error END,
+    traceback = CASE :traceback_effect
+        WHEN 'set' THEN :traceback WHEN 'clear' THEN NULL ELSE traceback END,
+    run_at = COALESCE(:run_at, run_at),
+    completed_at = CASE WHEN :ends THEN :now ELSE completed_at END,
+    expires_at = CASE WHEN :ends THEN :now + :result_ttl ELSE expires_at END,
+    event_seq = :end_seq,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
 RETURNING status, attempt, event_seq, error, run_at;
@@ -81,41 +79,17 @@ VALUES (:job_id, :attempt, :worker, :started_at, :ended_at, :outcome, :error, :t
     :start_seq, :end_seq, :end_status, :end_attempt, :end_error, :end_run_at);
 
 -- name: leases_of_owner
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
+    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
+FROM jobs
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
+    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
+FROM jobs
 WHERE status = 'running' AND lease_expires_at < :now
 LIMIT :limit;
-
--- name: lost_to_queued
-UPDATE jobs
-SET status = 'queued', run_at = :now, error = :error, traceback = NULL,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
-
--- name: lost_to_dead
-UPDATE jobs
-SET status = 'dead', error = :error, traceback = NULL,
-    completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
-
--- name: released_to_queued
-UPDATE jobs
-SET status = 'queued', attempt = attempt - 1, started_at = NULL,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: leased_job_ids
 SELECT id FROM jobs
@@ -129,8 +103,9 @@ INSERT OR IGNORE INTO job_events (job_id, seq, kind, occurred_at, payload, trans
 VALUES (:job_id, :seq, :kind, :occurred_at, :payload, :transient);
 
 -- name: read_events
+-- The stored rows of a job's events (with the expiring ones when :live).
 SELECT job_id, seq, kind, occurred_at, payload FROM job_events
-WHERE job_id = :job_id AND seq > :after_seq AND (:transient OR transient = 0)
+WHERE job_id = :job_id AND seq > :after_seq AND (:live OR transient = 0)
 ORDER BY seq
 LIMIT :limit;
 
@@ -141,16 +116,11 @@ SELECT attempt, started_at, ended_at, start_seq, end_seq, end_status, end_attemp
 FROM job_attempts
 WHERE job_id = :job_id AND (start_seq > :after_seq OR end_seq > :after_seq);
 
--- name: running_event
--- The running attempt's `running` event, and a succeeded job's result, with whether a row holds
--- the number just before its end: its `result` event's, derived only when the worker did not
--- store that event itself (when another event was its attempt's last).
-SELECT status, attempt, started_at, event_seq, result,
-    status = 'succeeded' AND EXISTS (
-        SELECT 1 FROM job_events AS e WHERE e.job_id = jobs.id AND e.seq = jobs.event_seq - 1)
-FROM jobs WHERE id = :job_id;
+-- name: job_events_marks
+-- What the job's row says of its events: the running attempt's `running` event, its result.
+SELECT status, attempt, started_at, event_seq, result FROM jobs WHERE id = :job_id;
 
--- name: purge_transient_events
+-- name: purge_live_events
 DELETE FROM job_events
 WHERE (job_id, seq) IN (
     SELECT job_id, seq FROM job_events
@@ -194,15 +164,16 @@ DELETE FROM job_attempts WHERE job_id = :id;
 -- name: delete_events
 DELETE FROM job_events WHERE job_id = :id;
 
--- name: job_status
-SELECT status, cancel_requested, event_seq FROM jobs WHERE id = :id;
+-- name: job_state
+SELECT status, attempt, max_attempts, cancel_requested FROM jobs WHERE id = :id;
 
 -- name: cancel_waiting
 UPDATE jobs
 SET status = 'cancelled', error = :reason, traceback = NULL, completed_at = :now,
     expires_at = :now + COALESCE(result_ttl, :default_ttl),
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND status IN ('queued', 'scheduled', 'awaiting', 'failed');
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now, event_seq = event_seq + 1
+WHERE id = :id AND status IN ('queued', 'scheduled', 'awaiting', 'failed')
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: request_cancel
 UPDATE jobs SET cancel_requested = 1, error = :reason, updated_at = :now
@@ -211,23 +182,13 @@ WHERE id = :id AND status = 'running';
 -- name: cancel_requests
 SELECT id FROM jobs WHERE lease_owner = :owner AND status = 'running' AND cancel_requested = 1;
 
--- name: complete_cancelled
--- A cancelled job keeps the reason its cancellation was requested with.
-UPDATE jobs
-SET status = 'cancelled', error = CASE WHEN cancel_requested = 1 THEN error ELSE :error END,
-    traceback = NULL,
-    completed_at = :now, expires_at = :now + :result_ttl,
-    event_seq = max(event_seq, :event_seq,
-                    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + 1,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
-RETURNING status, attempt, event_seq, error, run_at;
-
 -- name: promote_continuations
 -- The parent succeeded: its continuations may run.
 UPDATE jobs
-SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now
-WHERE continues_job_id = :id AND status = 'awaiting';
+SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now,
+    event_seq = event_seq + 1
+WHERE continues_job_id = :id AND status = 'awaiting'
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: cancel_continuations
 -- The parent ended dead or cancelled: every continuation waiting on it, down the chain, is
@@ -240,8 +201,10 @@ WITH RECURSIVE doomed(id) AS (
 )
 UPDATE jobs
 SET status = 'cancelled', error = :reason, completed_at = :now,
-    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now
-WHERE id IN (SELECT id FROM doomed);
+    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now,
+    event_seq = event_seq + 1
+WHERE id IN (SELECT id FROM doomed)
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: orphaned_continuations
 -- Awaiting jobs whose parent has ended (or is gone): the repair sweep settles them.
@@ -254,20 +217,25 @@ LIMIT :limit;
 -- name: cancel_one_continuation
 UPDATE jobs
 SET status = 'cancelled', error = :reason, completed_at = :now,
-    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now
-WHERE id = :id AND status = 'awaiting';
+    expires_at = :now + COALESCE(result_ttl, :default_ttl), updated_at = :now,
+    event_seq = event_seq + 1
+WHERE id = :id AND status = 'awaiting'
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: promote_one_continuation
 UPDATE jobs
-SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now
-WHERE id = :id AND status = 'awaiting';
+SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now,
+    event_seq = event_seq + 1
+WHERE id = :id AND status = 'awaiting'
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: retry_dead
 UPDATE jobs
 SET status = 'queued', run_at = :now, max_attempts = MAX(max_attempts, attempt + 1),
     error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
-    cancel_requested = 0, updated_at = :now
-WHERE id = :id AND status = 'dead';
+    cancel_requested = 0, updated_at = :now, event_seq = event_seq + 1
+WHERE id = :id AND status = 'dead'
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: running_of_type
 SELECT COUNT(*) FROM jobs WHERE status = 'running' AND job_type = :job_type;

@@ -11,6 +11,15 @@
 -- Transactions. The connection is in autocommit mode: a single statement is its own transaction,
 -- and a statement made of several opens and commits its own, with XACT_ABORT ON so that any error
 -- rolls all of it back. Results are selected before COMMIT; the backend reads every result set.
+-- Inside a transaction the backend holds open (to store what a statement answered in the same
+-- one), a statement's own BEGIN and COMMIT only nest; the statements run there never roll back
+-- (a ROLLBACK would end the backend's transaction too).
+--
+-- Status changes. A statement that changes jobs' statuses numbers each change's event
+-- (event_seq + 1) and answers the changes after its own answer, as a result set of
+-- (id, event_seq, status, attempt, error, run_at) rows: the backend builds their events, timed by
+-- its clock (the @now it passed), and stores them with store_events in the same transaction.
+-- The ends of attempts are the exception: their job_attempts rows record them.
 
 -- name: schema_table_exists
 SELECT CASE WHEN OBJECT_ID(N'__SCHEMA__.jobworker_schema', N'U') IS NULL THEN 0 ELSE 1 END;
@@ -36,8 +45,10 @@ SELECT @status;
 -- a concurrent enqueue of the same key waits for this one; the unique index is the backstop.
 -- Continuations: their parents are locked (and marked) first, so that a parent finishing at the
 -- same moment either sees the continuation or is seen by it; those whose parent has already
--- ended are settled before the commit. A missing parent stores nothing: the answer is then one
--- row per job whose parent is missing (its fourth column), and nothing else.
+-- ended are settled before the commit (then answered as status changes). A missing parent
+-- stores nothing: the answer is then one row per job whose parent is missing (its fourth
+-- column), and nothing else; nothing was written, so the statement commits (a ROLLBACK would end
+-- the caller's transaction too), and the backend rolls its own transaction back.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @jobs nvarchar(max) = ?;
@@ -64,7 +75,7 @@ DECLARE @parents TABLE (
     status  nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL
 );
 DECLARE @ended_parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
 INSERT INTO @new (
     ord, id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
     idempotency_key, continues_job_id, result_ttl
@@ -87,22 +98,24 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     result_ttl        float '$.result_ttl'
 ) AS j;
 BEGIN TRANSACTION;
-UPDATE p SET has_continuations = 1
-OUTPUT inserted.id, inserted.status INTO @parents (id, status)
-FROM __SCHEMA__.jobs AS p
+INSERT INTO @parents (id, status)
+SELECT p.id, p.status FROM __SCHEMA__.jobs AS p WITH (UPDLOCK, ROWLOCK)
 WHERE p.id IN (SELECT n.continues_job_id FROM @new AS n WHERE n.continues_job_id IS NOT NULL);
 IF EXISTS (SELECT 1 FROM @new AS n
            WHERE n.continues_job_id IS NOT NULL
              AND NOT EXISTS (SELECT 1 FROM @parents AS p WHERE p.id = n.continues_job_id))
 BEGIN
-    ROLLBACK TRANSACTION;
     SELECT n.ord, CAST(0 AS bit), CAST(NULL AS uniqueidentifier), n.continues_job_id
     FROM @new AS n
     WHERE n.continues_job_id IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM @parents AS p WHERE p.id = n.continues_job_id)
     ORDER BY n.ord;
+    COMMIT TRANSACTION;
     RETURN;
 END;
+UPDATE p SET has_continuations = 1
+FROM __SCHEMA__.jobs AS p
+JOIN @parents AS q ON q.id = p.id;
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
     idempotency_key, continues_job_id, result_ttl
@@ -123,7 +136,7 @@ SET @ended_parents = (SELECT p.id FROM @parents AS p
 IF @ended_parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
+        @changes = @settled OUTPUT;
 SELECT n.ord, CAST(CASE WHEN i.id IS NULL THEN 0 ELSE 1 END AS bit), COALESCE(i.id, h.id),
     CAST(NULL AS uniqueidentifier)
 FROM @new AS n
@@ -131,12 +144,22 @@ LEFT JOIN @inserted AS i ON i.id = n.id
 OUTER APPLY (SELECT j.id FROM __SCHEMA__.jobs AS j
              WHERE i.id IS NULL AND j.idempotency_key = n.idempotency_key) AS h
 ORDER BY n.ord;
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: claim
 -- Lock the most urgent due rows no other worker holds (READPAST), lease them, count the
--- attempt, and number its `running` event (004_events.sql). UPDATE TOP (n) would take any n
--- rows, so the order lives in a CTE that is updated.
+-- attempt, and number its `running` event (event_seq + 1; nothing stores it: it is read from the
+-- job's row, then from the attempt's). UPDATE TOP (n) would take any n rows, so the order lives
+-- in a CTE that is updated.
 -- @job_types (a JSON array) are claimed freely. @caps (a JSON array of {"job_type", "cap"}) are
 -- the capped types: for each, an application lock serialises the claims of that type across
 -- every worker until the commit, the running ones are counted, and no more than the rest taken.
@@ -205,7 +228,7 @@ OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.a
     inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
     inserted.priority, inserted.run_at, inserted.event_seq
 INTO @claimed;
--- From the OUTPUT rows: @@ROWCOUNT is not relied on after an UPDATE that fires a trigger.
+-- From the OUTPUT rows, as every change of jobs is counted.
 SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
 WHILE @i < @count AND @room > 0
 BEGIN
@@ -266,10 +289,15 @@ SELECT COUNT(*) FROM @extended;
 -- name: complete
 -- Many outcomes in one transaction: store the attempts' events (@events, a JSON array; one whose
 -- (job, seq) is already stored, or comes earlier in the array, is dropped), then update the jobs
--- whose lease is still ours, numbering each end's lifecycle event after the attempt's own
--- (its last sequence is event_seq), record one attempt row for each of them, and settle the
--- continuations of those that ended. expires_at comes computed (completed_at + the job's
--- result TTL). Answers one row per outcome applied.
+-- whose lease is still ours, numbering each end after the attempt's own events (its last
+-- sequence is event_seq) and after the job's event_seq: one number for its lifecycle event, and
+-- one more before it for a success (its `result` event, read from jobs.result, never stored).
+-- Each applied outcome gets its attempt row, which records the number of the attempt's
+-- `running` event (start_seq; 0: unknown, then the job's event_seq before the change) and its
+-- end (end_seq and what the lifecycle event says). Then the continuations of the jobs that
+-- ended are settled. expires_at comes computed (completed_at + the job's result TTL).
+-- Answers one row per outcome applied (what its lifecycle event says), then the continuations'
+-- status changes.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @now datetime2(6) = ?;
@@ -289,7 +317,8 @@ DECLARE @done TABLE (
     expires_at  datetime2(6) NULL,
     started_at  datetime2(6) NOT NULL,
     ended_at    datetime2(6) NOT NULL,
-    event_seq   bigint NOT NULL
+    event_seq   bigint NOT NULL,
+    start_seq   bigint NOT NULL
 );
 DECLARE @new_events TABLE (
     ord          int NOT NULL PRIMARY KEY,
@@ -307,16 +336,17 @@ DECLARE @updated TABLE (
     attempt            int NOT NULL,
     event_seq          bigint NOT NULL,
     error              nvarchar(max) NULL,
-    run_at             datetime2(6) NOT NULL
+    run_at             datetime2(6) NOT NULL,
+    old_seq            bigint NOT NULL
 );
 DECLARE @ended_parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
 INSERT INTO @done (
     ord, id, attempt, owner, outcome, result, error, traceback, retry_at, expires_at,
-    started_at, ended_at, event_seq
+    started_at, ended_at, event_seq, start_seq
 )
 SELECT CAST(a.[key] AS int), d.id, d.attempt, d.owner, d.outcome, d.result, d.error,
-    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at, d.event_seq
+    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at, d.event_seq, d.start_seq
 FROM OPENJSON(@outcomes) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id          uniqueidentifier '$.id',
@@ -330,7 +360,8 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     expires_at  datetime2(6) '$.expires_at',
     started_at  datetime2(6) '$.started_at',
     ended_at    datetime2(6) '$.ended_at',
-    event_seq   bigint '$.event_seq'
+    event_seq   bigint '$.event_seq',
+    start_seq   bigint '$.start_seq'
 ) AS d;
 INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
 SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
@@ -380,18 +411,22 @@ SET status = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN
     lease_owner = NULL,
     lease_expires_at = NULL,
     -- GREATEST is SQL Server 2022 only.
-    event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END + 1
+    event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END
+                + CASE WHEN d.outcome = N'succeeded' THEN 2 ELSE 1 END
 OUTPUT inserted.id, inserted.status, inserted.has_continuations, inserted.attempt,
-    inserted.event_seq, inserted.error, inserted.run_at
-    INTO @updated (id, status, has_continuations, attempt, event_seq, error, run_at)
+    inserted.event_seq, inserted.error, inserted.run_at, deleted.event_seq
+    INTO @updated (id, status, has_continuations, attempt, event_seq, error, run_at, old_seq)
 FROM __SCHEMA__.jobs AS j
 JOIN @done AS d ON j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
 WHERE j.status = N'running';
 INSERT INTO __SCHEMA__.job_attempts
-    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
-SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback
+    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
+     start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
+SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback,
+    CASE WHEN d.start_seq > 0 THEN d.start_seq ELSE u.old_seq END,
+    u.event_seq, u.status, u.attempt, u.error, u.run_at
 FROM @done AS d
-WHERE EXISTS (SELECT 1 FROM @updated AS u WHERE u.id = d.id)
+JOIN @updated AS u ON u.id = d.id
 ORDER BY d.ord;
 SET @ended_parents = (SELECT u.id FROM @updated AS u
                       WHERE u.has_continuations = 1
@@ -400,9 +435,18 @@ SET @ended_parents = (SELECT u.id FROM @updated AS u
 IF @ended_parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
+        @changes = @settled OUTPUT;
 -- Each outcome applied, with what its lifecycle event records.
 SELECT id, status, attempt, event_seq, error, run_at FROM @updated;
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: end_leases
@@ -411,7 +455,9 @@ COMMIT TRANSACTION;
 -- released, the attempt does not count. A job whose cancellation was requested ends cancelled
 -- either way. Rows another session holds are skipped (READPAST). @floors (a JSON array of
 -- {"id", "seq"}): per job, the last event sequence used on the live bus; the change's lifecycle
--- event is numbered above it, above event_seq and above every event stored for the job.
+-- event is numbered above it, above event_seq and above every event stored for the job, and
+-- recorded in the attempt's row with the number of its `running` event (the job's event_seq
+-- before the change). Answers how many leases ended, then the continuations' status changes.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @expired bit = ?;
@@ -431,10 +477,15 @@ DECLARE @ended TABLE (
     started_at         datetime2(6) NULL,
     cancel_requested   bit NOT NULL,
     status             nvarchar(16) NOT NULL,
-    has_continuations  bit NOT NULL
+    has_continuations  bit NOT NULL,
+    start_seq          bigint NOT NULL,
+    end_seq            bigint NOT NULL,
+    end_attempt        int NOT NULL,
+    end_error          nvarchar(max) NULL,
+    end_run_at         datetime2(6) NOT NULL
 );
 DECLARE @ended_parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
 INSERT INTO @floor (id, seq)
 SELECT f.id, MAX(f.seq)
 FROM OPENJSON(@floors) WITH (id uniqueidentifier '$.id', seq bigint '$.seq') AS f
@@ -474,15 +525,19 @@ SET status = CASE WHEN cancel_requested = 1 THEN N'cancelled'
                      WHEN floor_seq >= stored_seq THEN floor_seq
                      ELSE stored_seq END + 1
 OUTPUT deleted.id, deleted.attempt, deleted.lease_owner, deleted.started_at,
-    deleted.cancel_requested, inserted.status, inserted.has_continuations
-INTO @ended (id, attempt, worker, started_at, cancel_requested, status, has_continuations);
+    deleted.cancel_requested, inserted.status, inserted.has_continuations, deleted.event_seq,
+    inserted.event_seq, inserted.attempt, inserted.error, inserted.run_at
+INTO @ended (id, attempt, worker, started_at, cancel_requested, status, has_continuations,
+    start_seq, end_seq, end_attempt, end_error, end_run_at);
 INSERT INTO __SCHEMA__.job_attempts
-    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback)
+    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
+     start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
 SELECT id, attempt, worker, COALESCE(started_at, @now), @now,
     CASE WHEN cancel_requested = 1 THEN N'cancelled'
          WHEN @lost = 1 THEN N'lost'
          ELSE N'released' END,
-    @reason + N' (worker ' + worker + N')', NULL
+    @reason + N' (worker ' + worker + N')', NULL,
+    start_seq, end_seq, status, end_attempt, end_error, end_run_at
 FROM @ended;
 SET @ended_parents = (SELECT e.id FROM @ended AS e
                       WHERE e.has_continuations = 1 AND e.status IN (N'dead', N'cancelled')
@@ -490,8 +545,17 @@ SET @ended_parents = (SELECT e.id FROM @ended AS e
 IF @ended_parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
+        @changes = @settled OUTPUT;
 SELECT COUNT(*) FROM @ended;
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: leased_job_ids
@@ -509,7 +573,8 @@ WHERE status = N'running'
 -- name: cancel
 -- A waiting job is cancelled at once, with the continuations waiting on it; a running one is
 -- flagged for its worker (which polls for cancel requests). Answers the status it had (NULL:
--- no such job), whether it was cancelled, and whether it was asked to stop.
+-- no such job), whether it was cancelled, and whether it was asked to stop; then the status
+-- changes (the job's and its continuations').
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @id uniqueidentifier = ?;
@@ -520,7 +585,15 @@ DECLARE @status nvarchar(16);
 DECLARE @cancelled bit = 0;
 DECLARE @requested bit = 0;
 DECLARE @parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
+DECLARE @changes TABLE (
+    id         uniqueidentifier NOT NULL,
+    event_seq  bigint NOT NULL,
+    status     nvarchar(16) NOT NULL,
+    attempt    int NOT NULL,
+    error      nvarchar(max) NULL,
+    run_at     datetime2(6) NOT NULL
+);
 BEGIN TRANSACTION;
 SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
 IF @status IN (N'queued', N'scheduled', N'awaiting', N'failed')
@@ -529,12 +602,15 @@ BEGIN
     SET status = N'cancelled', error = @reason, traceback = NULL, completed_at = @now,
         expires_at = __SCHEMA__.add_seconds(@now, COALESCE(result_ttl, @default_ttl)),
         lease_owner = NULL, lease_expires_at = NULL, event_seq = event_seq + 1
+    OUTPUT inserted.id, inserted.event_seq, inserted.status, inserted.attempt, inserted.error,
+        inserted.run_at
+    INTO @changes (id, event_seq, status, attempt, error, run_at)
     WHERE id = @id;
     SET @cancelled = 1;
     SET @parents = (SELECT @id AS id FOR JSON PATH);
     EXEC __SCHEMA__.settle_continuations
         @parents = @parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
+        @changes = @settled OUTPUT;
 END
 ELSE IF @status = N'running'
 BEGIN
@@ -542,6 +618,17 @@ BEGIN
     SET @requested = 1;
 END;
 SELECT @status, @cancelled, @requested;
+SELECT id, event_seq, status, attempt, error, run_at FROM @changes
+UNION ALL
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: cancel_requests
@@ -552,12 +639,20 @@ WHERE lease_owner = @owner AND status = N'running' AND cancel_requested = 1;
 
 -- name: retry_dead
 -- A dead job is queued again, with one more attempt if it had used them all. Answers the
--- status it had (NULL: no such job) and whether it was retried.
+-- status it had (NULL: no such job) and whether it was retried; then its status change.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @id uniqueidentifier = ?;
 DECLARE @now datetime2(6) = ?;
 DECLARE @status nvarchar(16);
+DECLARE @changes TABLE (
+    id         uniqueidentifier NOT NULL,
+    event_seq  bigint NOT NULL,
+    status     nvarchar(16) NOT NULL,
+    attempt    int NOT NULL,
+    error      nvarchar(max) NULL,
+    run_at     datetime2(6) NOT NULL
+);
 BEGIN TRANSACTION;
 SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
 IF @status = N'dead'
@@ -567,14 +662,18 @@ IF @status = N'dead'
                             ELSE attempt + 1 END,
         error = NULL, traceback = NULL, completed_at = NULL, expires_at = NULL,
         cancel_requested = 0, event_seq = event_seq + 1
+    OUTPUT inserted.id, inserted.event_seq, inserted.status, inserted.attempt, inserted.error,
+        inserted.run_at
+    INTO @changes (id, event_seq, status, attempt, error, run_at)
     WHERE id = @id;
 SELECT @status, CAST(CASE WHEN @status = N'dead' THEN 1 ELSE 0 END AS bit);
+SELECT id, event_seq, status, attempt, error, run_at FROM @changes;
 COMMIT TRANSACTION;
 
 -- name: delete_job
 -- A job that is not running, with its attempts and events; continuations waiting on it are
 -- cancelled ("no longer exists"). Answers the status it had (NULL: no such job) and whether it
--- was deleted.
+-- was deleted; then the continuations' status changes.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @id uniqueidentifier = ?;
@@ -583,7 +682,7 @@ DECLARE @default_ttl float = ?;
 DECLARE @status nvarchar(16);
 DECLARE @deleted bit = 0;
 DECLARE @parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
 BEGIN TRANSACTION;
 SELECT @status = j.status FROM __SCHEMA__.jobs AS j WITH (UPDLOCK, ROWLOCK) WHERE j.id = @id;
 IF @status IS NOT NULL AND @status <> N'running'
@@ -595,20 +694,30 @@ BEGIN
     SET @parents = (SELECT @id AS id FOR JSON PATH);
     EXEC __SCHEMA__.settle_continuations
         @parents = @parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
+        @changes = @settled OUTPUT;
 END;
 SELECT @status, @deleted;
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: resolve_continuations
 -- Repair sweep: settle awaiting jobs whose parent has ended (or is gone), up to @limit parents.
+-- Answers how many jobs it changed, then their status changes.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @limit int = ?;
 DECLARE @now datetime2(6) = ?;
 DECLARE @default_ttl float = ?;
 DECLARE @parents nvarchar(max);
-DECLARE @settled int = 0;
+DECLARE @settled nvarchar(max);
 BEGIN TRANSACTION;
 SET @parents = (
     SELECT TOP (@limit) o.id
@@ -622,20 +731,84 @@ SET @parents = (
 IF @parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @parents, @now = @now, @default_ttl = @default_ttl,
-        @settled = @settled OUTPUT;
-SELECT @settled;
+        @changes = @settled OUTPUT;
+SELECT COUNT(*) FROM OPENJSON(COALESCE(@settled, N'[]'));
+SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
+FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
+    id         uniqueidentifier '$.id',
+    event_seq  bigint '$.event_seq',
+    status     nvarchar(16) '$.status',
+    attempt    int '$.attempt',
+    error      nvarchar(max) '$.error',
+    run_at     datetime2(6) '$.run_at'
+) AS c;
 COMMIT TRANSACTION;
 
 -- name: read_events
--- A job's events after a sequence, in order; transient ones only when @transient = 1.
+-- The rows a page of a job's events is read from, as one moment of the database: the job's row
+-- (status, attempt, started_at, event_seq, result), its attempts' rows that record events after
+-- @after_seq, and up to @limit of its stored events after @after_seq, in order (transient ones
+-- only when @transient = 1); the backend merges them (storage/event_log.py).
+-- The job's row is read first and stays locked shared until the commit: every change of the job
+-- updates that row before it writes the job's attempt rows, so none is half seen. Event rows of
+-- a transaction that has not committed are skipped (READPAST): those of an outcome that has not
+-- yet updated the job (it waits for this read) belong to a later moment, and rows being deleted
+-- to a job that is going.
 SET NOCOUNT ON;
+SET XACT_ABORT ON;
 DECLARE @job_id uniqueidentifier = ?;
 DECLARE @after_seq bigint = ?;
 DECLARE @limit int = ?;
 DECLARE @transient bit = ?;
-SELECT TOP (@limit) seq, kind, occurred_at, payload FROM __SCHEMA__.job_events
+BEGIN TRANSACTION;
+SELECT status, attempt, started_at, event_seq, result
+FROM __SCHEMA__.jobs WITH (ROWLOCK, HOLDLOCK)
+WHERE id = @job_id;
+SELECT attempt, started_at, ended_at, start_seq, end_seq, end_status, end_attempt, end_error,
+    end_run_at
+FROM __SCHEMA__.job_attempts WITH (READPAST)
+WHERE job_id = @job_id AND (start_seq > @after_seq OR end_seq > @after_seq)
+ORDER BY id;
+SELECT TOP (@limit) seq, kind, occurred_at, payload
+FROM __SCHEMA__.job_events WITH (READPAST)
 WHERE job_id = @job_id AND seq > @after_seq AND (@transient = 1 OR transient = 0)
 ORDER BY seq;
+COMMIT TRANSACTION;
+
+-- name: store_events
+-- Events (a JSON array of {"job_id", "seq", "kind", "occurred_at", "payload", "transient"}), in
+-- one statement; one whose (job, seq) is already stored, or comes earlier in the array, is
+-- dropped.
+SET NOCOUNT ON;
+DECLARE @events nvarchar(max) = ?;
+DECLARE @new_events TABLE (
+    ord          int NOT NULL PRIMARY KEY,
+    job_id       uniqueidentifier NOT NULL,
+    seq          bigint NOT NULL,
+    kind         nvarchar(32) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    occurred_at  datetime2(6) NOT NULL,
+    payload      nvarchar(max) NOT NULL,
+    transient    bit NOT NULL
+);
+INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
+SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+FROM OPENJSON(@events) AS a
+CROSS APPLY OPENJSON(a.[value]) WITH (
+    job_id       uniqueidentifier '$.job_id',
+    seq          bigint '$.seq',
+    kind         nvarchar(max) '$.kind',
+    occurred_at  datetime2(6) '$.occurred_at',
+    payload      nvarchar(max) '$.payload',
+    transient    bit '$.transient'
+) AS e;
+INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
+SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+FROM @new_events AS e
+WHERE NOT EXISTS (SELECT 1 FROM @new_events AS f
+                  WHERE f.job_id = e.job_id AND f.seq = e.seq AND f.ord < e.ord)
+  AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_events AS s
+                  WHERE s.job_id = e.job_id AND s.seq = e.seq)
+ORDER BY e.ord;
 
 -- name: purge_transient_events
 SET NOCOUNT ON;

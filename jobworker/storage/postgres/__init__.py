@@ -10,7 +10,7 @@ from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.storage.postgres.connection import Database
 from jobworker.storage.postgres.control import PostgresControl
-from jobworker.storage.postgres.events import PostgresEvents
+from jobworker.storage.postgres.events import PostgresEvents, PostgresLive
 from jobworker.storage.postgres.inspection import PostgresInspection
 from jobworker.storage.postgres.jobs import PostgresJobs
 from jobworker.storage.postgres.leadership import PostgresLeadership
@@ -31,13 +31,12 @@ class PostgresStorage:
     ) -> None:
         settings = settings or Settings(database_url=url)
         self._db = Database(url, settings)
-        # When results are kept, read_events derives a succeeded job's `result` event.
-        self.derives_result_events = "result" in settings.persisted_kinds()
         self.schema = PostgresSchema(self._db, settings, clock)
         self.jobs = PostgresJobs(self._db, settings, clock)
         self.control = PostgresControl(self._db, settings, clock)
         self.inspection = PostgresInspection(self._db, settings, clock)
         self.events = PostgresEvents(self._db, settings, clock)
+        self.live = PostgresLive(self._db, settings, clock)
         self.maintenance = PostgresMaintenance(self._db, settings, clock)
         self.recurring = PostgresRecurring(self._db, settings, clock)
         self.leadership = PostgresLeadership(self._db, settings, clock)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError, MissingExtraError
@@ -36,6 +36,8 @@ else:
 __all__ = ["CONNECTION_LOST", "VALUES", "Database", "affected_rows", "plain_uuid", "require_driver"]
 
 logger = logging.getLogger("jobworker.storage.postgres")
+
+T = TypeVar("T")
 
 
 def require_driver() -> None:
@@ -158,6 +160,19 @@ class Database:
     ) -> int:
         """Run statement `name`; returns how many rows it affected."""
         return affected_rows(await self._run("execute", name, args, named, conn, retry))
+
+    async def in_transaction(self, work: Callable[[Any], Awaitable[T]], *, retry: bool = True) -> T:
+        """`work(conn)` in one transaction on a pooled connection; retried once on a fresh one
+        when the connection is lost, unless `retry` is false (work not safe to repeat)."""
+        for attempt in (1, 2):
+            try:
+                async with self.acquire() as conn, conn.transaction():
+                    return await work(conn)
+            except CONNECTION_LOST as exc:
+                if not retry or attempt == 2:
+                    raise
+                logger.debug("a database connection was lost (%s); retrying on a fresh one", exc)
+        raise AssertionError("unreachable")
 
     async def notify_events(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Wake readers without Redis (LISTENing on the events channel) for these jobs."""

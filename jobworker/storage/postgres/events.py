@@ -1,51 +1,45 @@
-"""The event store role on PostgreSQL: reading a job's events, LISTENing for new ones, and
-purging the transient rows that carry events live without Redis."""
+"""The event roles on PostgreSQL: a job's history (`PostgresEvents`), and the rows that carry
+every event live when Redis is not there (`PostgresLive`: stored, read, LISTENed for, purged)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-
-import msgspec
 
 from jobworker.clock import Clock
 from jobworker.config import Settings
-from jobworker.models import EventKind, JobEvent
+from jobworker.models import JobEvent
 from jobworker.storage.ports import Subscription
 from jobworker.storage.postgres.connection import Database
+from jobworker.storage.postgres.event_rows import read_page, store_events
 from jobworker.storage.postgres.listener import Listener
+
+__all__ = ["PostgresEvents", "PostgresLive"]
 
 
 class PostgresEvents:
     def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
         self._db = db
-        # When results are kept, read_events derives a succeeded job's `result` event.
-        self._results = "result" in settings.persisted_kinds()
 
     async def read_events(
-        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100, *, transient: bool = False
+        self, job_id: uuid.UUID, after_seq: int = 0, limit: int = 100
     ) -> list[JobEvent]:
-        found = await self._db.fetch(
-            "read_events",
-            job_id=job_id,
-            after_seq=after_seq,
-            limit=limit,
-            transient=transient,
-            results=self._results,
-        )
-        return [
-            JobEvent(
-                job_id=job_id,
-                seq=row[0],
-                kind=EventKind(row[1]),
-                occurred_at=row[2],
-                payload=msgspec.Raw(row[3]),
-            )
-            for row in found
-        ]
+        return await read_page(self._db, job_id, after_seq, limit, transient=False)
 
-    async def subscribe_events(
+
+class PostgresLive:
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self._db = db
+        self._kept = settings.kept_kinds()
+
+    async def store_live(self, events: Sequence[JobEvent]) -> None:
+        await store_events(self._db, events, self._kept, channel=self._db.events_channel)
+
+    async def read_live(self, job_id: uuid.UUID, after_seq: int, limit: int) -> list[JobEvent]:
+        return await read_page(self._db, job_id, after_seq, limit, transient=True)
+
+    async def subscribe_live(
         self, on_events: Callable[[set[uuid.UUID] | None], None]
     ) -> Subscription:
         def dispatch(payload: str) -> None:
@@ -57,5 +51,5 @@ class PostgresEvents:
         await listener.start()
         return listener
 
-    async def purge_transient_events(self, before: datetime, limit: int = 5000) -> int:
-        return await self._db.execute("purge_transient_events", before, limit)
+    async def purge_live(self, before: datetime, limit: int = 5000) -> int:
+        return await self._db.execute("purge_live", before, limit)

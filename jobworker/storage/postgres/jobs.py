@@ -14,11 +14,13 @@ from typing import Any
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
-from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob
-from jobworker.storage.base import lifecycle_event, outcome_row, without_derived_results
+from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob, Succeeded
+from jobworker.storage.base import outcome_row
+from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
+from jobworker.storage.postgres.event_rows import event_params
 from jobworker.storage.postgres.listener import Listener
 from jobworker.storage.rows import Values, claimed_jobs
 
@@ -48,6 +50,7 @@ class PostgresJobs:
         self._db = db
         self._clock = clock
         self._result_ttl = settings.result_ttl
+        self._kept = settings.kept_kinds()
         # Workers with Redis carry events live there: their rounds need no notification.
         self._notify_on_record = not settings.redis_url
         self._endings = Endings(db, settings, clock)
@@ -82,7 +85,7 @@ class PostgresJobs:
             raise JobNotFoundError(missing[0])
         results = await insert_jobs(self._db, conn, jobs, text_json=text_json)
         ended = [parent for parent, status in found.items() if JobStatus(status).is_terminal]
-        await self._endings.settle(ended, conn=conn)
+        await self._endings.settle(ended, conn=conn, text_json=text_json)
         return results
 
     async def _copy(self, jobs: Sequence[NewJob]) -> list[EnqueueResult]:
@@ -176,38 +179,35 @@ class PostgresJobs:
         self,
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
-        transient: Sequence[JobEvent] = (),
         *,
         lifecycle: bool = True,
     ) -> Recorded:
-        if not completions and not events and not transient:
+        if not completions and not events:
             return Recorded()
-        # read_events derives a succeeded job's `result` event from jobs.result (a row less).
-        events = without_derived_results(completions, events)
-        stored = [*events, *transient]
+        stored = event_params(events, self._kept)
         # Safe to repeat: a second run finds the leases already released and changes nothing.
         applied = await self._db.fetch(
             "complete",
             **self._outcomes(completions),
-            event_job_ids=[event.job_id for event in stored],
-            event_seqs=[event.seq for event in stored],
-            event_kinds=[event.kind.value for event in stored],
-            event_times=[event.occurred_at for event in stored],
-            event_payloads=[bytes(event.payload) for event in stored],
-            event_transient=[False] * len(events) + [True] * len(transient),
+            event_job_ids=stored["job_ids"],
+            event_seqs=stored["seqs"],
+            event_kinds=stored["kinds"],
+            event_times=stored["times"],
+            event_payloads=stored["payloads"],
+            event_transient=stored["transient"],
             channel=self._db.events_channel if self._notify_on_record else None,
         )
         if len(applied) < len(completions):
             logger.info(
                 "dropped %d outcome(s) whose lease was lost", len(completions) - len(applied)
             )
-        if self._notify_on_record and stored and not applied:
+        if self._notify_on_record and events and not applied:
             # The statement notifies with its first applied outcome; without one, do it here.
-            await self._db.notify_events(list({event.job_id for event in stored}))
+            await self._db.notify_events(list({event.job_id for event in events}))
         await self._endings.settle([row[0] for row in applied if row[1]])
         if not lifecycle:
             return Recorded(applied=len(applied))
-        return Recorded(applied=len(applied), lifecycle=_end_events(completions, applied))
+        return Recorded(applied=len(applied), events=_end_events(completions, applied))
 
     def _outcomes(self, completions: Sequence[Completion]) -> dict[str, Any]:
         """The completion statement's outcome parameters, one array per column."""
@@ -243,21 +243,17 @@ class PostgresJobs:
 
 
 def _end_events(completions: Sequence[Completion], applied: Sequence[Any]) -> list[JobEvent]:
-    """The lifecycle event of each applied outcome's end, as the attempt row records it (with the
-    attempt's end time)."""
-    ended_at = {item.job_id: item.ended_at for item in completions}
-    return [
-        lifecycle_event(
-            plain_uuid(row[0]),
-            row[4],
-            ended_at[plain_uuid(row[0])],
-            JobStatus(row[2]),
-            row[3],
-            row[5],
-            row[6] if row[2] == JobStatus.FAILED else None,
-        )
-        for row in applied
-    ]
+    """The events of each applied outcome's end (a success's result, then its lifecycle event),
+    as the attempt row records them, at the attempt's end time."""
+    by_id = {item.job_id: item for item in completions}
+    events: list[JobEvent] = []
+    for row in applied:
+        job_id = plain_uuid(row[0])
+        item = by_id[job_id]
+        change = Change(job_id, row[4], JobStatus(row[2]), row[3], row[5], row[6])
+        result = item.outcome.result if isinstance(item.outcome, Succeeded) else None
+        events += end_events(change, item.ended_at, result=result)
+    return events
 
 
 async def insert_jobs(

@@ -4,22 +4,30 @@ from __future__ import annotations
 
 import uuid
 
+from jobworker import transitions
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import InvalidJobStateError, JobNotFoundError
 from jobworker.models import CancelResult, JobStatus
 from jobworker.storage.sqlite.connection import Database, Session
-from jobworker.storage.sqlite.writes import after_parent_ended
+from jobworker.storage.sqlite.writes import after_parent_ended, change_status
+from jobworker.transitions import JobState
 
 __all__ = ["SQLiteControl"]
 
 
-def _status(session: Session, job_id: uuid.UUID) -> str:
-    """The job's status; `JobNotFoundError` if there is no such job."""
-    found = session.one("job_status", {"id": str(job_id)})
+def _state(session: Session, job_id: uuid.UUID) -> JobState:
+    """What the job's transitions depend on; `JobNotFoundError` if there is no such job."""
+    found = session.one("job_state", {"id": str(job_id)})
     if found is None:
         raise JobNotFoundError(job_id)
-    return str(found[0])
+    status, attempt, max_attempts, cancel_requested = found
+    return JobState(
+        status=JobStatus(status),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        cancel_requested=bool(cancel_requested),
+    )
 
 
 class SQLiteControl:
@@ -30,33 +38,34 @@ class SQLiteControl:
 
     async def cancel(self, job_id: uuid.UUID, reason: str) -> CancelResult:
         def cancel(session: Session) -> CancelResult:
-            _status(session, job_id)
+            decision = transitions.cancel(_state(session, job_id))
             now = self._clock.now().timestamp()
             default_ttl = self._settings.result_ttl
             params = {"id": str(job_id), "now": now, "reason": reason, "default_ttl": default_ttl}
-            if session.execute("cancel_waiting", params).rowcount == 1:
+            if decision.result is CancelResult.CANCELLED:
+                change_status(session, "cancel_waiting", params)
                 after_parent_ended(session, str(job_id), JobStatus.CANCELLED, now, default_ttl)
-                return CancelResult.CANCELLED
-            if session.execute("request_cancel", params).rowcount == 1:
-                return CancelResult.REQUESTED
-            return CancelResult.FINISHED
+            elif decision.result is CancelResult.REQUESTED:
+                session.execute("request_cancel", params)
+            return decision.result
 
         return await self._db.write(cancel)
 
     async def retry_job(self, job_id: uuid.UUID) -> None:
         def retry(session: Session) -> None:
-            status = _status(session, job_id)
-            params = {"id": str(job_id), "now": self._clock.now().timestamp()}
-            if session.execute("retry_dead", params).rowcount != 1:
-                raise InvalidJobStateError(job_id, status, "only dead jobs can be retried")
+            state = _state(session, job_id)
+            now = self._clock.now()
+            if transitions.retry(state, now) is None:
+                raise InvalidJobStateError(job_id, state.status, transitions.RETRY_REFUSED)
+            change_status(session, "retry_dead", {"id": str(job_id), "now": now.timestamp()})
 
         await self._db.write(retry)
 
     async def delete_job(self, job_id: uuid.UUID) -> None:
         def delete(session: Session) -> None:
-            status = _status(session, job_id)
-            if status == JobStatus.RUNNING:
-                raise InvalidJobStateError(job_id, status, "cancel it first")
+            state = _state(session, job_id)
+            if not transitions.may_delete(state):
+                raise InvalidJobStateError(job_id, state.status, transitions.DELETE_REFUSED)
             params = {"id": str(job_id)}
             for statement in ("delete_events", "delete_attempts", "delete_job"):
                 session.execute(statement, params)

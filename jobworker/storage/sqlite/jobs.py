@@ -9,11 +9,10 @@ from typing import Any
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
-from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
-from jobworker.storage.base import without_derived_results
+from jobworker.models import ClaimedJob, Completion, EventKind, JobEvent, NewJob
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs
-from jobworker.storage.sqlite.attempts import complete, end_event, end_leases
+from jobworker.storage.sqlite.attempts import complete, end_leases
 from jobworker.storage.sqlite.connection import Database, Session
 from jobworker.storage.sqlite.values import VALUES, event_row, job_row, json_list
 from jobworker.storage.sqlite.writes import insert_job, settle_new_continuation
@@ -26,6 +25,7 @@ class SQLiteJobs:
         self._db = db
         self._settings = settings
         self._clock = clock
+        self._kept = settings.kept_kinds()
 
     async def subscribe(
         self,
@@ -111,32 +111,21 @@ class SQLiteJobs:
         self,
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
-        transient: Sequence[JobEvent] = (),
         *,
         lifecycle: bool = True,
     ) -> Recorded:
-        if not completions and not events and not transient:
+        if not completions and not events:
             return Recorded()
         default_ttl = self._settings.result_ttl
-        # read_events derives a succeeded job's `result` event from its result (a row less).
-        event_rows = [
-            event_row(event, False) for event in without_derived_results(completions, events)
-        ]
-        event_rows += [event_row(event, True) for event in transient]
+        event_rows = [event_row(event, event.kind not in self._kept) for event in events]
 
         def record(session: Session) -> Recorded:
             now = self._clock.now().timestamp()
-            changes: list[JobEvent] = []  # lifecycle events for the live bus
-            applied = 0
             # Events first: a job's end is numbered after every event its attempt stored.
             session.execute_many("insert_event", event_rows)
-            for item in completions:
-                ended = complete(session, item, now, default_ttl)
-                if ended is not None:
-                    applied += 1
-                    if lifecycle:
-                        changes.append(end_event(item, ended))
-            return Recorded(applied=applied, lifecycle=changes)
+            ended = complete(session, completions, now, default_ttl) if completions else []
+            applied = sum(1 for event in ended if event.kind is EventKind.LIFECYCLE)
+            return Recorded(applied=applied, events=ended if lifecycle else [])
 
         return await self._db.write(record)
 

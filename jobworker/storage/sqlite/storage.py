@@ -11,7 +11,7 @@ from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
 from jobworker.storage.sqlite.connection import Database, sqlite_path
 from jobworker.storage.sqlite.control import SQLiteControl
-from jobworker.storage.sqlite.events import SQLiteEvents
+from jobworker.storage.sqlite.events import SQLiteEvents, SQLiteLiveRows
 from jobworker.storage.sqlite.inspection import SQLiteInspection
 from jobworker.storage.sqlite.jobs import SQLiteJobs
 from jobworker.storage.sqlite.leadership import SQLiteLeadership
@@ -32,15 +32,14 @@ class SQLiteStorage:
         self.path = sqlite_path(url)
         self.settings = settings or Settings()
         self.clock = clock
-        # When results are kept, reading a succeeded job's events derives its `result` event.
-        self.derives_result_events = "result" in self.settings.persisted_kinds()
         db = Database(self.path, self.settings, prepare=upgrade)
         self._db = db
         self.schema = SQLiteSchema(db)
         self.jobs = SQLiteJobs(db, self.settings, clock)
         self.control = SQLiteControl(db, self.settings, clock)
         self.inspection = SQLiteInspection(db)
-        self.events = SQLiteEvents(db, self.derives_result_events)
+        self.events = SQLiteEvents(db)
+        self.live = SQLiteLiveRows(db, self.settings)
         self.maintenance = SQLiteMaintenance(db, self.settings, clock)
         self.recurring = SQLiteRecurring(db, clock)
         self.leadership = SQLiteLeadership(db, clock)

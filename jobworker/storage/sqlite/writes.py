@@ -1,6 +1,7 @@
-"""Writes several roles make, written once: a new job's insert, and what a parent's end does to
-the continuations waiting on it (after an attempt's end, a cancel, a delete, a continuation's
-enqueue, the repair sweep). Called inside the caller's write transaction."""
+"""Writes several roles make, written once: a new job's insert, a status change with its event,
+and what a parent's end does to the continuations waiting on it (after an attempt's end, a
+cancel, a delete, a continuation's enqueue, the repair sweep). Called inside the caller's write
+transaction."""
 
 from __future__ import annotations
 
@@ -10,10 +11,18 @@ from typing import Any
 from jobworker.errors import JobNotFoundError
 from jobworker.models import JobStatus
 from jobworker.storage.base import parent_ended_reason
+from jobworker.storage.event_log import Change, change_event
 from jobworker.storage.ports import EnqueueResult
-from jobworker.storage.sqlite.connection import Session
+from jobworker.storage.sqlite.connection import Params, Session
+from jobworker.storage.sqlite.values import VALUES, event_row, from_timestamp
 
-__all__ = ["after_parent_ended", "insert_job", "settle_awaiting", "settle_new_continuation"]
+__all__ = [
+    "after_parent_ended",
+    "change_status",
+    "insert_job",
+    "settle_awaiting",
+    "settle_new_continuation",
+]
 
 _DOOMS = (None, JobStatus.DEAD, JobStatus.CANCELLED)  # None: the parent is gone
 
@@ -27,13 +36,29 @@ def insert_job(session: Session, row: dict[str, Any]) -> EnqueueResult:
     return EnqueueResult(uuid.UUID(existing), created=False)
 
 
+def change_status(session: Session, statement: str, params: Params) -> int:
+    """Run a statement that changes jobs' status outside an attempt, numbering each change's
+    event and returning it (id, event_seq, status, attempt, error, run_at), and store those
+    events, at the statement's `now`. Returns how many jobs changed."""
+    rows = session.all(statement, params)
+    if rows:
+        at = from_timestamp(params["now"])
+        changes = [
+            Change(uuid.UUID(id), seq, JobStatus(status), attempt, error, VALUES.maybe_time(run))
+            for id, seq, status, attempt, error, run in rows
+        ]
+        events = [change_event(change, at) for change in changes]
+        session.execute_many("insert_event", [event_row(event, False) for event in events])
+    return len(rows)
+
+
 def after_parent_ended(
     session: Session, job_id: str, status: JobStatus | None, now: float, default_ttl: float
 ) -> None:
     """The job ended (`status`; None: it was deleted): its continuations may run if it
     succeeded, and are cancelled, down the chain, if it did not."""
     if status is JobStatus.SUCCEEDED:
-        session.execute("promote_continuations", {"id": job_id, "now": now})
+        change_status(session, "promote_continuations", {"id": job_id, "now": now})
     elif status in _DOOMS:
         params = {
             "id": job_id,
@@ -41,7 +66,7 @@ def after_parent_ended(
             "reason": parent_ended_reason(job_id, status),
             "default_ttl": default_ttl,
         }
-        session.execute("cancel_continuations", params)
+        change_status(session, "cancel_continuations", params)
 
 
 def settle_awaiting(
@@ -55,7 +80,7 @@ def settle_awaiting(
     """An awaiting job whose parent has ended (`parent_status`; None: it is gone) runs, or is
     cancelled with the continuations waiting on it; a parent still going changes nothing."""
     if parent_status is JobStatus.SUCCEEDED:
-        session.execute("promote_one_continuation", {"id": child, "now": now})
+        change_status(session, "promote_one_continuation", {"id": child, "now": now})
     elif parent_status in _DOOMS:
         params = {
             "id": child,
@@ -63,8 +88,8 @@ def settle_awaiting(
             "reason": parent_ended_reason(parent, parent_status),
             "default_ttl": default_ttl,
         }
-        session.execute("cancel_one_continuation", params)
-        session.execute("cancel_continuations", params)
+        change_status(session, "cancel_one_continuation", params)
+        change_status(session, "cancel_continuations", params)
 
 
 def settle_new_continuation(
@@ -72,7 +97,7 @@ def settle_new_continuation(
 ) -> None:
     """A continuation enqueued after its parent ended is settled at once (in the same
     transaction, so a parent that ends meanwhile cannot be missed)."""
-    found = session.one("job_status", {"id": parent})
+    found = session.one("job_state", {"id": parent})
     if found is None:
         raise JobNotFoundError(uuid.UUID(parent))
     settle_awaiting(session, child, parent, JobStatus(found[0]), now, default_ttl)

@@ -8,11 +8,12 @@ are no notifications: idle workers poll. The schema is the user's: `jobworker mi
 
 A module per role (schema, jobs, control, inspection, events, maintenance, recurring,
 leadership), each running the named statements of sql/sqlserver/queries.sql (`statements.py`,
-`queries.py`); `url.py` turns URLs into ODBC connection strings, `lease.py` is beat's app-lock
-lease, `values.py` converts values. This project's CI has no SQL Server engine: the connection
-runs there against PostgreSQL through its ODBC driver, the T-SQL is parsed by a T-SQL grammar, and
-the conformance suite runs against a server only when JOBWORKER_TEST_SQLSERVER_DSN points at one
-(see docs/sqlserver.md).
+`queries.py`); `writes.py` stores event rows, with the events of the status changes a statement
+answers in its transaction; `url.py` turns URLs into ODBC connection strings, `lease.py` is
+beat's app-lock lease, `values.py` converts values. This project's CI has no SQL Server engine:
+the connection runs there against PostgreSQL through its ODBC driver, the T-SQL is parsed by a
+T-SQL grammar, and the conformance suite runs against a server only when
+JOBWORKER_TEST_SQLSERVER_DSN points at one (see docs/sqlserver.md).
 """
 
 from jobworker.storage.sqlserver.statements import (

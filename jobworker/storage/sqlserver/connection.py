@@ -138,6 +138,18 @@ class Session:
     def query(self, statement: Bindable, params: Mapping[str, object]) -> list[Any]:
         return self.rows(statement.sql, *statement.bind(params))
 
+    def result_sets(self, sql: str, *values: object) -> list[list[Any]]:
+        """Run `sql` with positional parameters; every result set it answers, in order."""
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(sql, *values)
+            return _all_result_sets(cursor)
+        finally:
+            cursor.close()
+
+    def query_sets(self, statement: Bindable, params: Mapping[str, object]) -> list[list[Any]]:
+        return self.result_sets(statement.sql, *statement.bind(params))
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Statements run in between are one transaction: committed at the end, rolled back if
@@ -179,6 +191,16 @@ def _result_rows(cursor: Any) -> list[Any]:
     while cursor.nextset():
         pass
     return rows
+
+
+def _all_result_sets(cursor: Any) -> list[list[Any]]:
+    """Every result set of a batch, read to its end (statements without one are skipped)."""
+    sets: list[list[Any]] = []
+    while True:
+        if cursor.description is not None:
+            sets.append(cursor.fetchall())
+        if not cursor.nextset():
+            return sets
 
 
 class Database:

@@ -11,23 +11,23 @@ from typing import Any
 
 from jobworker.clock import Clock
 from jobworker.errors import ConfigurationError, JobNotFoundError
-from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob
-from jobworker.storage.base import lifecycle_event, outcome_row
+from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob, Succeeded
+from jobworker.storage.base import outcome_row
+from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import (
     VALUES,
-    event_row,
     expiry,
     job_fields,
     json,
     text,
-    to_time,
     to_uuid,
     ts,
 )
+from jobworker.storage.sqlserver.writes import EventWriter
 
 __all__ = ["LeaseEnder", "SQLServerJobs"]
 
@@ -38,10 +38,11 @@ _RELEASE_ALL = 100_000
 
 
 class LeaseEnder:
-    """Ends leases (of one owner, or expired ones) with the `end_leases` statement."""
+    """Ends leases (of one owner, or expired ones) with the `end_leases` statement; the events
+    of the continuations it settles are stored with it."""
 
-    def __init__(self, queries: Queries, clock: Clock, result_ttl: float) -> None:
-        self._queries = queries
+    def __init__(self, writer: EventWriter, clock: Clock, result_ttl: float) -> None:
+        self._writer = writer
         self._clock = clock
         self._result_ttl = result_ttl
 
@@ -57,11 +58,11 @@ class LeaseEnder:
     ) -> int:
         now = self._clock.now()
         floors = [{"id": str(job_id), "seq": seq} for job_id, seq in (seq_floors or {}).items()]
-        ended = await self._queries.scalar(
+        [(ended,)] = await self._writer.run_changing(
             "end_leases",
+            now,
             expired=expired,
             owner=owner,
-            now=ts(now),
             lost=lost,
             reason=reason,
             limit=limit,
@@ -73,12 +74,20 @@ class LeaseEnder:
 
 
 class SQLServerJobs:
-    def __init__(self, queries: Queries, clock: Clock, result_ttl: float, schema_name: str) -> None:
+    def __init__(
+        self,
+        queries: Queries,
+        writer: EventWriter,
+        clock: Clock,
+        result_ttl: float,
+        schema_name: str,
+    ) -> None:
         self._queries = queries
+        self._writer = writer
         self._clock = clock
         self._result_ttl = result_ttl
         self._cap_lock_prefix = f"jobworker.cap.{schema_name}."
-        self._leases = LeaseEnder(queries, clock, result_ttl)
+        self._leases = LeaseEnder(writer, clock, result_ttl)
 
     async def subscribe(
         self,
@@ -102,15 +111,16 @@ class SQLServerJobs:
         return await self._queries.run(insert, retry=False)
 
     def _enqueue_rows(self, session: Session, payload: str) -> list[Any]:
-        """The enqueue statement; a key taken by a concurrent enqueue between the check and the
-        insert (the unique index objects) is answered on the next turn with its holder."""
+        """The enqueue statement, with the events of the continuations it settles (their parent
+        has already ended); a key taken by a concurrent enqueue between the check and the insert
+        (the unique index objects) is answered on the next turn with its holder."""
         for turn in range(1, _KEY_RACE_RETRIES + 1):
             try:
-                return self._queries.fetch(
+                return self._writer.fetch_changing(
                     session,
                     "enqueue",
+                    self._clock.now(),
                     jobs=payload,
-                    now=ts(self._clock.now()),
                     default_ttl=self._result_ttl,
                 )
             except self._queries.database.IntegrityError as exc:
@@ -160,28 +170,29 @@ class SQLServerJobs:
         self,
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
-        transient: Sequence[JobEvent] = (),
         *,
         lifecycle: bool = True,
     ) -> Recorded:
-        if not completions and not events and not transient:
+        if not completions:
+            if events:  # a worker's events while its job runs
+                await self._queries.run(lambda session: self._writer.store(session, events))
             return Recorded()
         now = self._clock.now()
         outcomes = [_outcome(item, now, self._result_ttl) for item in completions]
-        stored = [event_row(event, False) for event in events]
-        stored += [event_row(event, True) for event in transient]
         # Safe to repeat: a second run finds the leases already released and the events already
         # stored, and changes nothing.
-        rows = await self._queries.rows(
+        rows = await self._writer.run_changing(
             "complete",
-            now=ts(now),
+            now,
             outcomes=json(outcomes),
-            events=json(stored),
+            events=json(self._writer.event_rows(events)),
             default_ttl=self._result_ttl,
         )
         if len(rows) < len(completions):
             logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - len(rows))
-        return Recorded(applied=len(rows), lifecycle=[_lifecycle(row, now) for row in rows])
+        return Recorded(
+            applied=len(rows), events=_end_events(completions, rows) if lifecycle else []
+        )
 
     async def release_owner(
         self,
@@ -237,18 +248,20 @@ def _outcome(item: Completion, now: datetime, default_ttl: float) -> dict[str, o
         "started_at": ts(item.started_at),
         "ended_at": ts(item.ended_at),
         "event_seq": item.event_seq,
+        "start_seq": item.start_seq,
     }
 
 
-def _lifecycle(row: Sequence[Any], now: datetime) -> JobEvent:
-    """The lifecycle event of an applied outcome, from its row of the `complete` statement."""
-    job_id, status, attempt, seq, error, run_at = row
-    return lifecycle_event(
-        to_uuid(job_id),
-        int(seq),
-        now,
-        JobStatus(status),
-        attempt,
-        error,
-        to_time(run_at) if status == JobStatus.FAILED else None,
-    )
+def _end_events(completions: Sequence[Completion], rows: Sequence[Sequence[Any]]) -> list[JobEvent]:
+    """The events of the applied outcomes' ends (`event_log.end_events`), from the rows of the
+    `complete` statement: (id, status, attempt, event_seq, error, run_at)."""
+    by_job = {item.job_id: item for item in completions}
+    events: list[JobEvent] = []
+    for job_id, status, attempt, seq, error, run_at in rows:
+        item = by_job[to_uuid(job_id)]
+        change = Change(
+            item.job_id, int(seq), JobStatus(status), int(attempt), error, VALUES.maybe_time(run_at)
+        )
+        result = item.outcome.result if isinstance(item.outcome, Succeeded) else None
+        events += end_events(change, item.ended_at, result)
+    return events

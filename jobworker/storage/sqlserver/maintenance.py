@@ -1,4 +1,5 @@
-"""The maintenance role: lease rescue, the continuations repair sweep, and the janitor."""
+"""The maintenance role: lease rescue, the continuations repair sweep, and the janitor. The
+status changes of the sweeps are stored as events in the same transaction."""
 
 from __future__ import annotations
 
@@ -9,16 +10,20 @@ from jobworker.clock import Clock
 from jobworker.storage.sqlserver.jobs import LeaseEnder
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import to_uuid, ts
+from jobworker.storage.sqlserver.writes import EventWriter
 
 __all__ = ["SQLServerMaintenance"]
 
 
 class SQLServerMaintenance:
-    def __init__(self, queries: Queries, clock: Clock, result_ttl: float) -> None:
+    def __init__(
+        self, queries: Queries, writer: EventWriter, clock: Clock, result_ttl: float
+    ) -> None:
         self._queries = queries
+        self._writer = writer
         self._clock = clock
         self._result_ttl = result_ttl
-        self._leases = LeaseEnder(queries, clock, result_ttl)
+        self._leases = LeaseEnder(writer, clock, result_ttl)
 
     async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
         if limit <= 0:
@@ -49,10 +54,10 @@ class SQLServerMaintenance:
     async def resolve_continuations(self, limit: int = 500) -> int:
         if limit <= 0:
             return 0
-        settled = await self._queries.scalar(
+        [(settled,)] = await self._writer.run_changing(
             "resolve_continuations",
+            self._clock.now(),
             limit=limit,
-            now=ts(self._clock.now()),
             default_ttl=self._result_ttl,
         )
         return int(settled)

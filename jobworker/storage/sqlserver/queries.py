@@ -29,6 +29,10 @@ class Queries:
             raise RuntimeError(f"statement {name!r} returned no row")
         return rows[0]
 
+    async def sets(self, name: str, *, retry: bool = True, **params: object) -> list[list[Any]]:
+        """Every result set of statement `name`, in a call of its own."""
+        return await self.database.run(lambda s: self.fetch_sets(s, name, **params), retry=retry)
+
     async def scalar(self, name: str, *, retry: bool = True, **params: object) -> Any:
         """The first column of the first row of statement `name`."""
         return await self.database.run(lambda s: self.fetch_scalar(s, name, **params), retry=retry)
@@ -40,6 +44,10 @@ class Queries:
     def fetch(self, session: Session, name: str, **params: object) -> list[Any]:
         """The rows of statement `name`, inside a function given to `run`."""
         return session.query(self._statements[name], params)
+
+    def fetch_sets(self, session: Session, name: str, **params: object) -> list[list[Any]]:
+        """Every result set of statement `name`, inside a function given to `run`."""
+        return session.query_sets(self._statements[name], params)
 
     def fetch_scalar(self, session: Session, name: str, **params: object) -> Any:
         rows = self.fetch(session, name, **params)

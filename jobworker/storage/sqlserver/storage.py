@@ -7,7 +7,7 @@ from jobworker.config import Settings
 from jobworker.storage.server_schema import safe_url
 from jobworker.storage.sqlserver.connection import Database, import_pyodbc
 from jobworker.storage.sqlserver.control import SQLServerControl
-from jobworker.storage.sqlserver.events import SQLServerEvents
+from jobworker.storage.sqlserver.events import SQLServerEvents, SQLServerLive
 from jobworker.storage.sqlserver.inspection import SQLServerInspection
 from jobworker.storage.sqlserver.jobs import SQLServerJobs
 from jobworker.storage.sqlserver.leadership import SQLServerLeadership
@@ -17,6 +17,7 @@ from jobworker.storage.sqlserver.recurring import SQLServerRecurring
 from jobworker.storage.sqlserver.schema import SQLServerSchema
 from jobworker.storage.sqlserver.statements import quoted_schema, statements
 from jobworker.storage.sqlserver.url import odbc_connection_string
+from jobworker.storage.sqlserver.writes import EventWriter
 
 __all__ = ["SQLServerStorage"]
 
@@ -26,7 +27,6 @@ class SQLServerStorage:
     leader lease has a connection of its own)."""
 
     dialect = "sqlserver"
-    derives_result_events = False
 
     def __init__(
         self, url: str, settings: Settings | None = None, clock: Clock = system_clock
@@ -50,12 +50,14 @@ class SQLServerStorage:
         self._database = database("jobworker-sqlserver")
         queries = Queries(self._database, named)
         ttl = settings.result_ttl
+        writer = EventWriter(queries, settings.kept_kinds())
         self.schema = SQLServerSchema(queries, schema_name)
-        self.jobs = SQLServerJobs(queries, clock, ttl, schema_name)
-        self.control = SQLServerControl(queries, clock, ttl)
+        self.jobs = SQLServerJobs(queries, writer, clock, ttl, schema_name)
+        self.control = SQLServerControl(queries, writer, clock, ttl)
         self.inspection = SQLServerInspection(queries)
         self.events = SQLServerEvents(queries)
-        self.maintenance = SQLServerMaintenance(queries, clock, ttl)
+        self.live = SQLServerLive(queries, writer)
+        self.maintenance = SQLServerMaintenance(queries, writer, clock, ttl)
         self.recurring = SQLServerRecurring(queries, clock)
         self.leadership = SQLServerLeadership(
             queries,
