@@ -43,17 +43,12 @@ RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started
 UPDATE jobs SET lease_expires_at = :lease_until, updated_at = :now
 WHERE lease_owner = :owner AND status = 'running';
 
--- name: attempt_states
--- What the end of each attempt depends on: the job's state (transitions.JobState), the number of
--- its `running` event, and the last number stored for it (its end is numbered above both).
-SELECT id, status, attempt, max_attempts, cancel_requested, event_seq,
-    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
-FROM jobs WHERE id IN (SELECT value FROM json_each(:ids));
-
 -- name: end_attempt
--- The end of an attempt as `transitions` decided it, fenced by the attempt's identity: an
--- attempt that no longer holds its lease changes nothing. :error_effect and :traceback_effect
--- say whether the column is kept ('keep'), set to the given value ('set') or cleared ('clear').
+-- The end of an attempt as `transitions` decided it for a job whose cancellation was requested
+-- or not (:cancel_requested), fenced by the attempt's identity: an attempt that no longer holds
+-- its lease changes nothing. :error_effect and :traceback_effect say whether the column is kept
+-- ('keep'), set to the given value ('set') or cleared ('clear'). The end is numbered above the
+-- attempt's own numbers (:seq_floor) and every stored one; a success takes two (:seq_step).
 UPDATE jobs
 SET status = :status,
     attempt = :new_attempt,
@@ -65,9 +60,11 @@ SET status = :status,
     run_at = COALESCE(:run_at, run_at),
     completed_at = CASE WHEN :ends THEN :now ELSE completed_at END,
     expires_at = CASE WHEN :ends THEN :now + :result_ttl ELSE expires_at END,
-    event_seq = :end_seq,
+    event_seq = max(event_seq, :seq_floor,
+        COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)) + :seq_step,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'running'
+  AND cancel_requested = :cancel_requested
 RETURNING status, attempt, event_seq, error, run_at;
 
 -- name: insert_attempt
@@ -79,15 +76,11 @@ VALUES (:job_id, :attempt, :worker, :started_at, :ended_at, :outcome, :error, :t
     :start_seq, :end_seq, :end_status, :end_attempt, :end_error, :end_run_at);
 
 -- name: leases_of_owner
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
-    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
-FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
-SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
-    COALESCE((SELECT max(e.seq) FROM job_events AS e WHERE e.job_id = jobs.id), 0)
-FROM jobs
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
 WHERE status = 'running' AND lease_expires_at < :now
 LIMIT :limit;
 
@@ -165,7 +158,7 @@ DELETE FROM job_attempts WHERE job_id = :id;
 DELETE FROM job_events WHERE job_id = :id;
 
 -- name: job_state
-SELECT status, attempt, max_attempts, cancel_requested FROM jobs WHERE id = :id;
+SELECT status, attempt, max_attempts, cancel_requested, event_seq FROM jobs WHERE id = :id;
 
 -- name: cancel_waiting
 UPDATE jobs
@@ -183,11 +176,11 @@ WHERE id = :id AND status = 'running';
 SELECT id FROM jobs WHERE lease_owner = :owner AND status = 'running' AND cancel_requested = 1;
 
 -- name: promote_continuations
--- The parent succeeded: its continuations may run.
+-- The parents (:ids, a JSON list) succeeded: their continuations may run.
 UPDATE jobs
 SET status = CASE WHEN run_at > :now THEN 'scheduled' ELSE 'queued' END, updated_at = :now,
     event_seq = event_seq + 1
-WHERE continues_job_id = :id AND status = 'awaiting'
+WHERE continues_job_id IN (SELECT value FROM json_each(:ids)) AND status = 'awaiting'
 RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: cancel_continuations

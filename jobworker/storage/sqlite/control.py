@@ -21,7 +21,7 @@ def _state(session: Session, job_id: uuid.UUID) -> JobState:
     found = session.one("job_state", {"id": str(job_id)})
     if found is None:
         raise JobNotFoundError(job_id)
-    status, attempt, max_attempts, cancel_requested = found
+    status, attempt, max_attempts, cancel_requested, _seq = found
     return JobState(
         status=JobStatus(status),
         attempt=attempt,

@@ -9,7 +9,7 @@ from typing import Any
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
-from jobworker.models import ClaimedJob, Completion, EventKind, JobEvent, NewJob
+from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs
 from jobworker.storage.sqlite.attempts import complete, end_leases
@@ -123,9 +123,10 @@ class SQLiteJobs:
             now = self._clock.now().timestamp()
             # Events first: a job's end is numbered after every event its attempt stored.
             session.execute_many("insert_event", event_rows)
-            ended = complete(session, completions, now, default_ttl) if completions else []
-            applied = sum(1 for event in ended if event.kind is EventKind.LIFECYCLE)
-            return Recorded(applied=applied, events=ended if lifecycle else [])
+            if not completions:
+                return Recorded()
+            applied, ended = complete(session, completions, now, default_ttl, with_events=lifecycle)
+            return Recorded(applied=applied, events=ended)
 
         return await self._db.write(record)
 

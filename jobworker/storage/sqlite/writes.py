@@ -6,6 +6,7 @@ transaction."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from jobworker.errors import JobNotFoundError
@@ -14,10 +15,11 @@ from jobworker.storage.base import parent_ended_reason
 from jobworker.storage.event_log import Change, change_event
 from jobworker.storage.ports import EnqueueResult
 from jobworker.storage.sqlite.connection import Params, Session
-from jobworker.storage.sqlite.values import VALUES, event_row, from_timestamp
+from jobworker.storage.sqlite.values import VALUES, event_row, from_timestamp, json_list
 
 __all__ = [
     "after_parent_ended",
+    "after_parents_ended",
     "change_status",
     "insert_job",
     "settle_awaiting",
@@ -57,16 +59,29 @@ def after_parent_ended(
 ) -> None:
     """The job ended (`status`; None: it was deleted): its continuations may run if it
     succeeded, and are cancelled, down the chain, if it did not."""
-    if status is JobStatus.SUCCEEDED:
-        change_status(session, "promote_continuations", {"id": job_id, "now": now})
-    elif status in _DOOMS:
-        params = {
-            "id": job_id,
-            "now": now,
-            "reason": parent_ended_reason(job_id, status),
-            "default_ttl": default_ttl,
-        }
-        change_status(session, "cancel_continuations", params)
+    after_parents_ended(session, [(job_id, status)], now, default_ttl)
+
+
+def after_parents_ended(
+    session: Session,
+    ended: Sequence[tuple[str, JobStatus | None]],
+    now: float,
+    default_ttl: float,
+) -> None:
+    """`after_parent_ended` for several jobs; the continuations of those that succeeded (the
+    common case) in one statement."""
+    succeeded = [job_id for job_id, status in ended if status is JobStatus.SUCCEEDED]
+    if succeeded:
+        change_status(session, "promote_continuations", {"ids": json_list(succeeded), "now": now})
+    for job_id, status in ended:
+        if status in _DOOMS:
+            params = {
+                "id": job_id,
+                "now": now,
+                "reason": parent_ended_reason(job_id, status),
+                "default_ttl": default_ttl,
+            }
+            change_status(session, "cancel_continuations", params)
 
 
 def settle_awaiting(
