@@ -322,7 +322,7 @@ def test_named_statements_are_bound_by_name_and_checked_when_loaded() -> None:
     from jobworker.storage.postgres.statements import load, parse
 
     statements = load("jobworker")
-    assert len(statements["complete"].params) == 21
+    assert len(statements["end_attempts"].params) == 29
     assert statements["claim"].params == (
         "now",
         "queues",

@@ -40,147 +40,94 @@ SELECT * FROM __SCHEMA__.claim_batch(
 UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
 WHERE lease_owner = $1 AND status = 'running';
 
--- name: complete
--- params: ids, attempts, owners, outcomes, results, errors, tracebacks, retry_ats, result_ttls,
---     started_ats, ended_ats, last_seqs, start_seqs, now, event_job_ids, event_seqs, event_kinds,
---     event_times, event_payloads, event_transient, channel
--- Many outcomes in one statement: store the attempts' events (event_transient: those of kinds
--- the history does not keep, which expire), update the jobs whose lease is still ours
--- (numbering each end after the attempt's own events, last_seqs; a success takes two numbers:
--- its `result` event, then its lifecycle event), and record one attempt row for each of them,
--- with the number of its `running` event (start_seqs, from the claim; 0: unknown, then
--- jobs.event_seq before this statement, as every part of a statement sees the rows as they
--- were) and what its end's lifecycle event says. Readers build both events from the row
--- (storage/event_log.py), and the result event from jobs.result.
+-- name: end_attempts
+-- params: ids, owners, attempts, asked, decisions, errors, tracebacks, results, run_ats,
+--     result_ttls, seq_floors, started_ats, ended_ats, start_seqs, statuses, attempt_changes,
+--     recorded, error_effects, traceback_effects, ends, seq_steps, now, event_job_ids,
+--     event_seqs, event_kinds, event_times, event_payloads, event_transient, channel
+-- Attempts end as storage/attempt_ends.py decided (nothing here decides a status): store the
+-- attempts' events (event_transient: those of kinds the history does not keep, which expire),
+-- then apply to each job still leased to the attempt, if its cancel request is `asked`, the
+-- decision it was given (`decisions`: an index into the batch's distinct decisions, the arrays
+-- from statuses to seq_steps), numbered above the attempt's numbers (seq_floors), and record
+-- the attempt's row with the number of its `running` event (start_seqs; 0: jobs.event_seq
+-- before this statement, as every part of a statement sees the rows as they were) and what its
+-- end's lifecycle event says (storage/event_log.py reads both events from the row, and a
+-- success's result event from jobs.result).
 WITH done AS (
-    SELECT * FROM unnest(
-        $1::uuid[], $2::integer[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $7::text[],
-        $8::timestamptz[], $9::double precision[], $10::timestamptz[], $11::timestamptz[],
-        $12::bigint[], $13::bigint[]
-    ) AS d(id, attempt, owner, outcome, result, error, traceback, retry_at, result_ttl,
-           started_at, ended_at, event_seq, start_seq)
-), events AS (
+    SELECT d.*,
+        ($15::text[])[d.decision] AS status, ($16::integer[])[d.decision] AS attempt_change,
+        ($17::text[])[d.decision] AS recorded, ($18::text[])[d.decision] AS error_effect,
+        ($19::text[])[d.decision] AS traceback_effect, ($20::boolean[])[d.decision] AS ends,
+        ($21::integer[])[d.decision] AS seq_step
+    FROM unnest(
+        $1::uuid[], $2::text[], $3::integer[], $4::boolean[], $5::integer[], $6::text[],
+        $7::text[], $8::jsonb[], $9::timestamptz[], $10::double precision[], $11::bigint[],
+        $12::timestamptz[], $13::timestamptz[], $14::bigint[]
+    ) AS d(id, owner, attempt, asked, decision, error, traceback, result, run_at, result_ttl,
+           seq_floor, started_at, ended_at, start_seq)), events AS (
     INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
     SELECT * FROM unnest(
-        $15::uuid[], $16::bigint[], $17::text[], $18::timestamptz[], $19::jsonb[], $20::boolean[])
+        $23::uuid[], $24::bigint[], $25::text[], $26::timestamptz[], $27::jsonb[], $28::boolean[])
     ON CONFLICT DO NOTHING
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
-    -- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
-    -- succeeding, and keeps the reason it was cancelled with (stored with the request).
-    SET status = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN 'cancelled'
-                      WHEN d.outcome = 'released' THEN 'queued'
-                      ELSE d.outcome END,
-        attempt = CASE WHEN d.outcome = 'released' AND NOT j.cancel_requested
-                       THEN j.attempt - 1 ELSE j.attempt END,
-        started_at = CASE WHEN d.outcome = 'released' AND NOT j.cancel_requested
-                          THEN NULL ELSE j.started_at END,
-        result = CASE d.outcome WHEN 'succeeded' THEN d.result ELSE j.result END,
-        error = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN j.error
-                     WHEN d.outcome = 'released' THEN j.error
-                     ELSE d.error END,
-        traceback = CASE WHEN j.cancel_requested AND d.outcome <> 'succeeded' THEN NULL
-                         WHEN d.outcome = 'released' THEN j.traceback
-                         ELSE d.traceback END,
-        run_at = CASE WHEN j.cancel_requested THEN j.run_at
-                      ELSE COALESCE(d.retry_at, j.run_at) END,
-        completed_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
-                                 OR j.cancel_requested THEN $14::timestamptz END,
-        expires_at = CASE WHEN d.outcome IN ('succeeded', 'dead', 'cancelled')
-                               OR j.cancel_requested
-                          THEN $14::timestamptz + make_interval(secs => d.result_ttl) END,
+    SET status = d.status,
+        attempt = j.attempt + d.attempt_change,
+        started_at = CASE WHEN d.attempt_change < 0 THEN NULL ELSE j.started_at END,
+        result = CASE WHEN d.status = 'succeeded' THEN d.result ELSE j.result END,
+        error = CASE d.error_effect WHEN 'set' THEN d.error WHEN 'clear' THEN NULL
+                    ELSE j.error END,
+        traceback = CASE d.traceback_effect WHEN 'set' THEN d.traceback WHEN 'clear' THEN NULL
+                        ELSE j.traceback END,
+        run_at = COALESCE(d.run_at, j.run_at),
+        completed_at = CASE WHEN d.ends THEN $22::timestamptz END,
+        expires_at = CASE WHEN d.ends
+                          THEN $22::timestamptz + make_interval(secs => d.result_ttl) END,
         lease_owner = NULL,
         lease_expires_at = NULL,
-        event_seq = greatest(j.event_seq, d.event_seq)
-            + CASE WHEN d.outcome = 'succeeded' THEN 2 ELSE 1 END
+        event_seq = greatest(j.event_seq, d.seq_floor) + d.seq_step
     FROM done AS d
-    WHERE j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
-      AND j.status = 'running'
-    RETURNING j.id, j.has_continuations AND j.status IN ('succeeded', 'dead', 'cancelled')
-        AS settle, j.status, j.attempt, j.event_seq, j.error, j.run_at
+    WHERE j.id = d.id AND j.cancel_requested = d.asked AND j.lease_owner = d.owner
+      AND j.attempt = d.attempt AND j.status = 'running'
+    RETURNING j.id, d.asked, j.has_continuations AND d.ends AS settle, j.status, j.attempt,
+        j.event_seq, j.error, j.run_at
 ), attempts AS (
     INSERT INTO __SCHEMA__.job_attempts
         (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
          start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
-    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback,
+    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.recorded, d.error,
+        d.traceback,
         COALESCE(NULLIF(d.start_seq, 0),
                  (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id)),
         u.event_seq, u.status, u.attempt, u.error, u.run_at
-    FROM done AS d JOIN updated AS u ON u.id = d.id
+    FROM done AS d JOIN updated AS u ON u.id = d.id AND u.asked = d.asked
 ), touched AS (
     -- channel: the one that wakes readers without Redis (NULL: the caller publishes to Redis).
     SELECT string_agg(DISTINCT t.id::text, ',') AS ids
-    FROM (SELECT unnest($15::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
-    WHERE $21::text IS NOT NULL
+    FROM (SELECT unnest($23::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
+    WHERE $29::text IS NOT NULL
 )
--- Each outcome applied, with what its lifecycle event records; settle: the job ended with
+-- Each end applied, with what its lifecycle event records; settle: the job ended with
 -- continuations to settle. The notification is sent once, with the first row (a statement that
--- applies no outcome sends none: the caller notifies for its events itself).
+-- applies no end sends none: the caller notifies for its events itself).
 SELECT id, settle, status, attempt, event_seq, error, run_at,
-    (SELECT count(pg_notify($21::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
+    (SELECT count(pg_notify($29::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
      FROM touched WHERE ids IS NOT NULL) AS notified
 FROM updated;
 
--- name: end_leases
--- params: owner, now, lost, reason, limit, default_ttl, floor_ids, floor_seqs
--- Leases of one owner, or every expired lease (owner NULL), end: lost (the attempt counts, out of
--- attempts means dead) or not (released: the attempt does not count). A job whose cancellation
--- was requested ends cancelled either way. floor_ids/floor_seqs: per job, the last event sequence
--- used on the live bus; the change's lifecycle event is numbered above it and every stored one,
--- and recorded in the attempt row (readers build the event from it).
-WITH floors AS (
-    SELECT * FROM unnest($7::uuid[], $8::bigint[]) AS f(id, seq)
-), ended AS (
-    SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested,
-        event_seq AS start_seq
-    FROM __SCHEMA__.jobs
-    WHERE status = 'running'
-      AND (($1::text IS NOT NULL AND lease_owner = $1::text)
-           OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
-    LIMIT $5::integer
-    FOR UPDATE SKIP LOCKED
-), decided AS (
-    SELECT e.*,
-        CASE WHEN e.cancel_requested THEN 'cancelled'
-             WHEN $3::boolean AND e.attempt >= e.max_attempts THEN 'dead'
-             ELSE 'queued' END AS new_status,
-        CASE WHEN e.cancel_requested THEN 'cancelled'
-             WHEN $3::boolean THEN 'lost' ELSE 'released' END AS outcome
-    FROM ended AS e
-), updated AS (
-    UPDATE __SCHEMA__.jobs AS j
-    SET status = d.new_status,
-        attempt = CASE WHEN d.outcome = 'released' THEN j.attempt - 1 ELSE j.attempt END,
-        started_at = CASE WHEN d.outcome = 'released' THEN NULL ELSE j.started_at END,
-        run_at = CASE WHEN d.outcome = 'lost' THEN $2 ELSE j.run_at END,
-        error = CASE WHEN d.outcome IN ('released', 'cancelled') THEN j.error
-                     ELSE $4::text || ' (worker ' || d.lease_owner || ')' END,
-        traceback = CASE WHEN d.outcome = 'released' THEN j.traceback END,
-        completed_at = CASE WHEN d.new_status IN ('dead', 'cancelled') THEN $2 END,
-        expires_at = CASE WHEN d.new_status IN ('dead', 'cancelled')
-                          THEN $2::timestamptz + make_interval(secs => $6::double precision) END,
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        event_seq = greatest(
-            j.event_seq,
-            (SELECT max(f.seq) FROM floors AS f WHERE f.id = j.id),
-            (SELECT max(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = j.id)) + 1
-    FROM decided AS d
-    WHERE j.id = d.id
-    RETURNING j.id, d.attempt, d.lease_owner, d.started_at, d.outcome, d.start_seq,
-        j.has_continuations AND d.new_status IN ('dead', 'cancelled') AS settle,
-        j.event_seq, j.status, j.attempt AS new_attempt, j.error, j.run_at
-), attempts AS (
-    -- The attempt row records what the change's lifecycle event says.
-    INSERT INTO __SCHEMA__.job_attempts
-        (job_id, attempt, worker, started_at, ended_at, outcome, error, start_seq,
-         end_seq, end_status, end_attempt, end_error, end_run_at)
-    SELECT id, attempt, lease_owner, COALESCE(started_at, $2), $2, outcome,
-           $4::text || ' (worker ' || lease_owner || ')', start_seq,
-           event_seq, status, new_attempt, error, run_at
-    FROM updated
-)
-SELECT id, settle FROM updated;
+-- name: leases_to_end
+-- params: owner, now, limit
+-- The leases of one owner, or every expired lease (owner NULL), locked for ending them, with the
+-- last number of an event the job has stored (its attempt's, that its worker may not report).
+SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
+    COALESCE((SELECT max(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = jobs.id), 0)
+FROM __SCHEMA__.jobs
+WHERE status = 'running'
+  AND (($1::text IS NOT NULL AND lease_owner = $1::text)
+       OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
+LIMIT $3::integer
+FOR UPDATE SKIP LOCKED;
 
 -- name: settle_continuations
 -- params: parents, now, default_ttl, channel

@@ -1,5 +1,7 @@
-"""What follows a job's end, shared by the roles that end jobs: its continuations are settled,
-and leases are ended for an owner that stops or dies, or because they expired."""
+"""The end of attempts and what follows a job's end, shared by the roles that end jobs: attempts
+end as `attempt_ends` decided (by their workers' outcomes, or because their leases end for an
+owner that stops or dies, or expire), one `end_attempts` statement for all of them, and the
+continuations of the jobs that ended are settled."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ from typing import Any
 
 from jobworker.clock import Clock
 from jobworker.config import Settings
-from jobworker.storage.postgres.connection import Database
-from jobworker.storage.postgres.event_rows import store_changes
+from jobworker.models import JobEvent
+from jobworker.storage.attempt_ends import AttemptEnd, Decision, Lease, of_lease
+from jobworker.storage.postgres.connection import Database, plain_uuid
+from jobworker.storage.postgres.event_rows import event_params, store_changes
 
 
 class Endings:
@@ -57,6 +61,35 @@ class Endings:
         )
         return changed
 
+    async def end_attempts(
+        self,
+        ends: Sequence[AttemptEnd],
+        events: Sequence[JobEvent] = (),
+        *,
+        kept: frozenset[str] = frozenset(),
+        channel: str | None,
+        conn: Any = None,
+    ) -> list[Any]:
+        """Store the attempts' `events` (those of kinds not in `kept` expire) and apply `ends`
+        in one statement; the ends applied (id, settle, status, attempt, event_seq, error,
+        run_at). With `channel`, readers of the jobs are woken. Safe to repeat: a second run
+        finds the leases already ended and the events stored, and changes nothing."""
+        stored = event_params(events, kept)
+        applied: list[Any] = await self._db.fetch(
+            "end_attempts",
+            **_end_params(ends),
+            now=self._clock.now(),
+            event_job_ids=stored["job_ids"],
+            event_seqs=stored["seqs"],
+            event_kinds=stored["kinds"],
+            event_times=stored["times"],
+            event_payloads=stored["payloads"],
+            event_transient=stored["transient"],
+            channel=channel,
+            conn=conn,
+        )
+        return applied
+
     async def end_leases(
         self,
         owner: str | None,
@@ -69,17 +102,58 @@ class Endings:
         """End the leases of `owner`, or (owner None) every expired one; see `Jobs.release_owner`
         for what `lost` and `seq_floors` mean."""
         floors = dict(seq_floors or {})
-        ended = await self._db.fetch(
-            "end_leases",
-            owner=owner,
-            now=self._clock.now(),
-            lost=lost,
-            reason=reason,
-            limit=limit,
-            default_ttl=self._result_ttl,
-            floor_ids=list(floors),
-            floor_seqs=list(floors.values()),
-        )
+        now = self._clock.now()
+
+        async def end(conn: Any) -> list[Any]:
+            locked = await self._db.fetch(
+                "leases_to_end", owner=owner, now=now, limit=limit, conn=conn
+            )
+            ends = [
+                of_lease(
+                    Lease(plain_uuid(row[0]), *row[1:7]),
+                    lost=lost,
+                    reason=reason,
+                    floor=max(row[7], floors.get(plain_uuid(row[0]), 0)),
+                    now=now,
+                    default_ttl=self._result_ttl,
+                )
+                for row in locked
+            ]
+            return await self.end_attempts(ends, channel=None, conn=conn) if ends else []
+
+        ended = await self._db.in_transaction(end)
         await self._db.notify_events([row[0] for row in ended])
         await self.settle([row[0] for row in ended if row[1]])
         return len(ended)
+
+
+def _end_params(ends: Sequence[AttemptEnd]) -> dict[str, Any]:
+    """The `end_attempts` statement's arrays: one per field of `AttemptEnd`, its decision an
+    index into the distinct decisions of the batch, one array per field of `Decision`."""
+    index: dict[Decision, int] = {}
+    for end in ends:
+        index.setdefault(end.decision, len(index) + 1)  # SQL arrays count from 1
+    decisions = list(index)
+    return {
+        "ids": [end.job_id for end in ends],
+        "owners": [end.owner for end in ends],
+        "attempts": [end.attempt for end in ends],
+        "asked": [end.cancel_requested for end in ends],
+        "decisions": [index[end.decision] for end in ends],
+        "errors": [end.error for end in ends],
+        "tracebacks": [end.traceback for end in ends],
+        "results": [end.result for end in ends],
+        "run_ats": [end.run_at for end in ends],
+        "result_ttls": [end.result_ttl for end in ends],
+        "seq_floors": [end.seq_floor for end in ends],
+        "started_ats": [end.started_at for end in ends],
+        "ended_ats": [end.ended_at for end in ends],
+        "start_seqs": [end.start_seq for end in ends],
+        "statuses": [d.status.value for d in decisions],
+        "attempt_changes": [d.attempt_change for d in decisions],
+        "recorded": [d.recorded.value for d in decisions],
+        "error_effects": [d.error_effect.value for d in decisions],
+        "traceback_effects": [d.traceback_effect.value for d in decisions],
+        "ends": [d.ends for d in decisions],
+        "seq_steps": [d.seq_step for d in decisions],
+    }

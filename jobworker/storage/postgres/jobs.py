@@ -15,12 +15,11 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob, Succeeded
-from jobworker.storage.base import outcome_row
+from jobworker.storage.attempt_ends import of_outcome
 from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
-from jobworker.storage.postgres.event_rows import event_params
 from jobworker.storage.postgres.listener import Listener
 from jobworker.storage.rows import Values, claimed_jobs
 
@@ -184,19 +183,20 @@ class PostgresJobs:
     ) -> Recorded:
         if not completions and not events:
             return Recorded()
-        stored = event_params(events, self._kept)
-        # Safe to repeat: a second run finds the leases already released and changes nothing.
-        applied = await self._db.fetch(
-            "complete",
-            **self._outcomes(completions),
-            event_job_ids=stored["job_ids"],
-            event_seqs=stored["seqs"],
-            event_kinds=stored["kinds"],
-            event_times=stored["times"],
-            event_payloads=stored["payloads"],
-            event_transient=stored["transient"],
-            channel=self._db.events_channel if self._notify_on_record else None,
-        )
+        # Each outcome the way decided for a job without a cancel request; those that find
+        # nothing (a cancel was requested, or the lease is lost), the way decided for one with it.
+        ttl, channel = self._result_ttl, self._db.events_channel if self._notify_on_record else None
+        ends = self._endings.end_attempts
+        plain = [of_outcome(item, ttl, cancel_requested=False) for item in completions]
+        applied = await ends(plain, events, kept=self._kept, channel=channel)
+        if len(applied) < len(completions):
+            done = {row[0] for row in applied}
+            asked = [
+                of_outcome(item, ttl, cancel_requested=True)
+                for item in completions
+                if item.job_id not in done
+            ]
+            applied += await ends(asked, channel=channel)
         if len(applied) < len(completions):
             logger.info(
                 "dropped %d outcome(s) whose lease was lost", len(completions) - len(applied)
@@ -208,26 +208,6 @@ class PostgresJobs:
         if not lifecycle:
             return Recorded(applied=len(applied))
         return Recorded(applied=len(applied), events=_end_events(completions, applied))
-
-    def _outcomes(self, completions: Sequence[Completion]) -> dict[str, Any]:
-        """The completion statement's outcome parameters, one array per column."""
-        rows = [outcome_row(item, self._result_ttl) for item in completions]
-        return {
-            "ids": [item.job_id for item in completions],
-            "attempts": [item.attempt for item in completions],
-            "owners": [item.lease_owner for item in completions],
-            "outcomes": [row.outcome.value for row in rows],
-            "results": [row.result for row in rows],
-            "errors": [row.error for row in rows],
-            "tracebacks": [row.traceback for row in rows],
-            "retry_ats": [row.retry_at for row in rows],
-            "result_ttls": [row.result_ttl for row in rows],
-            "started_ats": [item.started_at for item in completions],
-            "ended_ats": [item.ended_at for item in completions],
-            "last_seqs": [item.event_seq for item in completions],
-            "start_seqs": [item.start_seq for item in completions],
-            "now": self._clock.now(),
-        }
 
     async def release_owner(
         self,

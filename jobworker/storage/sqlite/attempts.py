@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobworker.models import Completion, JobEvent, JobStatus, Succeeded
-from jobworker.storage.attempt_ends import AttemptEnd, Lease, of_completion, of_lease
+from jobworker.storage.attempt_ends import AttemptEnd, Lease, of_lease, of_outcome
 from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.sqlite.connection import Params, Session
 from jobworker.storage.sqlite.values import VALUES
@@ -109,8 +109,9 @@ def complete(
     ends = _Ends(session, now, default_ttl)
     events: list[JobEvent] = []
     for item in items:
-        plain, asked = of_completion(item, default_ttl)
-        written = ends.write(plain) or ends.write(asked)
+        written = ends.write(of_outcome(item, default_ttl, cancel_requested=False)) or ends.write(
+            of_outcome(item, default_ttl, cancel_requested=True)
+        )
         if written is None:
             logger.info("dropping the outcome of job %s: lease lost", item.job_id)
         elif with_events:
