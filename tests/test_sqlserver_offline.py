@@ -56,6 +56,7 @@ from jobworker.storage.sqlserver import (
     split_batches,
     statements,
 )
+from jobworker.storage.sqlserver.values import ts
 
 from .conftest import ROOT
 
@@ -180,6 +181,7 @@ NAMED = {
     "fetch_scalar": 1,
     "_on_own_connection": 0,
     "fetch_changing": 1,
+    "apply_changing": 1,
     "run_changing": 0,
 }
 # Functions that pass on a name they were given.
@@ -193,6 +195,7 @@ FORWARDERS = {
     "fetch_scalar",
     "_on_own_connection",
     "fetch_changing",
+    "apply_changing",
     "run_changing",
 }
 
@@ -327,18 +330,22 @@ def test_every_status_change_numbers_its_lifecycle_event() -> None:
             if re.search(r"(^|[\s,])status\s*=", assignments):
                 changes += 1
                 assert re.search(r"\bevent_seq\s*=", assignments), (name, target)
-    assert changes == 8  # claim (twice), complete, end_leases, cancel, retry, promote, cancel
+    assert changes == 7  # claim (twice), end_attempts, cancel, retry, promote, cancel
     claim = code_of(texts["claim"])
     assert claim.count("event_seq = event_seq + 1") == 2 and "inserted.event_seq" in claim
-    complete = flat(texts["complete"])
+    ending = flat(texts["end_attempts"])
+    # The greatest of event_seq, the attempt's floor and the job's stored events, then as many
+    # numbers as the end takes (a success: its result event's too).
     assert (
-        "event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END "
-        "+ CASE WHEN d.outcome = N'succeeded' THEN 2 ELSE 1 END" in complete
-    ), "a success takes one number more: its result event's"
-    # The attempt's events are stored before the outcomes update the jobs.
-    assert complete.index("INSERT INTO __SCHEMA__.job_events") < complete.index("UPDATE j")
-    ending = code_of(texts["end_leases"])
-    assert "OPENJSON(@floors)" in ending and "MAX(e.seq) FROM __SCHEMA__.job_events" in ending
+        "event_seq = CASE WHEN j.event_seq >= e.seq_floor AND j.event_seq >= stored.seq "
+        "THEN j.event_seq WHEN e.seq_floor >= stored.seq THEN e.seq_floor ELSE stored.seq END "
+        "+ e.seq_step" in ending
+    )
+    assert "CROSS APPLY (SELECT COALESCE(MAX(s.seq), 0) AS seq FROM __SCHEMA__.job_events" in (
+        ending
+    )
+    # The attempt's events are stored before the ends update the jobs.
+    assert ending.index("INSERT INTO __SCHEMA__.job_events") < ending.index("UPDATE j")
     # Other changes answer what their events say.
     for name, updates in (("cancel", 1), ("retry_dead", 1), ("settle_continuations", 2)):
         assert flat(texts[name]).count(CHANGE_OUTPUT) == updates, name
@@ -346,7 +353,7 @@ def test_every_status_change_numbers_its_lifecycle_event() -> None:
         name for name, text in texts.items() if "EXEC __SCHEMA__.settle_continuations" in text
     ]
     assert sorted(settling) == [
-        "cancel", "complete", "delete_job", "end_leases", "enqueue", "resolve_continuations",
+        "cancel", "delete_job", "end_attempts", "enqueue", "resolve_continuations",
     ]  # fmt: skip
     for name in settling:
         code = flat(texts[name])
@@ -369,7 +376,35 @@ def test_no_statement_builds_an_event_or_reads_the_servers_clock() -> None:
     # The claim and the completion store no lifecycle event: they write no event row of their
     # own (the completion stores the attempt's events it is given, then records the end).
     assert "job_events" not in code_of(texts["claim"])
-    assert code_of(texts["complete"]).count("INSERT INTO __SCHEMA__.job_events") == 1
+    assert code_of(texts["end_attempts"]).count("INSERT INTO __SCHEMA__.job_events") == 1
+
+
+def test_no_statement_decides_an_attempts_end() -> None:
+    """`attempt_ends` decides every end: `end_attempts` applies the way whose cancel_requested
+    is the job's, fenced by the attempt's identity, and no CASE of any statement turns an
+    outcome or a cancel request into a status, an error or an attempt count."""
+    texts = dict(queries("sqlserver"))
+    assert "complete" not in texts and "end_leases" not in texts
+    ending = flat(texts["end_attempts"])
+    assert (
+        "JOIN @end AS e ON j.id = e.id AND j.lease_owner = e.owner AND j.attempt = e.attempt "
+        "AND j.cancel_requested = e.cancel_requested" in ending
+    )
+    assert "WHERE j.status = N'running'" in ending
+    # Its only literals: the fence's status, and the effects on error and traceback.
+    assert set(re.findall(r"N'(\w*)'", ending)) == {"running", "set", "clear"}
+    assert "status = e.status, attempt = j.attempt + e.attempt_change," in ending
+    assert "run_at = COALESCE(e.run_at, j.run_at)" in ending
+    assert "completed_at = CASE WHEN e.ends = 1 THEN @now ELSE j.completed_at END" in ending
+    # The attempt row and the settled continuations are the applied way's (joined on its ord).
+    assert ending.count("JOIN @end AS e ON e.ord = a.ord") == 2
+    outcomes = {f"N'{outcome.value}'" for outcome in AttemptOutcome}
+    for name, text in texts.items():
+        for case in re.findall(r"\bCASE\b(?:(?!\bEND\b).)*\bEND\b", flat(text)):
+            assert not any(literal in case for literal in outcomes) or name == "retry_dead", case
+            assert "cancel_requested" not in case and "outcome" not in case, (name, case)
+    locking = flat(texts["lock_leases"])
+    assert "WITH (ROWLOCK, READPAST, UPDLOCK)" in locking and "UPDATE" not in locking
 
 
 UNTRIGGERED = (
@@ -787,7 +822,7 @@ async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness)
         outcome=Failed(error="E", traceback="tb"),
         retry_at=retry_at,
     )
-    harness.answers["complete"] = turns(
+    harness.answers["end_attempts"] = turns(
         FakeError("40001", "[SQL Server]Transaction was deadlocked (1205)"),
         [
             (str(job_id).upper(), "succeeded", 1, 1, None, naive(clock.now())),
@@ -795,13 +830,22 @@ async def test_outcomes_carry_expiry_and_deadlocks_are_retried(harness: Harness)
         ],
     )
     assert (await harness.storage.jobs.complete_many([done, failed])).applied == 2
-    sent = msgspec.json.decode(harness.params("complete")["outcomes"])
-    assert sent[0]["outcome"] == "succeeded" and sent[0]["result"] == '{"rows":3}'
-    assert sent[0]["expires_at"] == "2030-01-01T12:00:00.250000"
-    # Sent with every outcome: used only if the job ends (a cancel request can end a failure).
-    assert sent[1]["outcome"] == "failed" and sent[1]["expires_at"] is not None
-    assert sent[1]["retry_at"] == "2030-01-01T12:00:05.000000"
-    assert len([entry for entry in harness.log if entry[0] == "complete"]) == 2
+    sent = msgspec.json.decode(harness.params("end_attempts")["ends"])
+    # Each outcome both ways: for a job without a cancel request, then for one with it.
+    assert [(e["id"], e["cancel_requested"]) for e in sent] == [
+        (str(job_id), 0), (str(job_id), 1), (str(failed.job_id), 0), (str(failed.job_id), 1),
+    ]  # fmt: skip
+    success, _, retried, cancelled = sent
+    assert success["status"] == "succeeded" and success["result"] == '{"rows":3}'
+    assert success["expires_at"] == "2030-01-01T12:00:00.250000" and success["ends"] == 1
+    assert (retried["status"], retried["ends"], retried["run_at"]) == (
+        "failed", 0, "2030-01-01T12:00:05.000000",
+    )  # fmt: skip
+    # Sent with every end: used only if the job ends (a cancel request ends a failure).
+    assert retried["expires_at"] is not None and retried["result"] is None
+    assert (cancelled["status"], cancelled["ends"], cancelled["run_at"]) == ("cancelled", 1, None)
+    assert (cancelled["error_effect"], cancelled["traceback_effect"]) == ("keep", "clear")
+    assert len([entry for entry in harness.log if entry[0] == "end_attempts"]) == 2
     await harness.storage.close()
 
 
@@ -823,8 +867,8 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
             "enqueue": [(0, True, str(job_id), None)],
             "claim": [],
             "extend_leases": [(2,)],
-            "complete": [(str(job_id), "succeeded", 1, 3, None, naive(now))],
-            "end_leases": [(3,)],
+            "end_attempts": [(str(job_id), "succeeded", 1, 3, None, naive(now))],
+            "lock_leases": [(str(job_id), 1, 3, "w1", naive(now), False, 1)],
             "leased_job_ids": [(str(job_id).upper(),)],
             "read_events": Sets([], [], [(2, "progress", naive(now), '{"done":1}')]),
             "store_events": None,
@@ -871,11 +915,11 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
         (3, EventKind.LIFECYCLE),
     ]
     assert await s.maintenance.leased_job_ids("w1") == [job_id]
-    assert await s.jobs.release_owner("w1", lost=False, reason="shutdown") == 3
-    assert harness.params("end_leases")["expired"] is False
-    assert await s.maintenance.rescue_expired() == 3
-    params = harness.params("end_leases")
-    assert params["expired"] is True and params["lost"] is True and params["owner"] == ""
+    assert await s.jobs.release_owner("w1", lost=False, reason="shutdown") == 1
+    assert harness.params("lock_leases")["expired"] is False
+    assert await s.maintenance.rescue_expired() == 1
+    params = harness.params("lock_leases")
+    assert params["expired"] is True and params["owner"] == "" and params["limit"] == 500
     assert await s.control.cancel(job_id, "no") is CancelResult.REQUESTED
     assert await s.jobs.cancel_requests("w1") == [job_id]
     await s.control.retry_job(job_id)
@@ -957,7 +1001,7 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
     progress = job_event(2, EventKind.PROGRESS, {"done": 1, "label": "é"})
     chunk = job_event(3, EventKind.CHUNK, {"text": "hi"})
     harness.answers["store_events"] = None
-    harness.answers["complete"] = Sets(
+    harness.answers["end_attempts"] = Sets(
         [
             (str(failed_id).upper(), "failed", 1, 4, "E", naive(retry_at)),
             (str(released_id).upper(), "queued", 0, 2, None, naive(now)),
@@ -983,13 +1027,16 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
     )
     assert statements_run(harness, calls) == [
         "BEGIN TRANSACTION;",
-        "complete",
+        "end_attempts",
         "store_events",
         "COMMIT TRANSACTION;",
     ], "the continuation's event is stored in the completion's transaction"
-    params = harness.params("complete")
-    outcomes = msgspec.json.decode(params["outcomes"])
-    assert [(o["event_seq"], o["start_seq"]) for o in outcomes] == [(3, 1), (0, 0), (4, 1)]
+    params = harness.params("end_attempts")
+    ends = msgspec.json.decode(params["ends"])
+    assert [(e["seq_floor"], e["start_seq"], e["seq_step"]) for e in ends[::2]] == [
+        (3, 1, 1), (0, 0, 1), (4, 1, 2),
+    ]  # fmt: skip
+    assert [e["attempt_change"] for e in ends] == [0, 0, -1, 0, 0, 0], "a release gives it back"
     assert params["now"] == "2030-01-01T12:00:00.000000"
     # Events of kinds that are not kept (Settings.kept_kinds) are stored as transient rows.
     assert msgspec.json.decode(params["events"]) == [
@@ -1038,7 +1085,7 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
     assert succeeded.decoded(Lifecycle) == Lifecycle(status=JobStatus.SUCCEEDED, attempt=1)
 
     # A caller without a live bus gets no events; outcomes without changes store none.
-    harness.answers["complete"] = [(str(failed_id), "dead", 1, 4, "E", naive(now))]
+    harness.answers["end_attempts"] = [(str(failed_id), "dead", 1, 4, "E", naive(now))]
     calls = len(harness.log)
     recorded = await harness.storage.jobs.complete_many(
         [completion(failed_id, Failed(error="E", traceback="tb"))], lifecycle=False
@@ -1075,21 +1122,22 @@ async def test_status_changes_store_their_events_in_their_transaction(harness: H
             "retry_dead": Sets([("dead", True)], [retried]),
             "delete_job": Sets([("dead", True)], [orphan]),
             "resolve_continuations": Sets([(1,)], [orphan]),
-            "end_leases": Sets([(2,)], [orphan]),
+            "lock_leases": [(str(job_id), 2, 2, "w1", None, False, 3)],
+            "end_attempts": Sets([retried], [orphan]),
             "enqueue": Sets([(0, True, str(child_id), None)], [orphan]),
         }
     )
 
-    async def stored(call: Any, name: str) -> list[dict[str, Any]]:
+    async def stored(call: Any, *names: str) -> list[dict[str, Any]]:
         calls = len(harness.log)
         await call
         assert statements_run(harness, calls) == [
             "BEGIN TRANSACTION;",
-            name,
+            *names,
             "store_events",
             "COMMIT TRANSACTION;",
-        ], name
-        assert harness.params(name)["now"] == "2030-01-01T12:00:00.000000"
+        ], names
+        assert harness.params(names[-1])["now"] == "2030-01-01T12:00:00.000000"
         rows: list[dict[str, Any]] = msgspec.json.decode(harness.params("store_events")["events"])
         for row in rows:
             assert (row["kind"], row["transient"]) == ("lifecycle", 0)
@@ -1107,7 +1155,8 @@ async def test_status_changes_store_their_events_in_their_transaction(harness: H
     [row] = await stored(s.control.delete_job(job_id), "delete_job")
     assert row["job_id"] == str(child_id)
     await stored(s.maintenance.resolve_continuations(), "resolve_continuations")
-    await stored(s.maintenance.rescue_expired(), "end_leases")
+    [row] = await stored(s.maintenance.rescue_expired(), "lock_leases", "end_attempts")
+    assert row["job_id"] == str(child_id), "a lease's end is recorded in its attempt row"
     await stored(s.jobs.enqueue_many([new_job(harness.clock)]), "enqueue")
 
     # Nothing changed: nothing stored, the answer as it was.
@@ -1118,16 +1167,83 @@ async def test_status_changes_store_their_events_in_their_transaction(harness: H
     await s.close()
 
 
-async def test_ending_leases_sends_the_callers_sequence_floors(harness: Harness) -> None:
-    s, job_id = harness.storage, uuid.uuid4()
-    harness.answers.update({"end_leases": [(1,)], "leased_job_ids": [(str(job_id).upper(),)]})
-    assert await s.maintenance.rescue_expired(seq_floors={job_id: 40}) == 1
-    params = harness.params("end_leases")
-    assert msgspec.json.decode(params["floors"]) == [{"id": str(job_id), "seq": 40}]
-    assert params["expired"] is True and params["limit"] == 500
-    assert await s.jobs.release_owner("w1", lost=True, reason="worker died") == 1
-    params = harness.params("end_leases")
-    assert params["floors"] == "[]" and params["owner"] == "w1" and params["expired"] is False
+async def test_lease_ends_are_decided_under_their_lock_and_applied_as_completions(
+    harness: Harness,
+) -> None:
+    """The leases are locked and ended in one transaction: each locked row becomes an
+    `attempt_ends.Lease`, `of_lease` decides its end (above the caller's sequence floor), and
+    `end_attempts` applies them as it applies completions."""
+    s, now = harness.storage, harness.clock.now()
+    job_id, dead_id, asked_id = (uuid.uuid4() for _ in range(3))
+    started = now - timedelta(seconds=9)
+    harness.answers.update(
+        {
+            "lock_leases": [
+                (str(job_id).upper(), 1, 3, "w1", naive(started), False, 4),
+                (str(dead_id).upper(), 3, 3, "w1", None, False, 7),
+                (str(asked_id).upper(), 1, 3, "w2", naive(now), True, 2),
+            ],
+            # One of them was completed between the lock and the end: its fence does not hold.
+            "end_attempts": [
+                (str(job_id), "queued", 1, 41, "lease expired (worker w1)", naive(now)),
+                (str(dead_id), "dead", 3, 8, "lease expired (worker w1)", naive(now)),
+            ],
+            "leased_job_ids": [(str(job_id).upper(),)],
+        }
+    )
+    calls = len(harness.log)
+    assert await s.maintenance.rescue_expired(seq_floors={job_id: 40}) == 2
+    assert statements_run(harness, calls) == [
+        "BEGIN TRANSACTION;",
+        "lock_leases",
+        "end_attempts",
+        "COMMIT TRANSACTION;",
+    ]
+    assert harness.params("lock_leases") == {
+        "expired": True,
+        "owner": "",
+        "now": "2030-01-01T12:00:00.000000",
+        "limit": 500,
+    }
+    params = harness.params("end_attempts")
+    assert params["events"] == "[]" and params["now"] == "2030-01-01T12:00:00.000000"
+    lost, dead, asked = msgspec.json.decode(params["ends"])
+    assert [(e["id"], e["owner"], e["cancel_requested"]) for e in (lost, dead, asked)] == [
+        (str(job_id), "w1", 0), (str(dead_id), "w1", 0), (str(asked_id), "w2", 1),
+    ]  # fmt: skip
+    assert (lost["status"], lost["recorded"], lost["attempt_change"], lost["ends"]) == (
+        "queued", "lost", 0, 0,
+    )  # fmt: skip
+    assert (lost["error_effect"], lost["error"], lost["run_at"]) == (
+        "set", "lease expired (worker w1)", "2030-01-01T12:00:00.000000",
+    )  # fmt: skip
+    assert (lost["seq_floor"], lost["start_seq"], lost["seq_step"]) == (40, 4, 1)
+    assert (lost["started_at"], lost["ended_at"]) == (ts(started), ts(now))
+    assert (dead["status"], dead["ends"], dead["seq_floor"]) == ("dead", 1, 7)
+    assert dead["started_at"] == ts(now), "a lease without a start: its end's time"
+    assert (asked["status"], asked["recorded"], asked["ends"]) == ("cancelled", "cancelled", 1)
+    assert (asked["error_effect"], asked["error"]) == ("keep", "lease expired (worker w2)")
+
+    harness.answers["lock_leases"] = [(str(job_id), 2, 3, "w1", naive(now), False, 5)]
+    harness.answers["end_attempts"] = [(str(job_id), "queued", 1, 6, None, naive(now))]
+    assert await s.jobs.release_owner("w1", lost=False, reason="shutdown") == 1
+    params = harness.params("lock_leases")
+    assert (params["owner"], params["expired"], params["limit"]) == ("w1", False, 100_000)
+    [released] = msgspec.json.decode(harness.params("end_attempts")["ends"])
+    assert (released["status"], released["recorded"], released["attempt_change"]) == (
+        "queued", "released", -1,
+    )  # fmt: skip
+    assert (released["error_effect"], released["seq_floor"]) == ("keep", 5)
+
+    # Nothing locked: nothing to end.
+    harness.answers["lock_leases"] = []
+    calls = len(harness.log)
+    assert await s.jobs.release_owner("w1", lost=True, reason="worker died") == 0
+    assert statements_run(harness, calls) == [
+        "BEGIN TRANSACTION;",
+        "lock_leases",
+        "COMMIT TRANSACTION;",
+    ]
     assert await s.maintenance.rescue_expired(0) == 0
 
     assert await s.maintenance.leased_job_ids(None) == [job_id]

@@ -47,9 +47,7 @@ UNREADABLE = (
         why="sqlglot reads OUTPUT ... INTO a table variable, but not a column list after it",
         pattern=r"(\bINTO\s+@\w+)\s*\([\w\s,]+\)",
         replacement=r"\1",
-        where=frozenset(
-            {"enqueue", "extend_leases", "complete", "end_leases", "settle_continuations"}
-        ),
+        where=frozenset({"enqueue", "extend_leases", "end_attempts", "settle_continuations"}),
     ),
     Unreadable(
         construct="IF ... EXEC procedure @a = x, @b = y (no BEGIN ... END)",
@@ -137,7 +135,7 @@ def test_every_batch_and_statement_is_read() -> None:
         "jobs_record_lifecycle",
         "settle_continuations",
         "claim",
-        "complete",
+        "end_attempts",
     }
 
 

@@ -286,39 +286,47 @@ OUTPUT inserted.id INTO @extended (id)
 WHERE lease_owner = @owner AND status = N'running';
 SELECT COUNT(*) FROM @extended;
 
--- name: complete
--- Many outcomes in one transaction: store the attempts' events (@events, a JSON array; one whose
--- (job, seq) is already stored, or comes earlier in the array, is dropped), then update the jobs
--- whose lease is still ours, numbering each end after the attempt's own events (its last
--- sequence is event_seq) and after the job's event_seq: one number for its lifecycle event, and
--- one more before it for a success (its `result` event, read from jobs.result, never stored).
--- Each applied outcome gets its attempt row, which records the number of the attempt's
--- `running` event (start_seq; 0: unknown, then the job's event_seq before the change) and its
--- end (end_seq and what the lifecycle event says). Then the continuations of the jobs that
--- ended are settled. expires_at comes computed (completed_at + the job's result TTL).
--- Answers one row per outcome applied (what its lifecycle event says), then the continuations'
--- status changes.
+-- name: end_attempts
+-- Attempts end as `attempt_ends` decided (@ends, a JSON array of its AttemptEnd rows: a
+-- completion's two ways, a lease end's one), in one transaction. The attempts' events are stored
+-- first (@events; one whose (job, seq) is already stored, or comes earlier in the array, is
+-- dropped). Then each end is applied to its job if it is the way for the job's cancel_requested
+-- and the attempt still holds its lease (job, lease owner, attempt, status running); it says
+-- everything written, no rule is here: error and traceback are kept, set or cleared as their
+-- effect says; completed_at and expires_at (given computed) are set when the job ends; its
+-- events take seq_step numbers (a success's result, then its lifecycle event) above event_seq,
+-- seq_floor and every stored event of the job. Each applied end gets its attempt row (start_seq
+-- 0: the job's event_seq before the change), and the continuations of the jobs that ended are
+-- settled. Answers one row per applied end (what its lifecycle event says), then the
+-- continuations' status changes.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @now datetime2(6) = ?;
-DECLARE @outcomes nvarchar(max) = ?;
+DECLARE @ends nvarchar(max) = ?;
 DECLARE @events nvarchar(max) = ?;
 DECLARE @default_ttl float = ?;
-DECLARE @done TABLE (
-    ord         int NOT NULL PRIMARY KEY,
-    id          uniqueidentifier NOT NULL,
-    attempt     int NOT NULL,
-    owner       nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
-    outcome     nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
-    result      nvarchar(max) NULL,
-    error       nvarchar(max) NULL,
-    traceback   nvarchar(max) NULL,
-    retry_at    datetime2(6) NULL,
-    expires_at  datetime2(6) NULL,
-    started_at  datetime2(6) NOT NULL,
-    ended_at    datetime2(6) NOT NULL,
-    event_seq   bigint NOT NULL,
-    start_seq   bigint NOT NULL
+DECLARE @end TABLE (
+    ord               int NOT NULL PRIMARY KEY,
+    id                uniqueidentifier NOT NULL,
+    owner             nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    attempt           int NOT NULL,
+    cancel_requested  bit NOT NULL,
+    status            nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    attempt_change    int NOT NULL,
+    recorded          nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    error_effect      nvarchar(8) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    error             nvarchar(max) NULL,
+    traceback_effect  nvarchar(8) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    traceback         nvarchar(max) NULL,
+    result            nvarchar(max) NULL,
+    run_at            datetime2(6) NULL,
+    ends              bit NOT NULL,
+    expires_at        datetime2(6) NOT NULL,
+    seq_floor         bigint NOT NULL,
+    seq_step          int NOT NULL,
+    started_at        datetime2(6) NOT NULL,
+    ended_at          datetime2(6) NOT NULL,
+    start_seq         bigint NOT NULL
 );
 DECLARE @new_events TABLE (
     ord          int NOT NULL PRIMARY KEY,
@@ -329,7 +337,8 @@ DECLARE @new_events TABLE (
     payload      nvarchar(max) NOT NULL,
     transient    bit NOT NULL
 );
-DECLARE @updated TABLE (
+DECLARE @applied TABLE (
+    ord                int NOT NULL PRIMARY KEY,
     id                 uniqueidentifier NOT NULL,
     status             nvarchar(16) NOT NULL,
     has_continuations  bit NOT NULL,
@@ -341,28 +350,38 @@ DECLARE @updated TABLE (
 );
 DECLARE @ended_parents nvarchar(max);
 DECLARE @settled nvarchar(max);
-INSERT INTO @done (
-    ord, id, attempt, owner, outcome, result, error, traceback, retry_at, expires_at,
-    started_at, ended_at, event_seq, start_seq
+INSERT INTO @end (
+    ord, id, owner, attempt, cancel_requested, status, attempt_change, recorded, error_effect,
+    error, traceback_effect, traceback, result, run_at, ends, expires_at, seq_floor, seq_step,
+    started_at, ended_at, start_seq
 )
-SELECT CAST(a.[key] AS int), d.id, d.attempt, d.owner, d.outcome, d.result, d.error,
-    d.traceback, d.retry_at, d.expires_at, d.started_at, d.ended_at, d.event_seq, d.start_seq
-FROM OPENJSON(@outcomes) AS a
+SELECT CAST(a.[key] AS int), e.id, e.owner, e.attempt, e.cancel_requested, e.status,
+    e.attempt_change, e.recorded, e.error_effect, e.error, e.traceback_effect, e.traceback,
+    e.result, e.run_at, e.ends, e.expires_at, e.seq_floor, e.seq_step, e.started_at,
+    e.ended_at, e.start_seq
+FROM OPENJSON(@ends) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
-    id          uniqueidentifier '$.id',
-    attempt     int '$.attempt',
-    owner       nvarchar(max) '$.owner',
-    outcome     nvarchar(max) '$.outcome',
-    result      nvarchar(max) '$.result',
-    error       nvarchar(max) '$.error',
-    traceback   nvarchar(max) '$.traceback',
-    retry_at    datetime2(6) '$.retry_at',
-    expires_at  datetime2(6) '$.expires_at',
-    started_at  datetime2(6) '$.started_at',
-    ended_at    datetime2(6) '$.ended_at',
-    event_seq   bigint '$.event_seq',
-    start_seq   bigint '$.start_seq'
-) AS d;
+    id                uniqueidentifier '$.id',
+    owner             nvarchar(max) '$.owner',
+    attempt           int '$.attempt',
+    cancel_requested  bit '$.cancel_requested',
+    status            nvarchar(max) '$.status',
+    attempt_change    int '$.attempt_change',
+    recorded          nvarchar(max) '$.recorded',
+    error_effect      nvarchar(max) '$.error_effect',
+    error             nvarchar(max) '$.error',
+    traceback_effect  nvarchar(max) '$.traceback_effect',
+    traceback         nvarchar(max) '$.traceback',
+    result            nvarchar(max) '$.result',
+    run_at            datetime2(6) '$.run_at',
+    ends              bit '$.ends',
+    expires_at        datetime2(6) '$.expires_at',
+    seq_floor         bigint '$.seq_floor',
+    seq_step          int '$.seq_step',
+    started_at        datetime2(6) '$.started_at',
+    ended_at          datetime2(6) '$.ended_at',
+    start_seq         bigint '$.start_seq'
+) AS e;
 INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
 SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
 FROM OPENJSON(@events) AS a
@@ -385,59 +404,52 @@ WHERE NOT EXISTS (SELECT 1 FROM @new_events AS f
                   WHERE s.job_id = e.job_id AND s.seq = e.seq)
 ORDER BY e.ord;
 UPDATE j
--- A job whose cancellation was requested ends cancelled, whatever the attempt did short of
--- succeeding, and keeps the reason it was cancelled with (stored with the request).
-SET status = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN N'cancelled'
-                  WHEN d.outcome = N'released' THEN N'queued'
-                  ELSE d.outcome END,
-    attempt = CASE WHEN d.outcome = N'released' AND j.cancel_requested = 0
-                   THEN j.attempt - 1 ELSE j.attempt END,
-    started_at = CASE WHEN d.outcome = N'released' AND j.cancel_requested = 0
-                      THEN NULL ELSE j.started_at END,
-    result = CASE d.outcome WHEN N'succeeded' THEN d.result ELSE j.result END,
-    error = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN j.error
-                 WHEN d.outcome = N'released' THEN j.error
-                 ELSE d.error END,
-    traceback = CASE WHEN j.cancel_requested = 1 AND d.outcome <> N'succeeded' THEN NULL
-                     WHEN d.outcome = N'released' THEN j.traceback
-                     ELSE d.traceback END,
-    run_at = CASE WHEN j.cancel_requested = 1 THEN j.run_at
-                  ELSE COALESCE(d.retry_at, j.run_at) END,
-    completed_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
-                             OR j.cancel_requested = 1 THEN @now END,
-    expires_at = CASE WHEN d.outcome IN (N'succeeded', N'dead', N'cancelled')
-                           OR j.cancel_requested = 1
-                      THEN d.expires_at END,
+SET status = e.status,
+    attempt = j.attempt + e.attempt_change,
+    started_at = CASE WHEN e.attempt_change < 0 THEN NULL ELSE j.started_at END,
+    result = COALESCE(e.result, j.result),
+    error = CASE e.error_effect WHEN N'set' THEN e.error WHEN N'clear' THEN NULL
+                 ELSE j.error END,
+    traceback = CASE e.traceback_effect WHEN N'set' THEN e.traceback WHEN N'clear' THEN NULL
+                     ELSE j.traceback END,
+    run_at = COALESCE(e.run_at, j.run_at),
+    completed_at = CASE WHEN e.ends = 1 THEN @now ELSE j.completed_at END,
+    expires_at = CASE WHEN e.ends = 1 THEN e.expires_at ELSE j.expires_at END,
     lease_owner = NULL,
     lease_expires_at = NULL,
     -- GREATEST is SQL Server 2022 only.
-    event_seq = CASE WHEN j.event_seq > d.event_seq THEN j.event_seq ELSE d.event_seq END
-                + CASE WHEN d.outcome = N'succeeded' THEN 2 ELSE 1 END
-OUTPUT inserted.id, inserted.status, inserted.has_continuations, inserted.attempt,
+    event_seq = CASE WHEN j.event_seq >= e.seq_floor AND j.event_seq >= stored.seq THEN j.event_seq
+                     WHEN e.seq_floor >= stored.seq THEN e.seq_floor
+                     ELSE stored.seq END + e.seq_step
+OUTPUT e.ord, inserted.id, inserted.status, inserted.has_continuations, inserted.attempt,
     inserted.event_seq, inserted.error, inserted.run_at, deleted.event_seq
-    INTO @updated (id, status, has_continuations, attempt, event_seq, error, run_at, old_seq)
+    INTO @applied (ord, id, status, has_continuations, attempt, event_seq, error, run_at, old_seq)
 FROM __SCHEMA__.jobs AS j
-JOIN @done AS d ON j.id = d.id AND j.lease_owner = d.owner AND j.attempt = d.attempt
+JOIN @end AS e
+    ON j.id = e.id AND j.lease_owner = e.owner AND j.attempt = e.attempt
+   AND j.cancel_requested = e.cancel_requested
+CROSS APPLY (SELECT COALESCE(MAX(s.seq), 0) AS seq FROM __SCHEMA__.job_events AS s
+             WHERE s.job_id = j.id) AS stored
 WHERE j.status = N'running';
 INSERT INTO __SCHEMA__.job_attempts
     (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
      start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
-SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.outcome, d.error, d.traceback,
-    CASE WHEN d.start_seq > 0 THEN d.start_seq ELSE u.old_seq END,
-    u.event_seq, u.status, u.attempt, u.error, u.run_at
-FROM @done AS d
-JOIN @updated AS u ON u.id = d.id
-ORDER BY d.ord;
-SET @ended_parents = (SELECT u.id FROM @updated AS u
-                      WHERE u.has_continuations = 1
-                        AND u.status IN (N'succeeded', N'dead', N'cancelled')
+SELECT e.id, e.attempt, e.owner, e.started_at, e.ended_at, e.recorded, e.error, e.traceback,
+    CASE WHEN e.start_seq > 0 THEN e.start_seq ELSE a.old_seq END,
+    a.event_seq, a.status, a.attempt, a.error, a.run_at
+FROM @applied AS a
+JOIN @end AS e ON e.ord = a.ord
+ORDER BY a.ord;
+SET @ended_parents = (SELECT a.id FROM @applied AS a
+                      JOIN @end AS e ON e.ord = a.ord
+                      WHERE e.ends = 1 AND a.has_continuations = 1
                       FOR JSON PATH);
 IF @ended_parents IS NOT NULL
     EXEC __SCHEMA__.settle_continuations
         @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
         @changes = @settled OUTPUT;
--- Each outcome applied, with what its lifecycle event records.
-SELECT id, status, attempt, event_seq, error, run_at FROM @updated;
+-- Each end applied, with what its lifecycle event records.
+SELECT id, status, attempt, event_seq, error, run_at FROM @applied ORDER BY ord;
 SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
 FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
     id         uniqueidentifier '$.id',
@@ -449,114 +461,21 @@ FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
 ) AS c;
 COMMIT TRANSACTION;
 
--- name: end_leases
--- Leases of one owner (@expired = 0), or up to @limit expired leases (@expired = 1), end.
--- @lost = 1: the attempt counts (outcome lost), and a job out of attempts goes dead. @lost = 0:
--- released, the attempt does not count. A job whose cancellation was requested ends cancelled
--- either way. Rows another session holds are skipped (READPAST). @floors (a JSON array of
--- {"id", "seq"}): per job, the last event sequence used on the live bus; the change's lifecycle
--- event is numbered above it, above event_seq and above every event stored for the job, and
--- recorded in the attempt's row with the number of its `running` event (the job's event_seq
--- before the change). Answers how many leases ended, then the continuations' status changes.
+-- name: lock_leases
+-- The leases of one owner (@expired = 0), or up to @limit expired ones (@expired = 1), locked
+-- until the transaction they are ended in (end_attempts) commits; rows another session holds
+-- are skipped (READPAST).
 SET NOCOUNT ON;
-SET XACT_ABORT ON;
 DECLARE @expired bit = ?;
 DECLARE @owner nvarchar(400) = ?;
 DECLARE @now datetime2(6) = ?;
-DECLARE @lost bit = ?;
-DECLARE @reason nvarchar(max) = ?;
 DECLARE @limit int = ?;
-DECLARE @expires_at datetime2(6) = ?;
-DECLARE @default_ttl float = ?;
-DECLARE @floors nvarchar(max) = ?;
-DECLARE @floor TABLE (id uniqueidentifier NOT NULL PRIMARY KEY, seq bigint NOT NULL);
-DECLARE @ended TABLE (
-    id                 uniqueidentifier NOT NULL,
-    attempt            int NOT NULL,
-    worker             nvarchar(400) NOT NULL,
-    started_at         datetime2(6) NULL,
-    cancel_requested   bit NOT NULL,
-    status             nvarchar(16) NOT NULL,
-    has_continuations  bit NOT NULL,
-    start_seq          bigint NOT NULL,
-    end_seq            bigint NOT NULL,
-    end_attempt        int NOT NULL,
-    end_error          nvarchar(max) NULL,
-    end_run_at         datetime2(6) NOT NULL
-);
-DECLARE @ended_parents nvarchar(max);
-DECLARE @settled nvarchar(max);
-INSERT INTO @floor (id, seq)
-SELECT f.id, MAX(f.seq)
-FROM OPENJSON(@floors) WITH (id uniqueidentifier '$.id', seq bigint '$.seq') AS f
-WHERE f.id IS NOT NULL AND f.seq IS NOT NULL
-GROUP BY f.id;
-BEGIN TRANSACTION;
-WITH ending AS (
-    SELECT TOP (@limit)
-        j.id, j.status, j.attempt, j.max_attempts, j.started_at, j.run_at, j.error,
-        j.traceback, j.completed_at, j.expires_at, j.lease_owner, j.lease_expires_at,
-        j.cancel_requested, j.has_continuations, j.event_seq,
-        COALESCE((SELECT f.seq FROM @floor AS f WHERE f.id = j.id), 0) AS floor_seq,
-        COALESCE((SELECT MAX(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = j.id), 0)
-            AS stored_seq
-    FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
-    WHERE j.status = N'running'
-      AND ((@expired = 0 AND j.lease_owner = @owner)
-           OR (@expired = 1 AND j.lease_expires_at < @now))
-)
-UPDATE ending
-SET status = CASE WHEN cancel_requested = 1 THEN N'cancelled'
-                  WHEN @lost = 1 AND attempt >= max_attempts THEN N'dead'
-                  ELSE N'queued' END,
-    attempt = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN NULL ELSE started_at END,
-    run_at = CASE WHEN cancel_requested = 0 AND @lost = 1 THEN @now ELSE run_at END,
-    error = CASE WHEN cancel_requested = 1 OR @lost = 0 THEN error
-                 ELSE @reason + N' (worker ' + lease_owner + N')' END,
-    traceback = CASE WHEN cancel_requested = 0 AND @lost = 0 THEN traceback END,
-    completed_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
-                        THEN @now END,
-    expires_at = CASE WHEN cancel_requested = 1 OR (@lost = 1 AND attempt >= max_attempts)
-                      THEN @expires_at END,
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    event_seq = CASE WHEN event_seq >= floor_seq AND event_seq >= stored_seq THEN event_seq
-                     WHEN floor_seq >= stored_seq THEN floor_seq
-                     ELSE stored_seq END + 1
-OUTPUT deleted.id, deleted.attempt, deleted.lease_owner, deleted.started_at,
-    deleted.cancel_requested, inserted.status, inserted.has_continuations, deleted.event_seq,
-    inserted.event_seq, inserted.attempt, inserted.error, inserted.run_at
-INTO @ended (id, attempt, worker, started_at, cancel_requested, status, has_continuations,
-    start_seq, end_seq, end_attempt, end_error, end_run_at);
-INSERT INTO __SCHEMA__.job_attempts
-    (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
-     start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
-SELECT id, attempt, worker, COALESCE(started_at, @now), @now,
-    CASE WHEN cancel_requested = 1 THEN N'cancelled'
-         WHEN @lost = 1 THEN N'lost'
-         ELSE N'released' END,
-    @reason + N' (worker ' + worker + N')', NULL,
-    start_seq, end_seq, status, end_attempt, end_error, end_run_at
-FROM @ended;
-SET @ended_parents = (SELECT e.id FROM @ended AS e
-                      WHERE e.has_continuations = 1 AND e.status IN (N'dead', N'cancelled')
-                      FOR JSON PATH);
-IF @ended_parents IS NOT NULL
-    EXEC __SCHEMA__.settle_continuations
-        @parents = @ended_parents, @now = @now, @default_ttl = @default_ttl,
-        @changes = @settled OUTPUT;
-SELECT COUNT(*) FROM @ended;
-SELECT c.id, c.event_seq, c.status, c.attempt, c.error, c.run_at
-FROM OPENJSON(COALESCE(@settled, N'[]')) WITH (
-    id         uniqueidentifier '$.id',
-    event_seq  bigint '$.event_seq',
-    status     nvarchar(16) '$.status',
-    attempt    int '$.attempt',
-    error      nvarchar(max) '$.error',
-    run_at     datetime2(6) '$.run_at'
-) AS c;
-COMMIT TRANSACTION;
+SELECT TOP (@limit) id, attempt, max_attempts, lease_owner, started_at, cancel_requested,
+    event_seq
+FROM __SCHEMA__.jobs WITH (ROWLOCK, READPAST, UPDLOCK)
+WHERE status = N'running'
+  AND ((@expired = 0 AND lease_owner = @owner)
+       OR (@expired = 1 AND lease_expires_at < @now));
 
 -- name: leased_job_ids
 -- The running jobs one owner holds (@expired = 0), or those whose lease has expired.

@@ -1,76 +1,28 @@
 """The jobs role: a job's way through the database (enqueued, claimed under a lease, renewed,
-finished), and the end of leases, shared with the lease rescue of the maintenance role."""
+finished: `attempts` writes the ends of attempts and of leases)."""
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from jobworker.clock import Clock
 from jobworker.errors import ConfigurationError, JobNotFoundError
-from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob, Succeeded
-from jobworker.storage.base import outcome_row
-from jobworker.storage.event_log import Change, end_events
+from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs
+from jobworker.storage.sqlserver.attempts import AttemptEnds
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
-from jobworker.storage.sqlserver.values import (
-    VALUES,
-    expiry,
-    job_fields,
-    json,
-    text,
-    to_uuid,
-    ts,
-)
+from jobworker.storage.sqlserver.values import VALUES, job_fields, json, to_uuid, ts
 from jobworker.storage.sqlserver.writes import EventWriter
 
-__all__ = ["LeaseEnder", "SQLServerJobs"]
-
-logger = logging.getLogger("jobworker.storage.sqlserver")
+__all__ = ["SQLServerJobs"]
 
 _KEY_RACE_RETRIES = 3
 _RELEASE_ALL = 100_000
-
-
-class LeaseEnder:
-    """Ends leases (of one owner, or expired ones) with the `end_leases` statement; the events
-    of the continuations it settles are stored with it."""
-
-    def __init__(self, writer: EventWriter, clock: Clock, result_ttl: float) -> None:
-        self._writer = writer
-        self._clock = clock
-        self._result_ttl = result_ttl
-
-    async def end(
-        self,
-        *,
-        expired: bool,
-        owner: str,
-        lost: bool,
-        reason: str,
-        limit: int,
-        seq_floors: Mapping[uuid.UUID, int] | None,
-    ) -> int:
-        now = self._clock.now()
-        floors = [{"id": str(job_id), "seq": seq} for job_id, seq in (seq_floors or {}).items()]
-        [(ended,)] = await self._writer.run_changing(
-            "end_leases",
-            now,
-            expired=expired,
-            owner=owner,
-            lost=lost,
-            reason=reason,
-            limit=limit,
-            expires_at=ts(expiry(now, self._result_ttl)),
-            default_ttl=self._result_ttl,
-            floors=json(floors),
-        )
-        return int(ended)
 
 
 class SQLServerJobs:
@@ -87,7 +39,7 @@ class SQLServerJobs:
         self._clock = clock
         self._result_ttl = result_ttl
         self._cap_lock_prefix = f"jobworker.cap.{schema_name}."
-        self._leases = LeaseEnder(writer, clock, result_ttl)
+        self._ends = AttemptEnds(writer, queries, clock, result_ttl)
 
     async def subscribe(
         self,
@@ -177,22 +129,7 @@ class SQLServerJobs:
             if events:  # a worker's events while its job runs
                 await self._queries.run(lambda session: self._writer.store(session, events))
             return Recorded()
-        now = self._clock.now()
-        outcomes = [_outcome(item, now, self._result_ttl) for item in completions]
-        # Safe to repeat: a second run finds the leases already released and the events already
-        # stored, and changes nothing.
-        rows = await self._writer.run_changing(
-            "complete",
-            now,
-            outcomes=json(outcomes),
-            events=json(self._writer.event_rows(events)),
-            default_ttl=self._result_ttl,
-        )
-        if len(rows) < len(completions):
-            logger.info("dropped %d outcome(s) whose lease was lost", len(completions) - len(rows))
-        return Recorded(
-            applied=len(rows), events=_end_events(completions, rows) if lifecycle else []
-        )
+        return await self._ends.complete(completions, events, lifecycle=lifecycle)
 
     async def release_owner(
         self,
@@ -202,7 +139,7 @@ class SQLServerJobs:
         reason: str,
         seq_floors: Mapping[uuid.UUID, int] | None = None,
     ) -> int:
-        return await self._leases.end(
+        return await self._ends.end_leases(
             expired=False,
             owner=owner,
             lost=lost,
@@ -229,39 +166,3 @@ def _enqueue_results(jobs: Sequence[NewJob], rows: list[Any]) -> list[EnqueueRes
         else:
             results.append(EnqueueResult(to_uuid(job_id), created=False))
     return results
-
-
-def _outcome(item: Completion, now: datetime, default_ttl: float) -> dict[str, object]:
-    """A completion as the `complete` statement reads it (OPENJSON)."""
-    row = outcome_row(item, default_ttl)
-    return {
-        "id": str(item.job_id),
-        "attempt": item.attempt,
-        "owner": item.lease_owner,
-        "outcome": row.outcome.value,
-        "result": text(row.result),
-        "error": row.error,
-        "traceback": row.traceback,
-        "retry_at": ts(row.retry_at) if row.retry_at is not None else None,
-        # Used only if the job ends (a cancel request can end any outcome).
-        "expires_at": ts(expiry(now, row.result_ttl)),
-        "started_at": ts(item.started_at),
-        "ended_at": ts(item.ended_at),
-        "event_seq": item.event_seq,
-        "start_seq": item.start_seq,
-    }
-
-
-def _end_events(completions: Sequence[Completion], rows: Sequence[Sequence[Any]]) -> list[JobEvent]:
-    """The events of the applied outcomes' ends (`event_log.end_events`), from the rows of the
-    `complete` statement: (id, status, attempt, event_seq, error, run_at)."""
-    by_job = {item.job_id: item for item in completions}
-    events: list[JobEvent] = []
-    for job_id, status, attempt, seq, error, run_at in rows:
-        item = by_job[to_uuid(job_id)]
-        change = Change(
-            item.job_id, int(seq), JobStatus(status), int(attempt), error, VALUES.maybe_time(run_at)
-        )
-        result = item.outcome.result if isinstance(item.outcome, Succeeded) else None
-        events += end_events(change, item.ended_at, result)
-    return events

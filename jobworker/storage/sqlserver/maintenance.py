@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 
 from jobworker.clock import Clock
-from jobworker.storage.sqlserver.jobs import LeaseEnder
+from jobworker.storage.sqlserver.attempts import AttemptEnds
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import to_uuid, ts
 from jobworker.storage.sqlserver.writes import EventWriter
@@ -23,7 +23,7 @@ class SQLServerMaintenance:
         self._writer = writer
         self._clock = clock
         self._result_ttl = result_ttl
-        self._leases = LeaseEnder(writer, clock, result_ttl)
+        self._ends = AttemptEnds(writer, queries, clock, result_ttl)
 
     async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
         if limit <= 0:
@@ -42,7 +42,7 @@ class SQLServerMaintenance:
     ) -> int:
         if limit <= 0:
             return 0
-        return await self._leases.end(
+        return await self._ends.end_leases(
             expired=True,
             owner="",
             lost=True,

@@ -59,13 +59,18 @@ class EventWriter:
     def fetch_changing(
         self, session: Session, name: str, now: datetime, **params: object
     ) -> list[Any]:
-        """Statement `name`, given `now`, and the events of the status changes it answers, in
-        one transaction: its own answer (its first result set)."""
+        """`apply_changing` in a transaction of its own."""
         with session.transaction():
-            sets = self._queries.fetch_sets(session, name, now=ts(now), **params)
-            answer = sets[0] if sets else []
-            self.store(session, change_events(sets[1] if len(sets) > 1 else [], now))
-        return answer
+            return self.apply_changing(session, name, now, **params)
+
+    def apply_changing(
+        self, session: Session, name: str, now: datetime, **params: object
+    ) -> list[Any]:
+        """Statement `name`, given `now`, and the events of the status changes it answers, in
+        the caller's transaction: its own answer (its first result set)."""
+        sets = self._queries.fetch_sets(session, name, now=ts(now), **params)
+        self.store(session, change_events(sets[1] if len(sets) > 1 else [], now))
+        return sets[0] if sets else []
 
     async def run_changing(
         self, name: str, now: datetime, *, retry: bool = True, **params: object
