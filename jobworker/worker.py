@@ -61,6 +61,7 @@ class _Running:
     task: asyncio.Task[None]
     is_async: bool
     cancelled: bool = False  # its cancellation was requested (not a shutdown)
+    lost: bool = False  # its lease is gone: the handler was told to stop
 
 
 class Worker:
@@ -128,7 +129,7 @@ class Worker:
         await storage.open()
         self._storage = storage
         self._bus = bus_for(self.settings, storage)
-        self._recorder = Recorder(storage, self.settings, self._bus)
+        self._recorder = Recorder(storage, self.settings, self._bus, owner=self.worker_id)
         self._timestamp = timestamp_of(self.app.clock)
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
@@ -278,7 +279,7 @@ class Worker:
     def _start(self, job: ClaimedJob) -> None:
         self.claimed += 1
         definition = self.app.registry.get(job.job_type)
-        events = self._recorder.attempt(job.id)
+        events = self._recorder.attempt(job.id, job.attempt)
         ctx: JobContext[Any] = JobContext(
             job_id=job.id,
             job_type=job.job_type,
@@ -368,18 +369,46 @@ class Worker:
     # Side tasks ---------------------------------------------------------------------------
 
     async def _renew_leases(self) -> None:
+        """Renew the leases this worker holds, and only those: a job leased to it that it never
+        received (a claim whose reply was lost) expires and is rescued. A lease found gone stops
+        its handler at once."""
         interval = self.settings.lease_duration / 3
         outage = Outage("renewing leases")
         while True:
             await asyncio.sleep(interval if not outage.failures else min(interval, 1.0))
-            if not self._running:
+            held = {(run.job.id, run.job.attempt) for run in self._running.values()}
+            held.update(self._recorder.unwritten())
+            if not held:
                 continue
             try:
-                await self._storage.jobs.extend_leases(self.worker_id, self.settings.lease_duration)
+                kept = await self._storage.jobs.extend_leases(
+                    self.worker_id, sorted(held), self.settings.lease_duration
+                )
             except Exception as exc:
                 outage.failed(exc)
-            else:
-                outage.succeeded()
+                continue
+            outage.succeeded()
+            for job_id, attempt in held:
+                if job_id not in kept:
+                    self._lease_lost(job_id, attempt)
+
+    def _lease_lost(self, job_id: uuid.UUID, attempt: int) -> None:
+        """The lease of a running job is gone (it expired and was rescued, or another worker has
+        it): stop its handler (its outcome would be refused) and say so once."""
+        running = self._running.get(job_id)
+        if running is None or running.job.attempt != attempt or running.lost:
+            return  # ended meanwhile (its outcome may be on its way), or already told
+        logger.warning(
+            "job %s %s attempt %d: its lease is gone (rescued, or another worker has it); "
+            "stopping its handler",
+            running.job.job_type,
+            job_id,
+            attempt,
+        )
+        running.lost = True
+        running.ctx.request_cancel()
+        if running.is_async:
+            running.task.cancel()
 
     async def _heartbeat(self) -> None:
         while True:

@@ -84,7 +84,7 @@ async def test_a_round_reaches_a_reader_of_either_bus(
         assert bus.publishes_stored is bool(redis_url)
         assert bus.in_database is (redis_url is None)
         round_ = [live(1, EventKind.PROGRESS, {"done": 1}), live(2), live(3)]
-        assert await bus.publish({job: round_}) == 0
+        assert await bus.publish({job: round_}, emitted_by={job: ("w1", 0)}) == 0
         got = await bus.read(job, 0)
         if redis_url:  # Redis carries every kind; the database holds none of them yet
             assert [(e.seq, e.kind) for e in got] == [
@@ -117,7 +117,7 @@ async def test_a_blocked_reader_of_the_database_bus_wakes_when_events_are_stored
         began = time.monotonic()
         reader = asyncio.create_task(bus.read(job, 0, block=1.0))
         await asyncio.sleep(0.1)
-        await bus.publish({job: [live(1, value="hello")]})
+        await bus.publish({job: [live(1, value="hello")]}, emitted_by={job: ("w1", 0)})
         got = await asyncio.wait_for(reader, 5)
         assert [e.decoded() for e in got] == ["hello"]
         if store.backend == "postgres":
@@ -139,13 +139,13 @@ async def test_the_redis_bus_stands_aside_while_redis_is_out_of_reach(
     try:
         assert isinstance(bus, RedisBus) and not bus.in_database
         round_ = [live(1, EventKind.LIFECYCLE, {"status": "running"}), live(2), live(3)]
-        assert await bus.publish({job: round_}) == 0
+        assert await bus.publish({job: round_}, emitted_by={job: ("w1", 0)}) == 0
         assert bus.in_database
         assert "publishing events to Redis failed" in caplog.text
         # The lifecycle event is the storage's own: only the chunks went in as transient rows.
         assert [e.seq for e in await bus.read_stored(job, 0, 10)] == [2, 3]
         assert [e.seq for e in await bus.read(job, 0)] == [2, 3], "read from the database"
-        assert await bus.publish({job: [live(4)]}) == 0
+        assert await bus.publish({job: [live(4)]}, emitted_by={job: ("w1", 0)}) == 0
         assert [e.seq for e in await bus.read(job, 3)] == [4]
         assert await floors(bus, [job]) == {}
         assert "could not read event sequences from Redis" in caplog.text
@@ -166,7 +166,7 @@ async def test_floors_are_the_last_sequences_redis_holds(store: Store, storage: 
     bus = bus_for(settings, storage)
     job, other = uuid.uuid4(), uuid.uuid4()
     try:
-        await bus.publish({job: [live(n) for n in range(1, 8)]})
+        await bus.publish({job: [live(n) for n in range(1, 8)]}, emitted_by={job: ("w1", 0)})
         assert await floors(bus, [job, other]) == {job: 7, other: 0}
         assert await floors(bus, []) == {}
         assert await live_floors(settings, [job]) == {job: 7}
@@ -185,7 +185,10 @@ async def test_the_janitor_purges_transient_rows_through_the_database_bus(
     bus = DatabaseBus(storage, settings_of(store))
     job = await a_job(store)
     try:
-        await bus.publish({job: [live(1), live(2, EventKind.PROGRESS, {"done": 1}), live(3)]})
+        await bus.publish(
+            {job: [live(1), live(2, EventKind.PROGRESS, {"done": 1}), live(3)]},
+            emitted_by={job: ("w1", 0)},
+        )
         assert [e.seq for e in await bus.read_stored(job, 0, 10)] == [1, 3]
         assert await bus.purge(datetime.now(UTC) - timedelta(minutes=1), limit=10) == 0
         assert await bus.purge(datetime.now(UTC) + timedelta(minutes=1), limit=1) == 1

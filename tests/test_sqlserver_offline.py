@@ -391,8 +391,9 @@ def test_no_statement_decides_an_attempts_end() -> None:
         "AND j.cancel_requested = e.cancel_requested" in ending
     )
     assert "WHERE j.status = N'running'" in ending
-    # Its only literals: the fence's status, and the effects on error and traceback.
-    assert set(re.findall(r"N'(\w*)'", ending)) == {"running", "set", "clear"}
+    # Its only literals: the fence's status, the effects on error and traceback, and the event
+    # fence's lost attempt.
+    assert set(re.findall(r"N'(\w*)'", ending)) == {"running", "set", "clear", "lost"}
     assert "status = e.status, attempt = j.attempt + e.attempt_change," in ending
     assert "run_at = COALESCE(e.run_at, j.run_at)" in ending
     assert "completed_at = CASE WHEN e.ends = 1 THEN @now ELSE j.completed_at END" in ending
@@ -866,7 +867,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
             "migration_lock": [(0,)],
             "enqueue": [(0, True, str(job_id), None)],
             "claim": [],
-            "extend_leases": [(2,)],
+            "extend_leases": [(str(job_id),)],
             "end_attempts": [(str(job_id), "succeeded", 1, 3, None, naive(now))],
             "lock_leases": [(str(job_id), 1, 3, "w1", naive(now), False, 1)],
             "leased_job_ids": [(str(job_id).upper(),)],
@@ -899,7 +900,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     await s.schema.check_schema()
     await s.jobs.enqueue_many([new_job(harness.clock)])
     assert await s.jobs.claim("w1", ["t.noop"], ["default"], 5, 30.0) == []
-    assert await s.jobs.extend_leases("w1", 30.0) == 2
+    assert await s.jobs.extend_leases("w1", [(job_id, 1)], 30.0) == {job_id}
     done = Completion(
         job_id=job_id,
         attempt=1,
@@ -962,7 +963,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     [stored] = await s.events.read_events(job_id)
     assert (stored.seq, stored.kind, stored.decoded()) == (2, EventKind.PROGRESS, {"done": 1})
     assert await s.live.read_live(job_id, 0, 10) == [stored]
-    await s.live.store_live([stored])
+    await s.live.store_live([stored], [("w1", 1)])
     assert await s.live.purge_live(now) == 6
     assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS
     for name, _, values in harness.log:
@@ -1024,6 +1025,7 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
             completion(succeeded_id, Succeeded(result=b'{"x":1}'), event_seq=4, start_seq=1),
         ],
         [progress, chunk],
+        emitted_by=[("w1", 1), ("w1", 1)],
     )
     assert statements_run(harness, calls) == [
         "BEGIN TRANSACTION;",
@@ -1039,8 +1041,11 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
     assert [e["attempt_change"] for e in ends] == [0, 0, -1, 0, 0, 0], "a release gives it back"
     assert params["now"] == "2030-01-01T12:00:00.000000"
     # Events of kinds that are not kept (Settings.kept_kinds) are stored as transient rows.
+    # Each fenced by the attempt that emitted it.
     assert msgspec.json.decode(params["events"]) == [
         {
+            "owner": "w1",
+            "attempt": 1,
             "job_id": str(failed_id),
             "seq": 2,
             "kind": "progress",
@@ -1049,6 +1054,8 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
             "transient": 0,
         },
         {
+            "owner": "w1",
+            "attempt": 1,
             "job_id": str(failed_id),
             "seq": 3,
             "kind": "chunk",
@@ -1059,6 +1066,8 @@ async def test_complete_stores_events_first_and_answers_the_ends_events(
     ]
     assert msgspec.json.decode(harness.params("store_events")["events"]) == [
         {
+            "owner": None,  # the storage's own event: not fenced
+            "attempt": None,
             "job_id": str(next_id),
             "seq": 1,
             "kind": "lifecycle",
@@ -1325,7 +1334,7 @@ async def test_event_reads_convert_rows(harness: Harness) -> None:
     assert await s.events.read_events(job_id, limit=0) == []
     assert await s.live.read_live(job_id, 0, 0) == []
     assert await s.live.purge_live(now, limit=0) == 0
-    await s.live.store_live([])
+    await s.live.store_live([], [])
     assert len(harness.log) == calls
     assert await s.live.purge_live(now - timedelta(seconds=1), limit=50) == 2
     assert harness.params("purge_transient_events") == {

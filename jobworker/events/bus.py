@@ -71,10 +71,12 @@ class EventBus(Protocol):
         batches: Mapping[uuid.UUID, Sequence[LiveEvent]],
         *,
         ended: Sequence[uuid.UUID] = (),
+        emitted_by: Mapping[uuid.UUID, tuple[str, int]],
     ) -> int:
-        """Carry a round of events (each job's in sequence order); `ended` jobs have ended.
-        Returns how many events were refused because the bus holds a later sequence of their
-        job already (an attempt whose lease was lost)."""
+        """Carry a round of events (each job's in sequence order); `ended` jobs have ended;
+        `emitted_by`: the attempt (lease owner, number) whose events each job's are. Returns how
+        many events were refused because the bus holds a later sequence of their job already
+        (an attempt whose lease was lost)."""
         ...
 
     async def read(
@@ -127,18 +129,19 @@ class RedisBus:
         batches: Mapping[uuid.UUID, Sequence[LiveEvent]],
         *,
         ended: Sequence[uuid.UUID] = (),
+        emitted_by: Mapping[uuid.UUID, tuple[str, int]],
     ) -> int:
         """Publish to Redis; when that fails, store what the database lacks as transient rows
         (readers find it there) and use the database for a while. The database's errors are
         the caller's."""
         if self.in_database:
-            return await self.database.publish(batches, ended=ended)
+            return await self.database.publish(batches, ended=ended, emitted_by=emitted_by)
         try:
             refused = await self.streams.publish(batches, ended=ended)
         except BusUnavailable as exc:
             self._publishing.failed(exc)
             self._stand_aside()
-            return await self.database.publish(batches, ended=ended)
+            return await self.database.publish(batches, ended=ended, emitted_by=emitted_by)
         self._publishing.succeeded()
         return refused
 

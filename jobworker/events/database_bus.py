@@ -89,17 +89,20 @@ class DatabaseBus:
         batches: Mapping[uuid.UUID, Sequence[LiveEvent]],
         *,
         ended: Sequence[uuid.UUID] = (),
+        emitted_by: Mapping[uuid.UUID, tuple[str, int]],
     ) -> int:
         """Store the events of kinds the database does not keep, in one transaction (those
-        already stored are left as they are). Nothing is refused."""
-        unkept = [
-            stored_event(job_id, event)
-            for job_id, events in batches.items()
-            for event in events
-            if event[1] not in self._kept
-        ]
+        already stored are left as they are), fenced by the attempt that emitted them. Nothing
+        is refused."""
+        unkept: list[JobEvent] = []
+        attempts: list[tuple[str, int]] = []
+        for job_id, events in batches.items():
+            for event in events:
+                if event[1] not in self._kept:
+                    unkept.append(stored_event(job_id, event))
+                    attempts.append(emitted_by[job_id])
         if unkept:
-            await self._storage.live.store_live(unkept)
+            await self._storage.live.store_live(unkept, attempts)
         return 0
 
     async def read(

@@ -61,11 +61,21 @@ class JobEvents:
     cleared before a take, so an event appended during a take is never left behind unnoticed.
     """
 
-    __slots__ = ("_recorder", "completion", "dirty", "job_id", "published", "queue", "until_check")
+    __slots__ = (
+        "_recorder",
+        "attempt",
+        "completion",
+        "dirty",
+        "job_id",
+        "published",
+        "queue",
+        "until_check",
+    )
 
-    def __init__(self, recorder: Recorder, job_id: uuid.UUID) -> None:
+    def __init__(self, recorder: Recorder, job_id: uuid.UUID, attempt: int) -> None:
         self._recorder = recorder
         self.job_id = job_id
+        self.attempt = attempt
         self.queue: deque[LiveEvent] = deque()
         self.published: list[LiveEvent] = []  # for the live bus only: the database has them
         self.dirty = False
@@ -102,9 +112,11 @@ class Recorder:
         settings: Settings,
         bus: EventBus,
         *,
+        owner: str,
         batch_size: int | None = None,
     ) -> None:
         self._storage = storage
+        self._owner = owner  # the lease owner whose attempts' events this writes
         self._bus = bus
         self._batch_size = batch_size or settings.completion_batch_size
         self._kept = frozenset(EventKind(kind) for kind in settings.kept_kinds())
@@ -125,15 +137,24 @@ class Recorder:
 
     # Producers -----------------------------------------------------------------------------
 
-    def attempt(self, job_id: uuid.UUID) -> JobEvents:
+    def attempt(self, job_id: uuid.UUID, attempt: int) -> JobEvents:
         """Where a new attempt's context sends its events."""
-        return JobEvents(self, job_id)
+        return JobEvents(self, job_id, attempt)
 
     def add(self, events: JobEvents, completion: Completion) -> None:
         """Queue an attempt's outcome (from the event loop, after its last event)."""
         events.completion = completion
         self._finished.append(events)
         self._signal()
+
+    def unwritten(self) -> list[tuple[uuid.UUID, int]]:
+        """The (job, attempt) of each finished attempt whose outcome is not written yet: its
+        lease is still the worker's to renew."""
+        return [
+            (events.completion.job_id, events.completion.attempt)
+            for events in self._finished
+            if events.completion is not None
+        ]
 
     def mark(self, events: JobEvents) -> None:
         """The attempt has events to take (from any thread)."""
@@ -200,15 +221,16 @@ class Recorder:
         in_database = self._bus.in_database
         # While the bus is the database, every event goes into the round's transaction (the
         # storage lets those of kinds it does not keep expire); otherwise only the kept ones.
-        stored = [
-            stored_event(events.job_id, event)
-            for events, batch, _ in taken
-            for event in batch
-            if in_database or event[1] in self._kept
-        ]
+        stored: list[JobEvent] = []
+        emitted_by: list[tuple[str, int]] = []
+        for events, batch, _ in taken:
+            for event in batch:
+                if in_database or event[1] in self._kept:
+                    stored.append(stored_event(events.job_id, event))
+                    emitted_by.append((self._owner, events.attempt))
         try:
             recorded = await self._storage.jobs.complete_many(
-                completions, stored, lifecycle=not in_database
+                completions, stored, emitted_by=emitted_by, lifecycle=not in_database
             )
         except Exception as exc:
             self._put_back(taken)
@@ -223,7 +245,9 @@ class Recorder:
         """Send the round's events to the live bus: the stored ones too, with the lifecycle
         events of its outcomes, each job's in sequence order."""
         batches: dict[uuid.UUID, list[LiveEvent]] = {}
+        emitted_by: dict[uuid.UUID, tuple[str, int]] = {}
         for events, batch, published in taken:
+            emitted_by[events.job_id] = (self._owner, events.attempt)
             merged = batches.setdefault(events.job_id, [])
             merged += published
             merged += batch
@@ -237,7 +261,7 @@ class Recorder:
             merged.sort(key=_by_seq)  # in order already but for a few: a linear pass
         while True:
             try:
-                refused = await self._bus.publish(batches, ended=ended)
+                refused = await self._bus.publish(batches, ended=ended, emitted_by=emitted_by)
                 break
             except Exception as exc:  # the database standing in for the bus
                 await asyncio.sleep(self._db_outage.failed(exc))

@@ -14,6 +14,10 @@ storage's own events say, and how a page of a job's events is read.
     cancelled): numbered `jobs.event_seq + 1` by the statement that makes it, and stored as a
     row with the payload `change_event` builds from what that statement returns.
 - Timestamps are the storage's clock (the process's `Clock`), never a database server's.
+- The fence: a handler's event is stored only while the attempt that emitted it may still
+  write: the job's attempt is still that one, no other worker holds its lease, and that attempt
+  did not lose its lease. A worker that was stopped past its lease and resumed cannot store
+  events under the numbers of the next attempt's.
 
 Backends select the plain row sources in one snapshot; `event_page` builds the events they
 imply with the functions below and merges them with the stored ones.

@@ -147,8 +147,13 @@ class Jobs(Protocol):
         """
         ...
 
-    async def extend_leases(self, owner: str, lease_duration: float) -> int:
-        """Push back the expiry of every lease `owner` holds; returns how many it holds."""
+    async def extend_leases(
+        self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
+    ) -> set[uuid.UUID]:
+        """Push back the expiry of the leases `owner` holds on `held` (job, attempt) pairs;
+        returns the jobs whose lease it still held. The others are lost (rescued, or another
+        worker has them). A job leased to `owner` that it does not name (a claim whose reply
+        never arrived) is left to expire, and the rescue gives it to another worker."""
         ...
 
     async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
@@ -160,6 +165,7 @@ class Jobs(Protocol):
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         *,
+        emitted_by: Sequence[tuple[str, int]] = (),
         lifecycle: bool = True,
     ) -> Recorded:
         """Record outcomes and the attempts' events in one transaction; returns how many outcomes
@@ -170,9 +176,12 @@ class Jobs(Protocol):
         lease is no longer held (it expired and another worker took the job) is dropped.
 
         `events` are a handler's (never lifecycle or result events: those are the storage's,
-        see `event_log`). Those of kept kinds (`Settings.kept_kinds`) join the job's history;
-        the others are stored only to carry them live while the bus is the database, and
-        expire. Events are written before the outcomes, so each job's end is numbered after
+        see `event_log`). `emitted_by` gives, in the same order, the attempt (lease owner,
+        number) that emitted each: an event is stored only while its attempt may still write
+        (see `event_log`: the fence), so a worker that lost its lease cannot take the numbers
+        of the next attempt's events. Those of kept kinds (`Settings.kept_kinds`) join the job's
+        history; the others are stored only to carry them live while the bus is the database,
+        and expire. Events are written before the outcomes, so each job's end is numbered after
         them (and after `Completion.event_seq`). An event whose (job, seq) is already stored is
         dropped.
         """
@@ -252,8 +261,11 @@ class LiveRows(Protocol):
     stored as rows while there is no Redis to carry them; those of kinds that are not kept expire
     after `event_stream_ttl`."""
 
-    async def store_live(self, events: Sequence[JobEvent]) -> None:
-        """Store events the history lacks (those already stored are left as they are)."""
+    async def store_live(
+        self, events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]]
+    ) -> None:
+        """Store events the history lacks (those already stored are left as they are), each
+        fenced by the attempt that emitted it (`emitted_by`, as in `Jobs.complete_many`)."""
         ...
 
     async def read_live(self, job_id: uuid.UUID, after_seq: int, limit: int) -> list[JobEvent]:

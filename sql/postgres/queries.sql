@@ -37,14 +37,20 @@ SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
 
 -- name: extend_leases
-UPDATE __SCHEMA__.jobs SET lease_expires_at = $2
-WHERE lease_owner = $1 AND status = 'running';
+-- params: owner, ids, attempts, lease_until
+-- Only the leases the worker holds (ids/attempts): a job leased to it that it never received (a
+-- claim whose reply was lost) is left to expire.
+UPDATE __SCHEMA__.jobs AS j SET lease_expires_at = $4
+FROM unnest($2::uuid[], $3::integer[]) AS h(id, attempt)
+WHERE j.id = h.id AND j.attempt = h.attempt AND j.lease_owner = $1 AND j.status = 'running'
+RETURNING j.id;
 
 -- name: end_attempts
 -- params: ids, owners, attempts, asked, decisions, errors, tracebacks, results, run_ats,
 --     result_ttls, seq_floors, started_ats, ended_ats, start_seqs, statuses, attempt_changes,
 --     recorded, error_effects, traceback_effects, ends, seq_steps, now, event_job_ids,
---     event_seqs, event_kinds, event_times, event_payloads, event_transient, channel
+--     event_seqs, event_kinds, event_times, event_payloads, event_transient, channel,
+--     event_owners, event_attempts
 -- Attempts end as storage/attempt_ends.py decided (nothing here decides a status): store the
 -- attempts' events (event_transient: those of kinds the history does not keep, which expire),
 -- then apply to each job still leased to the attempt, if its cancel request is `asked`, the
@@ -66,9 +72,20 @@ WITH done AS (
         $12::timestamptz[], $13::timestamptz[], $14::bigint[]
     ) AS d(id, owner, attempt, asked, decision, error, traceback, result, run_at, result_ttl,
            seq_floor, started_at, ended_at, start_seq)), events AS (
+    -- Each event only while the attempt that emitted it may still write (storage/event_log.py).
     INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
-    SELECT * FROM unnest(
-        $23::uuid[], $24::bigint[], $25::text[], $26::timestamptz[], $27::jsonb[], $28::boolean[])
+    SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+    FROM unnest(
+        $23::uuid[], $24::bigint[], $25::text[], $26::timestamptz[], $27::jsonb[], $28::boolean[],
+        $30::text[], $31::integer[]
+    ) AS e(job_id, seq, kind, occurred_at, payload, transient, owner, attempt)
+    WHERE e.owner IS NULL OR EXISTS (
+        SELECT 1 FROM __SCHEMA__.jobs AS j
+        WHERE j.id = e.job_id AND j.attempt = e.attempt
+          AND (j.lease_owner IS NULL OR j.lease_owner = e.owner)
+          AND NOT EXISTS (
+              SELECT 1 FROM __SCHEMA__.job_attempts AS a
+              WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome = 'lost'))
     ON CONFLICT DO NOTHING
 ), updated AS (
     UPDATE __SCHEMA__.jobs AS j
@@ -261,13 +278,25 @@ LIMIT $3;
 SELECT * FROM __SCHEMA__.event_rows($1, $2, $3, $4);
 
 -- name: store_events
--- params: job_ids, seqs, kinds, times, payloads, transient, channel
+-- params: job_ids, seqs, kinds, times, payloads, transient, channel, owners, attempts
 -- Events as rows (one already stored is left as it is); transient: of a kind the history does
--- not keep, it expires. channel: wake readers without Redis for these jobs (NULL: none).
+-- not keep, it expires. An attempt's event (owners/attempts) only while that attempt may still
+-- write (storage/event_log.py); the storage's own (owner NULL) as they are. channel: wake
+-- readers without Redis for these jobs (NULL: none).
 WITH stored AS (
     INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
-    SELECT * FROM unnest(
-        $1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::boolean[])
+    SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+    FROM unnest(
+        $1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], $5::jsonb[], $6::boolean[],
+        $8::text[], $9::integer[]
+    ) AS e(job_id, seq, kind, occurred_at, payload, transient, owner, attempt)
+    WHERE e.owner IS NULL OR EXISTS (
+        SELECT 1 FROM __SCHEMA__.jobs AS j
+        WHERE j.id = e.job_id AND j.attempt = e.attempt
+          AND (j.lease_owner IS NULL OR j.lease_owner = e.owner)
+          AND NOT EXISTS (
+              SELECT 1 FROM __SCHEMA__.job_attempts AS a
+              WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome = 'lost'))
     ON CONFLICT DO NOTHING
 ), touched AS (
     SELECT string_agg(DISTINCT id::text, ',') AS ids FROM unnest($1::uuid[]) AS given(id)

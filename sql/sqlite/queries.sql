@@ -40,8 +40,12 @@ RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started
     priority, run_at, event_seq;
 
 -- name: extend_leases
+-- :held: the (id, attempt) pairs the worker holds, as a JSON list of [id, attempt].
 UPDATE jobs SET lease_expires_at = :lease_until, updated_at = :now
-WHERE lease_owner = :owner AND status = 'running';
+WHERE lease_owner = :owner AND status = 'running'
+  AND (id, attempt) IN (
+      SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(:held))
+RETURNING id;
 
 -- name: end_attempt
 -- The end of an attempt as `transitions` decided it for a job whose cancellation was requested
@@ -92,8 +96,17 @@ WHERE status = 'running'
 LIMIT :limit;
 
 -- name: insert_event
+-- An attempt's event (:owner, :attempt) is stored only while that attempt may still write (the
+-- fence, see storage/event_log.py); the storage's own events (:owner NULL) are not fenced.
 INSERT OR IGNORE INTO job_events (job_id, seq, kind, occurred_at, payload, transient)
-VALUES (:job_id, :seq, :kind, :occurred_at, :payload, :transient);
+SELECT :job_id, :seq, :kind, :occurred_at, :payload, :transient
+WHERE :owner IS NULL OR EXISTS (
+    SELECT 1 FROM jobs AS j
+    WHERE j.id = :job_id AND j.attempt = :attempt
+      AND (j.lease_owner IS NULL OR j.lease_owner = :owner)
+      AND NOT EXISTS (
+          SELECT 1 FROM job_attempts AS a
+          WHERE a.job_id = :job_id AND a.attempt = :attempt AND a.outcome = 'lost'));
 
 -- name: read_events
 -- The stored rows of a job's events (with the expiring ones when :live).

@@ -277,14 +277,22 @@ FROM @claimed;
 COMMIT TRANSACTION;
 
 -- name: extend_leases
+-- Only the leases the worker holds (@held: a JSON list of [id, attempt]): a job leased to it
+-- that it never received (a claim whose reply was lost) is left to expire.
 SET NOCOUNT ON;
 DECLARE @owner nvarchar(400) = ?;
+DECLARE @held nvarchar(max) = ?;
 DECLARE @lease_until datetime2(6) = ?;
 DECLARE @extended TABLE (id uniqueidentifier NOT NULL);
-UPDATE __SCHEMA__.jobs SET lease_expires_at = @lease_until
+UPDATE j SET lease_expires_at = @lease_until
 OUTPUT inserted.id INTO @extended (id)
-WHERE lease_owner = @owner AND status = N'running';
-SELECT COUNT(*) FROM @extended;
+FROM __SCHEMA__.jobs AS j
+JOIN OPENJSON(@held) WITH (
+    id       uniqueidentifier '$[0]',
+    attempt  int '$[1]'
+) AS h ON h.id = j.id AND h.attempt = j.attempt
+WHERE j.lease_owner = @owner AND j.status = N'running';
+SELECT id FROM @extended;
 
 -- name: end_attempts
 -- Attempts end as `attempt_ends` decided (@ends, a JSON array of its AttemptEnd rows: a
@@ -335,7 +343,9 @@ DECLARE @new_events TABLE (
     kind         nvarchar(32) COLLATE Latin1_General_100_BIN2 NOT NULL,
     occurred_at  datetime2(6) NOT NULL,
     payload      nvarchar(max) NOT NULL,
-    transient    bit NOT NULL
+    transient    bit NOT NULL,
+    owner        nvarchar(400) NULL,
+    attempt      int NULL
 );
 DECLARE @applied TABLE (
     ord                int NOT NULL PRIMARY KEY,
@@ -382,8 +392,9 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     ended_at          datetime2(6) '$.ended_at',
     start_seq         bigint '$.start_seq'
 ) AS e;
-INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
-SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient, owner, attempt)
+SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient,
+    e.owner, e.attempt
 FROM OPENJSON(@events) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     job_id       uniqueidentifier '$.job_id',
@@ -391,7 +402,9 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     kind         nvarchar(max) '$.kind',
     occurred_at  datetime2(6) '$.occurred_at',
     payload      nvarchar(max) '$.payload',
-    transient    bit '$.transient'
+    transient    bit '$.transient',
+    owner        nvarchar(400) '$.owner',
+    attempt      int '$.attempt'
 ) AS e;
 BEGIN TRANSACTION;
 -- The attempts' events first, then their ends (numbered after the events' last sequence).
@@ -402,6 +415,14 @@ WHERE NOT EXISTS (SELECT 1 FROM @new_events AS f
                   WHERE f.job_id = e.job_id AND f.seq = e.seq AND f.ord < e.ord)
   AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_events AS s
                   WHERE s.job_id = e.job_id AND s.seq = e.seq)
+  -- An attempt's event only while that attempt may still write (storage/event_log.py).
+  AND (e.owner IS NULL OR EXISTS (
+      SELECT 1 FROM __SCHEMA__.jobs AS j
+      WHERE j.id = e.job_id AND j.attempt = e.attempt
+        AND (j.lease_owner IS NULL OR j.lease_owner = e.owner)
+        AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_attempts AS x
+                        WHERE x.job_id = e.job_id AND x.attempt = e.attempt
+                          AND x.outcome = N'lost')))
 ORDER BY e.ord;
 UPDATE j
 SET status = e.status,
@@ -695,9 +716,10 @@ ORDER BY seq;
 COMMIT TRANSACTION;
 
 -- name: store_events
--- Events (a JSON array of {"job_id", "seq", "kind", "occurred_at", "payload", "transient"}), in
--- one statement; one whose (job, seq) is already stored, or comes earlier in the array, is
--- dropped.
+-- Events (a JSON array of {"job_id", "seq", "kind", "occurred_at", "payload", "transient",
+-- "owner", "attempt"}), in one statement; one whose (job, seq) is already stored, or comes
+-- earlier in the array, is dropped, and so is an attempt's (owner not null) that may no longer
+-- write.
 SET NOCOUNT ON;
 DECLARE @events nvarchar(max) = ?;
 DECLARE @new_events TABLE (
@@ -707,10 +729,13 @@ DECLARE @new_events TABLE (
     kind         nvarchar(32) COLLATE Latin1_General_100_BIN2 NOT NULL,
     occurred_at  datetime2(6) NOT NULL,
     payload      nvarchar(max) NOT NULL,
-    transient    bit NOT NULL
+    transient    bit NOT NULL,
+    owner        nvarchar(400) NULL,
+    attempt      int NULL
 );
-INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient)
-SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
+INSERT INTO @new_events (ord, job_id, seq, kind, occurred_at, payload, transient, owner, attempt)
+SELECT CAST(a.[key] AS int), e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient,
+    e.owner, e.attempt
 FROM OPENJSON(@events) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     job_id       uniqueidentifier '$.job_id',
@@ -718,7 +743,9 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     kind         nvarchar(max) '$.kind',
     occurred_at  datetime2(6) '$.occurred_at',
     payload      nvarchar(max) '$.payload',
-    transient    bit '$.transient'
+    transient    bit '$.transient',
+    owner        nvarchar(400) '$.owner',
+    attempt      int '$.attempt'
 ) AS e;
 INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
 SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
@@ -727,6 +754,14 @@ WHERE NOT EXISTS (SELECT 1 FROM @new_events AS f
                   WHERE f.job_id = e.job_id AND f.seq = e.seq AND f.ord < e.ord)
   AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_events AS s
                   WHERE s.job_id = e.job_id AND s.seq = e.seq)
+  -- An attempt's event only while that attempt may still write (storage/event_log.py).
+  AND (e.owner IS NULL OR EXISTS (
+      SELECT 1 FROM __SCHEMA__.jobs AS j
+      WHERE j.id = e.job_id AND j.attempt = e.attempt
+        AND (j.lease_owner IS NULL OR j.lease_owner = e.owner)
+        AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_attempts AS x
+                        WHERE x.job_id = e.job_id AND x.attempt = e.attempt
+                          AND x.outcome = N'lost')))
 ORDER BY e.ord;
 
 -- name: purge_transient_events

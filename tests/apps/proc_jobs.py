@@ -88,3 +88,15 @@ async def chatty_crash(ctx: JobContext, marker: str) -> int:
         Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
         await asyncio.sleep(60)
     return ctx.attempt
+
+
+@job(name="proc.steady", max_attempts=3)
+async def steady(ctx: JobContext, seconds: float, marker: str) -> int:
+    """Reports progress (its attempt) every 50 ms for `seconds`; writes its pid to `marker`."""
+    record(ctx)
+    Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await ctx.report({"attempt": ctx.attempt})
+        await asyncio.sleep(0.05)
+    return ctx.attempt

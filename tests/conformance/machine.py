@@ -253,7 +253,9 @@ class StorageMachine(RuleBasedStateMachine):
     def renew(self, owner: int) -> None:
         worker = self.owners[owner]
         held = self.model.running(worker)
-        assert self.run(self.storage.jobs.extend_leases(worker, LEASE)) == len(held)
+        pairs = [(job.id, job.state.attempt) for job in held]
+        renewed = self.run(self.storage.jobs.extend_leases(worker, pairs, LEASE))
+        assert renewed == {job.id for job in held}
         for job in held:
             job.lease_until = self.clock.now() + timedelta(seconds=LEASE)
 

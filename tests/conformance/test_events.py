@@ -306,7 +306,7 @@ async def test_events_the_history_does_not_keep_expire(
     await storage.jobs.enqueue_many([job])
     await claim(storage)
     logs = [event(job.id, seq, EventKind.LOG, clock, {"m": seq}) for seq in (2, 3, 4)]
-    await storage.live.store_live(logs)
+    await storage.live.store_live(logs, [("w1", 1)] * len(logs))
     assert [e.seq for e in await storage.events.read_events(job.id)] == [1]
     assert [e.seq for e in await storage.live.read_live(job.id, 0, 10)] == [1, 2, 3, 4]
     assert await storage.live.purge_live(clock.now() - timedelta(seconds=1)) == 0
@@ -415,3 +415,40 @@ async def test_a_page_of_events_is_one_moment_of_the_database(
             await reading
     finally:
         await reader.close()
+
+
+async def test_a_stale_attempts_events_are_fenced_off(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A worker stopped past its lease and resumed: the events it then writes (its outcome is
+    refused already) are not stored, whether the job was only rescued or already claimed again,
+    so they never take the numbers of the next attempt's events."""
+    job = new_job()
+    await storage.jobs.enqueue_many([job])
+    [first] = await claim(storage, lease=5.0)
+    early = event(job.id, 2, EventKind.PROGRESS, clock, {"done": 1})
+    await storage.jobs.complete_many([], [early], emitted_by=[("w1", first.attempt)])
+    clock.advance(10)
+    assert await storage.maintenance.rescue_expired() == 1  # the lease is lost: seq 3
+    late = [event(job.id, seq, EventKind.PROGRESS, clock, {"done": seq}) for seq in (3, 4, 5)]
+    await storage.jobs.complete_many([], late[:1], emitted_by=[("w1", first.attempt)])
+    await storage.live.store_live(late[1:2], [("w1", first.attempt)])
+    [second] = await claim(storage, owner="w2")
+    assert second.event_seq == 4
+    await storage.jobs.complete_many([], late[1:], emitted_by=[("w1", first.attempt)] * 2)
+    own = event(job.id, 5, EventKind.PROGRESS, clock, {"done": "second"})
+    await storage.jobs.complete_many([], [own], emitted_by=[("w2", second.attempt)])
+    found = await storage.live.read_live(job.id, 0, 100)
+    assert [(e.seq, e.kind) for e in found] == [
+        (1, EventKind.LIFECYCLE),
+        (2, EventKind.PROGRESS),
+        (3, EventKind.LIFECYCLE),
+        (4, EventKind.LIFECYCLE),
+        (5, EventKind.PROGRESS),
+    ]
+    assert found[4].decoded() == {"done": "second"}
+    assert await lifecycle(storage, job.id) == [
+        (1, JobStatus.RUNNING, 1),
+        (3, JobStatus.QUEUED, 1),
+        (4, JobStatus.RUNNING, 2),
+    ]

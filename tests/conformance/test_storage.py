@@ -249,14 +249,36 @@ async def test_extending_leases_keeps_jobs_from_expiring(
     storage: Storage, new_job: NewJobFactory, clock: FrozenClock
 ) -> None:
     await storage.jobs.enqueue_many([new_job(), new_job()])
-    await claim(storage, lease=5)
+    first, second = await claim(storage, lease=5)
+    held = [(first.id, first.attempt), (second.id, second.attempt)]
     clock.advance(4)
-    assert await storage.jobs.extend_leases("w1", 5) == 2
-    assert await storage.jobs.extend_leases("nobody", 5) == 0
+    assert await storage.jobs.extend_leases("w1", held, 5) == {first.id, second.id}
+    assert await storage.jobs.extend_leases("nobody", held, 5) == set()
     clock.advance(4)
     assert await storage.maintenance.rescue_expired() == 0
     clock.advance(2)
     assert await storage.maintenance.rescue_expired() == 2
+
+
+async def test_only_the_leases_a_worker_holds_are_renewed(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A job leased to a worker that never received it (the claim's reply was lost) is not
+    renewed with the ones it holds: it expires and is rescued within one lease. Neither is an
+    attempt the worker no longer holds."""
+    await storage.jobs.enqueue_many([new_job(), new_job()])
+    held, unseen = await claim(storage, lease=5)
+    for _ in range(3):
+        clock.advance(3)
+        renewed = await storage.jobs.extend_leases("w1", [(held.id, held.attempt)], 5)
+        assert renewed == {held.id}
+        if await storage.maintenance.rescue_expired():
+            break
+    record = await storage.inspection.get(unseen.id)
+    assert record is not None and record.status is JobStatus.QUEUED
+    assert await storage.jobs.extend_leases("w1", [(unseen.id, unseen.attempt)], 5) == set()
+    assert await storage.jobs.extend_leases("w1", [(held.id, held.attempt + 1)], 5) == set()
+    assert await storage.jobs.extend_leases("w1", [], 5) == set()
 
 
 async def test_release_owner_lost_and_not_lost(

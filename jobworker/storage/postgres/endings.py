@@ -65,6 +65,7 @@ class Endings:
         self,
         ends: Sequence[AttemptEnd],
         events: Sequence[JobEvent] = (),
+        emitted_by: Sequence[tuple[str, int]] = (),
         *,
         kept: frozenset[str] = frozenset(),
         channel: str | None,
@@ -74,7 +75,7 @@ class Endings:
         in one statement; the ends applied (id, settle, status, attempt, event_seq, error,
         run_at). With `channel`, readers of the jobs are woken. Safe to repeat: a second run
         finds the leases already ended and the events stored, and changes nothing."""
-        stored = event_params(events, kept)
+        stored = event_params(events, kept, emitted_by)
         applied: list[Any] = await self._db.fetch(
             "end_attempts",
             **_end_params(ends),
@@ -85,6 +86,8 @@ class Endings:
             event_times=stored["times"],
             event_payloads=stored["payloads"],
             event_transient=stored["transient"],
+            event_owners=stored["owners"],
+            event_attempts=stored["attempts"],
             channel=channel,
             conn=conn,
         )

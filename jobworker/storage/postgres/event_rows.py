@@ -21,12 +21,21 @@ _LIFECYCLE = frozenset({EventKind.LIFECYCLE.value})  # a status change's event: 
 
 
 def event_params(
-    events: Sequence[JobEvent], kept: Collection[str], *, text_json: bool = False
+    events: Sequence[JobEvent],
+    kept: Collection[str],
+    emitted_by: Sequence[tuple[str, int]] = (),
+    *,
+    text_json: bool = False,
 ) -> dict[str, Any]:
-    """The arrays that store `events` (a row is transient when its kind is not in `kept`).
-    `text_json`: for a caller's own connection, which exchanges jsonb as text."""
+    """The arrays that store `events` (a row is transient when its kind is not in `kept`; each
+    fenced by the attempt `emitted_by` names in the same order: empty for the storage's own
+    events). `text_json`: for a caller's own connection, which exchanges jsonb as text."""
+    if emitted_by and len(emitted_by) != len(events):
+        raise ValueError("emitted_by must name the attempt of every event")
     payloads: list[Any] = [bytes(event.payload) for event in events]
     return {
+        "owners": [owner for owner, _ in emitted_by] or [None] * len(events),
+        "attempts": [attempt for _, attempt in emitted_by] or [None] * len(events),
         "job_ids": [event.job_id for event in events],
         "seqs": [event.seq for event in events],
         "kinds": [event.kind.value for event in events],
@@ -40,15 +49,17 @@ async def store_events(
     db: Database,
     events: Sequence[JobEvent],
     kept: Collection[str],
+    emitted_by: Sequence[tuple[str, int]] = (),
     *,
     channel: str | None,
     conn: Any = None,
     text_json: bool = False,
 ) -> None:
-    """Store `events` (those already stored are left as they are) and, with `channel`, wake the
-    readers of their jobs (at commit, on a transaction's `conn`)."""
+    """Store `events` (those already stored are left as they are; an attempt's, `emitted_by`,
+    only while it may still write) and, with `channel`, wake the readers of their jobs (at
+    commit, on a transaction's `conn`)."""
     if events:
-        params = event_params(events, kept, text_json=text_json)
+        params = event_params(events, kept, emitted_by, text_json=text_json)
         await db.execute("store_events", **params, channel=channel, conn=conn)
 
 

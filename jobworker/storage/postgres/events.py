@@ -33,8 +33,12 @@ class PostgresLive:
         self._db = db
         self._kept = settings.kept_kinds()
 
-    async def store_live(self, events: Sequence[JobEvent]) -> None:
-        await store_events(self._db, events, self._kept, channel=self._db.events_channel)
+    async def store_live(
+        self, events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]]
+    ) -> None:
+        await store_events(
+            self._db, events, self._kept, emitted_by, channel=self._db.events_channel
+        )
 
     async def read_live(self, job_id: uuid.UUID, after_seq: int, limit: int) -> list[JobEvent]:
         return await read_page(self._db, job_id, after_seq, limit, transient=True)

@@ -166,10 +166,20 @@ class PostgresJobs:
             rows = await self._db.fetch("claim", job_types=free, retry=False, **claim)
         return claimed_jobs(rows, _CLAIMED)
 
-    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+    async def extend_leases(
+        self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
+    ) -> set[uuid.UUID]:
+        if not held:
+            return set()
         now = self._clock.now()
-        until = datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo)
-        return await self._db.execute("extend_leases", owner, until)
+        rows = await self._db.fetch(
+            "extend_leases",
+            owner=owner,
+            ids=[job_id for job_id, _ in held],
+            attempts=[attempt for _, attempt in held],
+            lease_until=datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo),
+        )
+        return {plain_uuid(row[0]) for row in rows}
 
     async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
         return [plain_uuid(row[0]) for row in await self._db.fetch("cancel_requests", owner)]
@@ -179,6 +189,7 @@ class PostgresJobs:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         *,
+        emitted_by: Sequence[tuple[str, int]] = (),
         lifecycle: bool = True,
     ) -> Recorded:
         if not completions and not events:
@@ -188,7 +199,7 @@ class PostgresJobs:
         ttl, channel = self._result_ttl, self._db.events_channel if self._notify_on_record else None
         ends = self._endings.end_attempts
         plain = [of_outcome(item, ttl, cancel_requested=False) for item in completions]
-        applied = await ends(plain, events, kept=self._kept, channel=channel)
+        applied = await ends(plain, events, emitted_by, kept=self._kept, channel=channel)
         if len(applied) < len(completions):
             done = {row[0] for row in applied}
             asked = [

@@ -15,7 +15,7 @@ from jobworker.models import EventKind, JobEvent, JobStatus
 from jobworker.storage.event_log import AttemptMarks, JobMarks, event_page
 from jobworker.storage.ports import NoSubscription, Subscription
 from jobworker.storage.sqlite.connection import Database, Row, Session
-from jobworker.storage.sqlite.values import VALUES, event_row, from_timestamp
+from jobworker.storage.sqlite.values import VALUES, event_rows_of, from_timestamp
 
 __all__ = ["SQLiteEvents", "SQLiteLiveRows", "read_page"]
 
@@ -91,8 +91,10 @@ class SQLiteLiveRows:
         self._db = db
         self._kept = settings.kept_kinds()
 
-    async def store_live(self, events: Sequence[JobEvent]) -> None:
-        rows = [event_row(event, event.kind not in self._kept) for event in events]
+    async def store_live(
+        self, events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]]
+    ) -> None:
+        rows = event_rows_of(events, emitted_by, self._kept)
         if rows:
             await self._db.write(lambda session: session.execute_many("insert_event", rows))
 

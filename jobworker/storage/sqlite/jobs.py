@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
@@ -14,7 +16,7 @@ from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Sub
 from jobworker.storage.rows import claimed_jobs
 from jobworker.storage.sqlite.attempts import complete, end_leases
 from jobworker.storage.sqlite.connection import Database, Session
-from jobworker.storage.sqlite.values import VALUES, event_row, job_row, json_list
+from jobworker.storage.sqlite.values import VALUES, event_rows_of, job_row, json_list
 from jobworker.storage.sqlite.writes import insert_job, settle_new_continuation
 
 __all__ = ["SQLiteJobs"]
@@ -95,11 +97,22 @@ class SQLiteJobs:
 
         return claimed_jobs(await self._db.write(claim), VALUES)
 
-    async def extend_leases(self, owner: str, lease_duration: float) -> int:
-        def extend(session: Session) -> int:
+    async def extend_leases(
+        self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
+    ) -> set[uuid.UUID]:
+        if not held:
+            return set()
+        pairs = msgspec.json.encode([(str(job_id), attempt) for job_id, attempt in held]).decode()
+
+        def extend(session: Session) -> set[uuid.UUID]:
             now = self._clock.now().timestamp()
-            params = {"owner": owner, "lease_until": now + lease_duration, "now": now}
-            return session.execute("extend_leases", params).rowcount
+            params = {
+                "owner": owner,
+                "held": pairs,
+                "lease_until": now + lease_duration,
+                "now": now,
+            }
+            return {uuid.UUID(row[0]) for row in session.all("extend_leases", params)}
 
         return await self._db.write(extend)
 
@@ -112,12 +125,13 @@ class SQLiteJobs:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         *,
+        emitted_by: Sequence[tuple[str, int]] = (),
         lifecycle: bool = True,
     ) -> Recorded:
         if not completions and not events:
             return Recorded()
         default_ttl = self._settings.result_ttl
-        event_rows = [event_row(event, event.kind not in self._kept) for event in events]
+        event_rows = event_rows_of(events, emitted_by, self._kept)
 
         def record(session: Session) -> Recorded:
             now = self._clock.now().timestamp()

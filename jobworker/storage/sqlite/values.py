@@ -5,7 +5,7 @@ written from."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +14,7 @@ import msgspec
 from jobworker.models import JobEvent, NewJob
 from jobworker.storage.rows import Values
 
-__all__ = ["VALUES", "event_row", "from_timestamp", "job_row", "json_list"]
+__all__ = ["VALUES", "event_row", "event_rows_of", "from_timestamp", "job_row", "json_list"]
 
 
 def from_timestamp(value: float) -> datetime:
@@ -47,9 +47,15 @@ def job_row(job: NewJob) -> dict[str, Any]:
     }
 
 
-def event_row(event: JobEvent, transient: bool) -> dict[str, Any]:
-    """The parameters of the `insert_event` statement."""
+def event_row(
+    event: JobEvent, transient: bool, emitted_by: tuple[str, int] | None = None
+) -> dict[str, Any]:
+    """The parameters of the `insert_event` statement (`emitted_by`: the attempt whose event it
+    is, which fences it; None for the storage's own)."""
+    owner, attempt = emitted_by if emitted_by is not None else (None, None)
     return {
+        "owner": owner,
+        "attempt": attempt,
         "job_id": str(event.job_id),
         "seq": event.seq,
         "kind": event.kind.value,
@@ -57,3 +63,17 @@ def event_row(event: JobEvent, transient: bool) -> dict[str, Any]:
         "payload": bytes(event.payload),
         "transient": int(transient),
     }
+
+
+def event_rows_of(
+    events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]], kept: Collection[str]
+) -> list[dict[str, Any]]:
+    """`insert_event` parameters of attempts' events (`emitted_by`: each one's attempt, in the
+    same order; empty: none is fenced), transient when their kind is not `kept`."""
+    if emitted_by and len(emitted_by) != len(events):
+        raise ValueError("emitted_by must name the attempt of every event")
+    fences: Sequence[tuple[str, int] | None] = emitted_by or [None] * len(events)
+    return [
+        event_row(event, event.kind not in kept, fence)
+        for event, fence in zip(events, fences, strict=True)
+    ]

@@ -64,7 +64,12 @@ class AttemptEnds:
         self._ttl = ttl
 
     async def complete(
-        self, completions: Sequence[Completion], events: Sequence[JobEvent], *, lifecycle: bool
+        self,
+        completions: Sequence[Completion],
+        events: Sequence[JobEvent],
+        emitted_by: Sequence[tuple[str, int]],
+        *,
+        lifecycle: bool,
     ) -> Recorded:
         """Workers' outcomes, after their attempts' `events` (see `Jobs.complete_many`)."""
         now = self._clock.now()
@@ -75,7 +80,7 @@ class AttemptEnds:
             "end_attempts",
             now,
             ends=json(ends),
-            events=json(self._writer.event_rows(events)),
+            events=json(self._writer.event_rows(events, emitted_by)),
             default_ttl=self._ttl,
         )
         if len(rows) < len(completions):

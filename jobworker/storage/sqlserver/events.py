@@ -99,9 +99,11 @@ class SQLServerLive:
         self._queries = queries
         self._writer = writer
 
-    async def store_live(self, events: Sequence[JobEvent]) -> None:
+    async def store_live(
+        self, events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]]
+    ) -> None:
         if events:
-            await self._queries.run(lambda session: self._writer.store(session, events))
+            await self._queries.run(lambda session: self._writer.store(session, events, emitted_by))
 
     async def read_live(self, job_id: uuid.UUID, after_seq: int, limit: int) -> list[JobEvent]:
         return await read_page(self._queries, job_id, after_seq, limit, transient=True)

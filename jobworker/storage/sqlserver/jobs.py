@@ -110,9 +110,15 @@ class SQLServerJobs:
         )
         return claimed_jobs(rows, VALUES)
 
-    async def extend_leases(self, owner: str, lease_duration: float) -> int:
+    async def extend_leases(
+        self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
+    ) -> set[uuid.UUID]:
+        if not held:
+            return set()
         until = ts(self._clock.now() + timedelta(seconds=lease_duration))
-        return int(await self._queries.scalar("extend_leases", owner=owner, lease_until=until))
+        pairs = json([[str(job_id), attempt] for job_id, attempt in held])
+        rows = await self._queries.rows("extend_leases", owner=owner, held=pairs, lease_until=until)
+        return {to_uuid(row[0]) for row in rows}
 
     async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
         rows = await self._queries.rows("cancel_requests", owner=owner)
@@ -123,13 +129,16 @@ class SQLServerJobs:
         completions: Sequence[Completion],
         events: Sequence[JobEvent] = (),
         *,
+        emitted_by: Sequence[tuple[str, int]] = (),
         lifecycle: bool = True,
     ) -> Recorded:
         if not completions:
             if events:  # a worker's events while its job runs
-                await self._queries.run(lambda session: self._writer.store(session, events))
+                await self._queries.run(
+                    lambda session: self._writer.store(session, events, emitted_by)
+                )
             return Recorded()
-        return await self._ends.complete(completions, events, lifecycle=lifecycle)
+        return await self._ends.complete(completions, events, emitted_by, lifecycle=lifecycle)
 
     async def release_owner(
         self,

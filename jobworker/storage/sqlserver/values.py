@@ -88,9 +88,15 @@ def job_fields(job: NewJob) -> dict[str, Any]:
     }
 
 
-def event_row(event: JobEvent, transient: bool) -> dict[str, object]:
-    """An event as the `complete` statement reads it (OPENJSON)."""
+def event_row(
+    event: JobEvent, transient: bool, emitted_by: tuple[str, int] | None = None
+) -> dict[str, object]:
+    """An event as the statements that store events read it (OPENJSON); `emitted_by`: the
+    attempt whose event it is, which fences it (None: the storage's own)."""
+    owner, attempt = emitted_by if emitted_by is not None else (None, None)
     return {
+        "owner": owner,
+        "attempt": attempt,
         "job_id": str(event.job_id),
         "seq": event.seq,
         "kind": event.kind.value,

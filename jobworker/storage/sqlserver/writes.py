@@ -47,14 +47,30 @@ class EventWriter:
         self._queries = queries
         self._kept = kept
 
-    def event_rows(self, events: Iterable[JobEvent]) -> list[dict[str, object]]:
-        """Events as the statements read them: transient unless their kind is kept."""
-        return [event_row(event, event.kind.value not in self._kept) for event in events]
+    def event_rows(
+        self, events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]] = ()
+    ) -> list[dict[str, object]]:
+        """Events as the statements read them: transient unless their kind is kept, each
+        fenced by the attempt `emitted_by` names in the same order (empty: none is)."""
+        if emitted_by and len(emitted_by) != len(events):
+            raise ValueError("emitted_by must name the attempt of every event")
+        fences: Sequence[tuple[str, int] | None] = emitted_by or [None] * len(events)
+        return [
+            event_row(event, event.kind.value not in self._kept, fence)
+            for event, fence in zip(events, fences, strict=True)
+        ]
 
-    def store(self, session: Session, events: Sequence[JobEvent]) -> None:
-        """Store `events` (those whose (job, seq) is already stored are dropped)."""
+    def store(
+        self,
+        session: Session,
+        events: Sequence[JobEvent],
+        emitted_by: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Store `events` (those whose (job, seq) is already stored are dropped, and an
+        attempt's that may no longer write)."""
         if events:
-            self._queries.fetch(session, "store_events", events=json(self.event_rows(events)))
+            rows = self.event_rows(events, emitted_by)
+            self._queries.fetch(session, "store_events", events=json(rows))
 
     def fetch_changing(
         self, session: Session, name: str, now: datetime, **params: object
