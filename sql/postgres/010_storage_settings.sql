@@ -1,8 +1,9 @@
 -- jobworker schema for PostgreSQL, version 10: storage settings of the three hot tables, so that
 -- autovacuum keeps pace with their churn (docs/operations.md explains each one). Idempotent, as
 -- the baseline. ALTER TABLE ... SET (...) of these parameters takes a SHARE UPDATE EXCLUSIVE lock:
--- it does not block workers' reads and writes, and it rewrites nothing (fillfactor applies to
--- the pages filled from now on).
+-- it does not block workers' reads and writes, and it rewrites nothing. No fillfactor: every
+-- update of a job changes an indexed column (status, the lease), so none can be HOT, and the
+-- room would stay empty in the pages of finished jobs kept for their TTL.
 
 -- jobs: every job is inserted, updated two or three times within seconds (claim, lease renewal,
 -- end), then deleted by the janitor. Vacuum (and analyze: the share of each status changes as
