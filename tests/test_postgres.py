@@ -88,7 +88,7 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
     migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
     first = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
-    assert "applied schema version(s) 8, 9 to postgres" in first.stdout
+    assert "applied schema version(s) 8, 9, 10 to postgres" in first.stdout
     again = subprocess.run(migrate, env=env, capture_output=True, text=True, timeout=60)
     assert "up to date" in again.stdout
 
@@ -128,6 +128,55 @@ def test_migrate_and_sql_commands(pg_database: str, schema: str) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "invalid schema name" in bad.stderr
+
+
+# The storage settings of the hot tables (version 10): autovacuum due after 2 % of a table's
+# rows have changed, not 20 %, and insert-only tables vacuumed after 2 % new rows.
+HOT_TABLE_SETTINGS = {
+    "jobs": {"autovacuum_vacuum_scale_factor": "0.02", "autovacuum_analyze_scale_factor": "0.02"},
+    "job_attempts": {
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_vacuum_insert_scale_factor": "0.02",
+    },
+    "job_events": {
+        "autovacuum_vacuum_scale_factor": "0.02",
+        "autovacuum_vacuum_insert_scale_factor": "0.02",
+    },
+}
+
+
+async def table_options(url: str, schema: str) -> dict[str, dict[str, str]]:
+    """Each table's storage parameters (pg_class.reloptions), by table name."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            """SELECT c.relname, c.reloptions FROM pg_class AS c
+            JOIN pg_namespace AS n ON n.oid = c.relnamespace
+            WHERE n.nspname = $1 AND c.relkind = 'r'""",
+            schema,
+        )
+    finally:
+        await conn.close()
+    return {
+        row["relname"]: dict(option.split("=", 1) for option in row["reloptions"] or [])
+        for row in rows
+    }
+
+
+def test_the_hot_tables_carry_their_storage_settings(pg_database: str, schema: str) -> None:
+    """`jobworker migrate` gives the three hot tables autovacuum thresholds that follow their
+    churn rather than their size; the other tables keep the server's defaults, and the script
+    can run again (as `jobworker sql` prints it)."""
+    migrate = [*JOBWORKER, "migrate", "--database-url", pg_database, "--schema", schema]
+    result = subprocess.run(
+        migrate, env=subprocess_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    options = asyncio.run(table_options(pg_database, schema))
+    assert {name: opts for name, opts in options.items() if opts} == HOT_TABLE_SETTINGS
+    [script] = (TESTS.parent / "sql" / "postgres").glob("010_*.sql")
+    asyncio.run(run_scripts(pg_database, schema, [script]))
+    assert asyncio.run(table_options(pg_database, schema)) == options
 
 
 # The schema scripts of the development versions before the baseline (1 to 8), as they were.
@@ -180,7 +229,7 @@ def test_the_baseline_states_the_schema_the_development_scripts_made() -> None:
         [old_read_events] = [t for (n, _), t in old_functions.items() if n == "read_events"]
         assert "succeeded under an earlier version" in old_read_events
         for url in (old_url, new_url):
-            assert await migrate_with_storage(url, "jobworker") == [9]
+            assert await migrate_with_storage(url, "jobworker") == [9, 10]
         old, new = await catalog(old_url, "jobworker"), await catalog(new_url, "jobworker")
         for part in ("relations", "columns", "indexes", "constraints", "triggers"):
             assert old[part] == new[part], part
@@ -284,7 +333,7 @@ def test_migrate_upgrades_a_version_8_schema_and_its_events_stay_readable(
         migrate, env=subprocess_env(), capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert "applied schema version(s) 9 to postgres" in result.stdout
+    assert "applied schema version(s) 9, 10 to postgres" in result.stdout
     asyncio.run(check_schema(pg_database, schema))
     functions = {name for name, _, _ in asyncio.run(catalog(pg_database, schema))["functions"]}
     assert "event_rows" in functions
