@@ -371,7 +371,7 @@ def test_named_statements_are_bound_by_name_and_checked_when_loaded() -> None:
     from jobworker.storage.postgres.statements import load, parse
 
     statements = load("jobworker")
-    assert len(statements["end_attempts"].params) == 29
+    assert len(statements["end_attempts"].params) == 31
     assert statements["claim"].params == (
         "now",
         "queues",
