@@ -1,7 +1,8 @@
 """Cron expressions and time zones, checked when a job is declared (beat fires them later).
 
 Five fields (minute hour day-of-month month day-of-week), or six with the seconds first
-(`*/10 * * * * *`: every ten seconds), as croniter parses them.
+(`*/10 * * * * *`: every ten seconds), as croniter parses them, with one rule of our own: a
+step (`*/N`, `A-B/N`) is at most the number of values of its field.
 """
 
 from __future__ import annotations
@@ -24,6 +25,31 @@ def cron_error(expression: str) -> str | None:
         )
     if not croniter.is_valid(expression, second_at_beginning=len(fields) == 6):
         return f"cron expression {expression!r} does not parse"
+    names = _FIELDS if len(fields) == 6 else _FIELDS[1:]
+    for text, (field, span) in zip(fields, names, strict=True):
+        problem = _step_error(text, field, span)
+        if problem:
+            return f"cron expression {expression!r}: {problem}"
+    return None
+
+
+# Each field's name and how many values it spans. croniter accepts any step and reads one past
+# the span as "only the first value" (`*/61` in minutes fires hourly), never what was meant.
+_FIELDS = (
+    ("second", 60),
+    ("minute", 60),
+    ("hour", 24),
+    ("day-of-month", 31),
+    ("month", 12),
+    ("day-of-week", 7),
+)
+
+
+def _step_error(text: str, field: str, span: int) -> str | None:
+    for part in text.split(","):
+        _, slash, step = part.partition("/")
+        if slash and step.isdigit() and not 1 <= int(step) <= span:
+            return f"step {int(step)} in the {field} field is out of range (1-{span})"
     return None
 
 

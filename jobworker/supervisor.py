@@ -28,6 +28,7 @@ import setproctitle
 
 from jobworker.app import App, declared_queues
 from jobworker.child import Origin, fork, releaser_main, worker_main
+from jobworker.errors import ConfigurationError
 from jobworker.release import Release
 from jobworker.worker import WorkerOptions
 
@@ -35,6 +36,8 @@ logger = logging.getLogger("jobworker.supervisor")
 
 _RESTART_BACKOFF_MAX = 30.0
 _FAST_EXIT = 2.0  # a child that dies sooner than this after start counts towards backoff
+_EXIT_HALTED = 1  # children kept dying as they started
+_EXIT_REFUSED = 2  # the memory limit is below what a fresh child takes
 
 
 @dataclass
@@ -46,6 +49,7 @@ class SupervisorOptions:
     max_memory_per_child: float | None = None  # MB
     drain_timeout: float | None = None
     heartbeat_timeout: float | None = None
+    max_start_failures: int = 5  # halt after this many children in a row die as they start
     title: str = ""  # the module name, shown in process titles
 
 
@@ -57,6 +61,7 @@ class Child:
     heartbeat_fd: int
     started: float = field(default_factory=time.monotonic)
     last_beat: float = field(default_factory=time.monotonic)
+    ready: bool = False  # it has sent a heartbeat: its database is open and its loop runs
     retiring: bool = False
     killed: bool = False
 
@@ -90,6 +95,7 @@ class Supervisor:
         self._stop_deadline = 0.0
         self._fast_exits = 0
         self._next_spawn_at = 0.0
+        self._exit_code = 0
         self._pid = os.getpid()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -98,6 +104,7 @@ class Supervisor:
     # Entry ---------------------------------------------------------------------------------
 
     def run(self) -> int:
+        self._refuse_memory_limit_below(_anonymous_memory_mb(os.getpid()), "the supervisor's")
         self._prepare_storage()
         self._install_signals()
         self._set_title(f"supervisor, {self.options.concurrency} children")
@@ -119,7 +126,7 @@ class Supervisor:
             if self._stopping:
                 if self._stopped():
                     logger.info("supervisor %d: all workers stopped", self._pid)
-                    return 0
+                    return self._exit_code
                 continue
             self._check_heartbeats()
             if time.monotonic() - last_memory_check >= 2.0:
@@ -184,6 +191,9 @@ class Supervisor:
         for child in self.children.values():
             if child.heartbeat_fd == fd:
                 child.last_beat = now
+                if not child.ready:
+                    child.ready = True
+                    self._check_fresh_memory(child)
                 return
 
     def _handle_signals(self) -> None:
@@ -193,15 +203,21 @@ class Supervisor:
                 if self._stopping:
                     self._kill_all("a second stop signal arrived")
                 else:
-                    self._begin_stop(signal.Signals(signum).name)
+                    self._begin_stop(f"{signal.Signals(signum).name} received")
             elif signum == signal.SIGHUP and not self._stopping:
                 logger.info("SIGHUP: replacing every worker process gracefully")
                 for child in self.children.values():
                     self._retire(child, "SIGHUP")
 
+    def _halt(self, code: int, reason: str) -> None:
+        """Stop as on SIGTERM, then exit with `code`: running on would not help."""
+        logger.error("%s; stopping the supervisor (exit code %d)", reason, code)
+        self._exit_code = code
+        self._begin_stop("halting")
+
     def _begin_stop(self, reason: str) -> None:
         logger.info(
-            "supervisor %d: %s received; draining (up to %.0fs)",
+            "supervisor %d: %s; draining (up to %.0fs)",
             self._pid,
             reason,
             self.drain_timeout,
@@ -283,12 +299,21 @@ class Supervisor:
             lost = not self._stopping
             reason = f"worker process died ({how})" if lost else "released at shutdown"
             self._to_release.append(Release(owner=child.owner, lost=lost, reason=reason))
-            if lifetime < _FAST_EXIT:
+            if self._stopping:
+                return
+            if lifetime < _FAST_EXIT or not child.ready:
                 self._fast_exits += 1
+                if self._fast_exits >= self.options.max_start_failures:
+                    self._halt(
+                        _EXIT_HALTED,
+                        f"worker processes keep dying as they start: {self._fast_exits} in a "
+                        f"row (the last, worker {child.index}, with {how})",
+                    )
+                    return
                 backoff = min(0.5 * 2**self._fast_exits, _RESTART_BACKOFF_MAX)
                 self._next_spawn_at = time.monotonic() + backoff
                 logger.warning(
-                    "worker %d died within %.1fs of starting; next start in %.1fs",
+                    "worker %d died as it started (after %.1fs); next start in %.1fs",
                     child.index,
                     lifetime,
                     backoff,
@@ -346,6 +371,33 @@ class Supervisor:
                 child.killed = True
                 _signal(child.pid, signal.SIGKILL)
 
+    def _refuse_memory_limit_below(self, baseline_mb: float, whose: str) -> None:
+        limit = self.options.max_memory_per_child
+        if limit and baseline_mb >= limit:
+            raise ConfigurationError(
+                f"--max-memory-per-child {limit:g} MB is below {whose} memory "
+                f"({baseline_mb:.0f} MB), which every worker process starts with: each would "
+                "be replaced as soon as it started; raise the limit"
+            )
+
+    def _check_fresh_memory(self, child: Child) -> None:
+        """A child that has just reported in for the first time has run no job yet: above
+        the memory limit already, every child would be recycled as soon as it started."""
+        limit = self.options.max_memory_per_child
+        if not limit or self._stopping:
+            return
+        try:
+            rss_mb = psutil.Process(child.pid).memory_info().rss / (1024 * 1024)
+        except psutil.Error:
+            return
+        if rss_mb > limit:
+            self._halt(
+                _EXIT_REFUSED,
+                f"--max-memory-per-child {limit:g} MB is below a fresh worker process's memory "
+                f"({rss_mb:.0f} MB, worker {child.index} as it started): every worker would be "
+                "replaced as soon as it started; raise the limit",
+            )
+
     def _check_memory(self) -> None:
         limit = self.options.max_memory_per_child
         if not limit:
@@ -374,6 +426,17 @@ class Supervisor:
             inherited=(self._wake_r, self._wake_w, *heartbeats, *descriptors),
             module=self.options.title,
         )
+
+
+def _anonymous_memory_mb(pid: int) -> float:
+    """The process's resident memory that is not backed by a file: its heap, which a child
+    forked from it starts with resident (0 where the kernel does not tell)."""
+    try:
+        info = psutil.Process(pid).memory_info()
+    except psutil.Error:
+        return 0.0
+    shared = getattr(info, "shared", None)  # Linux: file-backed and shared pages
+    return 0.0 if shared is None else (info.rss - shared) / (1024 * 1024)
 
 
 def _signal(pid: int, signum: int) -> None:

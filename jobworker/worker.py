@@ -357,12 +357,22 @@ class Worker:
             )
             return
         # Anything still leased to us (a sync handler that ignored cancellation) goes back.
-        released = await self._storage.jobs.release_owner(
-            self.worker_id,
-            lost=False,
-            reason="released at shutdown",
-            seq_floors={job_id: run.ctx.close_events() for job_id, run in self._running.items()},
-        )
+        seq_floors = {job_id: run.ctx.close_events() for job_id, run in self._running.items()}
+        try:
+            released = await self._storage.jobs.release_owner(
+                self.worker_id, lost=False, reason="released at shutdown", seq_floors=seq_floors
+            )
+        except Exception as exc:
+            # A stop during an outage is still a clean stop: what this worker holds (usually
+            # nothing) is rescued when its lease expires.
+            logger.warning(
+                "worker %s could not release its leases at shutdown (%s: %s); any job still "
+                "leased to it runs again when its lease expires",
+                self.worker_id,
+                type(exc).__name__,
+                exc,
+            )
+            return
         if released:
             logger.info("worker %s released %d unfinished job(s)", self.worker_id, released)
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobworker.cron import CronSchedule
+from jobworker import App, ConfigurationError, DefinitionError, JobContext
+from jobworker.cron import CronSchedule, cron_error
 
 
 def utc(*args: int) -> datetime:
@@ -78,3 +79,45 @@ def test_bad_schedules_are_clear_errors(expression: str, zone: str, message: str
 def test_naive_instants_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         CronSchedule("0 2 * * *").next_fire(datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("*/61 * * * *", "step 61 in the minute field"),
+        ("0 */25 * * *", "step 25 in the hour field"),
+        ("0 0 */32 * *", "step 32 in the day-of-month field"),
+        ("0 0 1 */13 *", "step 13 in the month field"),
+        ("0 0 * * */8", "step 8 in the day-of-week field"),
+        ("*/61 * * * * *", "step 61 in the second field"),
+        ("5/70 * * * *", "step 70 in the minute field"),
+        ("0,10-20/99 * * * *", "step 99 in the minute field"),
+    ],
+)
+def test_steps_beyond_their_field_are_errors(expression: str, message: str) -> None:
+    """croniter accepts these and fires them at surprising times (`*/61` hourly); a step larger
+    than the field's span of values is a mistake, refused where the schedule is declared."""
+    with pytest.raises(ValueError, match=message):
+        CronSchedule(expression)
+    assert message in (cron_error(expression) or "")
+
+
+@pytest.mark.parametrize(
+    "expression", ["*/60 * * * *", "0 */24 * * *", "0 0 */31 * *", "0 0 1 */12 *", "0 0 * * */7"]
+)
+def test_steps_up_to_their_fields_span_stay_valid(expression: str) -> None:
+    assert cron_error(expression) is None
+
+
+def test_an_out_of_range_step_is_refused_at_job_and_at_schedule_recurring(app: App) -> None:
+    with pytest.raises(DefinitionError, match="step 61 in the minute field"):
+
+        @app.registry.job(name="too-often", cron="*/61 * * * *")
+        def too_often(ctx: JobContext) -> None: ...
+
+    @app.registry.job(name="nightly")
+    def nightly(ctx: JobContext) -> None: ...
+
+    with pytest.raises(ConfigurationError, match="step 25 in the hour field"):
+        app.client.schedule_recurring("nightly-ish", "0 */25 * * *", nightly)
+    assert app.client.list_recurring() == []

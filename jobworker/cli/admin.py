@@ -9,6 +9,7 @@ import click
 from jobworker.app import App
 from jobworker.cli.common import BadInput, Target, friendly_errors, name_command, target_options
 from jobworker.cli.format import format_queues, format_recurring
+from jobworker.cli.unserved import warn_unserved_queued
 from jobworker.client import Client
 from jobworker.storage import DIALECTS, schema_sql
 
@@ -22,7 +23,12 @@ def queues() -> None:
 @target_options
 def queues_list(target: Target) -> None:
     """Every queue with its job counts and whether it is paused."""
-    click.echo(format_queues(target.call(lambda client: client.queues())))
+
+    def listing(client: Client) -> None:
+        click.echo(format_queues(client.queues()))
+        warn_unserved_queued(client)
+
+    target.call(listing)
 
 
 name_command(

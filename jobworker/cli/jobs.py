@@ -10,7 +10,9 @@ import msgspec
 
 from jobworker.cli.common import BadInput, Target, target_options
 from jobworker.cli.format import cancel_message, format_descriptor, format_table
-from jobworker.models import ScheduleOptions
+from jobworker.cli.unserved import warn_unserved
+from jobworker.client import Client
+from jobworker.models import JobDescriptor, ScheduleOptions
 
 
 @click.command()
@@ -96,12 +98,16 @@ def jobs(
     offset: int,
 ) -> None:
     """List jobs, newest first, as a table."""
-    rows = target.call(
-        lambda client: client.list(
+
+    def listing(client: Client) -> list[JobDescriptor]:
+        rows = client.list(
             status=status_filter, job_type=job_type, queue=queue, limit=limit, offset=offset
         )
-    )
-    click.echo(format_table(rows))
+        click.echo(format_table(rows))
+        warn_unserved(client, rows, "{n} waiting job(s) listed")
+        return rows
+
+    target.call(listing)
 
 
 @click.command()

@@ -62,6 +62,14 @@ from jobworker.supervisor import Supervisor, SupervisorOptions
     help="Replace a worker process whose resident memory exceeds this.",
 )
 @click.option(
+    "--max-start-failures",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="Stop (exit code 1) when this many worker processes in a row die as they start.",
+)
+@click.option(
     "--drain-timeout",
     type=click.FloatRange(min=0),
     default=None,
@@ -83,6 +91,7 @@ def run(
     queues: str | None,
     max_jobs_per_child: int | None,
     max_memory_per_child: float | None,
+    max_start_failures: int,
     drain_timeout: float | None,
     heartbeat_timeout: float | None,
 ) -> None:
@@ -102,6 +111,7 @@ def run(
             queues=queue_list,
             max_jobs_per_child=max_jobs_per_child,
             max_memory_per_child=max_memory_per_child,
+            max_start_failures=max_start_failures,
             drain_timeout=drain_timeout,
             heartbeat_timeout=heartbeat_timeout,
             title=module,
