@@ -19,6 +19,7 @@ SELECT id FROM jobs WHERE idempotency_key = :idempotency_key;
 
 -- name: claim
 -- One statement: pick the most urgent due jobs this worker can run, lease them, count the attempt.
+-- A queue paused in queue_state gives nothing, whatever the worker last read of the pauses.
 UPDATE jobs
 SET status = 'running',
     attempt = attempt + 1,
@@ -31,7 +32,8 @@ WHERE rowid IN (
     SELECT rowid FROM jobs INDEXED BY jobs_claimable
     WHERE status IN ('queued', 'scheduled', 'failed')
       AND run_at <= :now
-      AND queue IN (SELECT value FROM json_each(:queues))
+      AND queue IN (SELECT value FROM json_each(:queues)
+                    WHERE value NOT IN (SELECT queue FROM queue_state WHERE paused = 1))
       AND job_type IN (SELECT value FROM json_each(:job_types))
     ORDER BY priority DESC, run_at
     LIMIT :limit
