@@ -102,6 +102,11 @@ def jobs(
         )
     )
     click.echo(format_table(rows))
+    if rows.unreadable:
+        count = len(rows.unreadable)
+        click.echo(f"{count} row(s) of this page could not be read:", err=True)
+        for line in rows.unreadable:
+            click.echo(f"  {line}", err=True)
 
 
 @click.command()

@@ -41,6 +41,16 @@ WHERE rowid IN (
 RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
     priority, run_at, event_seq;
 
+-- name: end_unreadable
+-- A running row the claim or the lease rescue could not read (storage/rows.py) ends dead with
+-- why, found by its id as stored (:id is that value, whatever its type).
+UPDATE jobs
+SET status = 'dead', error = :error, traceback = NULL, completed_at = :now,
+    expires_at = :now + :default_ttl, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = :now, event_seq = event_seq + 1
+WHERE id = :id AND status = 'running'
+RETURNING id, event_seq, status, attempt, error, run_at;
+
 -- name: extend_leases
 UPDATE jobs SET lease_expires_at = :lease_until, updated_at = :now
 WHERE lease_owner = :owner AND status = 'running';
@@ -82,15 +92,16 @@ SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, eve
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
+-- A running row without a lease expiry (written by hand) counts as expired: nothing renews it.
 SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
-WHERE status = 'running' AND lease_expires_at < :now
+WHERE status = 'running' AND (lease_expires_at < :now OR lease_expires_at IS NULL)
 LIMIT :limit;
 
 -- name: leased_job_ids
 SELECT id FROM jobs
 WHERE status = 'running'
   AND ((:owner IS NOT NULL AND lease_owner = :owner)
-       OR (:owner IS NULL AND lease_expires_at < :now))
+       OR (:owner IS NULL AND (lease_expires_at < :now OR lease_expires_at IS NULL)))
 LIMIT :limit;
 
 -- name: insert_event
