@@ -405,7 +405,10 @@ def test_no_statement_decides_an_attempts_end() -> None:
             assert not any(literal in case for literal in outcomes) or name == "retry_dead", case
             assert "cancel_requested" not in case and "outcome" not in case, (name, case)
     locking = flat(texts["lock_leases"])
-    assert "WITH (ROWLOCK, READPAST, UPDLOCK)" in locking and "UPDATE" not in locking
+    assert (
+        "WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)" in locking
+        and "UPDATE" not in locking
+    )
 
 
 UNTRIGGERED = (

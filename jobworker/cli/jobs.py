@@ -104,6 +104,11 @@ def jobs(
             status=status_filter, job_type=job_type, queue=queue, limit=limit, offset=offset
         )
         click.echo(format_table(rows))
+        if rows.unreadable:
+            count = len(rows.unreadable)
+            click.echo(f"{count} row(s) of this page could not be read:", err=True)
+            for line in rows.unreadable:
+                click.echo(f"  {line}", err=True)
         warn_unserved(client, rows, "{n} waiting job(s) listed")
         return rows
 

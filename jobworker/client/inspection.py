@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+import msgspec
 
 from jobworker import codec
 from jobworker.client.base import ClientBase, as_job_id, describe
@@ -30,6 +33,14 @@ from jobworker.models import (
 from jobworker.portal import Blocking
 
 
+class JobList(builtins.list[JobDescriptor]):
+    """A page of jobs, and a line for each row of it that could not be read (`unreadable`)."""
+
+    def __init__(self, unreadable: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.unreadable = builtins.list(unreadable)
+
+
 class Inspection(ClientBase):
     async def aget(self, job_id: uuid.UUID | str) -> JobDescriptor | None:
         """The job as a descriptor, or None if no job has this id."""
@@ -48,8 +59,9 @@ class Inspection(ClientBase):
         idempotency_key: str | None = None,
         limit: int = 50,
         offset: int = 0,
-    ) -> builtins.list[JobDescriptor]:
-        """Jobs matching every given filter, newest first, `limit` at a time from `offset`."""
+    ) -> JobList:
+        """Jobs matching every given filter, newest first, `limit` at a time from `offset`;
+        the rows of the page that could not be read are left out and named in `unreadable`."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise ConfigurationError("limit must be 1-10000 and offset must not be negative")
         filter_ = JobFilter(
@@ -57,7 +69,13 @@ class Inspection(ClientBase):
         )
         storage = await self._storage()
         records = await storage.inspection.list_jobs(filter_, limit=limit, offset=offset)
-        return [describe(record) for record in records]
+        listed = JobList(f"id {row.raw_id!r}: {row.reason}" for row in records.unreadable)
+        for record in records:
+            try:
+                listed.append(describe(record))
+            except msgspec.DecodeError as exc:
+                listed.unreadable.append(f"id {str(record.id)!r}: result is not JSON ({exc})")
+        return listed
 
     list = Blocking(alist)
 

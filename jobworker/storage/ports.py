@@ -30,6 +30,7 @@ from jobworker.models import (
     QueueInfo,
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
+from jobworker.storage.rows import JobRecords
 
 __all__ = [
     "Control",
@@ -229,9 +230,7 @@ class Inspection(Protocol):
 
     async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
 
-    async def list_jobs(
-        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
-    ) -> list[JobRecord]:
+    async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
         """Newest first."""
         ...
 

@@ -137,12 +137,14 @@ FROM updated;
 -- params: owner, now, limit
 -- The leases of one owner, or every expired lease (owner NULL), locked for ending them, with the
 -- last number of an event the job has stored (its attempt's, that its worker may not report).
+-- A running row without a lease expiry (written by hand) counts as expired: nothing renews it.
 SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq,
     COALESCE((SELECT max(e.seq) FROM __SCHEMA__.job_events AS e WHERE e.job_id = jobs.id), 0)
 FROM __SCHEMA__.jobs
 WHERE status = 'running'
   AND (($1::text IS NOT NULL AND lease_owner = $1::text)
-       OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
+       OR ($1::text IS NULL
+           AND (lease_expires_at < $2::timestamptz OR lease_expires_at IS NULL)))
 LIMIT $3::integer
 FOR UPDATE SKIP LOCKED;
 
@@ -229,6 +231,18 @@ SELECT t.status AS found, w.id, w.event_seq, w.status, w.attempt, w.error, w.run
     EXISTS (SELECT 1 FROM running) AS requested
 FROM target AS t LEFT JOIN waiting AS w ON w.id = t.id;
 
+-- name: end_unreadable
+-- params: id, error, now, default_ttl, owner
+-- A job the claim leased, or the lease rescue locked, but could not read (storage/rows.py) ends
+-- dead with why, returned as its lifecycle event says it (the caller stores the event, in the
+-- same transaction). The owner is the claim's, or the locked row's (NULL in a row so broken).
+UPDATE __SCHEMA__.jobs
+SET status = 'dead', error = $2, traceback = NULL, completed_at = $3,
+    expires_at = $3::timestamptz + make_interval(secs => $4), lease_owner = NULL,
+    lease_expires_at = NULL, event_seq = event_seq + 1
+WHERE id = $1 AND status = 'running' AND lease_owner IS NOT DISTINCT FROM $5
+RETURNING id, event_seq, status, attempt, error, run_at;
+
 -- name: cancel_requests
 SELECT id FROM __SCHEMA__.jobs
 WHERE lease_owner = $1 AND status = 'running' AND cancel_requested;
@@ -269,7 +283,8 @@ SELECT t.status, EXISTS (SELECT 1 FROM deleted) FROM target AS t;
 SELECT id FROM __SCHEMA__.jobs
 WHERE status = 'running'
   AND (($1::text IS NOT NULL AND lease_owner = $1::text)
-       OR ($1::text IS NULL AND lease_expires_at < $2::timestamptz))
+       OR ($1::text IS NULL
+           AND (lease_expires_at < $2::timestamptz OR lease_expires_at IS NULL)))
 LIMIT $3;
 
 -- name: event_rows

@@ -19,6 +19,7 @@ SELECT id FROM jobs WHERE idempotency_key = :idempotency_key;
 
 -- name: claim
 -- One statement: pick the most urgent due jobs this worker can run, lease them, count the attempt.
+-- A queue paused in queue_state gives nothing, whatever the worker last read of the pauses.
 UPDATE jobs
 SET status = 'running',
     attempt = attempt + 1,
@@ -31,13 +32,24 @@ WHERE rowid IN (
     SELECT rowid FROM jobs INDEXED BY jobs_claimable
     WHERE status IN ('queued', 'scheduled', 'failed')
       AND run_at <= :now
-      AND queue IN (SELECT value FROM json_each(:queues))
+      AND queue IN (SELECT value FROM json_each(:queues)
+                    WHERE value NOT IN (SELECT queue FROM queue_state WHERE paused = 1))
       AND job_type IN (SELECT value FROM json_each(:job_types))
     ORDER BY priority DESC, run_at
     LIMIT :limit
 )
 RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
     priority, run_at, event_seq;
+
+-- name: end_unreadable
+-- A running row the claim or the lease rescue could not read (storage/rows.py) ends dead with
+-- why, found by its id as stored (:id is that value, whatever its type).
+UPDATE jobs
+SET status = 'dead', error = :error, traceback = NULL, completed_at = :now,
+    expires_at = :now + :default_ttl, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = :now, event_seq = event_seq + 1
+WHERE id = :id AND status = 'running'
+RETURNING id, event_seq, status, attempt, error, run_at;
 
 -- name: extend_leases
 -- :held: the (id, attempt) pairs the worker holds, as a JSON list of [id, attempt].
@@ -84,15 +96,16 @@ SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, eve
 WHERE lease_owner = :owner AND status = 'running';
 
 -- name: expired_leases
+-- A running row without a lease expiry (written by hand) counts as expired: nothing renews it.
 SELECT id, attempt, max_attempts, lease_owner, started_at, cancel_requested, event_seq FROM jobs
-WHERE status = 'running' AND lease_expires_at < :now
+WHERE status = 'running' AND (lease_expires_at < :now OR lease_expires_at IS NULL)
 LIMIT :limit;
 
 -- name: leased_job_ids
 SELECT id FROM jobs
 WHERE status = 'running'
   AND ((:owner IS NOT NULL AND lease_owner = :owner)
-       OR (:owner IS NULL AND lease_expires_at < :now))
+       OR (:owner IS NULL AND (lease_expires_at < :now OR lease_expires_at IS NULL)))
 LIMIT :limit;
 
 -- name: insert_event

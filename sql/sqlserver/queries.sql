@@ -159,7 +159,9 @@ COMMIT TRANSACTION;
 -- Lock the most urgent due rows no other worker holds (READPAST), lease them, count the
 -- attempt, and number its `running` event (event_seq + 1; nothing stores it: it is read from the
 -- job's row, then from the attempt's). UPDATE TOP (n) would take any n rows, so the order lives
--- in a CTE that is updated.
+-- in a CTE that is updated. READCOMMITTEDLOCK reads jobs with locks whatever the database's
+-- READ_COMMITTED_SNAPSHOT (READPAST skips locked rows only in a locking read). A queue paused
+-- in queue_state gives nothing, whatever the worker last read of the pauses (docs/sqlserver.md).
 -- @job_types (a JSON array) are claimed freely. @caps (a JSON array of {"job_type", "cap"}) are
 -- the capped types: for each, an application lock serialises the claims of that type across
 -- every worker until the commit, the running ones are counted, and no more than the rest taken.
@@ -209,10 +211,11 @@ WITH due AS (
         j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
         j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
         j.lease_expires_at, j.event_seq
-    FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
+    FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
     WHERE j.status IN (N'queued', N'scheduled', N'failed')
       AND j.run_at <= @now
       AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2 FROM OPENJSON(@queues) AS q)
+      AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s WHERE s.queue = j.queue AND s.paused = 1)
       AND j.job_type IN (SELECT t.[value] COLLATE Latin1_General_100_BIN2
                          FROM OPENJSON(@job_types) AS t)
     ORDER BY j.priority DESC, j.run_at
@@ -249,11 +252,13 @@ BEGIN
             j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
             j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
             j.lease_expires_at, j.event_seq
-        FROM __SCHEMA__.jobs AS j WITH (ROWLOCK, READPAST, UPDLOCK)
+        FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
         WHERE j.status IN (N'queued', N'scheduled', N'failed')
           AND j.run_at <= @now
           AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2
                           FROM OPENJSON(@queues) AS q)
+          AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s
+                          WHERE s.queue = j.queue AND s.paused = 1)
           AND j.job_type = @type
         ORDER BY j.priority DESC, j.run_at
     )
@@ -493,7 +498,7 @@ DECLARE @now datetime2(6) = ?;
 DECLARE @limit int = ?;
 SELECT TOP (@limit) id, attempt, max_attempts, lease_owner, started_at, cancel_requested,
     event_seq
-FROM __SCHEMA__.jobs WITH (ROWLOCK, READPAST, UPDLOCK)
+FROM __SCHEMA__.jobs WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
 WHERE status = N'running'
   AND ((@expired = 0 AND lease_owner = @owner)
        OR (@expired = 1 AND lease_expires_at < @now));
@@ -706,11 +711,11 @@ FROM __SCHEMA__.jobs WITH (ROWLOCK, HOLDLOCK)
 WHERE id = @job_id;
 SELECT attempt, started_at, ended_at, start_seq, end_seq, end_status, end_attempt, end_error,
     end_run_at
-FROM __SCHEMA__.job_attempts WITH (READPAST)
+FROM __SCHEMA__.job_attempts WITH (READCOMMITTEDLOCK, READPAST)
 WHERE job_id = @job_id AND (start_seq > @after_seq OR end_seq > @after_seq)
 ORDER BY id;
 SELECT TOP (@limit) seq, kind, occurred_at, payload
-FROM __SCHEMA__.job_events WITH (READPAST)
+FROM __SCHEMA__.job_events WITH (READCOMMITTEDLOCK, READPAST)
 WHERE job_id = @job_id AND seq > @after_seq AND (@transient = 1 OR transient = 0)
 ORDER BY seq;
 COMMIT TRANSACTION;
@@ -853,7 +858,7 @@ DECLARE @doomed TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
 DECLARE @deleted int;
 BEGIN TRANSACTION;
 INSERT INTO @doomed (id)
-SELECT TOP (@limit) id FROM __SCHEMA__.jobs WITH (ROWLOCK, READPAST, UPDLOCK)
+SELECT TOP (@limit) id FROM __SCHEMA__.jobs WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
 WHERE expires_at <= @now
 ORDER BY expires_at;
 DELETE FROM __SCHEMA__.job_attempts WHERE job_id IN (SELECT id FROM @doomed);

@@ -13,9 +13,10 @@ from typing import Any
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.models import JobEvent
-from jobworker.storage.attempt_ends import AttemptEnd, Decision, Lease, of_lease
+from jobworker.storage.attempt_ends import AttemptEnd, Decision, of_lease
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.event_rows import event_params, store_changes
+from jobworker.storage.rows import Unreadable, Values, lease, read_each, report
 
 
 class Endings:
@@ -93,6 +94,26 @@ class Endings:
         )
         return applied
 
+    async def _end_unreadable(
+        self, rows: Sequence[Unreadable], owners: Mapping[Any, Any], now: Any, conn: Any
+    ) -> None:
+        """Locked running rows that could not be read end `dead` with why (reported once)."""
+        report(rows, "lease rescue")
+        changed = []
+        for row in rows:
+            found = await self._db.fetchrow(
+                "end_unreadable",
+                id=row.raw_id,
+                error=row.error,
+                now=now,
+                default_ttl=self._result_ttl,
+                owner=owners.get(row.raw_id),
+                conn=conn,
+            )
+            if found is not None:
+                changed.append(found)
+        await store_changes(self._db, changed, now, conn=conn)
+
     async def end_leases(
         self,
         owner: str | None,
@@ -111,16 +132,18 @@ class Endings:
             locked = await self._db.fetch(
                 "leases_to_end", owner=owner, now=now, limit=limit, conn=conn
             )
+            leases, unreadable = read_each(locked, lambda row: (lease(row, _LEASE), row[7]))
+            await self._end_unreadable(unreadable, {row[0]: row[3] for row in locked}, now, conn)
             ends = [
                 of_lease(
-                    Lease(plain_uuid(row[0]), *row[1:7]),
+                    held,
                     lost=lost,
                     reason=reason,
-                    floor=max(row[7], floors.get(plain_uuid(row[0]), 0)),
+                    floor=max(stored, floors.get(held.job_id, 0)),
                     now=now,
                     default_ttl=self._result_ttl,
                 )
-                for row in locked
+                for held, stored in leases
             ]
             return await self.end_attempts(ends, channel=None, conn=conn) if ends else []
 
@@ -128,6 +151,9 @@ class Endings:
         await self._db.notify_events([row[0] for row in ended])
         await self.settle([row[0] for row in ended if row[1]])
         return len(ended)
+
+
+_LEASE = Values(to_uuid=plain_uuid)
 
 
 def _end_params(ends: Sequence[AttemptEnd]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ class PostgresInspection:
 
     async def list_jobs(
         self, filter: JobFilter, *, limit: int = 50, offset: int = 0
-    ) -> list[JobRecord]:
+    ) -> rows.JobRecords:
         found = await self._db.fetch(
             "list_jobs",
             status=filter.status.value if filter.status else None,
@@ -31,7 +31,7 @@ class PostgresInspection:
             limit=limit,
             offset=offset,
         )
-        return [rows.job_record(row, VALUES) for row in found]
+        return rows.job_records(found, VALUES)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         return rows.status_counts(await self._db.fetch("count_by_status"))

@@ -7,18 +7,18 @@ are written together after. Called inside the caller's write transaction."""
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from jobworker.models import Completion, JobEvent, JobStatus, Succeeded
-from jobworker.storage.attempt_ends import AttemptEnd, Lease, of_lease, of_outcome
-from jobworker.storage.event_log import Change, end_events
+from jobworker.storage.attempt_ends import AttemptEnd, of_lease, of_outcome
+from jobworker.storage.event_log import Change, change_event, end_events
+from jobworker.storage.rows import Unreadable, lease, read_each, report
 from jobworker.storage.sqlite.connection import Params, Session
-from jobworker.storage.sqlite.values import VALUES
+from jobworker.storage.sqlite.values import VALUES, event_row
 from jobworker.storage.sqlite.writes import after_parents_ended
 
-__all__ = ["complete", "end_leases"]
+__all__ = ["complete", "end_leases", "end_unreadable"]
 
 logger = logging.getLogger("jobworker.storage.sqlite")
 
@@ -135,20 +135,32 @@ def end_leases(
     many ended. `seq_floors`: per job id, the last event number used outside the database."""
     ends = _Ends(session, now, default_ttl)
     at = VALUES.to_time(now)
-    for job_id, attempt, max_attempts, owner, started, requested, seq in session.all(
-        selector, params
-    ):
-        lease = Lease(
-            uuid.UUID(job_id),
-            attempt,
-            max_attempts,
-            owner,
-            VALUES.maybe_time(started),
-            bool(requested),
-            seq,
-        )
-        floor = seq_floors.get(job_id, 0)
+    leases, unreadable = read_each(session.all(selector, params), lambda row: lease(row, VALUES))
+    for held in leases:
+        floor = seq_floors.get(str(held.job_id), 0)
         ends.write(
-            of_lease(lease, lost=lost, reason=reason, floor=floor, now=at, default_ttl=default_ttl)
+            of_lease(held, lost=lost, reason=reason, floor=floor, now=at, default_ttl=default_ttl)
         )
-    return ends.record()
+    return ends.record() + end_unreadable(session, unreadable, now, default_ttl, "lease rescue")
+
+
+def end_unreadable(
+    session: Session, rows: Sequence[Unreadable], now: float, default_ttl: float, where: str
+) -> int:
+    """End `dead` the running rows that could not be read, each with why (reported once), with
+    the event of the change for a row whose id is a UUID; returns how many ended."""
+    report(rows, where)
+    ended = 0
+    for row in rows:
+        params = {"id": row.raw_id, "error": row.error, "now": now, "default_ttl": default_ttl}
+        changed = session.one("end_unreadable", params)
+        if changed is None:
+            continue
+        ended += 1
+        job_id = row.job_id
+        _, seq, _, attempt, _, _ = changed
+        if job_id is not None and isinstance(seq, int) and isinstance(attempt, int):
+            change = Change(job_id, seq, JobStatus.DEAD, attempt, row.error, None)
+            event = change_event(change, VALUES.to_time(now))
+            session.execute("insert_event", event_row(event, False))
+    return ended

@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
-from jobworker.storage.rows import attempt_record, job_record, queue_infos, status_counts
+from jobworker.storage.rows import (
+    JobRecords,
+    attempt_record,
+    job_record,
+    job_records,
+    queue_infos,
+    status_counts,
+)
 from jobworker.storage.sqlite.connection import Database, Session
 from jobworker.storage.sqlite.values import VALUES
 
@@ -20,9 +27,7 @@ class SQLiteInspection:
         row = await self._db.read(lambda session: session.one("get_job", {"id": str(job_id)}))
         return None if row is None else job_record(row, VALUES)
 
-    async def list_jobs(
-        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
-    ) -> list[JobRecord]:
+    async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
         params = {
             "status": filter.status.value if filter.status else None,
             "job_type": filter.job_type,
@@ -32,7 +37,7 @@ class SQLiteInspection:
             "offset": offset,
         }
         rows = await self._db.read(lambda session: session.all("list_jobs", params))
-        return [job_record(row, VALUES) for row in rows]
+        return job_records(rows, VALUES)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         return status_counts(await self._db.read(lambda session: session.all("count_by_status")))

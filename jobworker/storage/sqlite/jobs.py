@@ -13,8 +13,8 @@ from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
 from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
-from jobworker.storage.rows import claimed_jobs
-from jobworker.storage.sqlite.attempts import complete, end_leases
+from jobworker.storage.rows import claimed_jobs, read_each
+from jobworker.storage.sqlite.attempts import complete, end_leases, end_unreadable
 from jobworker.storage.sqlite.connection import Database, Session
 from jobworker.storage.sqlite.values import VALUES, event_rows_of, job_row, json_list
 from jobworker.storage.sqlite.writes import insert_job, settle_new_continuation
@@ -71,7 +71,7 @@ class SQLiteJobs:
         free = json_list([t for t in job_types if t not in limits])
         queues_json = json_list(queues)
 
-        def claim(session: Session) -> list[Any]:
+        def claim(session: Session) -> list[ClaimedJob]:
             now = self._clock.now().timestamp()
             params = {
                 "owner": owner,
@@ -93,9 +93,12 @@ class SQLiteJobs:
                 if allowance > 0:
                     capped = {**params, "job_types": json_list([job_type]), "limit": allowance}
                     rows += session.all("claim", capped)
-            return rows
+            claimed = claimed_jobs(rows, VALUES)
+            default_ttl = self._settings.result_ttl
+            end_unreadable(session, claimed.unreadable, now, default_ttl, "claim")
+            return claimed.jobs
 
-        return claimed_jobs(await self._db.write(claim), VALUES)
+        return await self._db.write(claim)
 
     async def extend_leases(
         self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
@@ -118,7 +121,7 @@ class SQLiteJobs:
 
     async def cancel_requests(self, owner: str) -> list[uuid.UUID]:
         rows = await self._db.read(lambda session: session.all("cancel_requests", {"owner": owner}))
-        return [uuid.UUID(row[0]) for row in rows]
+        return read_each(rows, lambda row: VALUES.to_uuid(row[0]))[0]  # claims read them whole
 
     async def complete_many(
         self,

@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.models import JobStatus
+from jobworker.storage.rows import read_each, report
 from jobworker.storage.sqlite.attempts import end_leases
 from jobworker.storage.sqlite.connection import Database, Session
+from jobworker.storage.sqlite.values import VALUES
 from jobworker.storage.sqlite.writes import settle_awaiting
 
 __all__ = ["SQLiteMaintenance"]
@@ -24,7 +26,9 @@ class SQLiteMaintenance:
     async def leased_job_ids(self, owner: str | None, limit: int = 500) -> list[uuid.UUID]:
         params = {"owner": owner, "now": self._clock.now().timestamp(), "limit": limit}
         rows = await self._db.read(lambda session: session.all("leased_job_ids", params))
-        return [uuid.UUID(row[0]) for row in rows]
+        ids, unreadable = read_each(rows, lambda row: VALUES.to_uuid(row[0]))
+        report(unreadable, "lease rescue")  # ended by rescue_expired, which reads its rows whole
+        return ids
 
     async def rescue_expired(
         self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None

@@ -21,8 +21,22 @@ def from_timestamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
+def to_uuid(value: str) -> uuid.UUID:
+    """An id as jobworker writes it: a UUID's canonical text (another spelling of a UUID would
+    match no statement, which all find a job by that text)."""
+    job_id = uuid.UUID(value)
+    if str(job_id) != value:
+        raise ValueError(f"{value!r} is not a UUID in canonical form")
+    return job_id
+
+
+def to_bytes(value: bytes | str) -> bytes:
+    """A payload: jobworker writes BLOBs; a row written by hand may hold TEXT."""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 # What the row mappers of `storage/rows.py` convert SQLite's values with.
-VALUES = Values(to_uuid=uuid.UUID, to_time=from_timestamp, to_bytes=bytes)
+VALUES = Values(to_uuid=to_uuid, to_time=from_timestamp, to_bytes=to_bytes)
 
 
 def json_list(values: Sequence[str]) -> str:

@@ -5,7 +5,14 @@ from __future__ import annotations
 import uuid
 
 from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
-from jobworker.storage.rows import attempt_record, job_record, queue_infos, status_counts
+from jobworker.storage.rows import (
+    JobRecords,
+    attempt_record,
+    job_record,
+    job_records,
+    queue_infos,
+    status_counts,
+)
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import VALUES, json
@@ -21,11 +28,9 @@ class SQLServerInspection:
         rows = await self._queries.rows("get_job", id=str(job_id))
         return job_record(rows[0], VALUES) if rows else None
 
-    async def list_jobs(
-        self, filter: JobFilter, *, limit: int = 50, offset: int = 0
-    ) -> list[JobRecord]:
+    async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
         if limit <= 0:
-            return []
+            return JobRecords()
         wanted = {
             "status": filter.status.value if filter.status else None,
             "job_type": filter.job_type,
@@ -35,7 +40,7 @@ class SQLServerInspection:
         rows = await self._queries.rows(
             "list_jobs", filter=json(wanted), limit=limit, offset=max(offset, 0)
         )
-        return [job_record(row, VALUES) for row in rows]
+        return job_records(rows, VALUES)
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         return status_counts(await self._queries.rows("count_by_status"))

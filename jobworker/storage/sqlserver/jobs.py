@@ -12,7 +12,7 @@ from jobworker.clock import Clock
 from jobworker.errors import ConfigurationError, JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
-from jobworker.storage.rows import claimed_jobs
+from jobworker.storage.rows import claimed_jobs, report
 from jobworker.storage.sqlserver.attempts import AttemptEnds
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
@@ -108,7 +108,11 @@ class SQLServerJobs:
             caps=json([{"job_type": t, "cap": n} for t, n in caps]),
             lock_prefix=self._cap_lock_prefix,
         )
-        return claimed_jobs(rows, VALUES)
+        # The server's column types leave little unreadable; such a row is reported and left to
+        # the lease rescue.
+        claimed = claimed_jobs(rows, VALUES)
+        report(claimed.unreadable, "claim")
+        return claimed.jobs
 
     async def extend_leases(
         self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
