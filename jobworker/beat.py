@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from jobworker.app import App
+from jobworker.clock import Clock
 from jobworker.definitions import Registry
 from jobworker.enqueueing import build_jobs
 from jobworker.errors import ConfigurationError, JobArgumentsError, UnknownJobError
@@ -38,6 +39,10 @@ logger = logging.getLogger("jobworker.beat")
 
 # A leader trusts its lease for this share of the TTL after the start of its last renewal.
 _TRUST = 0.9
+
+# Between two passes of the leader, a wall clock that moved this many seconds further than the
+# monotonic clock was stepped forward (NTP slews far less; a late loop moves both alike).
+_CLOCK_STEP = 1.0
 
 
 def recurring_specs(registry: Registry) -> list[RecurringSpec]:
@@ -111,6 +116,23 @@ async def choose_lease(app: App, storage: Storage, holder: str) -> LeaderLease:
             "beats on this machine share it"
         )
     return lease
+
+
+class ClockStepWatch:
+    """Tells a forward step of the wall clock from a late loop: between two readings, a step
+    moves the wall clock and not the monotonic one."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = (clock.now(), time.monotonic())
+
+    def forward_step(self) -> tuple[datetime, float]:
+        """The wall clock's instant now, and how many seconds it stepped forward since the last
+        reading (0.0: it did not)."""
+        now, monotonic = self._clock.now(), time.monotonic()
+        (wall_before, monotonic_before), self._last = self._last, (now, monotonic)
+        ahead = (now - wall_before).total_seconds() - (monotonic - monotonic_before)
+        return now, ahead if ahead > _CLOCK_STEP else 0.0
 
 
 class Beat:
@@ -283,12 +305,23 @@ class Beat:
         await self._heartbeat()
         outage = Outage("beat's leader duties (cron, lease rescue, janitor)")
         next_rescue = next_purge = 0.0
+        clock_steps = ClockStepWatch(self.clock)
         while True:
             if not self._trusted():
                 # Stalled past the point where the lease is sure to be ours (a long pause, a
                 # SIGSTOP): write nothing until a renewal confirms it or leadership ends.
                 await asyncio.sleep(0.05)
                 continue
+            now, stepped = clock_steps.forward_step()
+            if stepped:
+                # The ticks the step passed over were never due while this leader ran: they
+                # collapse into the latest, as ticks missed without a leader do.
+                logger.warning(
+                    "the clock stepped forward by %.1fs: the ticks it passed over collapse into "
+                    "the latest",
+                    stepped,
+                )
+                term_started = max(term_started, now)
             try:
                 wake = await self.fire_due(term_started)
                 if time.monotonic() >= next_rescue and self._trusted():
