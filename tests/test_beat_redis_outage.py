@@ -1,6 +1,7 @@
 """Two real `jobworker beat` processes on a private Redis that is stopped while they run and
 started again: leadership moves to the database's lock and back, a per-second cron keeps
-firing with one job per instant, and no two beats ever lead by the same mechanism at once."""
+firing with one job per instant, and no two beats ever lead by the same mechanism at once; and
+two beats that disagree about Redis (one reaches it, one does not) leave one leader."""
 
 from __future__ import annotations
 
@@ -195,3 +196,44 @@ def test_redis_stopped_and_started_while_beats_run_keeps_one_leader_per_mechanis
         f"heartbeat changes: {sampler.changes}\n"
         f"terms: {[(h, m) for _, _, h, m in sorted(terms)]}"
     )
+
+
+def _led(beat: BeatProcess) -> bool:
+    return "is the leader" in beat.log()
+
+
+def _hold(cluster: Cluster, holder: str, seconds: float) -> None:
+    """The heartbeat names `holder` all along, for `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        leader = cluster.leader()
+        assert leader is not None and leader.holder == holder, leader
+        time.sleep(0.1)
+
+
+def test_beats_that_disagree_about_redis_leave_one_leader(
+    store: Store, tmp_path: Path, private_redis: PrivateRedis
+) -> None:
+    # A cannot reach Redis (it leads by the database's lock); B can. Whoever leads first, the
+    # other takes its own lease, finds the live term in the heartbeat, and gives the lease up.
+    cluster = Cluster(store, tmp_path, "beat.every_second")
+    try:
+        a = cluster.start(JOBWORKER_REDIS_URL="redis://127.0.0.1:1/0")
+        assert cluster.wait_for_leader([a]) is a
+        b = cluster.start(JOBWORKER_REDIS_URL=private_redis.url)
+        _hold(cluster, a.holder, 4.0)
+        assert not _led(b) and "gives the lease up and stays a standby" in b.log(), b.log()
+
+        assert a.stop() == 0
+        assert cluster.wait_for_leader([b], timeout=15) is b
+        assert cluster.leader().mechanism == "redis"  # type: ignore[union-attr]
+        again = cluster.start(JOBWORKER_REDIS_URL="redis://127.0.0.1:1/0")
+        _hold(cluster, b.holder, 4.0)
+        assert not _led(again) and "gives the lease up" in again.log(), again.log()
+        codes = [beat.stop() for beat in (b, again)]
+    finally:
+        cluster.close()
+    assert codes == [0, 0]
+    per_instant = Counter(cluster.fires())
+    assert per_instant and set(per_instant.values()) == {1}, per_instant
+    print(f"\n{store.backend}: {len(per_instant)} ticks, one job each; one leader throughout")
