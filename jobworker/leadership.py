@@ -178,7 +178,6 @@ class RedisOrDatabaseLease:
         self._timeout = timeout  # for each call to Redis
         self._lease: Lease = redis if redis_answers else database
         self._unreachable_since = None if redis_answers else time.monotonic()
-        self._next_probe = 0.0
         self.mechanism = self._lease.mechanism
         self.term: LeaseTerm | None = None
 
@@ -256,10 +255,8 @@ class RedisOrDatabaseLease:
         return since is not None and time.monotonic() - since > self._ttl
 
     async def _redis_is_back(self) -> bool:
-        """Whether Redis answers a PING; asked at most every third of the TTL."""
-        if time.monotonic() < self._next_probe:
-            return False
-        self._next_probe = time.monotonic() + self._ttl / 3
+        """Whether Redis answers a PING (asked by the lock's holder only: at each renewal of a
+        leader, when a standby gets the lock)."""
         try:
             await self._call_redis(self.redis.ping())
         except Exception:
