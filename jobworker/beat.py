@@ -23,14 +23,32 @@ from typing import Any
 import msgspec
 
 from jobworker.app import App
+from jobworker.clock import Clock
 from jobworker.definitions import Registry
 from jobworker.enqueueing import build_jobs
-from jobworker.errors import ConfigurationError, JobArgumentsError, UnknownJobError
-from jobworker.leadership import RedisLeaderLease, default_holder
+from jobworker.errors import (
+    ConfigurationError,
+    JobArgumentsError,
+    MissingExtraError,
+    UnknownJobError,
+)
+from jobworker.leadership import (
+    LeaseMoved,
+    RedisLeaderLease,
+    RedisOrDatabaseLease,
+    default_holder,
+)
 from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
 from jobworker.models import LeaseTerm, ScheduleOptions
 from jobworker.outage import Outage
-from jobworker.recurring import BEAT_LEASE, RecurringJob, RecurringSpec, fire_key, plan
+from jobworker.recurring import (
+    BEAT_LEASE,
+    BeatLeader,
+    RecurringJob,
+    RecurringSpec,
+    fire_key,
+    plan,
+)
 from jobworker.storage import Storage
 from jobworker.storage.ports import LeaderLease
 
@@ -38,6 +56,10 @@ logger = logging.getLogger("jobworker.beat")
 
 # A leader trusts its lease for this share of the TTL after the start of its last renewal.
 _TRUST = 0.9
+
+# Between two passes of the leader, a wall clock that moved this many seconds further than the
+# monotonic clock was stepped forward (NTP slews far less; a late loop moves both alike).
+_CLOCK_STEP = 1.0
 
 
 def recurring_specs(registry: Registry) -> list[RecurringSpec]:
@@ -95,22 +117,55 @@ async def redis_reachable(url: str, timeout: float) -> bool:
 
 
 async def choose_lease(app: App, storage: Storage, holder: str) -> LeaderLease:
-    """Redis when it is configured and answers within the probe timeout; else the database."""
+    """The database's own lease, or, with Redis configured, Redis's while it answers and the
+    database's while it does not (starting on the database if Redis does not answer now)."""
     settings = app.settings
-    if settings.redis_url:
-        if await redis_reachable(settings.redis_url, settings.redis_probe_timeout):
-            name = redis_lease_name(settings.database_url, settings.database_schema)
-            return RedisLeaderLease(
-                settings.redis_url, name, ttl=settings.beat_lease_ttl, holder=holder
-            )
-        logger.warning("beat falls back to the database for leader election")
-    lease = storage.leadership.leader_lease(BEAT_LEASE, holder, settings.beat_lease_ttl)
-    if storage.dialect == "sqlite":
+    ttl = settings.beat_lease_ttl
+    database = storage.leadership.leader_lease(BEAT_LEASE, holder, ttl)
+    if storage.dialect == "sqlite" and not settings.redis_url:
         logger.info(
             "leader election through a lease row in the SQLite file (no Redis): "
             "beats on this machine share it"
         )
-    return lease
+    if not settings.redis_url:
+        return database
+    answers = await redis_reachable(settings.redis_url, settings.redis_probe_timeout)
+    try:
+        redis = RedisLeaderLease(
+            settings.redis_url,
+            redis_lease_name(settings.database_url, settings.database_schema),
+            ttl=ttl,
+            holder=holder,
+        )
+    except MissingExtraError:
+        logger.warning("beat falls back to the database for leader election")
+        return database
+    if not answers:
+        logger.warning("beat falls back to the database for leader election until Redis answers")
+    return RedisOrDatabaseLease(
+        redis,
+        database,
+        ttl=ttl,
+        redis_answers=answers,
+        timeout=min(settings.redis_probe_timeout, ttl / 6),
+    )
+
+
+class ClockStepWatch:
+    """Tells a forward step of the wall clock from a late loop: between two readings, a step
+    moves the wall clock and not the monotonic one."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._last = (clock.now(), time.monotonic())
+
+    def forward_step(self) -> tuple[datetime, float]:
+        """The wall clock's instant now, and how many seconds it stepped forward since the last
+        reading (0.0: it did not)."""
+        now, monotonic = self._clock.now(), time.monotonic()
+        (wall_before, monotonic_before), self._last = self._last, (now, monotonic)
+        ahead = (now - wall_before).total_seconds() - (monotonic - monotonic_before)
+        return now, ahead if ahead > _CLOCK_STEP else 0.0
 
 
 class Beat:
@@ -203,6 +258,10 @@ class Beat:
                     taken = False
                 else:
                     outage.succeeded()
+                if taken and await self._defers_to_another_leader():
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(lease.release(), 5)
+                    taken = False
                 if taken:
                     self._trusted_until = started + ttl * _TRUST
                     self._begin_term()
@@ -216,13 +275,49 @@ class Beat:
             try:
                 renewed = await asyncio.wait_for(lease.renew(), ttl / 3)
                 why = "the lease was taken over or expired (this process stalled?)"
+            except LeaseMoved as exc:
+                renewed, why = False, str(exc)
             except Exception as exc:
                 renewed, why = False, f"renewing it failed: {type(exc).__name__}: {exc}"
             if not renewed:
                 await self._step_down(f"lost the leader lease: {why}")
                 continue
             self._trusted_until = started + ttl * _TRUST
+            self._continue_term()
             await self._heartbeat()
+            other = await self._other_leader()
+            if other is not None:
+                await self._step_down(
+                    f"beat {other.holder} leads by {other.mechanism}, a newer term than this "
+                    f"one by {lease.mechanism}"
+                )
+
+    async def _other_leader(self) -> BeatLeader | None:
+        """A live leader this beat's lease cannot see: another term, by another mechanism, in
+        the heartbeat (beats that disagree about Redis: see docs/beat.md)."""
+        assert self.lease is not None
+        try:
+            leader = await asyncio.wait_for(self.storage.leadership.beat_leader(BEAT_LEASE), 5)
+        except Exception:
+            return None
+        if leader is None or leader.mechanism == self.lease.mechanism:
+            return None
+        if self._term is not None and leader.token == self._term.token:
+            return None
+        return leader
+
+    async def _defers_to_another_leader(self) -> bool:
+        other = await self._other_leader()
+        if other is None:
+            return False
+        assert self.lease is not None
+        self._warn_once(
+            f"defer:{other.token}",
+            f"beat {self.holder} took the lease by {self.lease.mechanism}, but beat "
+            f"{other.holder} leads by {other.mechanism}: it gives the lease up and stays a "
+            "standby while that term lives",
+        )
+        return True
 
     def _begin_term(self) -> None:
         term = self._term = self.lease.term if self.lease is not None else None
@@ -236,8 +331,24 @@ class Beat:
         )
         self._leading = asyncio.create_task(self._lead(self.clock.now()), name="beat-leader")
 
+    def _continue_term(self) -> None:
+        """After a renewal that moved the lease to another mechanism: the same leader work goes
+        on under the new term."""
+        term = self.lease.term if self.lease is not None else None
+        if term is None or self._term is None or term.token == self._term.token:
+            return
+        before, self._term = self._term, term
+        logger.warning(
+            "beat %s is the leader (by %s, since %s): its term moved from %s",
+            self.holder,
+            term.mechanism,
+            term.since.isoformat(timespec="seconds"),
+            before.mechanism,
+        )
+
     async def _step_down(self, reason: str, *, release: bool = False) -> None:
-        """Stop leader work at once (cancel it), say why, and remove this term's heartbeat."""
+        """Stop leader work at once (cancel it), say why, give the lease up (whatever is left of
+        it) and remove this term's heartbeat."""
         task, self._leading = self._leading, None
         term, self._term = self._term, None
         if task is not None:
@@ -246,7 +357,7 @@ class Beat:
                 await task
             log = logger.info if release else logger.warning
             log("beat %s stops leader work: %s", self.holder, reason)
-        if release and self.lease is not None:
+        if self.lease is not None and (release or term is not None):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.lease.release(), 5)
         if term is not None and self._storage is not None:
@@ -283,12 +394,23 @@ class Beat:
         await self._heartbeat()
         outage = Outage("beat's leader duties (cron, lease rescue, janitor)")
         next_rescue = next_purge = 0.0
+        clock_steps = ClockStepWatch(self.clock)
         while True:
             if not self._trusted():
                 # Stalled past the point where the lease is sure to be ours (a long pause, a
                 # SIGSTOP): write nothing until a renewal confirms it or leadership ends.
                 await asyncio.sleep(0.05)
                 continue
+            now, stepped = clock_steps.forward_step()
+            if stepped:
+                # The ticks the step passed over were never due while this leader ran: they
+                # collapse into the latest, as ticks missed without a leader do.
+                logger.warning(
+                    "the clock stepped forward by %.1fs: the ticks it passed over collapse into "
+                    "the latest",
+                    stepped,
+                )
+                term_started = max(term_started, now)
             try:
                 wake = await self.fire_due(term_started)
                 if time.monotonic() >= next_rescue and self._trusted():
