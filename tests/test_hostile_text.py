@@ -18,7 +18,7 @@ from jobworker import App, JobArgumentsError, JobStatus, Settings
 from jobworker.display import printable
 from jobworker.terminal import TailView
 
-from .conftest import JOBWORKER, TESTS, subprocess_env
+from .conftest import JOBWORKER, TESTS, Store, subprocess_env
 
 sys.path.insert(0, str(TESTS / "apps"))
 import hostile_jobs
@@ -73,30 +73,29 @@ def test_tail_view_on_a_terminal_writes_only_its_own_escape_sequences() -> None:
 
 
 @pytest.fixture
-def hostile_store(tmp_path: Path) -> tuple[str, uuid.UUID, uuid.UUID]:
-    """A SQLite file with one dead and one succeeded job whose texts are all hostile."""
+def hostile_store(store: Store) -> tuple[Store, uuid.UUID, uuid.UUID]:
+    """A store with one dead and one succeeded job whose texts are all hostile."""
     from jobworker.testing import drain
 
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    app = App(url)
+    app = store.app()
     dead = hostile_jobs.echo.delay(text=HOSTILE).job_id
     good = hostile_jobs.ok.delay(text=HOSTILE).job_id
     app.close()
-    drain(App(url))
-    return url, dead, good
+    drain(store.app())
+    return store, dead, good
 
 
-def _cli(url: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _cli(store: Store, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [*JOBWORKER, *args, "--app", "hostile_jobs", "--database-url", url],
-        env=subprocess_env(),
+        [*JOBWORKER, *args, "--app", "hostile_jobs", "--database-url", store.url],
+        env=subprocess_env(**store.env),
         capture_output=True,
         timeout=60,
     )
 
 
 def test_cli_outputs_show_hostile_text_escaped(
-    hostile_store: tuple[str, uuid.UUID, uuid.UUID],
+    hostile_store: tuple[Store, uuid.UUID, uuid.UUID],
 ) -> None:
     url, dead, good = hostile_store
     runs = {
