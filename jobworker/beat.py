@@ -25,6 +25,7 @@ import msgspec
 from jobworker.app import App
 from jobworker.clock import Clock
 from jobworker.definitions import Registry
+from jobworker.display import redact_url
 from jobworker.enqueueing import build_jobs
 from jobworker.errors import (
     ConfigurationError,
@@ -109,7 +110,7 @@ async def redis_reachable(url: str, timeout: float) -> bool:
     try:
         return bool(await asyncio.wait_for(client.ping(), timeout))
     except Exception as exc:
-        logger.warning("Redis at %s is unreachable (%s)", url.split("@")[-1], exc or type(exc))
+        logger.warning("Redis at %s is unreachable (%s)", redact_url(url), exc or type(exc))
         return False
     finally:
         with contextlib.suppress(Exception):
@@ -215,10 +216,12 @@ class Beat:
                 return
             self.lease = await choose_lease(self.app, storage, self.holder)
             logger.info(
-                "beat %s started: %d recurring definition(s) from code, leadership by %s",
+                "beat %s started: %d recurring definition(s) from code, leadership by %s, "
+                "database=%s",
                 self.holder,
                 len(specs),
                 self.lease.mechanism,
+                redact_url(self.settings.database_url),
             )
             await self._elect()
         finally:

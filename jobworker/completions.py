@@ -9,6 +9,7 @@ from collections import Counter
 
 from jobworker import transitions
 from jobworker.app import App
+from jobworker.display import printable
 from jobworker.models import AttemptOutcome, ClaimedJob, Completion, Failed, Outcome
 from jobworker.retry import RetryPolicy
 
@@ -40,7 +41,7 @@ class Completions:
                 job.id,
                 job.attempt,
                 job.max_attempts,
-                outcome.error,
+                printable(outcome.error),  # the handler's text, for whatever handler logs it
                 "" if retry_at else " (dead)",
             )
         result_ttl = job.result_ttl

@@ -32,6 +32,7 @@ _POSITIVE = (
     "beat_retry_interval",
 )
 _AT_LEAST_ONE = (
+    "max_args_bytes",
     "max_payload_bytes",
     "event_stream_maxlen",
     "claim_batch_size",
@@ -52,6 +53,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     redis_url: str | None = None
 
     default_queue: str = "default"
+    max_args_bytes: int = 1024 * 1024  # a job's arguments, encoded; larger is refused at enqueue
     default_max_retries: int = 3
     retry_base_delay: float = 5.0
     retry_max_delay: float = 1800.0

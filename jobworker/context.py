@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar, cast
 import msgspec
 
 from jobworker import codec
+from jobworker.display import printable
 from jobworker.errors import JobCancelledError, JobEventError
 from jobworker.models import EventKind
 from jobworker.payloads import Chunk, Log, Metric, Progress, truncate_payload
@@ -239,7 +240,8 @@ class EventLog:
     def _log(self, level: str, message: str, data: dict[str, Any]) -> Emitted:
         number = self._LEVELS[level]
         if self._ctx.logger.isEnabledFor(number):
-            self._ctx.logger.log(number, "%s %s", message, data if data else "")
+            shown = printable(f"{message} {data}" if data else message)
+            self._ctx.logger.log(number, "%s", shown)
         return self._ctx.emit(EventKind.LOG, Log(level=level, message=message, data=data))
 
 

@@ -78,18 +78,20 @@ def build_jobs(
             continues_job_id=options.continues_job_id,
             result_ttl=placement.result_ttl,
         )
-        for data in encode_arguments(definition, arguments)
+        for data in encode_arguments(definition, arguments, settings.max_args_bytes)
     ]
 
 
 def encode_arguments(
-    definition: JobDefinition, arguments: Sequence[Mapping[str, Any]]
+    definition: JobDefinition, arguments: Sequence[Mapping[str, Any]], max_bytes: int
 ) -> list[bytes]:
+    """Each argument set validated and encoded; one larger than `max_bytes` encoded (the
+    `max_args_bytes` setting) is a `JobArgumentsError`, and so nothing of the batch is stored."""
     encoded = []
     for index, args in enumerate(arguments):
         if not isinstance(args, Mapping):
             raise JobArgumentsError(definition.name, f"argument set {index} is not a mapping")
-        encoded.append(definition.encode_args(args))
+        encoded.append(definition.encode_args(args, max_bytes))
     return encoded
 
 

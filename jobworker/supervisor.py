@@ -28,6 +28,7 @@ import setproctitle
 
 from jobworker.app import App, declared_queues
 from jobworker.child import Origin, fork, releaser_main, worker_main
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
 from jobworker.release import Release
 from jobworker.worker import WorkerOptions
@@ -109,11 +110,12 @@ class Supervisor:
         self._install_signals()
         self._set_title(f"supervisor, {self.options.concurrency} children")
         logger.info(
-            "supervisor %d starting %d worker process(es) x %d slot(s), queues=%s",
+            "supervisor %d starting %d worker process(es) x %d slot(s), queues=%s, database=%s",
             self._pid,
             self.options.concurrency,
             self.options.parallelism,
             ",".join(self.options.queues or declared_queues(self.app)),
+            redact_url(self.app.settings.database_url),
         )
         for index in range(self.options.concurrency):
             self._spawn(index)

@@ -2,7 +2,9 @@
 chunk text, metrics, the status changes, and the result.
 
 On a terminal the progress bar is redrawn in place; streamed text is written as it comes, with
-a line break before anything else is shown. Piped, every event is one line.
+a line break before anything else is shown. Piped, every event is one line. The job's own text
+never reaches the terminal raw: its control characters are shown escaped (`display.printable`),
+so only this view's own colours and redraws are sequences the terminal acts on.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import IO, Any
 import click
 
 from jobworker import codec
+from jobworker.display import printable
 from jobworker.events.model import TRUNCATED_MARKER, Chunk, Lifecycle, Log, Progress, TypedEvent
 from jobworker.models import EventKind, JobStatus
 
@@ -56,7 +59,7 @@ class TailView:
         elif event.kind is EventKind.CHUNK:
             self._chunk(data)
         elif event.kind is EventKind.METRIC:
-            self._print(self._style(f"metric {data.name} = {data.value:g}", "magenta"))
+            self._print(f"metric {data.name} = {data.value:g}", "magenta")
         elif event.kind is EventKind.RESULT:
             self._print("result: " + _json(data))
 
@@ -70,7 +73,7 @@ class TailView:
             text += f": {change.error}"
         if change.retry_at is not None:
             text += f"; runs again at {change.retry_at.isoformat(timespec='seconds')}"
-        self._print(self._style(text, colour, bold=change.terminal))
+        self._print(text, colour, bold=change.terminal)
         if change.terminal:
             self.final = change.status
 
@@ -84,7 +87,7 @@ class TailView:
             return
         if self._line == "text":
             self._end_line()
-        self._out.write("\r\x1b[2K" + text)
+        self._out.write("\r\x1b[2K" + printable(text))
         self._out.flush()
         self._line = "bar"
 
@@ -92,7 +95,7 @@ class TailView:
         stamp = event.occurred_at.astimezone().strftime("%H:%M:%S")
         fields = " ".join(f"{key}={_json(value)}" for key, value in log.data.items())
         text = f"{stamp} {log.level.upper():5} {log.message}" + (f" {fields}" if fields else "")
-        self._print(self._style(text, _LEVEL_COLOURS.get(log.level)))
+        self._print(text, _LEVEL_COLOURS.get(log.level))
 
     def _chunk(self, chunk: Chunk) -> None:
         if chunk.text is None:
@@ -100,13 +103,13 @@ class TailView:
             return
         if self._line == "bar":
             self._end_line()
-        self._out.write(chunk.text)
+        self._out.write(printable(chunk.text, keep="\n\t"))
         self._out.flush()
         self._line = "text" if not chunk.text.endswith("\n") else ""
 
-    def _print(self, text: str) -> None:
+    def _print(self, text: str, colour: str | None = None, *, bold: bool = False) -> None:
         self._end_line()
-        self._out.write(text + "\n")
+        self._out.write(self._style(printable(text), colour, bold=bold) + "\n")
         self._out.flush()
 
     def _end_line(self) -> None:

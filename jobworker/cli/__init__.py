@@ -15,6 +15,7 @@ import click
 
 from jobworker._version import __version__
 from jobworker.cli import admin, jobs, run, tail
+from jobworker.display import EscapingFormatter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 
@@ -30,7 +31,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 )
 def main(log_level: str) -> None:
     """jobworker: durable, typed, streaming background jobs."""
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))  # job text in log lines, escaped
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
 for command in [*run.COMMANDS, *jobs.COMMANDS, *admin.COMMANDS, tail.tail]:

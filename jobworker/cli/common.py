@@ -14,6 +14,7 @@ import click
 from jobworker.app import App, find_app
 from jobworker.client import Client
 from jobworker.definitions import import_object
+from jobworker.display import printable
 from jobworker.errors import JobworkerError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +27,7 @@ class BadInput(click.ClickException):
     exit_code = 2
 
     def format_message(self) -> str:
-        return self.message
+        return printable(self.message, keep="\n")
 
 
 def friendly_errors(fn: F) -> F:

@@ -1,4 +1,7 @@
-"""How the commands print things: tables, a job as JSON, beat's status, recurring jobs."""
+"""How the commands print things: tables, a job as JSON, beat's status, recurring jobs.
+
+What a job or a row brings (arguments, errors, names) may hold control characters: every
+output here shows them escaped (`display.printable`), JSON included (the escapes are JSON's)."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import msgspec
 
 from jobworker import codec
+from jobworker.display import printable
 from jobworker.models import CancelResult, JobDescriptor, QueueInfo
 from jobworker.recurring import BeatStatus, RecurringJob
 
@@ -25,6 +29,7 @@ QUEUE_COLUMNS = (
 
 def render_table(rows: list[tuple[str, ...]], *, empty: str) -> str:
     """Rows (the first is the header) as aligned columns; `empty` under a header alone."""
+    rows = [tuple(printable(cell) for cell in row) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
@@ -41,7 +46,15 @@ def descriptor_json(job: JobDescriptor) -> dict[str, Any]:
 
 
 def format_descriptor(job: JobDescriptor) -> str:
-    return msgspec.json.format(codec.encode(descriptor_json(job)), indent=2).decode()
+    return format_json(descriptor_json(job), indent=2)
+
+
+def format_json(value: Any, *, indent: int = 0) -> str:
+    """`value` as JSON for a terminal: the control characters JSON leaves raw (DEL, C1) escaped."""
+    encoded = codec.encode(value)
+    if indent:
+        encoded = msgspec.json.format(encoded, indent=indent)
+    return printable(encoded.decode(), keep="\n")
 
 
 def format_table(rows: list[JobDescriptor]) -> str:
@@ -87,7 +100,7 @@ def format_beat_status(status: BeatStatus, *, as_json: bool) -> str:
         data = codec.to_builtins(status)
         for item, record in zip(data["recurring"], status.recurring, strict=True):
             item["args"] = msgspec.json.decode(record.args)  # the arguments, not base64
-        return msgspec.json.format(codec.encode(data), indent=2).decode()
+        return format_json(data, indent=2)
     leader = status.leader
     if leader is None:
         head = "leader: none (no live beat leader: workers do lease rescue and the janitor)"
@@ -96,7 +109,7 @@ def format_beat_status(status: BeatStatus, *, as_json: bool) -> str:
             f"leader: {leader.holder} by {leader.mechanism}, since {_when(leader.since)} "
             f"(renewed {_when(leader.renewed_at)})"
         )
-    return head + "\n\n" + format_recurring(status.recurring)
+    return printable(head) + "\n\n" + format_recurring(status.recurring)
 
 
 def format_recurring(records: list[RecurringJob]) -> str:

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from jobworker import codec
 from jobworker.app import App
 from jobworker.cli.common import BadInput, Target, target_options
+from jobworker.cli.format import format_json
 from jobworker.errors import JobworkerError
 from jobworker.events.model import Lifecycle
 from jobworker.models import EventKind, JobStatus
@@ -51,7 +51,7 @@ async def _follow(app: App, job_id: str, from_seq: int, *, as_json: bool) -> Job
     try:
         async for event in app.client.stream_typed(job_id, from_seq):
             if as_json:
-                click.echo(codec.encode(event).decode())
+                click.echo(format_json(event))
             else:
                 view.show(event)
             lifecycle = event.data if event.kind is EventKind.LIFECYCLE else None

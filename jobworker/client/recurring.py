@@ -39,7 +39,7 @@ class RecurringAdmin(Enqueueing):
             job_type=definition.name,
             cron=cron,
             timezone=timezone,
-            args=definition.encode_args(args or {}),
+            args=definition.encode_args(args or {}, self.settings.max_args_bytes),
         )
         storage = await self._storage()
         await storage.recurring.upsert_recurring([spec])

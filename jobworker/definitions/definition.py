@@ -82,16 +82,23 @@ class JobDefinition(JobOptions, frozen=True, kw_only=True, eq=False, dict=True):
             bound[key] = value
         return bound
 
-    def encode_args(self, arguments: Mapping[str, Any]) -> bytes:
+    def encode_args(self, arguments: Mapping[str, Any], max_bytes: int | None = None) -> bytes:
         """Validate `arguments` against the signature and encode them; raise JobArgumentsError.
 
         Validation decodes the encoded bytes with the worker's own decoder, so what is stored is
-        exactly what a worker will accept.
+        exactly what a worker will accept. Encoded arguments larger than `max_bytes` (the
+        `max_args_bytes` setting) are refused before they are validated.
         """
         try:
             data = codec.encode(arguments)
         except (TypeError, msgspec.EncodeError) as exc:
             raise JobArgumentsError(self.name, f"cannot encode: {exc}") from None
+        if max_bytes is not None and len(data) > max_bytes:
+            raise JobArgumentsError(
+                self.name,
+                f"the arguments take {len(data)} bytes encoded, more than max_args_bytes "
+                f"({max_bytes}); store large data elsewhere and pass a reference to it",
+            )
         self.decode_args(data)
         return data
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
 from jobworker.storage.ports import (
     Control,
@@ -60,7 +61,7 @@ def dialect_of(url: str) -> str:
     scheme, sep, _rest = url.partition("://")
     if not sep:
         raise ConfigurationError(
-            f"bad database URL {url!r}: expected sqlite:///file.db, postgresql://... "
+            f"bad database URL {redact_url(url)!r}: expected sqlite:///file.db, postgresql://... "
             "or mssql+pyodbc://..."
         )
     try:
@@ -68,7 +69,8 @@ def dialect_of(url: str) -> str:
     except KeyError:
         known = ", ".join(sorted(_SCHEMES))
         raise ConfigurationError(
-            f"bad database URL {url!r}: unknown scheme {scheme!r} (known: {known})"
+            f"bad database URL {redact_url(url)!r}: unknown scheme {redact_url(scheme)!r} "
+            f"(known: {known})"
         ) from None
 
 

@@ -3,7 +3,6 @@ filled into their SQL, the version check's message, and URLs fit for messages.""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from jobworker.errors import SchemaMissingError
@@ -57,8 +56,3 @@ def check_version(dialect: str, schema: str, current: int) -> None:
             f"the database {state} (schema {schema!r}; this version needs {latest}); "
             f"run: jobworker migrate --database-url ..."
         )
-
-
-def safe_url(url: str) -> str:
-    """The URL with its password hidden, for messages."""
-    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)

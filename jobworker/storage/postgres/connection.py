@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from jobworker.config import Settings
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError, MissingExtraError
 from jobworker.storage.postgres.statements import load
 from jobworker.storage.rows import Values
-from jobworker.storage.server_schema import safe_url
 
 try:
     import asyncpg
@@ -111,10 +111,10 @@ class Database:
             await pool
             async with pool.acquire() as conn:
                 await conn.execute("SELECT 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await pool.close()
             raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {safe_url(self.url)}: {exc}"
+                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}"
             ) from exc
         self._pool = pool
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jobworker.config import Settings
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
 from jobworker.storage.sqlfiles import queries
 from jobworker.storage.threaded import ConnectionThread
@@ -40,11 +41,11 @@ def sqlite_path(url: str) -> str:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ConfigurationError(
-            f"bad SQLite URL {url!r}: expected sqlite:///relative/path.db or sqlite:////abs/path.db"
+            f"bad SQLite URL {redact_url(url)!r}: expected sqlite:///relative/path.db or sqlite:////abs/path.db"
         )
     path = url[len(prefix) :].split("?", 1)[0]
     if not path:
-        raise ConfigurationError(f"bad SQLite URL {url!r}: no file name")
+        raise ConfigurationError(f"bad SQLite URL {redact_url(url)!r}: no file name")
     if path == ":memory:" or path.startswith("file::memory:"):
         raise ConfigurationError(
             "an in-memory SQLite database cannot be shared by workers and clients; use a file"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from jobworker.clock import Clock, system_clock
 from jobworker.config import Settings
-from jobworker.storage.server_schema import safe_url
+from jobworker.display import redact_url
 from jobworker.storage.sqlserver.connection import Database, import_pyodbc
 from jobworker.storage.sqlserver.control import SQLServerControl
 from jobworker.storage.sqlserver.events import SQLServerEvents, SQLServerLive
@@ -41,7 +41,7 @@ class SQLServerStorage:
         def database(thread_name: str) -> Database:
             return Database(
                 connection_string,
-                where=safe_url(url),
+                where=redact_url(url),
                 connect_timeout=settings.connect_timeout,
                 thread_name=thread_name,
                 driver=driver,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
-from jobworker.storage.server_schema import safe_url
 
 __all__ = ["DEFAULT_DRIVER", "odbc_connection_string"]
 
@@ -27,7 +27,7 @@ class _BadURL:
     """Builds the `ConfigurationError`s of one URL, its password hidden."""
 
     def __init__(self, url: str) -> None:
-        self.prefix = f"bad SQL Server URL {safe_url(url)!r}"
+        self.prefix = f"bad SQL Server URL {redact_url(url)!r}"
 
     def __call__(self, detail: str) -> ConfigurationError:
         return ConfigurationError(f"{self.prefix}: {detail}")
