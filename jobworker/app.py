@@ -10,7 +10,7 @@ import weakref
 from typing import Any
 
 from jobworker.client import Client
-from jobworker.clock import Clock, system_clock
+from jobworker.clock import Clock, SystemClock, system_clock
 from jobworker.config import Settings
 from jobworker.definitions import Registry, default_registry
 from jobworker.errors import AppImportError
@@ -117,7 +117,9 @@ class App:
 
     def create_storage(self) -> Storage:
         """A new, unopened storage; the caller opens and closes it (workers, the supervisor)."""
-        return create_storage(self.settings.database_url, self.settings, self.clock)
+        # The storage keeps the database's time, unless a test gave the App a clock of its own.
+        clock = None if isinstance(self.clock, SystemClock) else self.clock
+        return create_storage(self.settings.database_url, self.settings, clock)
 
     async def storage(self) -> Storage:
         """The opened storage for the running event loop, created on first use (coroutines

@@ -377,7 +377,8 @@ class Beat:
         term = self._term
         if term is None:
             return
-        expires = self.clock.now() + timedelta(seconds=self.settings.beat_lease_ttl)
+        # On the database's clock: every process compares it with the database's time.
+        expires = self.storage.clock.now() + timedelta(seconds=self.settings.beat_lease_ttl)
         try:
             await self.storage.leadership.record_beat_leader(BEAT_LEASE, term, expires)
         except Exception as exc:
@@ -509,7 +510,7 @@ class Beat:
         await settle_continuations(self.storage)
 
     async def _purge(self) -> None:
-        await purge(self.storage, self.settings, self.clock, self._trusted)
+        await purge(self.storage, self.settings, self.storage.clock, self._trusted)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -9,6 +9,7 @@ from collections import Counter
 
 from jobworker import transitions
 from jobworker.app import App
+from jobworker.clock import Clock
 from jobworker.display import printable
 from jobworker.models import AttemptOutcome, ClaimedJob, Completion, Failed, Outcome
 from jobworker.retry import RetryPolicy
@@ -18,7 +19,6 @@ logger = logging.getLogger("jobworker.worker")
 
 class Completions:
     def __init__(self, app: App, worker_id: str) -> None:
-        self._clock = app.clock
         self._worker_id = worker_id
         self._retry_policy = RetryPolicy(
             base_delay=app.settings.retry_base_delay, max_delay=app.settings.retry_max_delay
@@ -26,9 +26,10 @@ class Completions:
         self._result_ttls = {d.name: d.result_ttl for d in app.registry if d.result_ttl is not None}
         self.counts: Counter[AttemptOutcome] = Counter()
 
-    def of(self, job: ClaimedJob, outcome: Outcome, event_seq: int) -> Completion:
-        """The completion of `job`'s attempt, whose last event took `event_seq`."""
-        now = self._clock.now()
+    def of(self, job: ClaimedJob, outcome: Outcome, event_seq: int, clock: Clock) -> Completion:
+        """The completion of `job`'s attempt, whose last event took `event_seq`, at `clock`'s
+        time (the storage's: a retry time is compared with the database's)."""
+        now = clock.now()
         retry_at = transitions.retry_at(
             outcome, job.attempt, job.max_attempts, now, self._retry_policy
         )

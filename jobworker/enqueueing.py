@@ -82,6 +82,19 @@ def build_jobs(
     ]
 
 
+def restamped(
+    jobs: Sequence[NewJob], options: ScheduleOptions | None, now: datetime
+) -> list[NewJob]:
+    """`jobs` as enqueued at `now` instead: the storage's clock, which due times are compared
+    with. Their enqueue time, default run time and first status follow it."""
+    options = options or ScheduleOptions()
+    run_at = _check_run_at(options.run_at) or now
+    status = _first_status(options, run_at, now)
+    return [
+        msgspec.structs.replace(job, enqueued_at=now, run_at=run_at, status=status) for job in jobs
+    ]
+
+
 def encode_arguments(
     definition: JobDefinition, arguments: Sequence[Mapping[str, Any]], max_bytes: int
 ) -> list[bytes]:

@@ -140,7 +140,7 @@ class Worker:
             maintain = while_no_beat_leads(
                 self._storage,
                 self.settings,
-                self.app.clock,
+                storage.clock,
                 functools.partial(floors, self._bus),
                 lambda: not self.stopping,
             )
@@ -315,7 +315,8 @@ class Worker:
             self._running.pop(job.id, None)
             self.finished += 1
             self._wake.set()
-        self._recorder.add(events, self._completions.of(job, outcome, ctx.close_events()))
+        completion = self._completions.of(job, outcome, ctx.close_events(), self._storage.clock)
+        self._recorder.add(events, completion)
 
     def _cancel_was_requested(self, job_id: uuid.UUID) -> bool:
         running = self._running.get(job_id)

@@ -8,10 +8,13 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import psutil
 
 from jobworker import App, JobStatus, ScheduleOptions
 from jobworker.clock import FrozenClock
@@ -20,6 +23,7 @@ from jobworker.models import EventKind
 from jobworker.storage import create_storage
 
 from .test_processes import (  # noqa: F401
+    JOBWORKER,
     Run,
     env,
     executions,
@@ -127,3 +131,54 @@ def test_a_worker_resumed_past_its_lease_stops_and_writes_nothing_more(
     statuses = [e.decoded(Lifecycle).status.value for e in events if e.kind is EventKind.LIFECYCLE]
     assert statuses == ["running", "queued", "running", "succeeded"], statuses
     assert first.stop() == 0 and second.stop() == 0
+
+
+class SkewedRun(Run):
+    """`jobworker run` of the proc_jobs jobs in a process whose wall clock is off by `skew`
+    seconds (`tests/apps/skewed_jobs.py`)."""
+
+    def __init__(self, tmp_path: Path, env: dict[str, str], skew: float) -> None:
+        self.log_path = tmp_path / f"skewed-{skew:+.0f}.log"
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [*JOBWORKER, "run", "skewed_jobs", "--concurrency", "1"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**env, "SKEW_SECONDS": str(skew)},
+        )
+        self.ps = psutil.Process(self.proc.pid)
+
+
+def test_leases_and_results_keep_to_the_databases_clock_whatever_the_workers_clocks(
+    env: dict[str, str], proc_app: App, tmp_path: Path
+) -> None:
+    """A worker whose clock is 60 s behind runs a job past its lease time while another, whose
+    clock was stepped 5 minutes forward, runs lease rescue and the janitor: the job is not
+    rescued (it runs once) and a result that has a minute to live is not purged. Leases, due
+    times and the janitor's cut-off are the database's time, not the processes'."""
+    fault_env = {**env, **FAULT_ENV, "JOBWORKER_JANITOR_INTERVAL": "0.2"}
+    kept = proc_jobs.noop.delay(i=1, options=ScheduleOptions(result_ttl=120))
+    runs: list[Run] = []
+    try:
+        behind = SkewedRun(tmp_path, fault_env, -60)
+        runs.append(behind)
+        wait_for(lambda: status_of(proc_app, kept.job_id) is JobStatus.SUCCEEDED, 20, "a result")
+        long = proc_jobs.sleepy.delay(seconds=3 * LEASE, marker=str(tmp_path / "long"))
+        wait_for(lambda: (tmp_path / "long").exists(), 20, "the long job to start")
+        ahead = SkewedRun(tmp_path, fault_env, 300)
+        runs.append(ahead)
+        wait_for(
+            lambda: status_of(proc_app, long.job_id) is JobStatus.SUCCEEDED,
+            10 + 3 * LEASE,
+            "the long job to finish",
+        )
+        assert "rescued" not in ahead.log, ahead.log
+        runs_of_long = [row for row in executions(tmp_path) if row[0] == str(long.job_id)]
+        assert [attempt for _, attempt, _ in runs_of_long] == [1], runs_of_long
+        assert [a.outcome.value for a in proc_app.client.attempts(long.job_id)] == ["succeeded"]
+        time.sleep(1.0)  # a few more janitor passes of the process 5 minutes ahead
+        assert status_of(proc_app, kept.job_id) is JobStatus.SUCCEEDED  # not purged
+        assert behind.stop() == 0 and ahead.stop() == 0
+    finally:
+        for run in runs:
+            run.kill()

@@ -250,7 +250,7 @@ def test_tables_are_always_named_with_the_schema() -> None:
     texts.update({name: text for _, name, text in schema_scripts("sqlserver")})
     for name, text in texts.items():
         assert not bare.search(code_of(text)), (name, bare.search(code_of(text)))
-        assert "__SCHEMA__" in text or name == "migration_lock", name
+        assert "__SCHEMA__" in text or name in ("migration_lock", "database_now"), name
 
 
 def test_schema_scripts_split_on_go_into_batches() -> None:
@@ -366,8 +366,9 @@ def test_every_status_change_numbers_its_lifecycle_event() -> None:
 def test_no_statement_builds_an_event_or_reads_the_servers_clock() -> None:
     """Payloads are the backend's (`event_log`), and times its clock's: no statement, and no
     routine of the latest schema, builds one or calls SYSUTCDATETIME (only column defaults of
-    bookkeeping tables do)."""
+    bookkeeping tables do, and `database_now`, which is how the storage's clock reads it)."""
     texts = dict(queries("sqlserver"))
+    assert code_of(texts.pop("database_now")).strip() == "SELECT SYSUTCDATETIME();"
     texts["settle_continuations"] = latest_routine("settle_continuations")
     for name, text in texts.items():
         code = code_of(text)
@@ -968,6 +969,13 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     assert await s.live.read_live(job_id, 0, 10) == [stored]
     await s.live.store_live([stored], [("w1", 1)])
     assert await s.live.purge_live(now) == 6
+    # Without a clock of its own, the storage keeps the server's time, read when it opens.
+    server_now = now + timedelta(hours=1)
+    harness.answers["database_now"] = [(naive(server_now),)]
+    server_timed = SQLServerStorage(URL, Settings(database_url=URL))
+    await server_timed.open()
+    assert abs(server_timed.clock.now() - server_now) < timedelta(seconds=5)
+    await server_timed.close()
     assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS
     for name, _, values in harness.log:
         assert None not in values, name

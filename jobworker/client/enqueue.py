@@ -9,7 +9,7 @@ from typing import Any
 from jobworker.client.events import EventReading
 from jobworker.client.inspection import Inspection
 from jobworker.definitions import JobDefinition
-from jobworker.enqueueing import build_jobs
+from jobworker.enqueueing import build_jobs, restamped
 from jobworker.errors import ConfigurationError
 from jobworker.handle import JobHandle
 from jobworker.models import NewJob, ScheduleOptions
@@ -30,6 +30,9 @@ class Enqueueing(Inspection, EventReading):
         """Validate every argument set, then store them all in one transaction (in the caller's
         own transaction with `connection`, an asyncpg connection)."""
         jobs = build_jobs(definition, arguments, options, self.settings, self.clock.now())
+        storage = await self._storage()
+        if storage.clock is not self.clock:  # validated: now stamped on the database's clock
+            jobs = restamped(jobs, options, storage.clock.now())
         return await self._store(jobs, connection=connection)
 
     enqueue_definition = Blocking(aenqueue_definition)

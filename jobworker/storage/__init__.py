@@ -3,7 +3,7 @@ URL's scheme."""
 
 from __future__ import annotations
 
-from jobworker.clock import Clock, system_clock
+from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
@@ -75,9 +75,10 @@ def dialect_of(url: str) -> str:
 
 
 def create_storage(
-    url: str, settings: Settings | None = None, clock: Clock = system_clock
+    url: str, settings: Settings | None = None, clock: Clock | None = None
 ) -> Storage:
-    """A backend for `url`, not yet opened. Drivers are imported only when their backend is used."""
+    """A backend for `url`, not yet opened. Drivers are imported only when their backend is used.
+    Its times are the database's own (`database_clock`) unless a test gives it a `clock`."""
     dialect = dialect_of(url)
     if dialect == "sqlite":
         from jobworker.storage.sqlite import SQLiteStorage

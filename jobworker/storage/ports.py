@@ -3,7 +3,8 @@
 A backend is one `Storage` object whose attributes are its roles. A caller types against the
 role it uses (the worker against `Jobs`, the janitor against `Maintenance`, `jobworker queues`
 against `Inspection` and `Control`), never against the whole backend. All methods are
-coroutines; every time a backend writes comes from its `Clock` (the process's). A backend
+coroutines; every time a backend writes or compares comes from its `clock`: the database's own,
+so that processes whose clocks disagree still agree on leases and due times. A backend
 validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
 """
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from jobworker.clock import Clock
 from jobworker.models import (
     AttemptRecord,
     CancelResult,
@@ -363,6 +365,8 @@ class Storage(Protocol):
     """
 
     dialect: str
+    # Every time the storage writes or compares: the database's own (see database_clock).
+    clock: Clock
 
     @property
     def schema(self) -> Schema: ...

@@ -4,6 +4,9 @@
 -- A `-- params: a, b, c` line names $1, $2, $3 in order: the statement is bound by name (checked
 -- when loaded: every $n named, every name used). Statements without one are bound by position.
 
+-- name: database_now
+SELECT clock_timestamp();
+
 -- name: schema_version
 SELECT max(version) FROM __SCHEMA__.jobworker_schema;
 

@@ -1,6 +1,10 @@
 -- Named statements of the SQLite backend. Each starts with a `-- name: <name>` line.
 -- Parameters are named (:name); times are REAL epoch seconds passed in by the caller's clock.
 
+-- name: database_now
+-- The host's clock as SQLite reads it, in Unix seconds (milliseconds precise).
+SELECT (julianday('now') - 2440587.5) * 86400.0;
+
 -- name: schema_version
 SELECT MAX(version) FROM jobworker_schema;
 

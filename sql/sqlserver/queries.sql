@@ -21,6 +21,10 @@
 -- its clock (the @now it passed), and stores them with store_events in the same transaction.
 -- The ends of attempts are the exception: their job_attempts rows record them.
 
+-- name: database_now
+-- The server's clock (UTC).
+SELECT SYSUTCDATETIME();
+
 -- name: schema_table_exists
 SELECT CASE WHEN OBJECT_ID(N'__SCHEMA__.jobworker_schema', N'U') IS NULL THEN 0 ELSE 1 END;
 

@@ -381,3 +381,24 @@ async def test_two_workers_never_claim_the_same_job(
         assert not ids & seen
         seen |= ids
     assert len(seen) == 50
+
+
+async def test_a_completion_written_again_changes_nothing(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    """A completion whose reply was lost is written again until one lands: a write of one that
+    had landed changes nothing (no second attempt row, no second end, the result kept)."""
+    job = new_job()
+    await storage.jobs.enqueue_many([job])
+    [claimed] = await claim(storage)
+    done = completion(claimed, Succeeded(result=b'"first"'), clock, event_seq=1)
+    assert (await storage.jobs.complete_many([done])).applied == 1
+    record = await storage.inspection.get(job.id)
+    attempts = await storage.inspection.attempts(job.id)
+    events = await storage.events.read_events(job.id)
+    again = completion(claimed, Succeeded(result=b'"second"'), clock, event_seq=1)
+    for _ in range(2):
+        assert (await storage.jobs.complete_many([again])).applied == 0
+    assert await storage.inspection.get(job.id) == record
+    assert await storage.inspection.attempts(job.id) == attempts
+    assert await storage.events.read_events(job.id) == events

@@ -6,8 +6,9 @@ migrate` applies it; a worker never migrates on its own.
 
 from __future__ import annotations
 
-from jobworker.clock import Clock, system_clock
+from jobworker.clock import Clock
 from jobworker.config import Settings
+from jobworker.storage.database_clock import DatabaseClock, keep_synced
 from jobworker.storage.postgres.connection import Database
 from jobworker.storage.postgres.control import PostgresControl
 from jobworker.storage.postgres.events import PostgresEvents, PostgresLive
@@ -27,10 +28,12 @@ class PostgresStorage:
     dialect = "postgres"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+        self, url: str, settings: Settings | None = None, clock: Clock | None = None
     ) -> None:
         settings = settings or Settings(database_url=url)
         self._db = Database(url, settings)
+        self.clock: Clock = clock if clock is not None else DatabaseClock(self._db.database_now)
+        clock = self.clock
         self.schema = PostgresSchema(self._db, settings, clock)
         self.jobs = PostgresJobs(self._db, settings, clock)
         self.control = PostgresControl(self._db, settings, clock)
@@ -43,6 +46,7 @@ class PostgresStorage:
 
     async def open(self) -> None:
         await self._db.open()
+        await keep_synced(self.clock)
 
     async def close(self) -> None:
         await self._db.close()

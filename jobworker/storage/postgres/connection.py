@@ -9,6 +9,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from jobworker.config import Settings
@@ -173,6 +174,11 @@ class Database:
                     raise
                 logger.debug("a database connection was lost (%s); retrying on a fresh one", exc)
         raise AssertionError("unreachable")
+
+    async def database_now(self) -> datetime:
+        """The server's clock."""
+        now: datetime = await self.fetchval("database_now")
+        return now
 
     async def notify_events(self, job_ids: Sequence[uuid.UUID]) -> None:
         """Wake readers without Redis (LISTENing on the events channel) for these jobs."""

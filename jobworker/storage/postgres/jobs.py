@@ -16,6 +16,7 @@ from jobworker.config import Settings
 from jobworker.errors import JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, JobStatus, NewJob, Succeeded
 from jobworker.storage.attempt_ends import of_outcome
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
@@ -140,6 +141,7 @@ class PostgresJobs:
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
+        await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
             return []
         now = self._clock.now()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 from jobworker.clock import Clock
 from jobworker.config import Settings
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
 
@@ -24,6 +25,7 @@ class PostgresMaintenance:
     async def rescue_expired(
         self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
     ) -> int:
+        await keep_synced(self._clock)
         return await self._endings.end_leases(
             None, lost=True, reason="lease expired", seq_floors=seq_floors, limit=limit
         )
@@ -33,4 +35,5 @@ class PostgresMaintenance:
         return await self._endings.settle(parents)
 
     async def purge_expired(self, limit: int = 500) -> int:
+        await keep_synced(self._clock)
         return await self._db.execute("purge_expired", self._clock.now(), limit)

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -173,6 +174,11 @@ class Database:
 
     async def close(self) -> None:
         await self._thread.close()
+
+    async def database_now(self) -> datetime:
+        """The host's time as SQLite reads it (what every process on the file shares)."""
+        seconds = await self.read(lambda session: session.scalar("database_now"))
+        return datetime.fromtimestamp(float(seconds), UTC)
 
     async def read(self, fn: Callable[[Session], T]) -> T:
         """`fn(session)` on the connection's thread; each statement is its own transaction."""

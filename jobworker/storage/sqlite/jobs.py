@@ -12,6 +12,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.errors import ConfigurationError
 from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs, read_each
 from jobworker.storage.sqlite.attempts import complete, end_leases, end_unreadable
@@ -65,6 +66,7 @@ class SQLiteJobs:
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
+        await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
             return []
         limits = {t: n for t, n in (concurrency or {}).items() if t in job_types}

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.models import JobStatus
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.rows import read_each, report
 from jobworker.storage.sqlite.attempts import end_leases
 from jobworker.storage.sqlite.connection import Database, Session
@@ -33,6 +34,7 @@ class SQLiteMaintenance:
     async def rescue_expired(
         self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
     ) -> int:
+        await keep_synced(self._clock)
         floors = {str(job_id): seq for job_id, seq in (seq_floors or {}).items()}
 
         def rescue(session: Session) -> int:
@@ -62,6 +64,8 @@ class SQLiteMaintenance:
         return await self._db.write(resolve)
 
     async def purge_expired(self, limit: int = 500) -> int:
+        await keep_synced(self._clock)
+
         def purge(session: Session) -> int:
             params = {"now": self._clock.now().timestamp(), "limit": limit}
             ids = [{"id": row[0]} for row in session.all("expired_job_ids", params)]

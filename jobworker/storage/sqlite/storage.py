@@ -7,8 +7,9 @@ upgrades its own schema when it is opened.
 
 from __future__ import annotations
 
-from jobworker.clock import Clock, system_clock
+from jobworker.clock import Clock
 from jobworker.config import Settings
+from jobworker.storage.database_clock import DatabaseClock, keep_synced
 from jobworker.storage.sqlite.connection import Database, sqlite_path
 from jobworker.storage.sqlite.control import SQLiteControl
 from jobworker.storage.sqlite.events import SQLiteEvents, SQLiteLiveRows
@@ -26,15 +27,16 @@ class SQLiteStorage:
     dialect = "sqlite"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+        self, url: str, settings: Settings | None = None, clock: Clock | None = None
     ) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self.settings = settings or Settings()
-        self.clock = clock
         db = Database(self.path, self.settings, prepare=upgrade)
         self._db = db
+        self.clock: Clock = clock if clock is not None else DatabaseClock(db.database_now)
         self.schema = SQLiteSchema(db)
+        clock = self.clock
         self.jobs = SQLiteJobs(db, self.settings, clock)
         self.control = SQLiteControl(db, self.settings, clock)
         self.inspection = SQLiteInspection(db)
@@ -47,6 +49,7 @@ class SQLiteStorage:
     async def open(self) -> None:
         """Connect; a new file gets its schema, an older one its migrations."""
         await self._db.open()
+        await keep_synced(self.clock)
 
     async def close(self) -> None:
         await self._db.close()

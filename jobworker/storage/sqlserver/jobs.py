@@ -11,6 +11,7 @@ from typing import Any
 from jobworker.clock import Clock
 from jobworker.errors import ConfigurationError, JobNotFoundError
 from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs, report
 from jobworker.storage.sqlserver.attempts import AttemptEnds
@@ -90,6 +91,7 @@ class SQLServerJobs:
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
     ) -> list[ClaimedJob]:
+        await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
             return []
         caps = sorted((t, n) for t, n in (concurrency or {}).items() if t in job_types)

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Mapping
 
 from jobworker.clock import Clock
+from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.sqlserver.attempts import AttemptEnds
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import to_uuid, ts
@@ -40,6 +41,7 @@ class SQLServerMaintenance:
     async def rescue_expired(
         self, limit: int = 500, seq_floors: Mapping[uuid.UUID, int] | None = None
     ) -> int:
+        await keep_synced(self._clock)
         if limit <= 0:
             return 0
         return await self._ends.end_leases(
@@ -63,6 +65,7 @@ class SQLServerMaintenance:
         return int(settled)
 
     async def purge_expired(self, limit: int = 500) -> int:
+        await keep_synced(self._clock)
         if limit <= 0:
             return 0
         deleted = await self._queries.scalar(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from jobworker.clock import Clock, system_clock
+from datetime import datetime
+
+from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.display import redact_url
+from jobworker.storage.database_clock import DatabaseClock, keep_synced
 from jobworker.storage.sqlserver.connection import Database, import_pyodbc
 from jobworker.storage.sqlserver.control import SQLServerControl
 from jobworker.storage.sqlserver.events import SQLServerEvents, SQLServerLive
@@ -17,6 +20,7 @@ from jobworker.storage.sqlserver.recurring import SQLServerRecurring
 from jobworker.storage.sqlserver.schema import SQLServerSchema
 from jobworker.storage.sqlserver.statements import quoted_schema, statements
 from jobworker.storage.sqlserver.url import odbc_connection_string
+from jobworker.storage.sqlserver.values import to_time
 from jobworker.storage.sqlserver.writes import EventWriter
 
 __all__ = ["SQLServerStorage"]
@@ -29,7 +33,7 @@ class SQLServerStorage:
     dialect = "sqlserver"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock = system_clock
+        self, url: str, settings: Settings | None = None, clock: Clock | None = None
     ) -> None:
         driver = import_pyodbc()
         settings = settings or Settings(database_url=url)
@@ -49,6 +53,12 @@ class SQLServerStorage:
 
         self._database = database("jobworker-sqlserver")
         queries = Queries(self._database, named)
+
+        async def database_now() -> datetime:
+            return to_time(await queries.scalar("database_now"))
+
+        self.clock: Clock = clock if clock is not None else DatabaseClock(database_now)
+        clock = self.clock
         ttl = settings.result_ttl
         writer = EventWriter(queries, settings.kept_kinds())
         self.schema = SQLServerSchema(queries, schema_name)
@@ -68,6 +78,7 @@ class SQLServerStorage:
 
     async def open(self) -> None:
         await self._database.open()
+        await keep_synced(self.clock)
 
     async def close(self) -> None:
         await self._database.close()
