@@ -94,11 +94,18 @@ class Endings:
         )
         return applied
 
-    async def _end_unreadable(
-        self, rows: Sequence[Unreadable], owners: Mapping[Any, Any], now: Any, conn: Any
+    async def end_unreadable(
+        self,
+        rows: Sequence[Unreadable],
+        owners: Mapping[Any, Any],
+        now: Any,
+        conn: Any,
+        *,
+        where: str,
     ) -> None:
-        """Locked running rows that could not be read end `dead` with why (reported once)."""
-        report(rows, "lease rescue")
+        """Locked running rows that could not be read (by `where`: the claim, the lease rescue)
+        end `dead` with why, reported once; `owners`: each one's lease owner, by its raw id."""
+        report(rows, where)
         changed = []
         for row in rows:
             found = await self._db.fetchrow(
@@ -133,7 +140,8 @@ class Endings:
                 "leases_to_end", owner=owner, now=now, limit=limit, conn=conn
             )
             leases, unreadable = read_each(locked, lambda row: (lease(row, _LEASE), row[7]))
-            await self._end_unreadable(unreadable, {row[0]: row[3] for row in locked}, now, conn)
+            owners = {row[0]: row[3] for row in locked}
+            await self.end_unreadable(unreadable, owners, now, conn, where="lease rescue")
             ends = [
                 of_lease(
                     held,

@@ -21,9 +21,8 @@ from jobworker.storage.event_log import Change, end_events
 from jobworker.storage.ports import EnqueueResult, Recorded, Subscription
 from jobworker.storage.postgres.connection import Database, plain_uuid
 from jobworker.storage.postgres.endings import Endings
-from jobworker.storage.postgres.event_rows import store_changes
 from jobworker.storage.postgres.listener import Listener
-from jobworker.storage.rows import Unreadable, Values, claimed_jobs, report
+from jobworker.storage.rows import Values, claimed_jobs
 
 logger = logging.getLogger("jobworker.storage.postgres")
 
@@ -169,30 +168,13 @@ class PostgresJobs:
             rows = await self._db.fetch("claim", job_types=free, retry=False, **claim)
         claimed = claimed_jobs(rows, _CLAIMED)
         if claimed.unreadable:
-            await self._end_unreadable(claimed.unreadable, owner, now)
-        return claimed.jobs
-
-    async def _end_unreadable(self, rows: Sequence[Unreadable], owner: str, now: datetime) -> None:
-        """Jobs this claim leased but could not read end `dead` with why (reported once)."""
-        report(rows, "claim")
-
-        async def end(conn: Any) -> None:
-            changed = []
-            for row in rows:
-                found = await self._db.fetchrow(
-                    "end_unreadable",
-                    id=row.raw_id,
-                    error=row.error,
-                    now=now,
-                    default_ttl=self._result_ttl,
-                    owner=owner,
-                    conn=conn,
+            owners = {row.raw_id: owner for row in claimed.unreadable}
+            await self._db.in_transaction(
+                lambda conn: self._endings.end_unreadable(
+                    claimed.unreadable, owners, now, conn, where="claim"
                 )
-                if found is not None:
-                    changed.append(found)
-            await store_changes(self._db, changed, now, conn=conn)
-
-        await self._db.in_transaction(end)
+            )
+        return claimed.jobs
 
     async def extend_leases(
         self, owner: str, held: Sequence[tuple[uuid.UUID, int]], lease_duration: float
