@@ -6,6 +6,10 @@ due tick through `Storage.fire_recurring`, whose compare-and-set on `last_fire_a
 key: a second leader, a clock step or a replay cannot enqueue an instant twice. A leader that
 cannot renew its lease stops leader work at once; a leader that finds, after a stall, that its
 lease may have lapsed writes nothing until a renewal confirms it.
+
+Longer than 400 lines: the election, the leader loop and its maintenance share one term, one
+trust deadline and one stop signal; the lease mechanisms live in leadership.py and the cron
+arithmetic in recurring.py. The next seam to cut, when it grows, is the leader loop's firing.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ whose heartbeat went stale, and drains on SIGTERM/SIGINT. The loop does no netwo
 database or a Redis in trouble never delays it: a dead child's leases are released by a
 short-lived helper process it forks for that (release.py says why a process). It holds no
 database connection across `fork()`: it checks the schema before the first one, and closes.
+
+Longer than 400 lines on purpose: the arbiter's one loop and the state it owns (slots, backoff,
+start failures, recycling, the drain) are one piece; the work that can stand alone already does
+(child.py forks and runs a child, release.py ends a dead child's leases).
 """
 
 from __future__ import annotations

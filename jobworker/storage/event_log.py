@@ -41,6 +41,7 @@ __all__ = [
     "change_event",
     "end_events",
     "event_page",
+    "fences_of",
     "lifecycle_event",
     "result_event",
     "running_event",
@@ -48,6 +49,18 @@ __all__ = [
 
 # The statuses whose lifecycle event carries the job's error.
 _WITH_ERROR = frozenset({JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.QUEUED})
+
+
+def fences_of(
+    events: Sequence[JobEvent], emitted_by: Sequence[tuple[str, int]]
+) -> list[tuple[str, int] | None]:
+    """Each event's fence: the attempt (lease owner, number) that emitted it, as `emitted_by`
+    gives them in the same order; all None when it is empty (the storage's own events)."""
+    if not emitted_by:
+        return [None] * len(events)
+    if len(emitted_by) != len(events):
+        raise ValueError("emitted_by must name the attempt of every event")
+    return list(emitted_by)
 
 
 def lifecycle_event(

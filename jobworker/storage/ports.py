@@ -6,6 +6,9 @@ against `Inspection` and `Control`), never against the whole backend. All method
 coroutines; every time a backend writes or compares comes from its `clock`: the database's own,
 so that processes whose clocks disagree still agree on leases and due times. A backend
 validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
+
+Just over 400 lines: the seam is read in one place, and each method's docstring is its contract
+(what the conformance suite holds every backend to).
 """
 
 from __future__ import annotations

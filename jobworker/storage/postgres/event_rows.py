@@ -12,7 +12,14 @@ from typing import Any
 import msgspec
 
 from jobworker.models import EventKind, JobEvent, JobStatus
-from jobworker.storage.event_log import AttemptMarks, Change, JobMarks, change_event, event_page
+from jobworker.storage.event_log import (
+    AttemptMarks,
+    Change,
+    JobMarks,
+    change_event,
+    event_page,
+    fences_of,
+)
 from jobworker.storage.postgres.connection import Database, plain_uuid
 
 __all__ = ["change_of", "event_params", "read_page", "store_changes", "store_events"]
@@ -30,12 +37,11 @@ def event_params(
     """The arrays that store `events` (a row is transient when its kind is not in `kept`; each
     fenced by the attempt `emitted_by` names in the same order: empty for the storage's own
     events). `text_json`: for a caller's own connection, which exchanges jsonb as text."""
-    if emitted_by and len(emitted_by) != len(events):
-        raise ValueError("emitted_by must name the attempt of every event")
+    fences = fences_of(events, emitted_by)
     payloads: list[Any] = [bytes(event.payload) for event in events]
     return {
-        "owners": [owner for owner, _ in emitted_by] or [None] * len(events),
-        "attempts": [attempt for _, attempt in emitted_by] or [None] * len(events),
+        "owners": [fence and fence[0] for fence in fences],
+        "attempts": [fence and fence[1] for fence in fences],
         "job_ids": [event.job_id for event in events],
         "seqs": [event.seq for event in events],
         "kinds": [event.kind.value for event in events],

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from jobworker.models import JobEvent, NewJob
+from jobworker.storage.event_log import fences_of
 from jobworker.storage.rows import Values
 
 __all__ = ["VALUES", "event_row", "event_rows_of", "from_timestamp", "job_row", "json_list"]
@@ -84,10 +85,7 @@ def event_rows_of(
 ) -> list[dict[str, Any]]:
     """`insert_event` parameters of attempts' events (`emitted_by`: each one's attempt, in the
     same order; empty: none is fenced), transient when their kind is not `kept`."""
-    if emitted_by and len(emitted_by) != len(events):
-        raise ValueError("emitted_by must name the attempt of every event")
-    fences: Sequence[tuple[str, int] | None] = emitted_by or [None] * len(events)
     return [
         event_row(event, event.kind not in kept, fence)
-        for event, fence in zip(events, fences, strict=True)
+        for event, fence in zip(events, fences_of(events, emitted_by), strict=True)
     ]

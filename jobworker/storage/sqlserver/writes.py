@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from jobworker.models import JobEvent, JobStatus
-from jobworker.storage.event_log import Change, change_event
+from jobworker.storage.event_log import Change, change_event, fences_of
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.values import VALUES, event_row, json, to_uuid, ts
@@ -52,12 +52,9 @@ class EventWriter:
     ) -> list[dict[str, object]]:
         """Events as the statements read them: transient unless their kind is kept, each
         fenced by the attempt `emitted_by` names in the same order (empty: none is)."""
-        if emitted_by and len(emitted_by) != len(events):
-            raise ValueError("emitted_by must name the attempt of every event")
-        fences: Sequence[tuple[str, int] | None] = emitted_by or [None] * len(events)
         return [
             event_row(event, event.kind.value not in self._kept, fence)
-            for event, fence in zip(events, fences, strict=True)
+            for event, fence in zip(events, fences_of(events, emitted_by), strict=True)
         ]
 
     def store(
