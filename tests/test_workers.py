@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from jobworker import App, WorkerInfo, WorkerRole
+from jobworker import App, Settings, WorkerInfo, WorkerRole
 from jobworker.cli import main
 from jobworker.clock import FrozenClock
-from jobworker.storage import create_storage
+from jobworker.maintenance import mark_stale_workers, purge
+from jobworker.registration import GONE_RETENTION, Registration
+from jobworker.storage import Storage, create_storage
 
 START = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -140,3 +143,83 @@ def test_the_workers_command_prints_a_table_and_json(tmp_path: Path) -> None:
 def test_no_workers(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["workers", "--database-url", f"sqlite:///{tmp_path}/j.db"])
     assert result.exit_code == 0 and result.output.splitlines()[1] == "(no workers)"
+
+
+async def test_a_row_marked_gone_while_its_process_lives_is_written_again(tmp_path: Path) -> None:
+    """A process stalled past the stale time (or cut off by an outage) finds its row marked gone
+    at its next refresh and writes it again; a worker process refreshes its supervisor's row
+    only while that supervisor lives."""
+    clock = FrozenClock(START)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}", heartbeat_timeout=0.2)
+    storage = create_storage(settings.database_url, settings, clock)
+    await storage.open()
+    alive = True
+    supervisor = row("sup", role=WorkerRole.SUPERVISOR)
+    registration = Registration(
+        storage,
+        settings,
+        row("w0", parent="sup"),
+        lambda: 2,
+        companion=supervisor,
+        companion_alive=lambda: alive,
+    )
+    try:
+        registration.start()
+        await wait_until(storage, lambda rows: {r.id for r in rows} == {"sup", "w0"})
+        clock.advance(10)
+        assert await storage.workers.mark_gone(5.0) == 2
+        rows = await wait_until(storage, lambda rows: not any(r.gone for r in rows))
+        assert {r.id: r.last_heartbeat for r in rows} == {"sup": clock.now(), "w0": clock.now()}
+        assert rows[1].running == 2
+
+        alive = False  # the supervisor died: its row is left to go stale
+        await asyncio.sleep(0.2)
+        clock.advance(10)
+        await wait_until(storage, lambda rows: rows[1].last_heartbeat == clock.now())
+        assert await storage.workers.mark_gone(5.0) == 1
+        [sup, _] = await storage.workers.list_workers()
+        assert sup.gone
+
+        await registration.stop()
+        assert [r.id for r in await storage.workers.list_workers()] == ["sup"]
+        await asyncio.sleep(0.2)
+        assert [r.id for r in await storage.workers.list_workers()] == ["sup"], (
+            "no refresh after a stop writes the row again"
+        )
+    finally:
+        await registration.cancel()
+        await storage.close()
+
+
+async def wait_until(
+    storage: Storage, predicate: Callable[[list[WorkerInfo]], bool]
+) -> list[WorkerInfo]:
+    for _ in range(200):
+        rows = await storage.workers.list_workers()
+        if rows and predicate(rows):
+            return rows
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the registry never matched: {rows}")
+
+
+async def test_the_janitor_marks_stale_rows_gone_and_purges_them_an_hour_later(
+    tmp_path: Path,
+) -> None:
+    clock = FrozenClock(START)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'jobs.db'}", heartbeat_timeout=60)
+    storage = create_storage(settings.database_url, settings, clock)
+    await storage.open()
+    try:
+        await storage.workers.register(row("killed"))
+        clock.advance(59)
+        assert await mark_stale_workers(storage, settings) == 0
+        clock.advance(2)  # 61 s without a heartbeat: more than heartbeat_timeout
+        assert await mark_stale_workers(storage, settings) == 1
+        await purge(storage, settings, clock)
+        [kept] = await storage.workers.list_workers()
+        assert kept.gone, "kept for an hour after its last heartbeat"
+        clock.advance(GONE_RETENTION)
+        await purge(storage, settings, clock)
+        assert await storage.workers.list_workers() == []
+    finally:
+        await storage.close()
