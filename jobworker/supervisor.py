@@ -177,7 +177,8 @@ class Supervisor:
     def _left_registry(self) -> bool:
         """The end of a stop, once every child is gone: the supervisor's row leaves the worker
         registry through a helper process (this loop does no I/O). True once it has exited; one
-        still at work after `_FAREWELL_LIMIT` is killed, and the row goes stale instead."""
+        still at work at the stop deadline, or after `_FAREWELL_LIMIT`, is killed, and the row
+        goes stale instead."""
         if self._row is None:
             return True
         farewell = self._farewell
@@ -190,7 +191,10 @@ class Supervisor:
             return False
         if farewell.done:
             return True
-        if not farewell.killed and time.monotonic() - farewell.started > _FAREWELL_LIMIT:
+        # Within the stop deadline (a database that never answers has used it up already: one
+        # second then), and never more than _FAREWELL_LIMIT.
+        limit = min(_FAREWELL_LIMIT, max(self._stop_deadline - farewell.started, 1.0))
+        if not farewell.killed and time.monotonic() - farewell.started > limit:
             logger.warning("removing the supervisor's worker registry row takes too long")
             farewell.killed = True
             _signal(farewell.pid, signal.SIGKILL)
