@@ -257,3 +257,36 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     def decoded(self, type: Any = Any) -> Any:
         return msgspec.json.decode(bytes(self.payload), type=type)
+
+
+class WorkerRole(enum.StrEnum):
+    """What a process of the worker registry is."""
+
+    SUPERVISOR = "supervisor"  # `jobworker run`: forks and watches the worker processes
+    WORKER = "worker"  # a worker process: claims and runs jobs
+    BEAT = "beat"  # `jobworker beat`: cron ticks, lease rescue and the janitor
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One process's row in the worker registry.
+
+    `id` is unique per process incarnation: a worker process's lease owner (what its jobs'
+    `lease_owner` holds), the supervisor's `host:pid:supervisor:<random>`, beat's holder name.
+    `parent` is the id of a worker process's supervisor. `slots` is how many jobs it runs at
+    once (a supervisor: its processes times their slots; beat: 0), `running` how many it ran
+    at its last heartbeat. `gone`: its heartbeat went stale and the janitor marked it; the row
+    is purged later. Times are the database's.
+    """
+
+    id: str
+    host: str
+    pid: int
+    role: WorkerRole
+    module: str  # the job module it serves ("" when not known)
+    queues: list[str]
+    slots: int
+    started_at: datetime
+    last_heartbeat: datetime
+    running: int = 0
+    gone: bool = False
+    parent: str | None = None

@@ -246,6 +246,7 @@ CLIENT_API = [
     "arun_recurring",
     "aschedule_recurring",
     "attempts",
+    "aworkers",
     "beat_status",
     "cancel",
     "clock",
@@ -273,6 +274,7 @@ CLIENT_API = [
     "settings",
     "stream",
     "stream_typed",
+    "workers",
 ]
 
 
@@ -282,7 +284,7 @@ def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: A
     client = app.client
     assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
     twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
-    assert len(twins) == 22
+    assert len(twins) == 23
     for name in twins:
         coroutine, blocking = getattr(client, name), getattr(client, name[1:])
         assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)

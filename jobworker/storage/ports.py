@@ -33,6 +33,7 @@ from jobworker.models import (
     LeaseTerm,
     NewJob,
     QueueInfo,
+    WorkerInfo,
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.rows import JobRecords
@@ -53,6 +54,7 @@ __all__ = [
     "Schema",
     "Storage",
     "Subscription",
+    "Workers",
 ]
 
 
@@ -361,6 +363,40 @@ class Leadership(Protocol):
         ...
 
 
+class Workers(Protocol):
+    """The worker registry: a row per live supervisor, worker process and beat, each refreshed by
+    its heartbeat. A process that stops cleanly removes its row; the janitor marks the rows whose
+    heartbeat went stale as gone, and later purges them."""
+
+    async def register(self, info: WorkerInfo) -> None:
+        """Add the row `info` describes, or replace the one of its id (a row marked gone is live
+        again). Its last heartbeat is now; its other fields are `info`'s."""
+        ...
+
+    async def heartbeat(self, worker_id: str, running: int) -> bool:
+        """Record that the process is alive, running `running` jobs. False when its row is gone
+        or was marked gone: the caller registers again."""
+        ...
+
+    async def unregister(self, worker_id: str) -> None:
+        """Remove the row (a clean stop); nothing happens if there is none."""
+        ...
+
+    async def list_workers(self, *, include_gone: bool = True) -> list[WorkerInfo]:
+        """Every row (or only the live ones), by host, then start time."""
+        ...
+
+    async def mark_gone(self, stale_after: float) -> int:
+        """Mark gone the live rows whose last heartbeat is more than `stale_after` seconds old;
+        returns how many."""
+        ...
+
+    async def purge_gone(self, older_than: float) -> int:
+        """Delete the rows marked gone whose last heartbeat is more than `older_than` seconds
+        old; returns how many."""
+        ...
+
+
 class Storage(Protocol):
     """One opened backend: its roles as attributes.
 
@@ -397,6 +433,9 @@ class Storage(Protocol):
 
     @property
     def leadership(self) -> Leadership: ...
+
+    @property
+    def workers(self) -> Workers: ...
 
     async def open(self) -> None:
         """Connect. On a backend that creates its own schema (SQLite), create it."""

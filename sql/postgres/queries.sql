@@ -466,3 +466,35 @@ DELETE FROM __SCHEMA__.beat_leaders WHERE name = $1 AND token = $2;
 -- name: beat_leader
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
 WHERE name = $1 AND expires_at >= $2;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- params: id, parent, host, pid, role, module, queues, slots, running, started_at, now
+-- A row marked gone that registers again is live again.
+INSERT INTO __SCHEMA__.workers
+    (id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat, gone)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, false)
+ON CONFLICT (id) DO UPDATE
+SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = excluded.role,
+    module = excluded.module, queues = excluded.queues, slots = excluded.slots,
+    running = excluded.running, started_at = excluded.started_at,
+    last_heartbeat = excluded.last_heartbeat, gone = false;
+
+-- name: worker_heartbeat
+UPDATE __SCHEMA__.workers SET last_heartbeat = $3, running = $2 WHERE id = $1 AND NOT gone;
+
+-- name: unregister_worker
+DELETE FROM __SCHEMA__.workers WHERE id = $1;
+
+-- name: list_workers
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM __SCHEMA__.workers WHERE NOT gone OR $1
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+UPDATE __SCHEMA__.workers SET gone = true WHERE NOT gone AND last_heartbeat < $1;
+
+-- name: purge_gone_workers
+DELETE FROM __SCHEMA__.workers WHERE gone AND last_heartbeat < $1;

@@ -348,3 +348,34 @@ DELETE FROM beat_leaders WHERE name = :name AND token = :token;
 -- name: beat_leader
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM beat_leaders
 WHERE name = :name AND expires_at >= :now;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- A row marked gone that registers again is live again.
+INSERT INTO workers
+    (id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat, gone)
+VALUES (:id, :parent, :host, :pid, :role, :module, :queues, :slots, :running, :started_at, :now, 0)
+ON CONFLICT (id) DO UPDATE
+SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = excluded.role,
+    module = excluded.module, queues = excluded.queues, slots = excluded.slots,
+    running = excluded.running, started_at = excluded.started_at,
+    last_heartbeat = excluded.last_heartbeat, gone = 0;
+
+-- name: worker_heartbeat
+UPDATE workers SET last_heartbeat = :now, running = :running WHERE id = :id AND gone = 0;
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = :id;
+
+-- name: list_workers
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM workers WHERE gone = 0 OR :include_gone
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+UPDATE workers SET gone = 1 WHERE gone = 0 AND last_heartbeat < :before;
+
+-- name: purge_gone_workers
+DELETE FROM workers WHERE gone = 1 AND last_heartbeat < :before;

@@ -1087,3 +1087,70 @@ DECLARE @lease_name nvarchar(200) = ?;
 DECLARE @now datetime2(6) = ?;
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
 WHERE name = @lease_name AND expires_at >= @now;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- A row marked gone that registers again is live again. @parent is N'' for none (a parameter is
+-- never NULL), @queues a JSON array.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @id nvarchar(400) = ?;
+DECLARE @parent nvarchar(400) = ?;
+DECLARE @host nvarchar(255) = ?;
+DECLARE @pid int = ?;
+DECLARE @role nvarchar(32) = ?;
+DECLARE @module nvarchar(400) = ?;
+DECLARE @queues nvarchar(max) = ?;
+DECLARE @slots int = ?;
+DECLARE @running int = ?;
+DECLARE @started_at datetime2(6) = ?;
+DECLARE @now datetime2(6) = ?;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.workers WITH (UPDLOCK, SERIALIZABLE)
+SET parent = NULLIF(@parent, N''), host = @host, pid = @pid, role = @role, module = @module,
+    queues = @queues, slots = @slots, running = @running, started_at = @started_at,
+    last_heartbeat = @now, gone = 0
+WHERE id = @id;
+IF @@ROWCOUNT = 0
+    INSERT INTO __SCHEMA__.workers
+        (id, parent, host, pid, role, module, queues, slots, running, started_at,
+         last_heartbeat, gone)
+    VALUES (@id, NULLIF(@parent, N''), @host, @pid, @role, @module, @queues, @slots, @running,
+            @started_at, @now, 0);
+COMMIT TRANSACTION;
+
+-- name: worker_heartbeat
+-- Answers 1 if the row is there and live, else 0 (the process registers again).
+SET NOCOUNT ON;
+DECLARE @id nvarchar(400) = ?;
+DECLARE @running int = ?;
+DECLARE @now datetime2(6) = ?;
+UPDATE __SCHEMA__.workers SET last_heartbeat = @now, running = @running
+WHERE id = @id AND gone = 0;
+SELECT @@ROWCOUNT;
+
+-- name: unregister_worker
+SET NOCOUNT ON;
+DECLARE @id nvarchar(400) = ?;
+DELETE FROM __SCHEMA__.workers WHERE id = @id;
+
+-- name: list_workers
+SET NOCOUNT ON;
+DECLARE @include_gone bit = ?;
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM __SCHEMA__.workers WHERE gone = 0 OR @include_gone = 1
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+SET NOCOUNT ON;
+DECLARE @before datetime2(6) = ?;
+UPDATE __SCHEMA__.workers SET gone = 1 WHERE gone = 0 AND last_heartbeat < @before;
+SELECT @@ROWCOUNT;
+
+-- name: purge_gone_workers
+SET NOCOUNT ON;
+DECLARE @before datetime2(6) = ?;
+DELETE FROM __SCHEMA__.workers WHERE gone = 1 AND last_heartbeat < @before;
+SELECT @@ROWCOUNT;
