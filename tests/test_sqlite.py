@@ -78,7 +78,7 @@ async def test_a_file_made_by_the_scripts_before_the_baseline_opens_as_current(
         assert (await app.client.aget(waiting.job_id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
     finally:
         await app.aclose()
-    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7]
+    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_migrate_refuses_a_file_older_than_the_baseline_and_leaves_it(tmp_path: Path) -> None:
@@ -100,6 +100,6 @@ def test_migrate_upgrades_a_file_of_the_baseline(tmp_path: Path) -> None:
     create_with_old_scripts(path, up_to=6)
     result = CliRunner().invoke(main, ["migrate", "--database-url", f"sqlite:///{path}"])
     assert result.exit_code == 0 and "the schema is ready" in result.output, result.output
-    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7]
+    assert versions_of(path) == [1, 2, 3, 4, 5, 6, 7, 8]
     again = CliRunner().invoke(main, ["migrate", "--database-url", f"sqlite:///{path}"])
     assert again.exit_code == 0 and "the schema is ready" in again.output, again.output
