@@ -238,7 +238,14 @@ class Inspection(Protocol):
     async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
 
     async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
-        """Newest first."""
+        """The jobs matching every field of `filter`, newest first by id (ids are UUIDv7: the
+        id's canonical text orders them as the UUID does), from `offset` rows past the start,
+        `limit` rows at most. `filter.before` keeps only ids below it, whether or not a job holds
+        it: with the last id of a page it gives the next page without skipping or repeating a
+        row (keyset paging), and a backend walks its id index from there rather than past every
+        newer row. `filter.search` matches a job whose lower-cased type holds the lower-cased
+        text, or whose id's canonical text does (only a text that can be part of one is looked
+        for in ids). Rows that cannot be read are in the answer's `unreadable`."""
         ...
 
     async def count_by_status(self) -> dict[JobStatus, int]: ...
