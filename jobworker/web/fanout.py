@@ -206,18 +206,27 @@ class _Feed:
         self.subscribers: set[_Queue] = set()
         self._hub = hub
         self._window: deque[Framed] = deque(maxlen=hub.window)
-        # The feed holds every event after `_covered_from` (the database holds the kept ones
-        # before); the reader starts after the first subscriber's last event id.
-        self._covered_from = after_seq
         self._linger: asyncio.TimerHandle | None = None
+        self._start(after_seq)
+
+    def _start(self, after_seq: int) -> None:
+        """Read the job's events after `after_seq`: the feed holds every one of them (the
+        database holds the kept ones before)."""
+        self._covered_from = after_seq
         self.task = asyncio.get_running_loop().create_task(
-            self._run(after_seq), name=f"jobworker-feed-{job_id}"
+            self._run(after_seq), name=f"jobworker-feed-{self.job_id}"
         )
+        self._hub._started(self.task)
 
     def join(self, client: Client, after_seq: int) -> Subscription:
         if self._linger is not None:
             self._linger.cancel()
             self._linger = None
+        if after_seq < self._covered_from and not self._window:
+            # Nothing read yet: read from here instead. The first subscriber's id may lie beyond
+            # the job's last event (a client's mistake); the others must not miss what follows.
+            self.task.cancel()
+            self._start(after_seq)
         queue = _Queue(self._hub.queue_size)
         self.subscribers.add(queue)
         window = Frames([item for item in self._window if item[0] > after_seq], False)
@@ -243,6 +252,7 @@ class _Feed:
             self.stop("nobody follows the job")
 
     async def _run(self, after_seq: int) -> None:
+        this = asyncio.current_task()
         reason = "the job's events ended before its terminal event"
         try:
             batches = self._hub.client.stream_batches(self.job_id, after_seq)
@@ -254,7 +264,8 @@ class _Feed:
             logger.exception("reading the events of job %s failed", self.job_id)
             reason = f"reading the job's events failed: {type(exc).__name__}"
         finally:
-            self._end(reason)
+            if self.task is this:  # not a reader replaced by one that starts earlier
+                self._end(reason)
 
     def _end(self, reason: str) -> None:
         self.ended = True
@@ -301,7 +312,7 @@ class StreamHub:
         self.queue_size = queue_size  # events a subscriber may have waiting before it is dropped
         self.window = window  # recent events a feed keeps for subscribers that join late
         self.linger = linger  # seconds a feed outlives its last subscriber
-        self.readers_started = 0  # feeds started so far (one read loop each)
+        self.readers_started = 0  # read loops started so far
         self.dropped = 0  # subscribers dropped for falling behind
         self._feeds: dict[uuid.UUID, _Feed] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -355,10 +366,12 @@ class StreamHub:
         feed = self._feeds.get(job_id)
         if feed is None or feed.ended:
             feed = self._feeds[job_id] = _Feed(self, job_id, after_seq)
-            self.readers_started += 1
-            self._tasks.add(feed.task)
-            feed.task.add_done_callback(self._tasks.discard)
         return feed
+
+    def _started(self, task: asyncio.Task[None]) -> None:
+        self.readers_started += 1
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _forget(self, feed: _Feed) -> None:
         if self._feeds.get(feed.job_id) is feed:

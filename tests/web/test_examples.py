@@ -104,12 +104,11 @@ async def test_the_fastapi_example(examples: tuple[ModuleType, ModuleType], jobs
 def chromium() -> str:
     """Debian's Chromium, installed when it is missing (or the test is skipped, saying why)."""
     if not Path(CHROMIUM).exists() and shutil.which("apt-get"):
-        subprocess.run(
+        for command in (
+            ["apt-get", "update", "-qq"],
             ["apt-get", "install", "-y", "-qq", "chromium"],
-            capture_output=True,
-            check=False,
-            timeout=600,
-        )
+        ):
+            subprocess.run(command, capture_output=True, check=False, timeout=600)
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}, and apt-get could not install it")
     return CHROMIUM
@@ -154,6 +153,7 @@ async def test_the_reference_browser_snippet_in_chromium(
             await browser.close()
 
 
+@pytest.mark.slow
 def test_the_examples_run_as_modules() -> None:
     """`uvicorn reports_app:app` and `jobworker run reports_app` import them from examples/."""
     code = "import reports_app, fastapi_reports; print(reports_app.app, fastapi_reports.api)"

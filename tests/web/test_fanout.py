@@ -218,3 +218,30 @@ async def test_a_hub_refuses_a_second_loop_while_its_feeds_run(store: Store) -> 
                 await asyncio.to_thread(asyncio.run, elsewhere())
     finally:
         await finish(app, hub)
+
+
+async def test_an_id_beyond_the_jobs_events_does_not_hide_them_from_the_others(
+    store: Store,
+) -> None:
+    app = make_app(store)
+    hub = StreamHub(app.client, linger=0)
+    name = f"beyond-{uuid.uuid4()}"
+    gate = GATES[name] = asyncio.Event()
+    try:
+        handle = await app.client.aenqueue(
+            "web.every_kind", {"owner": "ada", "rows": 2, "gate": name}
+        )
+        async with (
+            running_worker(app),
+            hub.subscribe(handle.job_id, 10_000) as mistaken,
+            hub.subscribe(handle.job_id, 0) as right,
+        ):
+            gate.set()
+            got = await asyncio.wait_for(collect(right), 30)
+            with pytest.raises(SubscriptionEnded):
+                await mistaken.next(idle=1)  # nothing after 10000: it ends with the reader
+        expected = [frame_of(event) for event in await full_stream(app, handle.job_id)]
+        assert parsed(got) == expected
+    finally:
+        GATES.pop(name, None)
+        await finish(app, hub)
