@@ -99,6 +99,8 @@ class _JobRoutes:
         job = await self._visible_job(request)
         if job is None:
             return _not_found()
+        if request.method == "HEAD":  # the headers of a stream, without following the job
+            return Response(media_type="text/event-stream", headers=sse.STREAM_HEADERS)
         hub = self._hub or StreamHub.for_client(self._client)
         return await sse.job_event_stream(
             hub, job, after, retry_ms=self._retry_ms, keepalive=self._keepalive

@@ -191,6 +191,16 @@ async def test_the_stream_of_a_finished_job(jobs: App, http: httpx.AsyncClient) 
     assert events[-1].json["status"] == "succeeded"
 
 
+async def test_head_on_a_stream_answers_without_following_the_job(
+    jobs: App, http: httpx.AsyncClient, hub: StreamHub
+) -> None:
+    handle = await jobs.client.aenqueue("web.every_kind", {"owner": "ada"})  # never runs here
+    response = await http.head(f"/reports/{handle.job_id}/stream")
+    assert response.status_code == 200 and response.content == b""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert hub.readers_started == 0
+
+
 async def test_resuming_the_stream(jobs: App, http: httpx.AsyncClient) -> None:
     job_id = await finished_job(jobs)
     expected = [event.seq async for event in jobs.client.stream(job_id)]
