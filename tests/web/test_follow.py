@@ -13,6 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobworker import App
 from jobworker.errors import JobNotFoundError
@@ -99,5 +100,60 @@ async def test_it_reconnects_after_the_server_dropped_it(jobs: App) -> None:
         kept = [event for event in full if event.kind.value in KEPT]
         assert [event for event in got if event.kind.value in KEPT] == kept
         assert got[-1] == full[-1] and got[-2].data == Summary(owner="ada", rows=300, note="")
+    finally:
+        GATES.pop(name, None)
+
+
+class CutsTheFirstStream:
+    """Breaks the connection of the first stream request when its second batch of events goes
+    out (as a proxy or a network would)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cut = False
+        self.broke = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.cut or not scope["path"].endswith("/stream"):
+            await self.app(scope, receive, send)
+            return
+        self.cut = True
+        bodies = 0
+
+        async def cutting(message: Message) -> None:
+            nonlocal bodies
+            if message["type"] == "http.response.body" and message.get("body"):
+                bodies += 1
+                if bodies == 3:  # the retry hint, the events before the gate, then this
+                    self.broke = True
+                    raise ConnectionResetError("the connection broke")
+            await send(message)
+
+        await self.app(scope, receive, cutting)
+
+
+async def test_it_reconnects_after_the_connection_broke(jobs: App) -> None:
+    _, web = await served_hub(jobs)
+    name = f"cut-{uuid.uuid4()}"
+    opened = GATES[name] = asyncio.Event()
+    cutter = CutsTheFirstStream(web)
+    try:
+        async with serving(cutter) as base, running_worker(jobs):
+            handle = await jobs.client.aenqueue(
+                "web.every_kind", {"owner": "ada", "rows": 6, "gate": name}
+            )
+            got: list[TypedEvent] = []
+            url = f"{base}/reports/{handle.job_id}/stream"
+            async for event in follow(url, job=every_kind):
+                got.append(event)
+                if isinstance(event.data, Progress) and event.data.label == "row 3":
+                    opened.set()
+            full = [event async for event in jobs.client.stream_typed(handle.job_id)]
+        assert cutter.broke
+        seqs = [event.seq for event in got]
+        assert seqs == sorted(set(seqs))
+        kept = [event for event in full if event.kind.value in KEPT]
+        assert [event for event in got if event.kind.value in KEPT] == kept
+        assert got[-1] == full[-1]
     finally:
         GATES.pop(name, None)
