@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 
@@ -292,7 +291,7 @@ class _Feed:
             self._hub._forget(self)
 
 
-_hubs: weakref.WeakKeyDictionary[Client, StreamHub] = weakref.WeakKeyDictionary()
+_HUB_ATTRIBUTE = "_jobworker_web_stream_hub"
 
 
 class StreamHub:
@@ -321,9 +320,12 @@ class StreamHub:
     @classmethod
     def for_client(cls, client: Client) -> StreamHub:
         """The hub of this client that every route of the process shares."""
-        hub = _hubs.get(client)
-        if hub is None:
-            hub = _hubs[client] = cls(client)
+        # Kept on the client itself: a hub refers to its client, so a mapping from clients to
+        # hubs would keep every client alive; this cycle is collected with the client.
+        attributes = vars(client)
+        hub = attributes.get(_HUB_ATTRIBUTE)
+        if not isinstance(hub, StreamHub):
+            hub = attributes[_HUB_ATTRIBUTE] = cls(client)
         return hub
 
     @property

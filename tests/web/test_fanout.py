@@ -245,3 +245,18 @@ async def test_an_id_beyond_the_jobs_events_does_not_hide_them_from_the_others(
     finally:
         GATES.pop(name, None)
         await finish(app, hub)
+
+
+def test_the_shared_hub_is_one_per_client_and_goes_with_it(tmp_path: Path) -> None:
+    import gc
+    import weakref
+
+    app = make_app(Store("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}"))
+    hub = StreamHub.for_client(app.client)
+    assert StreamHub.for_client(app.client) is hub
+    other = make_app(Store("sqlite", f"sqlite:///{tmp_path / 'other.db'}"))
+    assert StreamHub.for_client(other.client) is not hub
+    gone = weakref.ref(hub)
+    del app, hub
+    gc.collect()
+    assert gone() is None
