@@ -157,6 +157,7 @@ class JobDescriptor(msgspec.Struct, frozen=True, kw_only=True):
     traceback: str | None = None
     continues_job_id: uuid.UUID | None = None
     kind: JobKind = JobKind.USER
+    args: Any = None  # the job's arguments, as JSON decoded them (what an authorization hook reads)
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
