@@ -154,6 +154,7 @@ class JobDescriptor(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     traceback: str | None = None
     continues_job_id: uuid.UUID | None = None
+    args: Any = None  # the job's arguments, as JSON decoded them (what an authorization hook reads)
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):

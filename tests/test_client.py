@@ -272,6 +272,7 @@ CLIENT_API = [
     "schedule_recurring",
     "settings",
     "stream",
+    "stream_batches",
     "stream_typed",
 ]
 

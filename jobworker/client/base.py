@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 import weakref
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+import msgspec
 
 from jobworker import codec
 from jobworker.clock import Clock, system_clock
@@ -70,11 +72,19 @@ def describe(record: JobRecord) -> JobDescriptor:
         started_at=record.started_at,
         completed_at=record.completed_at,
         idempotency_key=record.idempotency_key,
-        result=None if record.result is None else codec.decode(record.result),
+        result=None if record.result is None else _decoded(record.result, "result is"),
         error=record.error,
         traceback=record.traceback,
         continues_job_id=record.continues_job_id,
+        args=_decoded(record.args, "arguments are"),
     )
+
+
+def _decoded(data: bytes, what: str) -> Any:
+    try:
+        return codec.decode(data)
+    except msgspec.DecodeError as exc:
+        raise msgspec.DecodeError(f"{what} not JSON ({exc})") from exc
 
 
 def as_job_id(job_id: uuid.UUID | str) -> uuid.UUID:

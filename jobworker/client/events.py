@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from jobworker.client.base import ClientBase, as_job_id
@@ -36,11 +36,19 @@ class EventReading(ClientBase):
         """Follow a job's events: the stored ones after `last_event_id` (a sequence number, as a
         reader that disconnected last saw it), then live ones as they happen, ending after the
         job's terminal lifecycle event. Raises JobNotFoundError for an unknown job."""
+        async for batch in self.stream_batches(job_id, last_event_id):
+            for event in batch:
+                yield event
+
+    async def stream_batches(
+        self, job_id: uuid.UUID | str, last_event_id: str | int | None = None
+    ) -> AsyncGenerator[builtins.list[JobEvent], None]:
+        """`stream`, in batches as each read finds them (one wake-up per batch: what a reader
+        that fans events out to many subscribers wants)."""
         after = parse_event_id(last_event_id)
         service = await self._stream_service()
         async for batch in service.batches(as_job_id(job_id), after):
-            for event in batch:
-                yield event
+            yield batch
 
     async def stream_typed(
         self, job_id: uuid.UUID | str, last_event_id: str | int | None = None

@@ -74,7 +74,7 @@ class Inspection(ClientBase):
             try:
                 listed.append(describe(record))
             except msgspec.DecodeError as exc:
-                listed.unreadable.append(f"id {str(record.id)!r}: result is not JSON ({exc})")
+                listed.unreadable.append(f"id {str(record.id)!r}: {exc}")
         return listed
 
     list = Blocking(alist)

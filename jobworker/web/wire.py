@@ -45,6 +45,7 @@ class JobJson(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     result_json: str | None  # the result as JSON text, once the job succeeded
     error_message: str | None
     traceback: str | None
+    args_json: str  # the job's arguments as JSON text (what an authorization hook may check)
 
 
 def job_object(job: JobDescriptor) -> JobJson:
@@ -66,6 +67,7 @@ def job_object(job: JobDescriptor) -> JobJson:
         result_json=result,
         error_message=job.error,
         traceback=job.traceback,
+        args_json=_encoder.encode(job.args).decode(),
     )
 
 

@@ -96,6 +96,7 @@ def test_a_job_as_the_reference_descriptor() -> None:
         idempotency_key="k-1",
         result={"rows": 3, "html": "<script>alert(1)</script>"},
         error=None,
+        args={"owner": "ada", "note": "<script>alert(1)</script>"},
     )
     decoded = msgspec.json.decode(job_json(job))
     assert decoded["jobId"] == str(JOB)
@@ -105,3 +106,4 @@ def test_a_job_as_the_reference_descriptor() -> None:
     assert decoded["enqueuedAt"] == "2030-01-01T12:00:00Z"
     assert decoded["errorMessage"] is None
     assert msgspec.json.decode(decoded["resultJson"]) == job.result
+    assert msgspec.json.decode(decoded["argsJson"]) == job.args
