@@ -157,8 +157,9 @@ class SSEClient(asyncio.Protocol):
             if line_end < 0:
                 break
             size = int(raw[position:line_end], 16)
-            if size == 0:
+            if size == 0:  # the response's end: the connection would stay open, kept alive
                 position = len(raw)
+                self._finish()
                 break
             start = line_end + 2
             if len(raw) < start + size + 2:
@@ -198,6 +199,12 @@ class SSEClient(asyncio.Protocol):
             self.reconnect = True
         if b"event: lifecycle\n" in piece and any(s in piece for s in TERMINAL_STATUSES):
             self.terminal = True
+
+    def _finish(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.connected.done():

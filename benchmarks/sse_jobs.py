@@ -18,10 +18,10 @@ import os
 import time
 from typing import Any
 
-from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from jobworker import App, JobContext, job
+from jobworker.web.job_routes import allow_all, job_routes
 
 GATE_POLL = 0.01  # seconds between two looks at the gate file
 GATE_TIMEOUT = 600.0
@@ -47,12 +47,6 @@ async def emit(ctx: JobContext, rate: float, seconds: float, gate: str) -> dict[
     return {"emitted": count, "first": first, "last": clock()}
 
 
-async def allow_all(request: Request, job: object) -> bool:
-    return True
-
-
 def web_routes(app: App) -> list[BaseRoute]:
     """The job routes (status, stream, history) with no authorization: a benchmark only."""
-    from jobworker.web.job_routes import job_routes
-
-    return list(job_routes(app.client, authorize=allow_all))
+    return job_routes(app.client, authorize=allow_all)

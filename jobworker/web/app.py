@@ -1,5 +1,6 @@
 """The app factory: `create_app` builds the Starlette app that serves the web tail under one path
-prefix, and closes the job App's storage and stream readers when it shuts down.
+prefix, and closes the client's stream hub and the job App's storage and stream readers when it
+shuts down.
 
 It serves what it is given (`routes`) under `prefix`; `jobworker web` and a user's own app both
 build it here. In a host app (Starlette or FastAPI) it is mounted at the root, and its lifespan
@@ -23,6 +24,7 @@ from starlette.routing import BaseRoute, Mount
 
 from jobworker.app import App
 from jobworker.errors import ConfigurationError
+from jobworker.web.fanout import StreamHub
 
 __all__ = ["DEFAULT_PREFIX", "Closer", "check_prefix", "create_app"]
 
@@ -74,9 +76,10 @@ def create_app(
 
     - `routes`: what is served under the prefix (the job routes, the admin API, the dashboard).
     - `middleware`: wraps everything the app answers, 404s included (security headers, auth).
-    - `on_shutdown`: closed when the app shuts down, last given first, before the job App's
-      storage and stream readers. The app opens nothing when it starts: the storage opens on
-      the first request that needs it.
+    - `on_shutdown`: closed when the app shuts down, last given first, before the stream hub
+      the job routes share (`StreamHub.for_client(app.client)`: its subscribers end with a
+      `reconnect` event) and then the job App's storage and stream readers. The app opens
+      nothing when it starts: the storage opens on the first request that needs it.
 
     `app.state.jobworker_app` holds `app` for routes that need it.
     """
@@ -107,6 +110,10 @@ async def _close_all(app: App, closers: Sequence[Closer]) -> None:
             await close()
         except Exception:
             logger.exception("closing %r failed while the web app shut down", close)
+    try:
+        await StreamHub.for_client(app.client).aclose()
+    except Exception:
+        logger.exception("closing the stream hub failed while the web app shut down")
     try:
         await app.aclose()
     except Exception:

@@ -18,9 +18,11 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from jobworker import App, Registry
+from jobworker import App, JobContext, Registry
 from jobworker.errors import ConfigurationError
 from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
+from jobworker.web.fanout import StreamHub, SubscriptionEnded
+from jobworker.web.job_routes import allow_all, job_routes
 
 from ..pg import migrate_schema, temporary_database
 
@@ -134,6 +136,30 @@ async def test_shutdown_closes_what_it_was_given_last_first_even_when_one_fails(
         assert closed == []
     assert closed == ["pool", "broken", "hub"]
     assert "cannot close" in caplog.text
+
+
+async def test_shutdown_stops_the_stream_hub_of_the_job_routes(job_app: App) -> None:
+    @job_app.job(name="factory.wait")
+    def wait(ctx: JobContext) -> None: ...
+
+    handle = await wait.adelay()  # queued, never run: its stream stays open
+    web = create_app(job_app, routes=job_routes(job_app.client, authorize=allow_all))
+    hub = StreamHub.for_client(job_app.client)
+
+    async def follow() -> str:
+        async with hub.subscribe(handle.job_id, 0) as subscription:
+            try:
+                while True:
+                    await subscription.next(idle=0.1)
+            except SubscriptionEnded as ended:
+                return ended.reason
+
+    async with serving(web):
+        follower = asyncio.create_task(follow())
+        await asyncio.sleep(0.3)
+        assert hub.active_readers == 1 and not follower.done()
+    assert hub.active_readers == 0
+    assert await asyncio.wait_for(follower, 5) == "the server is stopping"
 
 
 async def _connections(url: str) -> int:
