@@ -7,16 +7,20 @@ to build from the `JOBWORKER_WEB_*` variables `serve` sets (children inherit the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from jobworker.app import App, find_app
@@ -24,6 +28,7 @@ from jobworker.definitions import import_object
 from jobworker.display import EscapingFormatter, redact_url
 from jobworker.errors import ConfigurationError
 from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
+from jobworker.web.fanout import StreamHub
 
 __all__ = [
     "ServeOptions",
@@ -32,6 +37,8 @@ __all__ = [
     "auth_line",
     "serve",
     "startup_lines",
+    "tail_middleware",
+    "tail_routes",
 ]
 
 logger = logging.getLogger("jobworker.web")
@@ -62,7 +69,14 @@ class WebTarget:
         check_prefix(self.prefix)
         app = find_app(import_object(self.module), database_url=self.database_url)
         routes = _load_routes(self.routes, app) if self.routes else []
-        return app, create_app(app, prefix=self.prefix, routes=routes)
+        web = create_app(
+            app,
+            prefix=self.prefix,
+            routes=[*tail_routes(app, self.prefix), *routes],
+            middleware=tail_middleware(app),
+        )
+        _end_streams_when_stopping(web, StreamHub.for_client(app.client))
+        return app, web
 
     def to_environment(self) -> dict[str, str]:
         env = {ENV_MODULE: self.module, ENV_PREFIX: self.prefix}
@@ -85,6 +99,18 @@ class WebTarget:
         )
 
 
+def tail_routes(app: App, prefix: str) -> list[BaseRoute]:
+    """What `jobworker web` serves under the prefix besides `--routes`: the admin API and the
+    dashboard, once they exist (none yet)."""
+    return []
+
+
+def tail_middleware(app: App) -> list[Middleware]:
+    """What wraps everything `jobworker web` answers: security headers and the session, once
+    they exist (none yet)."""
+    return []
+
+
 def _load_routes(path: str, app: App) -> list[BaseRoute]:
     value = import_object(path)
     if callable(value):
@@ -95,6 +121,59 @@ def _load_routes(path: str, app: App) -> list[BaseRoute]:
             f"the App and returns one (got {type(value).__name__})"
         )
     return list(value)
+
+
+def _end_streams_when_stopping(web: Starlette, hub: StreamHub) -> None:
+    """On SIGTERM or SIGINT, end the live streams at once, each with a `reconnect` event (the
+    browser resumes elsewhere from its last event id), so that the server stops as soon as its
+    other responses are done, not after the graceful timeout with the streams cut.
+
+    uvicorn tells an app nothing when it starts stopping (the lifespan's shutdown comes after the
+    connections are closed), so while the app runs its signal handlers are wrapped: each still
+    calls uvicorn's."""
+    running = web.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
+        async with running(starlette) as state:
+            with _on_stop_signals(hub.aclose):
+                yield state
+
+    web.router.lifespan_context = lifespan
+
+
+@contextlib.contextmanager
+def _on_stop_signals(stopping: Callable[[], Coroutine[Any, Any, None]]) -> Iterator[None]:
+    """Start `stopping()` on the running loop when SIGTERM or SIGINT comes, then call the
+    handler that was there; put the handlers back afterwards. Signal handlers belong to the
+    main thread: elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    started: set[asyncio.Task[None]] = set()
+
+    def start() -> None:
+        task = loop.create_task(stopping())
+        started.add(task)
+        task.add_done_callback(started.discard)
+
+    def wrapped(previous: Any) -> Callable[[int, FrameType | None], None]:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(start)
+            if callable(previous):
+                previous(signum, frame)
+
+        return handler
+
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    for signum, handler in previous.items():
+        signal.signal(signum, wrapped(handler))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def app_from_environment() -> Starlette:

@@ -1,6 +1,7 @@
 """A jobs module `jobworker web` serves in tests, with routes for `--routes web_jobs:routes`:
 `/pid` (which process answered), `/counts` (reads the storage), `/client` (the address the
-server sees) and `/forever` (a response that never ends, like a live stream)."""
+server sees) and `/forever` (a response that never ends, like a live stream); and for
+`--routes web_jobs:open_job_routes`, the job routes with no authorization."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from jobworker import App, JobContext, job
+from jobworker.web.job_routes import allow_all, job_routes
 
 
 @job(name="web.echo")
@@ -45,6 +47,10 @@ def routes(app: App) -> list[BaseRoute]:
         Route("/client", client),
         Route("/forever", forever),
     ]
+
+
+def open_job_routes(app: App) -> list[BaseRoute]:
+    return job_routes(app.client, authorize=allow_all)
 
 
 not_routes = "a string"

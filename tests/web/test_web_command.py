@@ -3,6 +3,7 @@ its worker processes, proxy headers, and its one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -17,7 +18,12 @@ import httpx
 import psutil
 import pytest
 
-from ..conftest import JOBWORKER, Store, subprocess_env
+from jobworker import App
+
+from ..conftest import JOBWORKER, TESTS, Store, subprocess_env
+
+sys.path.insert(0, str(TESTS / "apps"))
+import web_jobs
 
 
 def free_port() -> int:
@@ -168,6 +174,40 @@ def test_an_open_stream_is_cut_after_the_graceful_timeout(
     assert 0.9 < took < 5
     listener.join(5)
     assert not listener.is_alive()
+
+
+def test_job_streams_end_with_a_reconnect_event_at_sigterm_not_at_the_timeout(
+    sqlite_url: str, start: Callable[..., WebProcess]
+) -> None:
+    app = App(sqlite_url, bind=False)
+    try:  # queued, and no worker runs it: its stream stays open
+        handle = app.client.enqueue(web_jobs.echo.name, {"text": "never run"})
+    finally:
+        app.close()
+    web = start("--database-url", sqlite_url, "--routes", "web_jobs:open_job_routes")
+    assert web.get(f"/jobs-ui/{handle.job_id}").json()["status"] == "queued"
+    received: list[bytes] = []
+
+    def listen() -> None:
+        url = f"{web.base}/jobs-ui/{handle.job_id}/stream"
+        with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url, timeout=30) as response:
+            for chunk in response.iter_bytes():
+                received.append(chunk)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    deadline = time.monotonic() + 10
+    while b"retry: " not in b"".join(received) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"retry: " in b"".join(received), web.log  # the stream is open
+
+    code, took = web.stop()
+    assert code == 0 and took < 3  # well before the graceful timeout (5 s)
+    listener.join(5)
+    assert not listener.is_alive()
+    text = b"".join(received)
+    assert b"event: reconnect\n" in text and b"the server is stopping" in text
+    assert "Traceback" not in web.log and "ERROR" not in web.log, web.log
 
 
 def test_workers_serve_from_several_processes(
