@@ -32,7 +32,9 @@ event, or a stream that ended before the job's terminal event, or that could not
 events missing per client (max and total, against what the jobs emitted) and duplicated;
 server CPU (user + system, over the run, in % of one core) and server RSS per idle client
 ((RSS with every client connected and idle - RSS before they connected) / clients); the
-client processes' CPU, to show whether they were the bound.
+client processes' CPU, to show whether they were the bound; pieces read per client and events
+per piece (how much the server batches per write); the 1-minute load average before and after
+(on a shared machine, other work shows there).
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ class ClientReport:
     connected: int
     chunks: list[int]  # chunk events each connected client received
     duplicates: int  # pieces whose first chunk event came again or out of order
+    pieces: int  # pieces of stream with chunk events, all clients together
     reconnects: int
     short: int  # streams that ended (or were still open at the deadline) before the terminal
     lag_samples: int
@@ -287,6 +290,7 @@ async def run_clients(spec: dict[str, Any]) -> ClientReport:
         connected=connected,
         chunks=[c.chunks for c in ok],
         duplicates=sum(c.duplicates for c in ok),
+        pieces=sum(c.pieces for c in ok),
         reconnects=sum(1 for c in ok if c.reconnect),
         short=sum(1 for c in ok if not c.terminal and not c.reconnect),
         lag_samples=len(lags),
@@ -332,6 +336,9 @@ class Scenario:
     missing_max_per_client: int = 0
     clients_missing_events: int = 0
     duplicates: int = 0
+    pieces_per_client: float = 0.0  # reads with chunk events: at most the server's writes
+    events_per_piece: float = 0.0
+    load_average: list[float] = field(default_factory=list)  # 1-minute, before and after
     server_cpu_percent: float = 0.0  # of one core, gate open -> clients done
     server_rss_before_mib: float = 0.0
     server_rss_idle_mib: float = 0.0
@@ -500,6 +507,7 @@ def run_scenario(
             cpu_before = cpu_seconds(server.pid)
             worker_before = cpu_seconds(worker_pid)
             progress(f"{scenario.name}: {scenario.connected} connected; the jobs emit now")
+            scenario.load_average = [os.getloadavg()[0]]
             began = time.time()
             gate.touch()
             for client in clients:
@@ -510,6 +518,7 @@ def run_scenario(
             for client in clients:
                 client.wait(30)
             scenario.run_s = max(r.ended for r in reports) - began
+            scenario.load_average.append(os.getloadavg()[0])
             scenario.server_cpu_percent = (
                 (cpu_seconds(server.pid) - cpu_before) / scenario.run_s * 100
             )
@@ -548,6 +557,11 @@ def measure(
     scenario.missing_max_per_client = max(missing, default=0)
     scenario.clients_missing_events = sum(1 for n in missing if n)
     scenario.duplicates = sum(r.duplicates for r in reports)
+    pieces = sum(r.pieces for r in reports)
+    if scenario.connected:
+        scenario.pieces_per_client = pieces / scenario.connected
+    if pieces:
+        scenario.events_per_piece = scenario.delivered / pieces
     scenario.reconnects = sum(r.reconnects for r in reports)
     scenario.short = sum(r.short for r in reports)
     scenario.dropped = scenario.clients - scenario.connected + scenario.reconnects + scenario.short
@@ -657,9 +671,13 @@ def format_scenario(s: Scenario) -> str:
         f"  events missing          {s.missing_total} in all, at most {s.missing_max_per_client} "
         f"for one client, {s.clients_missing_events} client(s) missing some; "
         f"{s.duplicates} duplicated   goal 0: {verdict(s.missing_total == 0)}",
+        f"  pieces read             {s.pieces_per_client:.0f} per client, "
+        f"{s.events_per_piece:.1f} events each (a piece is one read; the server writes at "
+        "least as often)",
         f"  server CPU              {s.server_cpu_percent:.0f}% of one core "
         f"(worker {s.worker_cpu_percent:.0f}%, client processes "
-        f"{', '.join(f'{c:.0f}%' for c in s.client_cpu_percent)})",
+        f"{', '.join(f'{c:.0f}%' for c in s.client_cpu_percent)}); load average "
+        f"{' -> '.join(f'{x:.2f}' for x in s.load_average)}",
         f"  server RSS              {s.server_rss_before_mib:.1f} MiB before, "
         f"{s.server_rss_idle_mib:.1f} MiB with {s.connected} idle clients: "
         f"{s.server_kib_per_idle_client:.1f} KiB per client   goal < {GOAL_KIB_PER_CLIENT:g} "
