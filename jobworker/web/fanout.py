@@ -12,8 +12,9 @@ feed's window of recent events, then the live feed: no duplicate, and no kept ev
 feed stops when its job's terminal event has gone out, or `linger` seconds after its last
 subscriber left (a browser that reconnects within them is served from the window).
 
-A hub serves one event loop; `StreamHub.for_client(client)` is the hub every route of a process
-shares. Close it (`await hub.aclose()`, or `lifespan=hub.lifespan`) when the app stops.
+A hub serves one event loop at a time (while its feeds run); `StreamHub.for_client(client)` is
+the hub every route of a process shares. Close it when the app stops (`await hub.aclose()`, or
+`lifespan=hub.lifespan`).
 """
 
 from __future__ import annotations
@@ -347,10 +348,10 @@ class StreamHub:
 
     def _feed(self, job_id: uuid.UUID, after_seq: int) -> _Feed:
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError("a StreamHub serves one event loop; make one per loop")
+        if self._loop is not loop:
+            if self._feeds:
+                raise RuntimeError("a StreamHub serves one event loop at a time")
+            self._loop = loop  # nothing runs on the last one: serve this one now
         feed = self._feeds.get(job_id)
         if feed is None or feed.ended:
             feed = self._feeds[job_id] = _Feed(self, job_id, after_seq)

@@ -6,22 +6,24 @@ written for the reference package's event stream reads it unchanged: lifecycle `
 progress `{done, total, label}`, log `{level, message, dataJson}` (a JSON string or null), chunk
 `{value}`, metric `{name, value}`, result `{resultJson}` (a JSON string). Every event object also
 carries `jobId`, `seq`, `kind` and `occurredAt`.
+
+`typed_event` reads an event object back, for Python readers of the HTTP surface (web/follow.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
-from jobworker.events.model import is_truncated
+from jobworker.events.model import TypedEvent, is_truncated
 from jobworker.models import EventKind, JobDescriptor, JobEvent
-from jobworker.payloads import Chunk, Lifecycle, Log, Metric, Progress, Result
+from jobworker.payloads import TRUNCATED_MARKER, Chunk, Lifecycle, Log, Metric, Progress, Result
 
-__all__ = ["JobJson", "event_json", "event_object", "job_json", "job_object"]
+__all__ = ["JobJson", "event_json", "event_object", "job_json", "job_object", "typed_event"]
 
 _encoder = msgspec.json.Encoder()
 
@@ -153,3 +155,53 @@ def _truncated(kind: EventKind, raw: bytes) -> dict[str, Any]:
         EventKind.RESULT: {"resultJson": None},
     }.get(kind, {"status": None})
     return {**fields, "truncated": True, "size": size, "preview": preview}
+
+
+def typed_event(
+    fields: Mapping[str, Any], progress_type: Any = Any, result_type: Any = Any
+) -> TypedEvent:
+    """An event object read back, its payload decoded as `events.model.decode_event` decodes a
+    stored event: progress values as `progress_type`, the result as `result_type`, a truncated
+    payload as the truncation marker (a dict)."""
+    kind = EventKind(fields["kind"])
+    data: Any
+    if fields.get("truncated") is True:
+        data = {
+            TRUNCATED_MARKER: True,
+            "size": fields.get("size"),
+            "preview": fields.get("preview"),
+        }
+    elif kind is EventKind.RESULT:
+        data = msgspec.json.decode(fields["resultJson"], type=result_type)
+    elif kind is EventKind.PROGRESS:
+        value = fields.get("value")
+        if value is not None and progress_type is not Any:
+            value = msgspec.convert(value, progress_type)
+        data = msgspec.convert(
+            {**_known(fields, ("done", "total", "label")), "value": value}, Progress
+        )
+    elif kind is EventKind.LOG:
+        extra = fields.get("dataJson")
+        data = Log(
+            level=fields["level"],
+            message=fields["message"],
+            data=msgspec.json.decode(extra) if extra else {},
+        )
+    elif kind is EventKind.CHUNK:
+        data = Chunk(text=fields["text"]) if "text" in fields else Chunk(data=fields.get("data"))
+    elif kind is EventKind.LIFECYCLE:
+        known = _known(fields, ("status", "attempt", "error"))
+        data = msgspec.convert({**known, "retry_at": fields.get("retryAt")}, Lifecycle)
+    else:
+        data = msgspec.convert(_known(fields, ("name", "value")), Metric)
+    return TypedEvent(
+        job_id=uuid.UUID(fields["jobId"]),
+        seq=int(fields["seq"]),
+        kind=kind,
+        occurred_at=msgspec.convert(fields["occurredAt"], datetime),
+        data=data,
+    )
+
+
+def _known(fields: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: fields[name] for name in names if fields.get(name) is not None}

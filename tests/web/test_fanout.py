@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from jobworker import App
 from jobworker.models import JobEvent
+from jobworker.testing import adrain
 from jobworker.web.fanout import StreamHub, Subscription, SubscriptionEnded
 
 from ..conftest import REDIS_URL, Store, cleanup_redis
@@ -178,5 +180,41 @@ async def test_closing_the_hub_ends_its_subscribers(store: Store) -> None:
             with pytest.raises(SubscriptionEnded, match="stopping"):
                 await subscription.next(idle=1)
         assert hub.active_readers == 0
+    finally:
+        await finish(app, hub)
+
+
+def test_a_hub_serves_another_loop_once_nothing_runs_on_the_last(tmp_path: Path) -> None:
+    """As under a test client that runs each request in a loop of its own."""
+    app = make_app(Store("sqlite", f"sqlite:///{tmp_path / 'jobs.db'}"))
+    hub = StreamHub(app.client, linger=0)
+
+    async def follow_a_finished_job() -> int:
+        handle = await app.client.aenqueue("web.every_kind", {"owner": "ada"})
+        await adrain(app)
+        async with hub.subscribe(handle.job_id, 0) as subscription:
+            while not subscription.ended:
+                await subscription.next(idle=1)
+        await app.aclose()
+        return subscription.last_seq
+
+    assert asyncio.run(follow_a_finished_job()) > 0
+    assert asyncio.run(follow_a_finished_job()) > 0
+    assert hub.readers_started == 2
+
+
+async def test_a_hub_refuses_a_second_loop_while_its_feeds_run(store: Store) -> None:
+    app = make_app(store)
+    hub = StreamHub(app.client)
+    try:
+        handle = await app.client.aenqueue("web.every_kind", {"owner": "ada"})
+        async with hub.subscribe(handle.job_id, 0):
+
+            async def elsewhere() -> None:
+                async with hub.subscribe(handle.job_id, 0):
+                    pass
+
+            with pytest.raises(RuntimeError, match="one event loop"):
+                await asyncio.to_thread(asyncio.run, elsewhere())
     finally:
         await finish(app, hub)

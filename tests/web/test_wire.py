@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from jobworker import codec
+from jobworker.events.model import decode_event
 from jobworker.models import EventKind, JobDescriptor, JobEvent, JobStatus
 from jobworker.payloads import (
     Chunk,
@@ -19,7 +20,7 @@ from jobworker.payloads import (
     Result,
     encode_payload,
 )
-from jobworker.web.wire import event_json, event_object, job_json
+from jobworker.web.wire import event_json, event_object, job_json, typed_event
 
 JOB = uuid.UUID("01900000-0000-7000-8000-000000000001")
 AT = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -107,3 +108,32 @@ def test_a_job_as_the_reference_descriptor() -> None:
     assert decoded["errorMessage"] is None
     assert msgspec.json.decode(decoded["resultJson"]) == job.result
     assert msgspec.json.decode(decoded["argsJson"]) == job.args
+
+
+class Rows(msgspec.Struct):
+    rows: int
+
+
+def test_an_event_object_reads_back_as_the_typed_event_of_its_stored_event() -> None:
+    result_raw = msgspec.Raw(codec.encode(Rows(rows=4)))
+    cases: list[tuple[EventKind, Any]] = [
+        (
+            EventKind.LIFECYCLE,
+            Lifecycle(status=JobStatus.FAILED, attempt=2, error="e", retry_at=AT),
+        ),
+        (EventKind.PROGRESS, Progress(done=3, total=10, label="p 3")),
+        (EventKind.PROGRESS, Progress(value=Rows(rows=2))),
+        (EventKind.LOG, Log(level="warn", message="m", data={"row": 7})),
+        (EventKind.LOG, Log(level="info", message="plain")),
+        (EventKind.CHUNK, Chunk(text="tok\n")),
+        (EventKind.CHUNK, Chunk(data={"r": [1, 2]})),
+        (EventKind.METRIC, Metric(name="rows", value=5.0)),
+        (EventKind.RESULT, Result(value=result_raw)),
+    ]
+    for kind, payload in cases:
+        stored = event(kind, payload)
+        wire = msgspec.json.decode(event_json(stored))
+        assert typed_event(wire, Rows, Rows) == decode_event(stored, Rows, Rows), kind
+    big = event(EventKind.CHUNK, Chunk(text="y" * 5000), max_bytes=200)
+    wire = msgspec.json.decode(event_json(big))
+    assert typed_event(wire) == decode_event(big)
