@@ -4,7 +4,7 @@
 - `format`: how things are printed (tables, a job as JSON, beat's status).
 - `run`: `run` and `beat`; `jobs`: enqueue, status, jobs, cancel, retry, delete;
   `admin`: queues, recurring, migrate, sql; `tail`: following a job live; `workers`: the
-  worker registry.
+  worker registry; `web`: serving the web tail with uvicorn.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, jobs, run, tail, workers
+from jobworker.cli import admin, jobs, run, tail, web, workers
 from jobworker.display import EscapingFormatter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -37,7 +37,14 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
-for command in [*run.COMMANDS, *jobs.COMMANDS, *admin.COMMANDS, tail.tail, workers.workers]:
+for command in [
+    *run.COMMANDS,
+    *jobs.COMMANDS,
+    *admin.COMMANDS,
+    tail.tail,
+    workers.workers,
+    *web.COMMANDS,
+]:
     main.add_command(command)
 
 __all__ = ["main"]
