@@ -1,0 +1,233 @@
+"""Every route of the admin API, its answer and its errors, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import msgspec
+import pytest
+
+from jobworker import App, JobStatus
+from jobworker.testing import adrain
+
+from .admin_support import (  # noqa: F401 (fixtures)
+    Browser,
+    Jobs,
+    admin,
+    anonymous,
+    app,
+    config,
+    jobs,
+    site,
+    viewer,
+)
+
+
+async def test_stats_counts_queues_and_names_this_instance(
+    admin: Browser, app: App, jobs: Jobs
+) -> None:
+    await jobs.ok.adelay(n=1)
+    await jobs.ok.adelay(n=2)
+    await app.client.apause_queue("reports")
+    response = await admin.get("/stats")
+    assert response.status_code == 200
+    stats = response.json()
+    assert stats["counts"]["queued"] == 2 and stats["counts"]["dead"] == 0
+    assert set(stats["counts"]) == {status.value for status in JobStatus}
+    assert (stats["queueDepth"], stats["scheduledPending"], stats["runningNow"]) == (2, 0, 0)
+    (reports,) = [q for q in stats["queues"] if q["name"] == "reports"]
+    assert reports["paused"] is True and reports["counts"]["queued"] == 2
+    assert stats["beat"] is None
+    instance = stats["instance"]
+    assert instance["storage"] == app.dialect and instance["bus"] == "database"
+    assert isinstance(instance["pid"], int) and instance["host"] and instance["version"]
+
+
+async def test_jobs_are_listed_newest_first_and_filtered(
+    admin: Browser, app: App, jobs: Jobs
+) -> None:
+    first = await jobs.ok.adelay(n=1)
+    second = await jobs.ok.adelay(n=2)
+    dead = await jobs.boom.adelay()
+    await adrain(app, queues=["default"])
+    listed = (await admin.get("/jobs")).json()
+    assert [job["jobId"] for job in listed["jobs"]] == [
+        str(dead.job_id),
+        str(second.job_id),
+        str(first.job_id),
+    ]
+    assert listed["next"] is None and listed["unreadable"] == []
+    assert listed["jobs"][1]["jobType"] == "reports.ok" and listed["jobs"][1]["queue"] == "reports"
+    only_dead = (await admin.get("/jobs", status="dead")).json()["jobs"]
+    assert [job["jobId"] for job in only_dead] == [str(dead.job_id)]
+    assert len((await admin.get("/jobs", type="reports.ok")).json()["jobs"]) == 2
+    assert len((await admin.get("/jobs", queue="reports", limit=1)).json()["jobs"]) == 1
+
+
+async def test_jobs_filter_on_the_idempotency_key(admin: Browser, app: App, jobs: Jobs) -> None:
+    from jobworker import ScheduleOptions
+
+    handle = await app.client.aenqueue(
+        "reports.ok", {"n": 4}, ScheduleOptions(idempotency_key="order-4")
+    )
+    await jobs.ok.adelay(n=5)
+    found = (await admin.get("/jobs", idempotency_key="order-4")).json()["jobs"]
+    assert [(job["jobId"], job["idempotencyKey"]) for job in found] == [
+        (str(handle.job_id), "order-4")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"status": "sleeping"}, "status"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "many"}, "limit"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+async def test_jobs_refuse_a_bad_query(
+    admin: Browser, params: dict[str, str], message: str
+) -> None:
+    response = await admin.get("/jobs", **params)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+async def test_a_job_comes_with_its_attempts(admin: Browser, app: App, jobs: Jobs) -> None:
+    dead = await jobs.boom.adelay()
+    await adrain(app, queues=["default"])
+    response = await admin.get(f"/jobs/{dead.job_id}")
+    assert response.status_code == 200
+    detail = response.json()
+    assert detail["job"]["jobId"] == str(dead.job_id) and detail["job"]["status"] == "dead"
+    assert detail["job"]["errorMessage"] and "it broke" in detail["job"]["errorMessage"]
+    (attempt,) = detail["attempts"]
+    assert attempt["attempt"] == 1 and attempt["outcome"] == "dead"
+    assert attempt["jobId"] == str(dead.job_id) and attempt["startedAt"] and attempt["worker"]
+
+
+async def test_an_unknown_or_malformed_job_id(admin: Browser) -> None:
+    unknown = await admin.get(f"/jobs/{uuid.uuid4()}")
+    assert unknown.status_code == 404 and "no job" in unknown.json()["error"]
+    malformed = await admin.get("/jobs/not-a-uuid")
+    assert malformed.status_code == 400 and "not a job id" in malformed.json()["error"]
+    for path in ("/cancel", "/retry"):
+        assert (await admin.post(f"/jobs/{uuid.uuid4()}{path}")).status_code == 404
+    assert (await admin.delete(f"/jobs/{uuid.uuid4()}")).status_code == 404
+    assert (await admin.get(f"/jobs/{uuid.uuid4()}/events")).status_code == 404
+
+
+async def test_events_page_in_order(admin: Browser, app: App, jobs: Jobs) -> None:
+    handle = await jobs.ok.adelay(n=7)
+    await adrain(app, queues=["reports"])
+    everything = (await admin.get(f"/jobs/{handle.job_id}/events")).json()
+    kinds = [event["kind"] for event in everything["events"]]
+    assert kinds[0] == "lifecycle" and "progress" in kinds and "result" in kinds
+    assert everything["next"] is None
+    progress = next(e for e in everything["events"] if e["kind"] == "progress")
+    assert (progress["done"], progress["total"], progress["label"]) == (1, 2, "half")
+    first = (await admin.get(f"/jobs/{handle.job_id}/events", limit=2)).json()
+    assert [e["seq"] for e in first["events"]] == [e["seq"] for e in everything["events"][:2]]
+    assert first["next"] == first["events"][-1]["seq"]
+    rest = (
+        await admin.get(f"/jobs/{handle.job_id}/events", after_sequence=first["next"], limit=100)
+    ).json()
+    assert first["events"] + rest["events"] == everything["events"]
+    bad = await admin.get(f"/jobs/{handle.job_id}/events", after_sequence=-1)
+    assert bad.status_code == 400
+
+
+async def test_cancel_a_waiting_job(admin: Browser, app: App, jobs: Jobs) -> None:
+    handle = await jobs.ok.adelay()
+    response = await admin.post(f"/jobs/{handle.job_id}/cancel")
+    assert response.status_code == 200
+    assert response.json() == {"jobId": str(handle.job_id), "result": "cancelled"}
+    job = await app.client.aget(handle.job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED
+    again = await admin.post(f"/jobs/{handle.job_id}/cancel")
+    assert again.json()["result"] == "finished"
+
+
+async def test_retry_a_dead_job_and_only_a_dead_one(admin: Browser, app: App, jobs: Jobs) -> None:
+    dead = await jobs.boom.adelay()
+    waiting = await jobs.ok.adelay()
+    await adrain(app, queues=["default"])
+    response = await admin.post(f"/jobs/{dead.job_id}/retry")
+    assert response.status_code == 200
+    assert response.json()["jobId"] == str(dead.job_id)
+    assert response.json()["status"] == "queued"
+    refused = await admin.post(f"/jobs/{waiting.job_id}/retry")
+    assert refused.status_code == 409 and "queued" in refused.json()["error"]
+
+
+async def test_delete_a_job_but_not_a_running_one(admin: Browser, app: App, jobs: Jobs) -> None:
+    done = await jobs.ok.adelay()
+    response = await admin.delete(f"/jobs/{done.job_id}")
+    assert response.status_code == 200
+    assert response.json() == {"jobId": str(done.job_id), "deleted": True}
+    assert await app.client.aget(done.job_id) is None
+    slow = await jobs.slow.adelay()
+    worker = asyncio.create_task(adrain(app, queues=["default"]))
+    try:
+        for _ in range(200):
+            job = await app.client.aget(slow.job_id)
+            if job is not None and job.status is JobStatus.RUNNING:
+                break
+            await asyncio.sleep(0.02)
+        refused = await admin.delete(f"/jobs/{slow.job_id}")
+        assert refused.status_code == 409 and "running" in refused.json()["error"]
+    finally:
+        jobs.gate.set()
+        await worker
+    assert await app.client.aget(slow.job_id) is not None
+
+
+async def test_recurring_list_enable_disable_run(admin: Browser, app: App, jobs: Jobs) -> None:
+    await app.client.aschedule_recurring("nightly", "0 2 * * *", "reports.ok", {"n": 9})
+    listed = (await admin.get("/recurring")).json()["recurring"]
+    (nightly,) = listed
+    assert nightly["name"] == "nightly" and nightly["jobType"] == "reports.ok"
+    assert nightly["enabled"] is True and nightly["nextFireAt"] is not None
+    assert msgspec.json.decode(nightly["argsJson"]) == {"n": 9}
+    disabled = await admin.post("/recurring/nightly/disable")
+    assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    enabled = await admin.post("/recurring/nightly/enable")
+    assert enabled.status_code == 200 and enabled.json()["enabled"] is True
+    run = await admin.post("/recurring/nightly/run")
+    assert run.status_code == 200
+    job = await app.client.aget(run.json()["jobId"])
+    assert job is not None and job.job_type == "reports.ok"
+    for action in ("enable", "disable", "run"):
+        missing = await admin.post(f"/recurring/nope/{action}")
+        assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+async def test_queues_list_pause_resume(admin: Browser, app: App, jobs: Jobs) -> None:
+    await jobs.ok.adelay()
+    paused = await admin.post("/queues/reports/pause")
+    assert paused.status_code == 200
+    assert paused.json()["name"] == "reports" and paused.json()["paused"] is True
+    assert paused.json()["counts"]["queued"] == 1
+    listed = (await admin.get("/queues")).json()["queues"]
+    assert any(q["name"] == "reports" and q["paused"] for q in listed)
+    resumed = await admin.post("/queues/reports/resume")
+    assert resumed.status_code == 200 and resumed.json()["paused"] is False
+    bad = await admin.post("/queues/bad name!/pause")
+    assert bad.status_code == 400 and "invalid queue name" in bad.json()["error"]
+
+
+async def test_unknown_routes_and_methods_answer_json(admin: Browser) -> None:
+    missing = await admin.get("/nothing-here")
+    assert missing.status_code == 404 and missing.json() == {"error": "no such route"}
+    wrong = await admin.send("PUT", "/stats")
+    assert wrong.status_code == 405 and wrong.json() == {"error": "method not allowed"}
+
+
+async def test_the_read_only_role_reads_everything(viewer: Browser, jobs: Jobs) -> None:
+    handle = await jobs.ok.adelay()
+    for path in ("/stats", "/jobs", f"/jobs/{handle.job_id}", f"/jobs/{handle.job_id}/events",
+                 "/recurring", "/queues", "/session"):  # fmt: skip
+        response = await viewer.get(path)
+        assert response.status_code == 200, path

@@ -1,0 +1,118 @@
+"""The admin API's OpenAPI document: valid OpenAPI 3.1, one operation per route, and the answers
+the routes really give match the schemas it documents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+from starlette.routing import Route
+
+from jobworker import App
+from jobworker.testing import adrain
+from jobworker.web.admin import admin_api
+
+from .admin_support import (  # noqa: F401 (fixtures)
+    PREFIX,
+    Browser,
+    Jobs,
+    admin,
+    anonymous,
+    app,
+    config,
+    jobs,
+    site,
+    web_config,
+)
+
+
+@pytest.fixture
+async def document(anonymous: Browser) -> dict[str, Any]:
+    response = await anonymous.get("/openapi.json")  # readable without a session
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    assert document["servers"] == [{"url": f"{PREFIX}/api"}]
+
+
+def test_every_route_is_documented(app: App, document: dict[str, Any]) -> None:
+    api = admin_api(app.client, web_config(), prefix=PREFIX)
+    assert api is not None
+    served = {
+        (method.lower(), route.path)
+        for route in api.routes
+        if isinstance(route, Route)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+    documented = {
+        (method, path) for path, operations in document["paths"].items() for method in operations
+    }
+    assert served == documented
+    ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_queries_and_bodies_are_documented(document: dict[str, Any]) -> None:
+    jobs = document["paths"]["/jobs"]["get"]
+    names = {p["name"] for p in jobs["parameters"]}
+    assert {"status", "type", "queue", "idempotency_key", "limit"} <= names
+    events = document["paths"]["/jobs/{id}/events"]["get"]
+    assert {p["name"] for p in events["parameters"]} == {"id", "after_sequence", "limit"}
+    login = document["paths"]["/login"]["post"]
+    assert login["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/LoginRequest"
+    }
+    retry = document["paths"]["/jobs/{id}/retry"]["post"]
+    assert {"200", "401", "403", "404", "409"} <= set(retry["responses"])
+    assert retry["security"] == [{"session": [], "csrf": []}]
+
+
+def _matches(document: dict[str, Any], path: str, method: str, body: Any) -> None:
+    operation = document["paths"][path][method]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    validator.validate(body)
+
+
+async def test_real_answers_match_their_schemas(
+    admin: Browser, app: App, jobs: Jobs, document: dict[str, Any]
+) -> None:
+    done = await jobs.ok.adelay(n=1)
+    await app.client.aschedule_recurring("nightly", "0 2 * * *", "reports.ok", {"n": 9})
+    await adrain(app)
+    job = f"/jobs/{done.job_id}"
+    for path, template in (
+        ("/stats", "/stats"),
+        ("/jobs", "/jobs"),
+        (job, "/jobs/{id}"),
+        (f"{job}/events", "/jobs/{id}/events"),
+        ("/recurring", "/recurring"),
+        ("/queues", "/queues"),
+        ("/session", "/session"),
+    ):
+        response = await admin.get(path)
+        assert response.status_code == 200, path
+        _matches(document, template, "get", response.json())
+    for path, template in (
+        (f"{job}/cancel", "/jobs/{id}/cancel"),
+        ("/recurring/nightly/disable", "/recurring/{name}/disable"),
+        ("/recurring/nightly/run", "/recurring/{name}/run"),
+        ("/queues/reports/pause", "/queues/{name}/pause"),
+    ):
+        response = await admin.post(path)
+        assert response.status_code == 200, path
+        _matches(document, template, "post", response.json())
+    response = await admin.delete(job)
+    _matches(document, "/jobs/{id}", "delete", response.json())
+    error = await admin.get("/jobs", limit=0)
+    schema = {"$ref": "#/components/schemas/ErrorJson", "components": document["components"]}
+    Draft202012Validator(schema).validate(error.json())
