@@ -8,13 +8,18 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from starlette.routing import Route
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount, Route
 
 from jobworker import App
 from jobworker.testing import adrain
-from jobworker.web.admin import admin_api
+from jobworker.web.admin import Endpoint, admin_api
 
 from .admin_support import (  # noqa: F401 (fixtures)
+    ADMIN_PASSWORD,
+    API,
     PREFIX,
     Browser,
     Jobs,
@@ -116,3 +121,28 @@ async def test_real_answers_match_their_schemas(
     error = await admin.get("/jobs", limit=0)
     schema = {"$ref": "#/components/schemas/ErrorJson", "components": document["components"]}
     Draft202012Validator(schema).validate(error.json())
+
+
+async def test_an_extra_endpoint_is_guarded_and_documented(app: App) -> None:
+    async def stream(request: Request) -> Response:
+        async def events() -> Any:
+            yield f"id: 1\ndata: {request.path_params['id']}\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    extra = Endpoint("GET", "/jobs/{id}/stream", stream, "Follow a job live", None,
+                     media_type="text/event-stream", errors=(401, 404))  # fmt: skip
+    api = admin_api(app.client, web_config(), prefix=PREFIX, extra_endpoints=[extra])
+    assert api is not None
+    browser = Browser(Starlette(routes=[Mount(API, app=api)]))
+    try:
+        assert (await browser.get("/jobs/abc/stream")).status_code == 401
+        await browser.login("admin", ADMIN_PASSWORD)
+        response = await browser.get("/jobs/abc/stream")
+        assert response.status_code == 200 and response.text == "id: 1\ndata: abc\n\n"
+        document = (await browser.get("/openapi.json")).json()
+        validate(document)
+        operation = document["paths"]["/jobs/{id}/stream"]["get"]
+        assert "text/event-stream" in operation["responses"]["200"]["content"]
+    finally:
+        await browser.aclose()

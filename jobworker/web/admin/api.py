@@ -8,7 +8,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -81,12 +81,22 @@ class Endpoint:
     body: type[msgspec.Struct] | None = None
     errors: tuple[int, ...] = ()
     public: bool = False  # no session needed
+    media_type: str = "application/json"  # of the success answer ("text/event-stream": SSE)
 
 
-def admin_api(client: Client, config: WebConfig, *, prefix: str = "") -> Starlette | None:
+def admin_api(
+    client: Client,
+    config: WebConfig,
+    *,
+    prefix: str = "",
+    extra_endpoints: Sequence[Endpoint] = (),
+) -> Starlette | None:
     """The admin API for `client`'s jobs, to mount at `<prefix>/api` (`prefix` is where the web
     tail is mounted, e.g. "/jobs-ui"; the session cookie is scoped to it). None, with a warning
-    logged, when `config` has no password: the admin API is then off entirely."""
+    logged, when `config` has no password: the admin API is then off entirely.
+
+    `extra_endpoints` are served and documented with the rest, behind the same session, origin,
+    CSRF and role checks (the dashboard's SSE stream of a job is one)."""
     if not config.enabled:
         logger.warning(
             "the admin API is off: no password is configured (set "
@@ -97,7 +107,7 @@ def admin_api(client: Client, config: WebConfig, *, prefix: str = "") -> Starlet
     throttle = LoginThrottle(
         config.login_max_failures, config.login_failure_window, config.login_tracked_clients
     )
-    endpoints = _Routes(client, Login(config, prefix, throttle)).endpoints()
+    endpoints = [*_Routes(client, Login(config, prefix, throttle)).endpoints(), *extra_endpoints]
     document = json_response(openapi_document(endpoints, f"{prefix}/api", __version__)).body
 
     async def openapi(request: Request) -> Response:

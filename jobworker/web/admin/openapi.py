@@ -85,7 +85,9 @@ def _operation(endpoint: Endpoint, components: dict[str, Any]) -> dict[str, Any]
         )
     ok: dict[str, Any] = {"description": "OK"}
     if endpoint.response is not None:
-        ok["content"] = {"application/json": {"schema": _ref(endpoint.response)}}
+        ok["content"] = {endpoint.media_type: {"schema": _ref(endpoint.response)}}
+    elif endpoint.media_type != "application/json":
+        ok["content"] = {endpoint.media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(endpoint.status): ok}
     for status in endpoint.errors:
         responses[str(status)] = {
