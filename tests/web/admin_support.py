@@ -109,7 +109,11 @@ class Jobs:
         async def slow(ctx: JobContext) -> None:
             await self.gate.wait()
 
-        self.ok, self.boom, self.slow = ok, boom, slow
+        @registry.job(name="system.cleanup", kind="system")
+        async def cleanup(ctx: JobContext, days: int = 30) -> int:
+            return days
+
+        self.ok, self.boom, self.slow, self.cleanup = ok, boom, slow, cleanup
 
 
 @pytest.fixture

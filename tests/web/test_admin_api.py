@@ -8,9 +8,11 @@ import uuid
 import msgspec
 import pytest
 
-from jobworker import App, JobStatus
+from jobworker import App, JobStatus, Registry
 from jobworker.testing import adrain
+from jobworker.web.config import WebConfig
 
+from ..conftest import Store
 from .admin_support import (  # noqa: F401 (fixtures)
     Browser,
     Jobs,
@@ -19,6 +21,7 @@ from .admin_support import (  # noqa: F401 (fixtures)
     app,
     config,
     jobs,
+    mounted,
     site,
     viewer,
 )
@@ -185,23 +188,56 @@ async def test_delete_a_job_but_not_a_running_one(admin: Browser, app: App, jobs
 
 
 async def test_recurring_list_enable_disable_run(admin: Browser, app: App, jobs: Jobs) -> None:
-    await app.client.aschedule_recurring("nightly", "0 2 * * *", "reports.ok", {"n": 9})
+    await app.client.aschedule_recurring("nightly", "0 2 * * *", "system.cleanup", {"days": 9})
     listed = (await admin.get("/recurring")).json()["recurring"]
     (nightly,) = listed
-    assert nightly["name"] == "nightly" and nightly["jobType"] == "reports.ok"
+    assert nightly["name"] == "nightly" and nightly["jobType"] == "system.cleanup"
+    assert nightly["kind"] == "system" and nightly["cron"] == "0 2 * * *"
     assert nightly["enabled"] is True and nightly["nextFireAt"] is not None
-    assert msgspec.json.decode(nightly["argsJson"]) == {"n": 9}
+    assert msgspec.json.decode(nightly["argsJson"]) == {"days": 9}
     disabled = await admin.post("/recurring/nightly/disable")
     assert disabled.status_code == 200 and disabled.json()["enabled"] is False
+    assert (await app.client.alist_recurring())[0].enabled is False
     enabled = await admin.post("/recurring/nightly/enable")
     assert enabled.status_code == 200 and enabled.json()["enabled"] is True
     run = await admin.post("/recurring/nightly/run")
     assert run.status_code == 200
     job = await app.client.aget(run.json()["jobId"])
-    assert job is not None and job.job_type == "reports.ok"
+    assert job is not None and job.job_type == "system.cleanup"
     for action in ("enable", "disable", "run"):
         missing = await admin.post(f"/recurring/nope/{action}")
         assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+
+async def test_a_recurring_user_job_is_read_only(admin: Browser, app: App, jobs: Jobs) -> None:
+    await app.client.aschedule_recurring("hourly", "0 * * * *", "reports.ok", {"n": 1})
+    (listed,) = (await admin.get("/recurring")).json()["recurring"]
+    assert listed["kind"] == "user"
+    for action in ("enable", "disable", "run"):
+        refused = await admin.post(f"/recurring/hourly/{action}")
+        assert refused.status_code == 403, action
+        assert "user jobs are read-only" in refused.json()["error"]
+    assert await app.client.alist() == []
+    assert (await app.client.alist_recurring())[0].enabled is True
+
+
+async def test_a_recurring_job_this_process_does_not_define(
+    store: Store, app: App, jobs: Jobs, config: WebConfig
+) -> None:
+    await app.client.aschedule_recurring("elsewhere", "0 * * * *", "system.cleanup", {})
+    other = App(store.url, registry=Registry(), database_schema=store.schema, bind=False)
+    browser = Browser(mounted(other, config))  # a web process serving a module without it
+    try:
+        await browser.login()
+        (listed,) = (await browser.get("/recurring")).json()["recurring"]
+        assert listed["kind"] is None
+        for action in ("enable", "disable", "run"):
+            refused = await browser.post(f"/recurring/elsewhere/{action}")
+            assert refused.status_code == 409
+            assert "not defined in this web process" in refused.json()["error"]
+    finally:
+        await browser.aclose()
+        await other.aclose()
 
 
 async def test_queues_list_pause_resume(admin: Browser, app: App, jobs: Jobs) -> None:

@@ -92,7 +92,7 @@ async def test_real_answers_match_their_schemas(
     admin: Browser, app: App, jobs: Jobs, document: dict[str, Any]
 ) -> None:
     done = await jobs.ok.adelay(n=1)
-    await app.client.aschedule_recurring("nightly", "0 2 * * *", "reports.ok", {"n": 9})
+    await app.client.aschedule_recurring("nightly", "0 2 * * *", "system.cleanup", {})
     await adrain(app)
     job = f"/jobs/{done.job_id}"
     for path, template in (

@@ -27,7 +27,7 @@ from jobworker.errors import (
     JobNotFoundError,
     UnknownJobError,
 )
-from jobworker.models import JobStatus, QueueInfo
+from jobworker.models import JobKind, JobStatus, QueueInfo
 from jobworker.recurring import RecurringJob
 from jobworker.storage import dialect_of
 from jobworker.web.admin.auth import (
@@ -289,7 +289,9 @@ class _Routes:
 
     async def recurring(self, request: Request) -> Response:
         status = await self.client.abeat_status()
-        return json_response(RecurringList(recurring=[_recurring(r) for r in status.recurring]))
+        return json_response(
+            RecurringList(recurring=[self._recurring(r) for r in status.recurring])
+        )
 
     async def queues(self, request: Request) -> Response:
         return json_response(QueueList(queues=[_queue(q) for q in await self.client.aqueues()]))
@@ -321,15 +323,15 @@ class _Routes:
         return await self._set_enabled(request, False)
 
     async def _set_enabled(self, request: Request, enabled: bool) -> Response:
-        name = (await self._definition(request)).name
+        name = self._system(await self._definition(request)).name
         if enabled:
             await self.client.aenable_recurring(name)
         else:
             await self.client.adisable_recurring(name)
-        return json_response(_recurring(await self._definition(request)))
+        return json_response(self._recurring(await self._definition(request)))
 
     async def run(self, request: Request) -> Response:
-        definition = await self._definition(request)
+        definition = self._system(await self._definition(request))
         handle = await self.client.arun_recurring(definition.name)
         return json_response(RunJson(job_id=handle.job_id))
 
@@ -339,6 +341,42 @@ class _Routes:
             if record.name == name:
                 return record
         raise ApiError(404, f"no recurring job named {name!r}")
+
+    def _system(self, record: RecurringJob) -> RecurringJob:
+        """The definition, if it fires a system job: only those are run, enabled and disabled
+        from the admin side."""
+        kind = self._kind_of(record.job_type)
+        if kind is None:
+            raise ApiError(
+                409,
+                f"job {record.job_type!r} is not defined in this web process, so its kind is "
+                "unknown (serve the module that defines it)",
+            )
+        if kind is JobKind.USER:
+            raise ApiError(
+                403,
+                f"recurring job {record.name!r} fires user job {record.job_type!r}: user jobs "
+                "are read-only in the admin API (only delete)",
+            )
+        return record
+
+    def _kind_of(self, job_type: str) -> JobKind | None:
+        definition = self.client.registry.find(job_type)
+        return None if definition is None else definition.kind
+
+    def _recurring(self, record: RecurringJob) -> RecurringJson:
+        return RecurringJson(
+            name=record.name,
+            job_type=record.job_type,
+            kind=self._kind_of(record.job_type),
+            cron=record.cron,
+            timezone=record.timezone,
+            args_json=bytes(record.args).decode(),
+            enabled=record.enabled,
+            last_fire_at=record.last_fire_at,
+            next_fire_at=record.next_fire_at,
+            updated_at=record.updated_at,
+        )
 
     async def pause(self, request: Request) -> Response:
         return await self._set_paused(request, True)
@@ -360,17 +398,3 @@ class _Routes:
 
 def _queue(info: QueueInfo) -> QueueJson:
     return QueueJson(name=info.name, paused=info.paused, counts=dict(info.counts))
-
-
-def _recurring(record: RecurringJob) -> RecurringJson:
-    return RecurringJson(
-        name=record.name,
-        job_type=record.job_type,
-        cron=record.cron,
-        timezone=record.timezone,
-        args_json=bytes(record.args).decode(),
-        enabled=record.enabled,
-        last_fire_at=record.last_fire_at,
-        next_fire_at=record.next_fire_at,
-        updated_at=record.updated_at,
-    )

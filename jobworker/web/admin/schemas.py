@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from jobworker.models import CancelResult, JobStatus
+from jobworker.models import CancelResult, JobKind, JobStatus
 from jobworker.web.wire import AttemptJson, JobJson
 
 __all__ = [
@@ -109,6 +109,7 @@ class RunJson(_Body, frozen=True):
 class RecurringJson(_Body, frozen=True):
     name: str
     job_type: str
+    kind: JobKind | None  # its job's kind; null when this web process does not define the job
     cron: str
     timezone: str
     args_json: str
