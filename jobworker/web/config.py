@@ -44,8 +44,8 @@ def hash_password(plain: str, *, n: int = DEFAULT_SCRYPT_N) -> str:
     """A salted scrypt hash of `plain`, with its parameters, for `JOBWORKER_WEB_*_PASSWORD_HASH`."""
     if not plain:
         raise ConfigurationError("the password must not be empty")
-    if n < 2 or n & (n - 1) or n > _MAX_SCRYPT_N:
-        raise ConfigurationError(f"scrypt n must be a power of two from 2 to {_MAX_SCRYPT_N}")
+    if n < 2 or n & (n - 1) or 129 * _SCRYPT_R * (n + _SCRYPT_P) > _MAXMEM:
+        raise ConfigurationError("scrypt n must be a power of two from 2 to 2**17")
     salt = secrets.token_bytes(_SALT_BYTES)
     key = _scrypt(plain, salt, n, _SCRYPT_R, _SCRYPT_P, _KEY_BYTES)
     return f"scrypt${n}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(key)}"
@@ -73,7 +73,10 @@ def _parse_hash(hashed: str) -> tuple[int, int, int, bytes, bytes]:
         salt, key = _unb64(parts[4]), _unb64(parts[5])
     except (ValueError, binascii.Error):
         raise ConfigurationError(problem) from None
-    if n < 2 or n & (n - 1) or n > _MAX_SCRYPT_N or not 1 <= r <= 64 or not 1 <= p <= 16:
+    out_of_range = n < 2 or n & (n - 1) or n > _MAX_SCRYPT_N or not 1 <= r <= 64
+    # scrypt needs about 128 * r * (n + p) bytes; a hash that needs more than maxmem would fail
+    # at every login, so it is refused when the config is read.
+    if out_of_range or not 1 <= p <= 16 or 129 * r * (n + p) > _MAXMEM:
         raise ConfigurationError(f"{problem}: its parameters are out of range")
     if len(salt) < 8 or len(key) < 16:
         raise ConfigurationError(f"{problem}: its salt or key is too short")

@@ -36,6 +36,7 @@ def test_the_default_cost_is_scrypt_n_2_15() -> None:
         "bcrypt$16$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",
         "scrypt$15$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",  # n not a power of two
         "scrypt$4194304$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",  # too costly to run
+        "scrypt$1048576$8$1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5a2V5a2V5",  # more memory than allowed
         "scrypt$16$8$1$!!$a2V5a2V5a2V5a2V5a2V5a2V5",
         "scrypt$16$8$1$c2FsdHNhbHQ$a2V5",  # key too short
     ],
@@ -52,6 +53,8 @@ def test_empty_passwords_and_bad_costs_are_refused() -> None:
         hash_password("")
     with pytest.raises(ConfigurationError, match="power of two"):
         hash_password("x", n=1000)
+    with pytest.raises(ConfigurationError, match="power of two"):
+        hash_password("x", n=2**18)
 
 
 def test_the_config_reads_jobworker_web_variables_and_overrides_win() -> None:
