@@ -36,6 +36,8 @@ from jobworker.models import (
     JobStatus,
     QueueInfo,
     ScheduleOptions,
+    WorkerInfo,
+    WorkerRole,
 )
 from jobworker.recurring import BeatStatus, RecurringJob
 
@@ -76,6 +78,8 @@ __all__ = [
     "Settings",
     "TypedEvent",
     "UnknownJobError",
+    "WorkerInfo",
+    "WorkerRole",
     "__version__",
     "default_app",
     "job",

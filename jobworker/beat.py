@@ -43,8 +43,13 @@ from jobworker.leadership import (
     RedisOrDatabaseLease,
     default_holder,
 )
-from jobworker.maintenance import purge, rescue_expired_leases, settle_continuations
-from jobworker.models import LeaseTerm, ScheduleOptions
+from jobworker.maintenance import (
+    mark_stale_workers,
+    purge,
+    rescue_expired_leases,
+    settle_continuations,
+)
+from jobworker.models import LeaseTerm, ScheduleOptions, WorkerRole
 from jobworker.outage import Outage
 from jobworker.recurring import (
     BEAT_LEASE,
@@ -54,6 +59,7 @@ from jobworker.recurring import (
     fire_key,
     plan,
 )
+from jobworker.registration import Registration, process_row
 from jobworker.storage import Storage
 from jobworker.storage.ports import LeaderLease
 
@@ -178,9 +184,15 @@ class Beat:
     loses it."""
 
     def __init__(
-        self, app: App, *, holder: str | None = None, storage: Storage | None = None
+        self,
+        app: App,
+        *,
+        holder: str | None = None,
+        storage: Storage | None = None,
+        module: str = "",
     ) -> None:
         self.app = app
+        self.module = module  # the job module, for the worker registry
         self.settings = app.settings
         self.clock = app.clock
         self.holder = holder or default_holder()
@@ -219,6 +231,10 @@ class Beat:
             if not await self._register(specs):
                 return
             self.lease = await choose_lease(self.app, storage, self.holder)
+            # Its row in the worker registry: its id is its holder name.
+            row = process_row(storage, id=self.holder, role=WorkerRole.BEAT, module=self.module)
+            registration = Registration(storage, self.settings, row)
+            registration.start()
             logger.info(
                 "beat %s started: %d recurring definition(s) from code, leadership by %s, "
                 "database=%s",
@@ -227,7 +243,11 @@ class Beat:
                 self.lease.mechanism,
                 redact_url(self.settings.database_url),
             )
-            await self._elect()
+            try:
+                await self._elect()
+            finally:
+                await registration.cancel()
+            await registration.stop()  # a clean stop: the row goes now
         finally:
             await self._step_down("beat is stopping", release=True)
             if self.lease is not None:
@@ -512,6 +532,7 @@ class Beat:
     async def _maintain(self) -> None:
         await rescue_expired_leases(self.storage, self.settings)
         await settle_continuations(self.storage)
+        await mark_stale_workers(self.storage, self.settings)
 
     async def _purge(self) -> None:
         await purge(self.storage, self.settings, self.storage.clock, self._trusted)

@@ -1,5 +1,6 @@
-"""The processes the supervisor forks: worker processes, and the helper that releases the leases
-of workers that are gone (release.py).
+"""The processes the supervisor forks: worker processes, the helper that releases the leases
+of workers that are gone (release.py), and the one that removes the supervisor's own row from
+the worker registry as it stops (registration.py).
 
 A forked process starts with a copy of the supervisor: its signal handlers, its wake-up pipe and
 the heartbeat pipes of the other children. `detach` drops them and asks the kernel to signal the
@@ -21,10 +22,18 @@ from dataclasses import dataclass
 import setproctitle
 
 from jobworker.app import App
+from jobworker.registration import unregister
 from jobworker.release import Release, release_leases
 from jobworker.worker import Worker, WorkerOptions
 
-__all__ = ["Origin", "fork", "releaser_main", "set_worker_title", "worker_main"]
+__all__ = [
+    "Origin",
+    "farewell_main",
+    "fork",
+    "releaser_main",
+    "set_worker_title",
+    "worker_main",
+]
 
 logger = logging.getLogger("jobworker.supervisor")
 
@@ -77,12 +86,47 @@ def releaser_main(origin: Origin, releases: list[Release]) -> int:
     """Body of the helper that releases leases; returns its exit code. Stop signals meant for
     the workers (a terminal's Ctrl-C, a service manager's SIGTERM to the group) do not cut a
     release short: the supervisor waits for it, and kills it at its stop deadline."""
-    if not detach(origin, signal.SIGKILL):
+    if not _detach_helper(origin):
         return 0
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
     origin.title("supervisor, releasing leases")
     return release_leases(origin.app, releases)
+
+
+def farewell_main(origin: Origin, row_id: str) -> int:
+    """Body of the helper that removes the stopping supervisor's row `row_id` from the worker
+    registry; returns its exit code. Stop signals do not cut it short (as `releaser_main`)."""
+    if not _detach_helper(origin):
+        return 0
+    origin.title("supervisor, leaving the worker registry")
+
+    async def leave() -> None:
+        storage = origin.app.create_storage()
+        await storage.open()
+        try:
+            await unregister(storage, row_id)
+        finally:
+            await storage.close()
+
+    try:
+        asyncio.run(leave())
+    except Exception as exc:  # the storage could not be opened
+        logger.warning(
+            "could not remove the supervisor's row from the worker registry (%s: %s); the "
+            "janitor marks it gone once its heartbeat is stale",
+            type(exc).__name__,
+            exc,
+        )
+        return 1
+    return 0
+
+
+def _detach_helper(origin: Origin) -> bool:
+    """`detach` for a helper the supervisor waits for: killed with it, deaf to stop signals."""
+    if not detach(origin, signal.SIGKILL):
+        return False
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    return True
 
 
 def worker_main(origin: Origin, options: WorkerOptions, index: int, beat_fd: int) -> int:

@@ -77,6 +77,7 @@ def build_jobs(
             idempotency_key=options.idempotency_key,
             continues_job_id=options.continues_job_id,
             result_ttl=placement.result_ttl,
+            kind=definition.kind,
         )
         for data in encode_arguments(definition, arguments, settings.max_args_bytes)
     ]

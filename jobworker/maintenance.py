@@ -1,4 +1,5 @@
-"""The cluster's housekeeping: lease rescue, the continuation sweep and the janitor.
+"""The cluster's housekeeping: lease rescue, the continuation sweep, the worker registry's
+sweep (stale rows marked gone) and the janitor.
 
 The `jobworker beat` leader runs these; while no beat leader lives, every worker process does.
 """
@@ -18,6 +19,7 @@ from jobworker.config import Settings
 from jobworker.events.bus import live_floors
 from jobworker.events.database_bus import DatabaseBus
 from jobworker.outage import Outage
+from jobworker.registration import GONE_RETENTION, stale_after
 from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.maintenance")
@@ -49,6 +51,15 @@ async def settle_continuations(storage: Storage) -> int:
     return settled
 
 
+async def mark_stale_workers(storage: Storage, settings: Settings) -> int:
+    """The worker registry's rows whose heartbeat is older than `stale_after` (a process killed,
+    or stalled) are marked gone."""
+    marked = await storage.workers.mark_gone(stale_after(settings))
+    if marked:
+        logger.warning("marked %d worker registry row(s) gone: their heartbeat is stale", marked)
+    return marked
+
+
 async def purge(
     storage: Storage,
     settings: Settings,
@@ -57,7 +68,8 @@ async def purge(
 ) -> int:
     """The janitor: finished jobs past their result TTL (with their attempts and events), then
     transient events older than the stream TTL; a bounded batch, its own short transaction, at a
-    time, until none is left or `carry_on()` says stop."""
+    time, until none is left or `carry_on()` says stop. Last, the worker registry's rows marked
+    gone more than `GONE_RETENTION` after their last heartbeat."""
     batch = settings.janitor_batch_size
     total = 0
     while carry_on():
@@ -74,6 +86,8 @@ async def purge(
         if await transient.purge(before, limit=batch) < batch:
             break
         await asyncio.sleep(0.01)
+    if carry_on():
+        await storage.workers.purge_gone(GONE_RETENTION)
     return total
 
 
@@ -85,8 +99,8 @@ async def while_no_beat_leads(
     carry_on: Callable[[], bool],
 ) -> None:
     """A worker's own housekeeping, for when no beat runs: every `rescue_interval`, unless a live
-    beat leader does it (docs/beat.md), rescue expired leases and settle continuations; every
-    `janitor_interval`, purge. Runs until cancelled."""
+    beat leader does it (docs/beat.md), rescue expired leases, settle continuations and mark
+    stale worker rows gone; every `janitor_interval`, purge. Runs until cancelled."""
     last_purge = time.monotonic()
     outage = Outage("maintenance (lease rescue, purge)")
     while True:
@@ -96,6 +110,7 @@ async def while_no_beat_leads(
                 continue
             await rescue_expired_leases(storage, settings, floors)
             await settle_continuations(storage)
+            await mark_stale_workers(storage, settings)
             if time.monotonic() - last_purge >= settings.janitor_interval:
                 last_purge = time.monotonic()
                 await purge(storage, settings, clock, carry_on)

@@ -78,6 +78,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     continues_job_id: uuid.UUID | None = None
     result_ttl: float | None = None
+    kind: JobKind = JobKind.USER  # the definition's: what the admin side may do with it
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +105,7 @@ class JobRecord(msgspec.Struct, frozen=True, kw_only=True):
     queue: str
     priority: int
     status: JobStatus
+    kind: JobKind
     args: bytes
     attempt: int
     max_attempts: int
@@ -154,15 +156,23 @@ class JobDescriptor(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     traceback: str | None = None
     continues_job_id: uuid.UUID | None = None
+    kind: JobKind = JobKind.USER
 
 
 class JobFilter(msgspec.Struct, frozen=True, kw_only=True):
-    """Filters for listing jobs; every field narrows, None means any."""
+    """Filters for listing jobs; every field narrows, None means any.
+
+    `search` matches a job whose type holds it (ignoring case), or whose id's canonical text
+    (lower-case hex with dashes) does; `before` keeps the jobs whose id is lower: the listing is
+    newest first by id, so the last id of a page bounds the next one (keyset paging)."""
 
     status: JobStatus | None = None
+    kind: JobKind | None = None
     job_type: str | None = None
     queue: str | None = None
     idempotency_key: str | None = None
+    search: str | None = None
+    before: uuid.UUID | None = None
 
 
 # Outcomes: what the executor decided about one attempt, which the worker persists in batches.
@@ -257,3 +267,36 @@ class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     def decoded(self, type: Any = Any) -> Any:
         return msgspec.json.decode(bytes(self.payload), type=type)
+
+
+class WorkerRole(enum.StrEnum):
+    """What a process of the worker registry is."""
+
+    SUPERVISOR = "supervisor"  # `jobworker run`: forks and watches the worker processes
+    WORKER = "worker"  # a worker process: claims and runs jobs
+    BEAT = "beat"  # `jobworker beat`: cron ticks, lease rescue and the janitor
+
+
+class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One process's row in the worker registry.
+
+    `id` is unique per process incarnation: a worker process's lease owner (what its jobs'
+    `lease_owner` holds), the supervisor's `host:pid:supervisor:<random>`, beat's holder name.
+    `parent` is the id of a worker process's supervisor. `slots` is how many jobs it runs at
+    once (a supervisor: its processes times their slots; beat: 0), `running` how many it ran
+    at its last heartbeat. `gone`: its heartbeat went stale and the janitor marked it; the row
+    is purged later. Times are the database's.
+    """
+
+    id: str
+    host: str
+    pid: int
+    role: WorkerRole
+    module: str  # the job module it serves ("" when not known)
+    queues: list[str]
+    slots: int
+    started_at: datetime
+    last_heartbeat: datetime
+    running: int = 0
+    gone: bool = False
+    parent: str | None = None

@@ -7,6 +7,14 @@ database or a Redis in trouble never delays it: a dead child's leases are releas
 short-lived helper process it forks for that (release.py says why a process). It holds no
 database connection across `fork()`: it checks the schema before the first one, and closes.
 
+Its row in the worker registry follows the same rule. It writes the row itself before the loop
+starts, with the schema check (the one moment it uses the database). While it runs, its worker
+processes refresh the row along with their own: each one lives only as long as the supervisor
+and sees at once when it is gone (registration.py says why that makes them its witnesses), so
+the row stays fresh exactly while the supervisor is alive with at least one worker. On a clean
+stop, once every child is gone, a last short-lived helper deletes the row (`_left_registry`).
+Killed, it leaves the row to go stale, and the janitor marks it gone.
+
 Longer than 400 lines on purpose: the arbiter's one loop and the state it owns (slots, backoff,
 start failures, recycling, the drain) are one piece; the work that can stand alone already does
 (child.py forks and runs a child, release.py ends a dead child's leases).
@@ -31,9 +39,11 @@ import psutil
 import setproctitle
 
 from jobworker.app import App, declared_queues
-from jobworker.child import Origin, fork, releaser_main, worker_main
+from jobworker.child import Origin, farewell_main, fork, releaser_main, worker_main
 from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
+from jobworker.models import WorkerInfo, WorkerRole
+from jobworker.registration import process_row, supervisor_id
 from jobworker.release import Release
 from jobworker.worker import WorkerOptions
 
@@ -43,6 +53,7 @@ _RESTART_BACKOFF_MAX = 30.0
 _FAST_EXIT = 2.0  # a child that dies sooner than this after start counts towards backoff
 _EXIT_HALTED = 1  # children kept dying as they started
 _EXIT_REFUSED = 2  # the memory limit is below what a fresh child takes
+_FAREWELL_LIMIT = 15.0  # the helper that removes the supervisor's registry row is killed after
 
 
 @dataclass
@@ -81,6 +92,16 @@ class Releaser:
     killed: bool = False
 
 
+@dataclass
+class Farewell:
+    """The helper process removing the supervisor's row from the worker registry."""
+
+    pid: int
+    started: float = field(default_factory=time.monotonic)
+    done: bool = False
+    killed: bool = False
+
+
 class Supervisor:
     def __init__(self, app: App, options: SupervisorOptions) -> None:
         self.app = app
@@ -94,6 +115,8 @@ class Supervisor:
         self.children: dict[int, Child] = {}
         self._to_release: list[Release] = []  # waiting for the helper
         self._releaser: Releaser | None = None
+        self._row: WorkerInfo | None = None  # in the worker registry, once written
+        self._farewell: Farewell | None = None
         self._signals: deque[int] = deque()
         self._generation = 0
         self._stopping = False
@@ -144,22 +167,61 @@ class Supervisor:
         """While stopping: every child is gone and its leases are released. Past the stop
         deadline, whatever is left is killed."""
         if not self.children and self._releaser is None and not self._to_release:
-            return True
+            return self._left_registry()
         if time.monotonic() > self._stop_deadline:
             self._kill_all("they did not stop within the drain timeout")
             self._stop_release("the supervisor is stopping")
             self._stop_deadline = time.monotonic() + 5.0
         return False
 
+    def _left_registry(self) -> bool:
+        """The end of a stop, once every child is gone: the supervisor's row leaves the worker
+        registry through a helper process (this loop does no I/O). True once it has exited; one
+        still at work at the stop deadline, or after `_FAREWELL_LIMIT`, is killed, and the row
+        goes stale instead."""
+        if self._row is None:
+            return True
+        farewell = self._farewell
+        if farewell is None:
+            origin, row_id = self._origin(), self._row.id
+            pid = fork(
+                lambda: farewell_main(origin, row_id), "leaving the worker registry crashed", logger
+            )
+            self._farewell = Farewell(pid=pid)
+            return False
+        if farewell.done:
+            return True
+        # Within the stop deadline (a database that never answers has used it up already: one
+        # second then), and never more than _FAREWELL_LIMIT.
+        limit = min(_FAREWELL_LIMIT, max(self._stop_deadline - farewell.started, 1.0))
+        if not farewell.killed and time.monotonic() - farewell.started > limit:
+            logger.warning("removing the supervisor's worker registry row takes too long")
+            farewell.killed = True
+            _signal(farewell.pid, signal.SIGKILL)
+        return False
+
     def _prepare_storage(self) -> None:
-        """Create (SQLite) or check (server databases) the schema, then close: nothing crosses
-        fork()."""
+        """Create (SQLite) or check (server databases) the schema, and write this supervisor's
+        row in the worker registry, then close: nothing crosses fork()."""
 
         async def prepare() -> None:
             storage = self.app.create_storage()
             await storage.open()
             try:
                 await storage.schema.check_schema()
+                row = process_row(
+                    storage,
+                    id=supervisor_id(),
+                    role=WorkerRole.SUPERVISOR,
+                    module=self.options.title,
+                    queues=self.options.queues or declared_queues(self.app),
+                    slots=self.options.concurrency * self.options.parallelism,
+                )
+                try:
+                    await storage.workers.register(row)
+                except Exception as exc:  # its workers write it at their first refresh
+                    logger.warning("could not write the supervisor's registry row: %s", exc)
+                self._row = row
             finally:
                 await storage.close()
 
@@ -262,6 +324,8 @@ class Supervisor:
             queues=self.options.queues,
             max_jobs=self.options.max_jobs_per_child,
             drain_timeout=self.drain_timeout,
+            module=self.options.title,
+            supervisor=self._row,
         )
         beat_r, beat_w = os.pipe()
         origin = self._origin(beat_r)
@@ -285,6 +349,9 @@ class Supervisor:
                 return
             if self._releaser is not None and pid == self._releaser.pid:
                 self._releaser = None
+                continue
+            if self._farewell is not None and pid == self._farewell.pid:
+                self._farewell.done = True
                 continue
             child = self.children.pop(pid, None)
             if child is None:

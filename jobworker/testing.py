@@ -114,6 +114,7 @@ async def adrain(
             queues=queues,
             maintenance=False,
             exit_when_idle=True,
+            register=False,  # a drain in a test is no worker process of the registry
         ),
     )
     await worker.run()

@@ -1,7 +1,8 @@
 """One worker process's loop: claim when a slot is free, execute, persist outcomes in batches.
 
 Side tasks renew the worker's leases, rescue jobs whose lease expired elsewhere, purge expired
-results, and beat a heartbeat the supervisor watches.
+results, beat a heartbeat the supervisor watches, and keep the process's row in the worker
+registry fresh (registration.py).
 
 Longer than 400 lines on purpose: the claim loop, the running jobs and their side tasks share one
 set of slots and one stop signal; split across modules, each part would reach into the others.
@@ -33,8 +34,12 @@ from jobworker.models import (
     ClaimedJob,
     Failed,
     Outcome,
+    WorkerInfo,
+    WorkerRole,
 )
 from jobworker.outage import Outage
+from jobworker.registration import Registration, process_row
+from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -52,6 +57,9 @@ class WorkerOptions:
     drain_timeout: float | None = None  # None: from settings
     maintenance: bool = True  # rescue expired leases, settle continuations, purge results
     exit_when_idle: bool = False  # return once nothing is due and nothing runs (testing.drain)
+    register: bool = True  # keep a row in the worker registry (its id: worker_id)
+    module: str = ""  # the job module, for the registry
+    supervisor: WorkerInfo | None = None  # the supervisor's row, refreshed while it is the parent
 
 
 @dataclass(slots=True)
@@ -136,6 +144,11 @@ class Worker:
             asyncio.create_task(self._renew_leases(), name="leases"),
             asyncio.create_task(self._heartbeat(), name="heartbeat"),
         ]
+        registration = self._registration(storage)
+        if registration is not None:
+            # A task of its own, not a step of `_heartbeat`: that one must beat every second
+            # to the supervisor whatever the database does, and a registry write may wait on it.
+            registration.start()
         if self.options.maintenance:
             maintain = while_no_beat_leads(
                 self._storage,
@@ -161,7 +174,11 @@ class Worker:
         try:
             await self._claim_loop()
             await self._drain()
+            if registration is not None:
+                await registration.stop()  # a clean stop: the row goes now
         finally:
+            if registration is not None:
+                await registration.cancel()
             for task in side_tasks:
                 task.cancel()
             await asyncio.gather(*side_tasks, return_exceptions=True)
@@ -170,6 +187,28 @@ class Worker:
             await storage.close()
             self._threads.shutdown(wait=False, cancel_futures=True)
         logger.info("worker %s stopped after %d job(s)", self.worker_id, self.finished)
+
+    def _registration(self, storage: Storage) -> Registration | None:
+        if not self.options.register:
+            return None
+        supervisor = self.options.supervisor
+        row = process_row(
+            storage,
+            id=self.worker_id,
+            role=WorkerRole.WORKER,
+            module=self.options.module,
+            queues=self.queues,
+            slots=self.options.parallelism,
+            parent=None if supervisor is None else supervisor.id,
+        )
+        return Registration(
+            storage,
+            self.settings,
+            row,
+            lambda: len(self._running),
+            companion=supervisor,
+            companion_alive=lambda: supervisor is not None and os.getppid() == supervisor.pid,
+        )
 
     async def _claim_loop(self) -> None:
         max_jobs = self.options.max_jobs

@@ -18,7 +18,7 @@ from jobworker.beat import Beat, recurring_specs
 from jobworker.cli import main
 from jobworker.clock import FrozenClock
 from jobworker.definitions import import_object
-from jobworker.models import AttemptOutcome, JobFilter, LeaseTerm, ScheduleOptions
+from jobworker.models import AttemptOutcome, JobFilter, JobKind, LeaseTerm, ScheduleOptions
 from jobworker.storage import Storage
 
 from .conftest import TESTS, Store
@@ -121,6 +121,24 @@ async def test_a_late_leader_fires_every_tick_since_its_term_began(rig: Rig) -> 
         "2030-03-30T12:02:00.000000+00:00",
         "2030-03-30T12:03:00.000000+00:00",
     ]
+
+
+async def test_a_fire_stores_its_definitions_kind(rig: Rig) -> None:
+    await rig.storage.recurring.set_recurring_enabled("t.nightly", False)
+    await rig.app.client.aschedule_recurring("reports.hourly", "0 * * * *", "t.report", {"to": "a"})
+    beat = rig.beat()
+    term = rig.clock.now()
+    await beat.fire_due(term)
+    rig.clock.advance(timedelta(hours=1))
+    await beat.fire_due(term)
+    ran = await rig.app.client.arun_recurring("t.minutely")
+    jobs = await rig.storage.inspection.list_jobs(JobFilter(), limit=1_000)
+    kinds = {(job.job_type, job.kind) for job in jobs}
+    assert kinds == {("t.minutely", JobKind.SYSTEM), ("t.report", JobKind.USER)}
+    assert len(jobs) == 60 + 1 + 1  # every minute of the hour, the hour, and the run
+    system = await rig.storage.inspection.list_jobs(JobFilter(kind=JobKind.SYSTEM), limit=1_000)
+    assert len(system) == 61 and ran.job_id in {job.id for job in system}
+    await rig.app.aclose()
 
 
 async def test_missed_ticks_fire_once_on_recovery_within_the_look_back(rig: Rig) -> None:

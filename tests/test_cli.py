@@ -83,6 +83,43 @@ def test_enqueue_status_and_jobs(cli) -> None:  # type: ignore[no-untyped-def]
     assert "(no jobs)" in cli("jobs", "--status", "succeeded").output
 
 
+def test_jobs_filters_by_kind_and_search_and_pages_with_before(cli) -> None:  # type: ignore[no-untyped-def]
+    def enqueue(name: str, args: dict[str, str] | None = None) -> str:
+        result = cli("enqueue", name, "--app", "cli_jobs", "--args", json.dumps(args or {}))
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    exports = [enqueue("cli.export", {"tenant_id": str(uuid.uuid4())}) for _ in range(3)]
+    cleanups = [enqueue("cli.cleanup") for _ in range(2)]
+
+    def listed(*options: str) -> list[list[str]]:
+        result = cli("jobs", *options)
+        assert result.exit_code == 0, result.output
+        header, *rows = result.stdout.splitlines()
+        assert header.split()[:4] == ["JOB", "ID", "TYPE", "KIND"]
+        return [row.split() for row in rows if row != "(no jobs)"]
+
+    assert [row[0] for row in listed()] == [*reversed(cleanups), *reversed(exports)]
+    system = listed("--kind", "system")
+    assert [row[0] for row in system] == list(reversed(cleanups))
+    assert all(row[1:3] == ["cli.cleanup", "system"] for row in system)
+    assert [row[2] for row in listed("--kind", "user")] == ["user"] * 3
+    assert [row[0] for row in listed("--search", "CLEAN")] == list(reversed(cleanups))
+    assert [row[0] for row in listed("--search", exports[1][-12:].upper())] == [exports[1]]
+    assert listed("--search", "export", "--kind", "system") == []
+    one_line_error(cli("jobs", "--kind", "admin"), "unknown kind 'admin' (known: user, system)")
+
+    first = cli("jobs", "--limit", "2")
+    assert [row.split()[0] for row in first.stdout.splitlines()[1:]] == list(reversed(cleanups))
+    assert first.stderr.strip() == f"next page: --before {cleanups[0]}"
+    second = cli("jobs", "--limit", "2", "--before", cleanups[0])
+    assert [row.split()[0] for row in second.stdout.splitlines()[1:]] == [exports[2], exports[1]]
+    last = cli("jobs", "--limit", "2", "--before", exports[1])
+    assert [row.split()[0] for row in last.stdout.splitlines()[1:]] == [exports[0]]
+    assert last.stderr == ""
+    one_line_error(cli("jobs", "--before", "nope"), "not a job id")
+
+
 def test_enqueue_with_options(cli) -> None:  # type: ignore[no-untyped-def]
     args = json.dumps({"tenant_id": str(uuid.uuid4())})
     result = cli(

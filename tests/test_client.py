@@ -12,6 +12,7 @@ from jobworker import (
     ConfigurationError,
     JobArgumentsError,
     JobContext,
+    JobKind,
     JobStatus,
     Registry,
     ScheduleOptions,
@@ -131,6 +132,55 @@ def test_list_filters_and_rejects_unknown_status(app: App, jobs) -> None:  # typ
     assert app.client.counts()[JobStatus.QUEUED] == 5
 
 
+def test_a_job_is_stored_with_its_definitions_kind(app: App, jobs, registry: Registry) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+
+    @registry.job(name="platform.cleanup", kind="system")
+    def cleanup(ctx: JobContext, n: int = 0) -> int:
+        return n
+
+    user = plain.delay(n=1)
+    system = cleanup.delay()
+    batch = cleanup.delay_many([{"n": 2}, {"n": 3}])
+    by_name = app.client.enqueue("platform.cleanup", {"n": 4})
+    follow_up = cleanup.delay(options=ScheduleOptions(continues_job_id=user.job_id))
+    stored = {job.job_id: job.kind for job in app.client.list()}
+    assert stored[user.job_id] is JobKind.USER
+    for handle in (system, *batch, by_name, follow_up):
+        assert stored[handle.job_id] is JobKind.SYSTEM
+    assert app.client.get(follow_up.job_id).kind is JobKind.SYSTEM  # type: ignore[union-attr]
+    assert [job.job_id for job in app.client.list(kind="user")] == [user.job_id]
+    assert len(app.client.list(kind=JobKind.SYSTEM)) == 5
+    with pytest.raises(ConfigurationError, match=r"unknown kind 'admin' \(known: user, system\)"):
+        app.client.list(kind="admin")
+
+
+def test_list_searches_and_pages_with_next_before(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    export_users, plain = jobs
+    handles = plain.delay_many([{"n": i} for i in range(7)])
+    export = export_users.delay(tenant_id=uuid.uuid4())
+    assert [job.job_id for job in app.client.list(search="USERS")] == [export.job_id]
+    fragment = str(handles[3].job_id)[-12:]
+    assert [job.job_id for job in app.client.list(search=fragment)] == [handles[3].job_id]
+    newest_first = [export.job_id, *(handle.job_id for handle in reversed(handles))]
+    seen: list[uuid.UUID] = []
+    page = app.client.list(limit=3)
+    while True:
+        seen += [job.job_id for job in page]
+        if page.next_before is None:
+            break
+        assert page.next_before == page[-1].job_id and len(page) == 3
+        page = app.client.list(limit=3, before=str(page.next_before))
+    assert seen == newest_first and len(page) == 2
+    # A page that happens to end the listing exactly is full: the next one is empty.
+    assert app.client.list(limit=8).next_before == handles[0].job_id
+    assert app.client.list(limit=8, before=handles[0].job_id) == []
+    assert app.client.list(limit=9).next_before is None
+    assert app.client.find_by_idempotency_key("none") is None
+    with pytest.raises(ConfigurationError, match="not a job id"):
+        app.client.list(before="nope")
+
+
 def test_bad_job_id_and_bad_url() -> None:
     with pytest.raises(ConfigurationError, match="unknown scheme"):
         App("mysql://x", registry=Registry())
@@ -246,6 +296,7 @@ CLIENT_API = [
     "arun_recurring",
     "aschedule_recurring",
     "attempts",
+    "aworkers",
     "beat_status",
     "cancel",
     "clock",
@@ -273,6 +324,7 @@ CLIENT_API = [
     "settings",
     "stream",
     "stream_typed",
+    "workers",
 ]
 
 
@@ -282,7 +334,7 @@ def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: A
     client = app.client
     assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
     twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
-    assert len(twins) == 22
+    assert len(twins) == 23
     for name in twins:
         coroutine, blocking = getattr(client, name), getattr(client, name[1:])
         assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)

@@ -18,7 +18,7 @@ import pytest
 from jobworker import Settings
 from jobworker.clock import FrozenClock
 from jobworker.ids import uuid7
-from jobworker.models import JobFilter, JobStatus, NewJob
+from jobworker.models import JobFilter, JobKind, JobStatus, NewJob
 from jobworker.storage import Storage, create_storage
 
 from .conftest import JOBWORKER, subprocess_env
@@ -175,6 +175,30 @@ async def test_listing_skips_and_names_the_rows_it_cannot_read(
     assert "id 'not-a-uuid': id 'not-a-uuid' is not a UUID" in result.stderr
     assert "result is not JSON" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_kind_no_jobworker_write_makes_is_an_unreadable_row_of_the_listing(
+    sqlite_storage: Storage, clock: FrozenClock, tmp_path: Path
+) -> None:
+    good = new_job(clock, kind=JobKind.SYSTEM)
+    await sqlite_storage.jobs.enqueue_many([good])
+    admin, blank = str(uuid.uuid4()), str(uuid.uuid4())
+    insert_sqlite(tmp_path / "hostile.db", hand_row(admin), hand_row(blank))
+    with sqlite3.connect(tmp_path / "hostile.db") as db:  # past the check, as by hand
+        db.execute("PRAGMA ignore_check_constraints = ON")
+        db.execute("UPDATE jobs SET kind = 'admin' WHERE id = ?", (admin,))
+        db.execute("UPDATE jobs SET kind = X'75736572' WHERE id = ?", (blank,))  # b'user'
+    listed = await sqlite_storage.inspection.list_jobs(JobFilter())
+    assert [record.id for record in listed] == [good.id]
+    assert listed[0].kind is JobKind.SYSTEM
+    reasons = {row.raw_id: row.reason for row in listed.unreadable}
+    assert reasons == {
+        admin: "kind 'admin' is not one of system, user",
+        blank: "kind b'user' is not one of system, user",
+    }
+    assert [
+        r.id for r in await sqlite_storage.inspection.list_jobs(JobFilter(kind=JobKind.SYSTEM))
+    ] == [good.id]
 
 
 async def test_postgres_isolates_what_its_types_let_through(

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -265,6 +266,53 @@ def test_migrate_refuses_a_schema_older_than_the_baseline(pg_database: str, sche
     assert asyncio.run(catalog(pg_database, schema)) == before
     with pytest.raises(SchemaMissingError, match="unreleased development version"):
         asyncio.run(check_schema(pg_database, schema))
+
+
+def test_version_12_reads_earlier_jobs_as_user_jobs_and_refuses_other_kinds(
+    pg_database: str, schema: str
+) -> None:
+    """A job written before version 12 is a `user` job after it; the check added NOT VALID (so
+    that adding it reads no table) holds for every row written after."""
+    from jobworker.ids import uuid7
+    from jobworker.models import JobFilter, JobKind
+
+    before_12 = [
+        TESTS.parent / "sql" / "postgres" / name
+        for version, name, _ in schema_scripts("postgres")
+        if version < 12
+    ]
+    old = uuid7(datetime.now(UTC))
+
+    async def scenario() -> None:
+        await run_scripts(pg_database, schema, before_12)
+        conn = await asyncpg.connect(pg_database)
+        try:
+            await conn.execute(
+                f"""INSERT INTO "{schema}".jobs (id, job_type, queue, status, args, max_attempts,
+                    enqueued_at, run_at) VALUES ($1, 't', 'default', 'queued', '{{}}', 3, now(),
+                    now())""",
+                old,
+            )
+            later = [version for version, _, _ in schema_scripts("postgres") if version >= 12]
+            assert await migrate_with_storage(pg_database, schema) == later
+            with pytest.raises(asyncpg.CheckViolationError):
+                await conn.execute(
+                    f"""UPDATE "{schema}".jobs SET kind = 'admin' WHERE id = $1""", old
+                )
+        finally:
+            await conn.close()
+        storage = create_storage(
+            pg_database, Settings(database_url=pg_database, database_schema=schema)
+        )
+        await storage.open()
+        try:
+            record = await storage.inspection.get(old)
+            assert record is not None and record.kind is JobKind.USER
+            assert await storage.inspection.list_jobs(JobFilter(kind=JobKind.SYSTEM)) == []
+        finally:
+            await storage.close()
+
+    asyncio.run(scenario())
 
 
 def test_migrate_upgrades_a_version_8_schema_and_its_events_stay_readable(

@@ -55,6 +55,8 @@ def test_public_api_is_pinned() -> None:
         "Settings",
         "TypedEvent",
         "UnknownJobError",
+        "WorkerInfo",
+        "WorkerRole",
         "__version__",
         "default_app",
         "job",

@@ -40,6 +40,7 @@ from jobworker.models import (
     Failed,
     JobEvent,
     JobFilter,
+    JobKind,
     JobStatus,
     NewJob,
     Released,
@@ -75,7 +76,24 @@ BEAT_STATEMENTS = {
     "clear_beat_leader",
     "beat_leader",
 }
-TABLES = ("jobs", "job_attempts", "job_events", "queue_state", "jobworker_schema", "recurring_jobs")
+# The worker registry's, exercised in tests/test_workers_sqlserver_offline.py.
+WORKER_STATEMENTS = {
+    "register_worker",
+    "worker_heartbeat",
+    "unregister_worker",
+    "list_workers",
+    "mark_workers_gone",
+    "purge_gone_workers",
+}
+TABLES = (
+    "jobs",
+    "job_attempts",
+    "job_events",
+    "queue_state",
+    "jobworker_schema",
+    "recurring_jobs",
+    "workers",
+)
 
 
 def code_of(sql: str) -> str:
@@ -417,6 +435,7 @@ UNTRIGGERED = (
     "__SCHEMA__.leader_leases",
     "__SCHEMA__.recurring_jobs",
     "__SCHEMA__.beat_leaders",
+    "__SCHEMA__.workers",
 )
 
 
@@ -728,7 +747,9 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
     clock = harness.clock
     parent = uuid.uuid4()
     holder = uuid.uuid4()
-    first = new_job(clock, idempotency_key="k", continues_job_id=parent, result_ttl=9.5)
+    first = new_job(
+        clock, idempotency_key="k", continues_job_id=parent, result_ttl=9.5, kind=JobKind.SYSTEM
+    )
     second = new_job(clock, idempotency_key="k", run_at=clock.now() + timedelta(microseconds=7))
     harness.answers["enqueue"] = [
         (0, True, str(first.id).upper(), None),
@@ -753,7 +774,9 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
         "idempotency_key": "k",
         "continues_job_id": str(parent),
         "result_ttl": 9.5,
+        "kind": "system",
     }
+    assert sent[1]["kind"] == "user"
     assert sent[1]["run_at"] == "2030-01-01T12:00:00.000007"
     assert sent[1]["continues_job_id"] is None and sent[1]["result_ttl"] is None
 
@@ -862,7 +885,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     record = (
         str(job_id).upper(), "t.noop", "default", 0, "dead", '{"a":1}', 3, 3, naive(now),
         naive(now), naive(now), naive(now), None, None, "k", None, "null", "E", "tb", 60.0,
-        naive(now + timedelta(seconds=60)),
+        naive(now + timedelta(seconds=60)), "system",
     )  # fmt: skip
     harness.answers.update(
         {
@@ -942,15 +965,28 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     assert got is not None and got.id == job_id and got.status is JobStatus.DEAD
     assert got.args == b'{"a":1}' and got.result == b"null" and got.expires_at is not None
     assert got.enqueued_at == now and got.enqueued_at.tzinfo is UTC
+    assert got.kind is JobKind.SYSTEM
+    before = uuid.uuid4()
     listed = await s.inspection.list_jobs(
-        JobFilter(status=JobStatus.DEAD, queue="default"), limit=5
+        JobFilter(
+            status=JobStatus.DEAD,
+            kind=JobKind.SYSTEM,
+            queue="default",
+            search="AB-c",
+            before=before,
+        ),
+        limit=5,
     )
     assert [r.id for r in listed] == [job_id]
     assert msgspec.json.decode(harness.params("list_jobs")["filter"]) == {
         "status": "dead",
+        "kind": "system",
         "job_type": None,
         "queue": "default",
         "idempotency_key": None,
+        "search_types": "ab-c",
+        "search_ids": "ab-c",
+        "before": str(before),
     }
     assert await s.inspection.list_jobs(JobFilter(), limit=0) == []
     lease = s.leadership.leader_lease("beat", "beat-1", 30.0)
@@ -976,7 +1012,7 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     await server_timed.open()
     assert abs(server_timed.clock.now() - server_now) < timedelta(seconds=5)
     await server_timed.close()
-    assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS
+    assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS - WORKER_STATEMENTS
     for name, _, values in harness.log:
         assert None not in values, name
     await s.close()
@@ -1404,11 +1440,11 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     # At the baseline: the later scripts run, and only they.
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(BASELINE,)]})
     calls = len(harness.log)
-    assert await harness.storage.schema.migrate() == VERSIONS[1:] == [6]
+    assert await harness.storage.schema.migrate() == VERSIONS[1:] == [6, 7, 8]
     later = [b for v, _, text in rendered_scripts("jobworker") if v > BASELINE
              for b in split_batches(text)]  # fmt: skip
     assert [sql for _, sql, _ in harness.log[calls:]][4:-1] == later
-    with pytest.raises(SchemaMissingError, match=r"has schema version 5 .*needs 6"):
+    with pytest.raises(SchemaMissingError, match=rf"has schema version 5 .*needs {VERSIONS[-1]}"):
         await harness.storage.schema.check_schema()
 
     harness.answers["schema_version"] = [(VERSIONS[-1],)]

@@ -3,8 +3,8 @@
 - `common`: loading the app, the shared `--app` / `--database-url` block, one-line errors.
 - `format`: how things are printed (tables, a job as JSON, beat's status).
 - `run`: `run` and `beat`; `jobs`: enqueue, status, jobs, cancel, retry, delete;
-  `admin`: queues, recurring, migrate, sql; `tail`: following a job live;
-  `web_auth`: hash-password, for the admin API's logins.
+  `admin`: queues, recurring, migrate, sql; `tail`: following a job live; `workers`: the
+  worker registry; `web_auth`: hash-password, for the admin API's logins.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, jobs, run, tail, web_auth
+from jobworker.cli import admin, jobs, run, tail, web_auth, workers
 from jobworker.display import EscapingFormatter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -37,7 +37,14 @@ def main(log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), handlers=[handler])
 
 
-for command in [*run.COMMANDS, *jobs.COMMANDS, *admin.COMMANDS, tail.tail, *web_auth.COMMANDS]:
+for command in [
+    *run.COMMANDS,
+    *jobs.COMMANDS,
+    *admin.COMMANDS,
+    tail.tail,
+    workers.workers,
+    *web_auth.COMMANDS,
+]:
     main.add_command(command)
 
 __all__ = ["main"]

@@ -58,11 +58,14 @@ def format_json(value: Any, *, indent: int = 0) -> str:
 
 
 def format_table(rows: list[JobDescriptor]) -> str:
-    headers: tuple[str, ...] = ("JOB ID", "TYPE", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR")
+    headers: tuple[str, ...] = (
+        "JOB ID", "TYPE", "KIND", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR",
+    )  # fmt: skip
     table: list[tuple[str, ...]] = [headers] + [
         (
             str(job.job_id),
             job.job_type,
+            job.kind.value,
             job.status.value,
             f"{job.attempt}/{job.max_attempts}",
             job.queue,

@@ -85,23 +85,47 @@ def status(job_id: str, target: Target) -> None:
 @click.command()
 @target_options
 @click.option("--status", "status_filter", default=None, help="Only jobs in this status.")
+@click.option("--kind", default=None, help="Only jobs of this kind (user or system).")
 @click.option("--type", "job_type", default=None, help="Only jobs of this name.")
 @click.option("--queue", default=None, help="Only jobs in this queue.")
+@click.option(
+    "--search",
+    default=None,
+    metavar="TEXT",
+    help="Only jobs whose name or id holds TEXT (ignoring case).",
+)
+@click.option(
+    "--before",
+    default=None,
+    metavar="ID",
+    help="Only jobs older than job ID: the next page after a page ending with ID.",
+)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0)
 def jobs(
     target: Target,
     status_filter: str | None,
+    kind: str | None,
     job_type: str | None,
     queue: str | None,
+    search: str | None,
+    before: str | None,
     limit: int,
     offset: int,
 ) -> None:
-    """List jobs, newest first, as a table."""
+    """List jobs, newest first, as a table. A full page ends with the --before ID of the next
+    page (on standard error)."""
 
     def listing(client: Client) -> list[JobDescriptor]:
         rows = client.list(
-            status=status_filter, job_type=job_type, queue=queue, limit=limit, offset=offset
+            status=status_filter,
+            kind=kind,
+            job_type=job_type,
+            queue=queue,
+            search=search,
+            before=before,
+            limit=limit,
+            offset=offset,
         )
         click.echo(format_table(rows))
         if rows.unreadable:
@@ -109,6 +133,8 @@ def jobs(
             click.echo(f"{count} row(s) of this page could not be read:", err=True)
             for line in rows.unreadable:
                 click.echo(f"  {line}", err=True)
+        if rows.next_before is not None:
+            click.echo(f"next page: --before {rows.next_before}", err=True)
         warn_unserved(client, rows, "{n} waiting job(s) listed")
         return rows
 

@@ -146,7 +146,7 @@ def beat_command(
     app = load_module_app(module, database_url)
     setproctitle.setproctitle(f"jobworker: beat [{module}]")
     try:
-        asyncio.run(_run_beat(Beat(app)))
+        asyncio.run(_run_beat(Beat(app, module=module)))
     except JobworkerError as exc:
         raise BadInput(str(exc)) from None
 

@@ -9,13 +9,14 @@ client is assembled from one part per seam, each building on the last:
 - `events`: a page of stored events, and streams that follow a job live.
 - `enqueue`: a call into stored jobs, and handles to them.
 - `recurring`: recurring definitions and beat's status.
+- `workers`: the worker registry (supervisors, worker processes, beat).
 """
 
 from jobworker.client.base import StorageProvider, as_job_id, describe
-from jobworker.client.recurring import RecurringAdmin
+from jobworker.client.workers import WorkerRegistry
 
 
-class Client(RecurringAdmin):
+class Client(WorkerRegistry):
     """Enqueue jobs and read their state. Every `aname` coroutine has a blocking twin `name`."""
 
 

@@ -74,6 +74,7 @@ def describe(record: JobRecord) -> JobDescriptor:
         error=record.error,
         traceback=record.traceback,
         continues_job_id=record.continues_job_id,
+        kind=record.kind,
     )
 
 

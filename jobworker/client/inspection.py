@@ -26,19 +26,27 @@ from jobworker.models import (
     CancelResult,
     JobDescriptor,
     JobFilter,
+    JobKind,
     JobRecord,
     JobStatus,
     QueueInfo,
 )
 from jobworker.portal import Blocking
+from jobworker.storage.rows import JobRecords
 
 
 class JobList(builtins.list[JobDescriptor]):
-    """A page of jobs, and a line for each row of it that could not be read (`unreadable`)."""
+    """A page of jobs, and a line for each row of it that could not be read (`unreadable`).
 
-    def __init__(self, unreadable: Iterable[str] = ()) -> None:
+    `next_before`: when the page is full (more may follow), the id of its last row, which
+    `alist(before=...)` takes for the next page; None when the page is the last."""
+
+    def __init__(
+        self, unreadable: Iterable[str] = (), next_before: uuid.UUID | None = None
+    ) -> None:
         super().__init__()
         self.unreadable = builtins.list(unreadable)
+        self.next_before = next_before
 
 
 class Inspection(ClientBase):
@@ -54,22 +62,39 @@ class Inspection(ClientBase):
         self,
         *,
         status: JobStatus | str | None = None,
+        kind: JobKind | str | None = None,
         job_type: str | None = None,
         queue: str | None = None,
         idempotency_key: str | None = None,
+        search: str | None = None,
+        before: uuid.UUID | str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> JobList:
-        """Jobs matching every given filter, newest first, `limit` at a time from `offset`;
-        the rows of the page that could not be read are left out and named in `unreadable`."""
+        """Jobs matching every given filter, newest first (by id), `limit` at a time.
+
+        `search` keeps the jobs whose type holds it, ignoring case, or whose id's text does.
+        Pages: `before=page.next_before` gives the page after `page` (keyset paging: a row is
+        never skipped or repeated, whatever is enqueued or deleted meanwhile); `offset` skips
+        rows instead. The rows of the page that could not be read are left out and named in
+        `unreadable`."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise ConfigurationError("limit must be 1-10000 and offset must not be negative")
         filter_ = JobFilter(
-            status=_status(status), job_type=job_type, queue=queue, idempotency_key=idempotency_key
+            status=_status(status),
+            kind=_kind(kind),
+            job_type=job_type,
+            queue=queue,
+            idempotency_key=idempotency_key,
+            search=search or None,
+            before=None if before is None else as_job_id(before),
         )
         storage = await self._storage()
         records = await storage.inspection.list_jobs(filter_, limit=limit, offset=offset)
-        listed = JobList(f"id {row.raw_id!r}: {row.reason}" for row in records.unreadable)
+        listed = JobList(
+            (f"id {row.raw_id!r}: {row.reason}" for row in records.unreadable),
+            _next_before(records, limit),
+        )
         for record in records:
             try:
                 listed.append(describe(record))
@@ -189,6 +214,23 @@ class Inspection(ClientBase):
 
 
 _ENDED = frozenset({JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED})
+
+
+def _next_before(records: JobRecords, limit: int) -> uuid.UUID | None:
+    """The id of a full page's last row (the lowest: the page is newest first by id)."""
+    if len(records) + len(records.unreadable) < limit:
+        return None
+    ids = [record.id for record in records]
+    ids += [row.job_id for row in records.unreadable if row.job_id is not None]
+    return min(ids, default=None)
+
+
+def _kind(kind: JobKind | str | None) -> JobKind | None:
+    try:
+        return JobKind(kind) if kind is not None else None
+    except ValueError:
+        known = ", ".join(k.value for k in JobKind)
+        raise ConfigurationError(f"unknown kind {kind!r} (known: {known})") from None
 
 
 def _status(status: JobStatus | str | None) -> JobStatus | None:

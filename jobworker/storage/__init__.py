@@ -22,6 +22,7 @@ from jobworker.storage.ports import (
     Schema,
     Storage,
     Subscription,
+    Workers,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Schema",
     "Storage",
     "Subscription",
+    "Workers",
     "create_storage",
     "dialect_of",
     "schema_sql",

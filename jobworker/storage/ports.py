@@ -33,6 +33,7 @@ from jobworker.models import (
     LeaseTerm,
     NewJob,
     QueueInfo,
+    WorkerInfo,
 )
 from jobworker.recurring import BEAT_LEASE, BeatLeader, RecurringJob, RecurringSpec
 from jobworker.storage.rows import JobRecords
@@ -53,6 +54,7 @@ __all__ = [
     "Schema",
     "Storage",
     "Subscription",
+    "Workers",
 ]
 
 
@@ -236,7 +238,14 @@ class Inspection(Protocol):
     async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
 
     async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
-        """Newest first."""
+        """The jobs matching every field of `filter`, newest first by id (ids are UUIDv7: the
+        id's canonical text orders them as the UUID does), from `offset` rows past the start,
+        `limit` rows at most. `filter.before` keeps only ids below it, whether or not a job holds
+        it: with the last id of a page it gives the next page without skipping or repeating a
+        row (keyset paging), and a backend walks its id index from there rather than past every
+        newer row. `filter.search` matches a job whose lower-cased type holds the lower-cased
+        text, or whose id's canonical text does (only a text that can be part of one is looked
+        for in ids). Rows that cannot be read are in the answer's `unreadable`."""
         ...
 
     async def count_by_status(self) -> dict[JobStatus, int]: ...
@@ -361,6 +370,40 @@ class Leadership(Protocol):
         ...
 
 
+class Workers(Protocol):
+    """The worker registry: a row per live supervisor, worker process and beat, each refreshed by
+    its heartbeat. A process that stops cleanly removes its row; the janitor marks the rows whose
+    heartbeat went stale as gone, and later purges them."""
+
+    async def register(self, info: WorkerInfo) -> None:
+        """Add the row `info` describes, or replace the one of its id (a row marked gone is live
+        again). Its last heartbeat is now; its other fields are `info`'s."""
+        ...
+
+    async def heartbeat(self, worker_id: str, running: int) -> bool:
+        """Record that the process is alive, running `running` jobs. False when its row is gone
+        or was marked gone: the caller registers again."""
+        ...
+
+    async def unregister(self, worker_id: str) -> None:
+        """Remove the row (a clean stop); nothing happens if there is none."""
+        ...
+
+    async def list_workers(self, *, include_gone: bool = True) -> list[WorkerInfo]:
+        """Every row (or only the live ones), by host, then start time."""
+        ...
+
+    async def mark_gone(self, stale_after: float) -> int:
+        """Mark gone the live rows whose last heartbeat is more than `stale_after` seconds old;
+        returns how many."""
+        ...
+
+    async def purge_gone(self, older_than: float) -> int:
+        """Delete the rows marked gone whose last heartbeat is more than `older_than` seconds
+        old; returns how many."""
+        ...
+
+
 class Storage(Protocol):
     """One opened backend: its roles as attributes.
 
@@ -397,6 +440,9 @@ class Storage(Protocol):
 
     @property
     def leadership(self) -> Leadership: ...
+
+    @property
+    def workers(self) -> Workers: ...
 
     async def open(self) -> None:
         """Connect. On a backend that creates its own schema (SQLite), create it."""

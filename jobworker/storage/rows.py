@@ -20,6 +20,7 @@ from jobworker.models import (
     AttemptOutcome,
     AttemptRecord,
     ClaimedJob,
+    JobKind,
     JobRecord,
     JobStatus,
     QueueInfo,
@@ -149,6 +150,15 @@ def _text(value: Any, column: str) -> str:
     return value
 
 
+_KINDS = frozenset(kind.value for kind in JobKind)
+
+
+def _kind(value: Any) -> JobKind:
+    if not isinstance(value, str) or value not in _KINDS:
+        raise ValueError(f"kind {value!r} is not one of {', '.join(sorted(_KINDS))}")
+    return JobKind(value)
+
+
 def _time(values: Values, value: Any, column: str) -> datetime:
     if value is None:
         raise ValueError(f"{column} is NULL")
@@ -222,7 +232,10 @@ def job_records(rows: Iterable[Row], values: Values) -> JobRecords:
 
 
 def job_record(row: Row, values: Values) -> JobRecord:
-    """A jobs row, in the column order every backend's get_job and list_jobs select."""
+    """A jobs row, in the column order every backend's get_job and list_jobs select (id,
+    job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
+    started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
+    result, error, traceback, result_ttl, expires_at, kind)."""
     if row[5] is None:
         raise ValueError("args is NULL")
     return JobRecord(
@@ -231,6 +244,7 @@ def job_record(row: Row, values: Values) -> JobRecord:
         queue=_text(row[2], "queue"),
         priority=_int(row[3], "priority"),
         status=JobStatus(row[4]),
+        kind=_kind(row[21]),
         args=values.to_bytes(row[5]),
         attempt=_int(row[6], "attempt"),
         max_attempts=_int(row[7], "max_attempts"),

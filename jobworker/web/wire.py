@@ -39,6 +39,7 @@ class JobJson(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
     job_id: uuid.UUID
     job_type: str
+    kind: str
     status: str
     queue: str
     priority: int
@@ -60,6 +61,7 @@ def job_object(job: JobDescriptor) -> JobJson:
     return JobJson(
         job_id=job.job_id,
         job_type=job.job_type,
+        kind=job.kind.value,
         status=job.status.value,
         queue=job.queue,
         priority=job.priority,

@@ -12,14 +12,15 @@ SELECT max(version) FROM __SCHEMA__.jobworker_schema;
 
 -- name: enqueue
 -- params: ids, job_types, queues, priorities, statuses, job_args, max_attempts, enqueued_ats,
---     run_ats, idempotency_keys, continues_job_ids, result_ttls
+--     run_ats, idempotency_keys, continues_job_ids, result_ttls, kinds
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl
+    idempotency_key, continues_job_id, result_ttl, kind
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::jsonb[], $7::integer[],
-    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::uuid[], $12::double precision[]
+    $8::timestamptz[], $9::timestamptz[], $10::text[], $11::uuid[], $12::double precision[],
+    $13::text[]
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
@@ -350,22 +351,33 @@ SELECT queue, paused FROM __SCHEMA__.queue_state;
 -- name: get_job
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM __SCHEMA__.jobs WHERE id = $1;
 
 -- name: list_jobs
--- params: status, job_type, queue, idempotency_key, limit, offset
--- Newest first: ids are UUIDv7, ordered by time.
+-- params: status, kind, job_type, queue, idempotency_key, search_types, search_ids, before,
+--     limit, offset
+-- Newest first: ids are UUIDv7, ordered by time. A page walks the primary key backwards from
+-- `before` (keyset paging) and stops after limit + offset rows that pass the filters. The bound is
+-- always a condition on the index (the max UUID, never a job's, stands for no bound): written as
+-- `before IS NULL OR id < before`, a plan made for any value (PostgreSQL's generic plan of a
+-- prepared statement) could only filter on it, and would read every row newer than the page.
+-- `search_types` is found in the lower-cased job type; `search_ids`, when given, in the id's text.
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM __SCHEMA__.jobs
-WHERE ($1::text IS NULL OR status = $1)
-  AND ($2::text IS NULL OR job_type = $2)
-  AND ($3::text IS NULL OR queue = $3)
-  AND ($4::text IS NULL OR idempotency_key = $4)
+WHERE id < coalesce($8::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR job_type = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::text IS NULL OR idempotency_key = $5)
+  AND ($6::text IS NULL
+       OR strpos(lower(job_type), $6) > 0
+       OR ($7::text IS NOT NULL AND strpos(id::text, $7) > 0))
 ORDER BY id DESC
-LIMIT $5 OFFSET $6;
+LIMIT $9 OFFSET $10;
 
 -- name: count_by_status
 SELECT status, count(*) FROM __SCHEMA__.jobs GROUP BY status;
@@ -466,3 +478,35 @@ DELETE FROM __SCHEMA__.beat_leaders WHERE name = $1 AND token = $2;
 -- name: beat_leader
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
 WHERE name = $1 AND expires_at >= $2;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- params: id, parent, host, pid, role, module, queues, slots, running, started_at, now
+-- A row marked gone that registers again is live again.
+INSERT INTO __SCHEMA__.workers
+    (id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat, gone)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, false)
+ON CONFLICT (id) DO UPDATE
+SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = excluded.role,
+    module = excluded.module, queues = excluded.queues, slots = excluded.slots,
+    running = excluded.running, started_at = excluded.started_at,
+    last_heartbeat = excluded.last_heartbeat, gone = false;
+
+-- name: worker_heartbeat
+UPDATE __SCHEMA__.workers SET last_heartbeat = $3, running = $2 WHERE id = $1 AND NOT gone;
+
+-- name: unregister_worker
+DELETE FROM __SCHEMA__.workers WHERE id = $1;
+
+-- name: list_workers
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM __SCHEMA__.workers WHERE NOT gone OR $1
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+UPDATE __SCHEMA__.workers SET gone = true WHERE NOT gone AND last_heartbeat < $1;
+
+-- name: purge_gone_workers
+DELETE FROM __SCHEMA__.workers WHERE gone AND last_heartbeat < $1;

@@ -11,10 +11,10 @@ SELECT MAX(version) FROM jobworker_schema;
 -- name: enqueue
 INSERT INTO jobs (
     id, job_type, queue, priority, status, args, attempt, max_attempts,
-    enqueued_at, run_at, updated_at, idempotency_key, continues_job_id, result_ttl
+    enqueued_at, run_at, updated_at, idempotency_key, continues_job_id, result_ttl, kind
 ) VALUES (
     :id, :job_type, :queue, :priority, :status, :args, 0, :max_attempts,
-    :enqueued_at, :run_at, :enqueued_at, :idempotency_key, :continues_job_id, :result_ttl
+    :enqueued_at, :run_at, :enqueued_at, :idempotency_key, :continues_job_id, :result_ttl, :kind
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
 
@@ -153,19 +153,28 @@ WHERE (job_id, seq) IN (
 -- name: get_job
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM jobs WHERE id = :id;
 
 -- name: list_jobs
+-- Newest first by id (UUIDv7 text, ordered by time), walking the id index backwards from
+-- :before (keyset paging; without it, from above every id: a text sorts below any BLOB, and
+-- jobworker writes ids as text). :search_types is found in the lower-cased job type;
+-- :search_ids, when given, in the id's text.
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM jobs
-WHERE (:status IS NULL OR status = :status)
+WHERE id < COALESCE(:before, x'ff')
+  AND (:status IS NULL OR status = :status)
+  AND (:kind IS NULL OR kind = :kind)
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:queue IS NULL OR queue = :queue)
   AND (:idempotency_key IS NULL OR idempotency_key = :idempotency_key)
-ORDER BY enqueued_at DESC, rowid DESC
+  AND (:search_types IS NULL
+       OR instr(lower(job_type), :search_types) > 0
+       OR (:search_ids IS NOT NULL AND instr(id, :search_ids) > 0))
+ORDER BY id DESC
 LIMIT :limit OFFSET :offset;
 
 -- name: count_by_status
@@ -348,3 +357,34 @@ DELETE FROM beat_leaders WHERE name = :name AND token = :token;
 -- name: beat_leader
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM beat_leaders
 WHERE name = :name AND expires_at >= :now;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- A row marked gone that registers again is live again.
+INSERT INTO workers
+    (id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat, gone)
+VALUES (:id, :parent, :host, :pid, :role, :module, :queues, :slots, :running, :started_at, :now, 0)
+ON CONFLICT (id) DO UPDATE
+SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = excluded.role,
+    module = excluded.module, queues = excluded.queues, slots = excluded.slots,
+    running = excluded.running, started_at = excluded.started_at,
+    last_heartbeat = excluded.last_heartbeat, gone = 0;
+
+-- name: worker_heartbeat
+UPDATE workers SET last_heartbeat = :now, running = :running WHERE id = :id AND gone = 0;
+
+-- name: unregister_worker
+DELETE FROM workers WHERE id = :id;
+
+-- name: list_workers
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM workers WHERE gone = 0 OR :include_gone
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+UPDATE workers SET gone = 1 WHERE gone = 0 AND last_heartbeat < :before;
+
+-- name: purge_gone_workers
+DELETE FROM workers WHERE gone = 1 AND last_heartbeat < :before;

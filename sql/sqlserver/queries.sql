@@ -71,7 +71,8 @@ DECLARE @new TABLE (
     run_at            datetime2(6) NOT NULL,
     idempotency_key   nvarchar(850) COLLATE Latin1_General_100_BIN2 NULL,
     continues_job_id  uniqueidentifier NULL,
-    result_ttl        float NULL
+    result_ttl        float NULL,
+    kind              nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL
 );
 DECLARE @inserted TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
 DECLARE @parents TABLE (
@@ -82,10 +83,11 @@ DECLARE @ended_parents nvarchar(max);
 DECLARE @settled nvarchar(max);
 INSERT INTO @new (
     ord, id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl
+    idempotency_key, continues_job_id, result_ttl, kind
 )
 SELECT CAST(a.[key] AS int), j.id, j.job_type, j.queue, j.priority, j.status, j.args,
-    j.max_attempts, j.enqueued_at, j.run_at, j.idempotency_key, j.continues_job_id, j.result_ttl
+    j.max_attempts, j.enqueued_at, j.run_at, j.idempotency_key, j.continues_job_id, j.result_ttl,
+    j.kind
 FROM OPENJSON(@jobs) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id                uniqueidentifier '$.id',
@@ -99,7 +101,8 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     run_at            datetime2(6) '$.run_at',
     idempotency_key   nvarchar(max) '$.idempotency_key',
     continues_job_id  uniqueidentifier '$.continues_job_id',
-    result_ttl        float '$.result_ttl'
+    result_ttl        float '$.result_ttl',
+    kind              nvarchar(max) '$.kind'
 ) AS j;
 BEGIN TRANSACTION;
 INSERT INTO @parents (id, status)
@@ -122,11 +125,11 @@ FROM __SCHEMA__.jobs AS p
 JOIN @parents AS q ON q.id = p.id;
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl
+    idempotency_key, continues_job_id, result_ttl, kind
 )
 OUTPUT inserted.id INTO @inserted (id)
 SELECT n.id, n.job_type, n.queue, n.priority, n.status, n.args, n.max_attempts, n.enqueued_at,
-    n.run_at, n.idempotency_key, n.continues_job_id, n.result_ttl
+    n.run_at, n.idempotency_key, n.continues_job_id, n.result_ttl, n.kind
 FROM @new AS n
 WHERE n.idempotency_key IS NULL
    OR (NOT EXISTS (SELECT 1 FROM @new AS f
@@ -811,35 +814,48 @@ SET NOCOUNT ON;
 DECLARE @id uniqueidentifier = ?;
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM __SCHEMA__.jobs WHERE id = @id;
 
 -- name: list_jobs
--- Newest first: by enqueued_at, then insertion order (uniqueidentifier does not sort by time).
--- The filter is a JSON object whose absent or null fields do not filter.
+-- Newest first by id: the id's text (id_text; uniqueidentifier does not sort by time) walked
+-- backwards on jobs_listing from a page's last id (keyset paging), and key lookups for the rows
+-- that pass. The filter is a JSON object whose absent or null fields do not filter; search_types
+-- is found in the lower-cased job type, search_ids (when given) in the id's text.
 SET NOCOUNT ON;
 DECLARE @filter nvarchar(max) = ?;
 DECLARE @limit int = ?;
 DECLARE @offset int = ?;
-DECLARE @status nvarchar(16), @job_type nvarchar(max), @queue nvarchar(max),
-    @idempotency_key nvarchar(max);
-SELECT @status = f.status, @job_type = f.job_type, @queue = f.queue,
-    @idempotency_key = f.idempotency_key
+DECLARE @status nvarchar(16), @kind nvarchar(16), @job_type nvarchar(max), @queue nvarchar(max),
+    @idempotency_key nvarchar(max), @search_types nvarchar(max), @search_ids nvarchar(36),
+    @before uniqueidentifier;
+SELECT @status = f.status, @kind = f.kind, @job_type = f.job_type, @queue = f.queue,
+    @idempotency_key = f.idempotency_key, @search_types = f.search_types,
+    @search_ids = UPPER(f.search_ids), @before = f.before
 FROM OPENJSON(@filter) WITH (
     status           nvarchar(16) '$.status',
+    kind             nvarchar(16) '$.kind',
     job_type         nvarchar(max) '$.job_type',
     queue            nvarchar(max) '$.queue',
-    idempotency_key  nvarchar(max) '$.idempotency_key'
+    idempotency_key  nvarchar(max) '$.idempotency_key',
+    search_types     nvarchar(max) '$.search_types',
+    search_ids       nvarchar(36) '$.search_ids',
+    before           uniqueidentifier '$.before'
 ) AS f;
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
-    result, error, traceback, result_ttl, expires_at
+    result, error, traceback, result_ttl, expires_at, kind
 FROM __SCHEMA__.jobs
-WHERE (@status IS NULL OR status = @status)
+WHERE (@before IS NULL OR id_text < CONVERT(char(36), @before))
+  AND (@status IS NULL OR status = @status)
+  AND (@kind IS NULL OR kind = @kind)
   AND (@job_type IS NULL OR job_type = @job_type)
   AND (@queue IS NULL OR queue = @queue)
   AND (@idempotency_key IS NULL OR idempotency_key = @idempotency_key)
-ORDER BY enqueued_at DESC, seq DESC
+  AND (@search_types IS NULL
+       OR CHARINDEX(@search_types, LOWER(job_type)) > 0
+       OR (@search_ids IS NOT NULL AND CHARINDEX(@search_ids, id_text) > 0))
+ORDER BY id_text DESC
 OFFSET @offset ROWS FETCH NEXT @limit ROWS ONLY
 OPTION (RECOMPILE);
 
@@ -1022,10 +1038,10 @@ BEGIN
 END;
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, result_ttl
+    idempotency_key, result_ttl, kind
 )
 SELECT id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, result_ttl
+    idempotency_key, result_ttl, kind
 FROM OPENJSON(@job) WITH (
     id                uniqueidentifier '$.id',
     job_type          nvarchar(400) '$.job_type',
@@ -1037,7 +1053,8 @@ FROM OPENJSON(@job) WITH (
     enqueued_at       datetime2(6) '$.enqueued_at',
     run_at            datetime2(6) '$.run_at',
     idempotency_key   nvarchar(850) '$.idempotency_key',
-    result_ttl        float '$.result_ttl'
+    result_ttl        float '$.result_ttl',
+    kind              nvarchar(16) '$.kind'
 );
 SELECT CAST(1 AS bit), CAST(1 AS bit), CAST(JSON_VALUE(@job, '$.id') AS uniqueidentifier);
 COMMIT TRANSACTION;
@@ -1087,3 +1104,70 @@ DECLARE @lease_name nvarchar(200) = ?;
 DECLARE @now datetime2(6) = ?;
 SELECT holder, mechanism, token, since, renewed_at, expires_at FROM __SCHEMA__.beat_leaders
 WHERE name = @lease_name AND expires_at >= @now;
+
+-- Worker registry ------------------------------------------------------------------------------
+
+-- name: register_worker
+-- A row marked gone that registers again is live again. @parent is N'' for none (a parameter is
+-- never NULL), @queues a JSON array.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @id nvarchar(400) = ?;
+DECLARE @parent nvarchar(400) = ?;
+DECLARE @host nvarchar(255) = ?;
+DECLARE @pid int = ?;
+DECLARE @role nvarchar(32) = ?;
+DECLARE @module nvarchar(400) = ?;
+DECLARE @queues nvarchar(max) = ?;
+DECLARE @slots int = ?;
+DECLARE @running int = ?;
+DECLARE @started_at datetime2(6) = ?;
+DECLARE @now datetime2(6) = ?;
+BEGIN TRANSACTION;
+UPDATE __SCHEMA__.workers WITH (UPDLOCK, SERIALIZABLE)
+SET parent = NULLIF(@parent, N''), host = @host, pid = @pid, role = @role, module = @module,
+    queues = @queues, slots = @slots, running = @running, started_at = @started_at,
+    last_heartbeat = @now, gone = 0
+WHERE id = @id;
+IF @@ROWCOUNT = 0
+    INSERT INTO __SCHEMA__.workers
+        (id, parent, host, pid, role, module, queues, slots, running, started_at,
+         last_heartbeat, gone)
+    VALUES (@id, NULLIF(@parent, N''), @host, @pid, @role, @module, @queues, @slots, @running,
+            @started_at, @now, 0);
+COMMIT TRANSACTION;
+
+-- name: worker_heartbeat
+-- Answers 1 if the row is there and live, else 0 (the process registers again).
+SET NOCOUNT ON;
+DECLARE @id nvarchar(400) = ?;
+DECLARE @running int = ?;
+DECLARE @now datetime2(6) = ?;
+UPDATE __SCHEMA__.workers SET last_heartbeat = @now, running = @running
+WHERE id = @id AND gone = 0;
+SELECT @@ROWCOUNT;
+
+-- name: unregister_worker
+SET NOCOUNT ON;
+DECLARE @id nvarchar(400) = ?;
+DELETE FROM __SCHEMA__.workers WHERE id = @id;
+
+-- name: list_workers
+SET NOCOUNT ON;
+DECLARE @include_gone bit = ?;
+SELECT id, parent, host, pid, role, module, queues, slots, running, started_at, last_heartbeat,
+    gone
+FROM __SCHEMA__.workers WHERE gone = 0 OR @include_gone = 1
+ORDER BY host, started_at, id;
+
+-- name: mark_workers_gone
+SET NOCOUNT ON;
+DECLARE @before datetime2(6) = ?;
+UPDATE __SCHEMA__.workers SET gone = 1 WHERE gone = 0 AND last_heartbeat < @before;
+SELECT @@ROWCOUNT;
+
+-- name: purge_gone_workers
+SET NOCOUNT ON;
+DECLARE @before datetime2(6) = ?;
+DELETE FROM __SCHEMA__.workers WHERE gone = 1 AND last_heartbeat < @before;
+SELECT @@ROWCOUNT;

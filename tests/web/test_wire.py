@@ -100,6 +100,7 @@ def test_a_job_as_the_reference_descriptor() -> None:
     decoded = msgspec.json.decode(job_json(job))
     assert decoded["jobId"] == str(JOB)
     assert decoded["jobType"] == "reports.export"
+    assert decoded["kind"] == "user"
     assert decoded["status"] == "succeeded"
     assert decoded["idempotencyKey"] == "k-1"
     assert decoded["enqueuedAt"] == "2030-01-01T12:00:00Z"

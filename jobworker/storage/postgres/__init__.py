@@ -18,6 +18,7 @@ from jobworker.storage.postgres.leadership import PostgresLeadership
 from jobworker.storage.postgres.maintenance import PostgresMaintenance
 from jobworker.storage.postgres.recurring import PostgresRecurring
 from jobworker.storage.postgres.schema import PostgresSchema, rendered_scripts
+from jobworker.storage.postgres.workers import PostgresWorkers
 
 __all__ = ["PostgresStorage", "rendered_scripts"]
 
@@ -43,6 +44,7 @@ class PostgresStorage:
         self.maintenance = PostgresMaintenance(self._db, settings, clock)
         self.recurring = PostgresRecurring(self._db, settings, clock)
         self.leadership = PostgresLeadership(self._db, settings, clock)
+        self.workers = PostgresWorkers(self._db, clock)
 
     async def open(self) -> None:
         await self._db.open()

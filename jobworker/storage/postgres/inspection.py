@@ -8,6 +8,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
 from jobworker.storage import rows
+from jobworker.storage.listing import search_of
 from jobworker.storage.postgres.connection import VALUES, Database
 
 
@@ -22,12 +23,17 @@ class PostgresInspection:
     async def list_jobs(
         self, filter: JobFilter, *, limit: int = 50, offset: int = 0
     ) -> rows.JobRecords:
+        search = search_of(filter)
         found = await self._db.fetch(
             "list_jobs",
             status=filter.status.value if filter.status else None,
+            kind=filter.kind.value if filter.kind else None,
             job_type=filter.job_type,
             queue=filter.queue,
             idempotency_key=filter.idempotency_key,
+            search_types=search.types,
+            search_ids=search.ids,
+            before=filter.before,
             limit=limit,
             offset=offset,
         )

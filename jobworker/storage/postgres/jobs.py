@@ -39,6 +39,7 @@ _COPY_COLUMNS = [
     "run_at",
     "continues_job_id",
     "result_ttl",
+    "kind",
 ]
 # A claimed job's id stays asyncpg's UUID subclass (equal to, and hashed like, uuid.UUID): the
 # claim is the hot path, and the id only goes back to the database.
@@ -103,6 +104,7 @@ class PostgresJobs:
                 job.run_at,
                 job.continues_job_id,
                 job.result_ttl,
+                job.kind.value,
             )
             for job in jobs
         ]
@@ -305,4 +307,5 @@ def _insert_params(jobs: Sequence[NewJob], text_json: bool) -> dict[str, Any]:
         "idempotency_keys": [job.idempotency_key for job in jobs],
         "continues_job_ids": [job.continues_job_id for job in jobs],
         "result_ttls": [job.result_ttl for job in jobs],
+        "kinds": [job.kind.value for job in jobs],
     }

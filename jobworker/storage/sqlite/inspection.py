@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
+from jobworker.storage.listing import search_of
 from jobworker.storage.rows import (
     JobRecords,
     attempt_record,
@@ -28,11 +29,16 @@ class SQLiteInspection:
         return None if row is None else job_record(row, VALUES)
 
     async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
+        search = search_of(filter)
         params = {
             "status": filter.status.value if filter.status else None,
+            "kind": filter.kind.value if filter.kind else None,
             "job_type": filter.job_type,
             "queue": filter.queue,
             "idempotency_key": filter.idempotency_key,
+            "search_types": search.types,
+            "search_ids": search.ids,
+            "before": str(filter.before) if filter.before else None,
             "limit": limit,
             "offset": offset,
         }

@@ -19,6 +19,7 @@ from jobworker.storage.sqlite.leadership import SQLiteLeadership
 from jobworker.storage.sqlite.maintenance import SQLiteMaintenance
 from jobworker.storage.sqlite.recurring import SQLiteRecurring
 from jobworker.storage.sqlite.schema import SQLiteSchema, upgrade
+from jobworker.storage.sqlite.workers import SQLiteWorkers
 
 __all__ = ["SQLiteStorage"]
 
@@ -45,6 +46,7 @@ class SQLiteStorage:
         self.maintenance = SQLiteMaintenance(db, self.settings, clock)
         self.recurring = SQLiteRecurring(db, clock)
         self.leadership = SQLiteLeadership(db, clock)
+        self.workers = SQLiteWorkers(db, clock)
 
     async def open(self) -> None:
         """Connect; a new file gets its schema, an older one its migrations."""

@@ -59,6 +59,7 @@ def job_row(job: NewJob) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
         "result_ttl": job.result_ttl,
+        "kind": job.kind.value,
     }
 
 

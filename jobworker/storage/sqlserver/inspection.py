@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
+from jobworker.storage.listing import search_of
 from jobworker.storage.rows import (
     JobRecords,
     attempt_record,
@@ -31,11 +32,16 @@ class SQLServerInspection:
     async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
         if limit <= 0:
             return JobRecords()
+        search = search_of(filter)
         wanted = {
             "status": filter.status.value if filter.status else None,
+            "kind": filter.kind.value if filter.kind else None,
             "job_type": filter.job_type,
             "queue": filter.queue,
             "idempotency_key": filter.idempotency_key,
+            "search_types": search.types,
+            "search_ids": search.ids,
+            "before": str(filter.before) if filter.before else None,
         }
         rows = await self._queries.rows(
             "list_jobs", filter=json(wanted), limit=limit, offset=max(offset, 0)

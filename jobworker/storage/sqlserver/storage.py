@@ -21,6 +21,7 @@ from jobworker.storage.sqlserver.schema import SQLServerSchema
 from jobworker.storage.sqlserver.statements import quoted_schema, statements
 from jobworker.storage.sqlserver.url import odbc_connection_string
 from jobworker.storage.sqlserver.values import to_time
+from jobworker.storage.sqlserver.workers import SQLServerWorkers
 from jobworker.storage.sqlserver.writes import EventWriter
 
 __all__ = ["SQLServerStorage"]
@@ -75,6 +76,7 @@ class SQLServerStorage:
             schema_name,
             lease_queries=lambda: Queries(database("jobworker-applock"), named),
         )
+        self.workers = SQLServerWorkers(queries, clock)
 
     async def open(self) -> None:
         await self._database.open()

@@ -85,6 +85,7 @@ def job_fields(job: NewJob) -> dict[str, Any]:
         "idempotency_key": job.idempotency_key,
         "continues_job_id": None if job.continues_job_id is None else str(job.continues_job_id),
         "result_ttl": job.result_ttl,
+        "kind": job.kind.value,
     }
 
 
