@@ -113,7 +113,12 @@ class Jobs:
         async def cleanup(ctx: JobContext, days: int = 30) -> int:
             return days
 
-        self.ok, self.boom, self.slow, self.cleanup = ok, boom, slow, cleanup
+        @registry.job(name="system.broken", kind="system")
+        async def broken(ctx: JobContext) -> None:
+            raise PermanentJobError("the disk is full")
+
+        self.ok, self.boom, self.slow = ok, boom, slow
+        self.cleanup, self.broken = cleanup, broken
 
 
 @pytest.fixture

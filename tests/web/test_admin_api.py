@@ -68,6 +68,38 @@ async def test_jobs_are_listed_newest_first_and_filtered(
     assert len((await admin.get("/jobs", queue="reports", limit=1)).json()["jobs"]) == 1
 
 
+async def test_jobs_filter_on_kind_and_search(admin: Browser, app: App, jobs: Jobs) -> None:
+    user = await jobs.ok.adelay()
+    system = await jobs.cleanup.adelay()
+    by_kind = (await admin.get("/jobs", kind="system")).json()["jobs"]
+    assert [(job["jobId"], job["kind"]) for job in by_kind] == [(str(system.job_id), "system")]
+    assert [j["jobId"] for j in (await admin.get("/jobs", kind="user")).json()["jobs"]] == [
+        str(user.job_id)
+    ]
+    by_type = (await admin.get("/jobs", search="CLEAN")).json()["jobs"]
+    assert [job["jobId"] for job in by_type] == [str(system.job_id)]
+    by_id = (await admin.get("/jobs", search=str(user.job_id)[-12:])).json()["jobs"]
+    assert [job["jobId"] for job in by_id] == [str(user.job_id)]
+    bad = await admin.get("/jobs", kind="admin")
+    assert bad.status_code == 400 and "kind" in bad.json()["error"]
+
+
+async def test_jobs_page_by_keyset(admin: Browser, jobs: Jobs) -> None:
+    made = [str((await jobs.ok.adelay(n=n)).job_id) for n in range(5)]
+    seen: list[str] = []
+    page = (await admin.get("/jobs", limit=2)).json()
+    while True:
+        seen.extend(job["jobId"] for job in page["jobs"])
+        if page["next"] is None:
+            break
+        assert page["next"] == page["jobs"][-1]["jobId"]
+        await jobs.ok.adelay(n=99)  # a newer job does not shift the pages
+        page = (await admin.get("/jobs", limit=2, before=page["next"])).json()
+    assert seen == made[::-1]
+    bad = await admin.get("/jobs", before="not-an-id")
+    assert bad.status_code == 400 and "before" in bad.json()["error"]
+
+
 async def test_jobs_filter_on_the_idempotency_key(admin: Browser, app: App, jobs: Jobs) -> None:
     from jobworker import ScheduleOptions
 
@@ -142,8 +174,8 @@ async def test_events_page_in_order(admin: Browser, app: App, jobs: Jobs) -> Non
     assert bad.status_code == 400
 
 
-async def test_cancel_a_waiting_job(admin: Browser, app: App, jobs: Jobs) -> None:
-    handle = await jobs.ok.adelay()
+async def test_cancel_a_waiting_system_job(admin: Browser, app: App, jobs: Jobs) -> None:
+    handle = await jobs.cleanup.adelay()
     response = await admin.post(f"/jobs/{handle.job_id}/cancel")
     assert response.status_code == 200
     assert response.json() == {"jobId": str(handle.job_id), "result": "cancelled"}
@@ -153,16 +185,37 @@ async def test_cancel_a_waiting_job(admin: Browser, app: App, jobs: Jobs) -> Non
     assert again.json()["result"] == "finished"
 
 
-async def test_retry_a_dead_job_and_only_a_dead_one(admin: Browser, app: App, jobs: Jobs) -> None:
-    dead = await jobs.boom.adelay()
-    waiting = await jobs.ok.adelay()
+async def test_retry_a_dead_system_job_and_only_a_dead_one(
+    admin: Browser, app: App, jobs: Jobs
+) -> None:
+    dead = await jobs.broken.adelay()
+    waiting = await jobs.cleanup.adelay()
     await adrain(app, queues=["default"])
+    assert (await app.client.aget(dead.job_id)).status is JobStatus.DEAD  # type: ignore[union-attr]
+    await app.client.apause_queue("default")  # nothing runs it meanwhile
+    queued = await jobs.cleanup.adelay()
     response = await admin.post(f"/jobs/{dead.job_id}/retry")
     assert response.status_code == 200
     assert response.json()["jobId"] == str(dead.job_id)
-    assert response.json()["status"] == "queued"
-    refused = await admin.post(f"/jobs/{waiting.job_id}/retry")
-    assert refused.status_code == 409 and "queued" in refused.json()["error"]
+    assert response.json()["status"] == "queued" and response.json()["kind"] == "system"
+    for other in (waiting, queued):  # succeeded, queued
+        refused = await admin.post(f"/jobs/{other.job_id}/retry")
+        assert refused.status_code == 409 and "only dead jobs" in refused.json()["error"]
+
+
+async def test_user_jobs_are_read_only_but_for_delete(admin: Browser, app: App, jobs: Jobs) -> None:
+    dead = await jobs.boom.adelay()
+    await adrain(app, queues=["default"])
+    waiting = await jobs.ok.adelay()
+    for job, action in ((dead, "retry"), (waiting, "cancel"), (dead, "cancel")):
+        refused = await admin.post(f"/jobs/{job.job_id}/{action}")
+        assert refused.status_code == 403, action
+        assert "user job" in refused.json()["error"]
+        assert "only delete" in refused.json()["error"]
+    assert (await app.client.aget(dead.job_id)).status is JobStatus.DEAD  # type: ignore[union-attr]
+    assert (await app.client.aget(waiting.job_id)).status is JobStatus.QUEUED  # type: ignore[union-attr]
+    assert (await admin.delete(f"/jobs/{waiting.job_id}")).status_code == 200
+    assert (await admin.get(f"/jobs/{dead.job_id}")).json()["job"]["kind"] == "user"
 
 
 async def test_delete_a_job_but_not_a_running_one(admin: Browser, app: App, jobs: Jobs) -> None:
@@ -254,6 +307,45 @@ async def test_queues_list_pause_resume(admin: Browser, app: App, jobs: Jobs) ->
     assert bad.status_code == 400 and "invalid queue name" in bad.json()["error"]
 
 
+async def test_workers_live_and_gone(admin: Browser, app: App) -> None:
+    from datetime import UTC, datetime
+
+    from jobworker import WorkerInfo, WorkerRole
+
+    storage = await app.storage()
+    now = datetime.now(UTC)
+
+    def row(id: str, role: WorkerRole, **fields: object) -> WorkerInfo:
+        values: dict[str, object] = {
+            "id": id, "host": "web-1", "pid": 4242, "role": role, "module": "app.jobs",
+            "queues": ["default", "reports"], "slots": 8, "started_at": now,
+            "last_heartbeat": now,
+        }  # fmt: skip
+        return WorkerInfo(**{**values, **fields})  # type: ignore[arg-type]
+
+    await storage.workers.register(row("old-worker", WorkerRole.WORKER, pid=1))
+    await asyncio.sleep(0.05)
+    assert await storage.workers.mark_gone(0.01) == 1
+    await storage.workers.register(row("sup-1", WorkerRole.SUPERVISOR, slots=8))
+    await storage.workers.register(row("w-1", WorkerRole.WORKER, parent="sup-1"))
+    assert await storage.workers.heartbeat("w-1", 3)
+    listed = (await admin.get("/workers")).json()["workers"]
+    by_id = {worker["id"]: worker for worker in listed}
+    assert set(by_id) == {"old-worker", "sup-1", "w-1"}
+    assert by_id["old-worker"]["gone"] is True
+    assert by_id["w-1"]["running"] == 3 and by_id["w-1"]["parent"] == "sup-1"
+    assert by_id["sup-1"]["running"] == 3 and by_id["sup-1"]["role"] == "supervisor"
+    worker = by_id["w-1"]
+    assert (worker["host"], worker["pid"], worker["module"]) == ("web-1", 4242, "app.jobs")
+    assert worker["queues"] == ["default", "reports"] and worker["slots"] == 8
+    assert worker["startedAt"] and worker["lastHeartbeat"]
+    live = (await admin.get("/workers", include_gone="false")).json()["workers"]
+    assert {worker["id"] for worker in live} == {"sup-1", "w-1"}
+    stats = (await admin.get("/stats")).json()
+    assert {worker["id"] for worker in stats["workers"]} == {"old-worker", "sup-1", "w-1"}
+    assert (await admin.get("/workers", include_gone="maybe")).status_code == 400
+
+
 async def test_unknown_routes_and_methods_answer_json(admin: Browser) -> None:
     missing = await admin.get("/nothing-here")
     assert missing.status_code == 404 and missing.json() == {"error": "no such route"}
@@ -264,6 +356,6 @@ async def test_unknown_routes_and_methods_answer_json(admin: Browser) -> None:
 async def test_the_read_only_role_reads_everything(viewer: Browser, jobs: Jobs) -> None:
     handle = await jobs.ok.adelay()
     for path in ("/stats", "/jobs", f"/jobs/{handle.job_id}", f"/jobs/{handle.job_id}/events",
-                 "/recurring", "/queues", "/session"):  # fmt: skip
+                 "/recurring", "/queues", "/workers", "/session"):  # fmt: skip
         response = await viewer.get(path)
         assert response.status_code == 200, path

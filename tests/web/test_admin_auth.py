@@ -43,6 +43,7 @@ READS = [
     f"/jobs/{ID}/events",
     "/recurring",
     "/queues",
+    "/workers",
     "/session",
 ]
 WRITES = [
@@ -117,7 +118,7 @@ def test_the_throttle_forgets_old_failures_and_stays_bounded() -> None:
 
 
 async def test_a_cross_origin_post_is_403(admin: Browser, app: App, jobs: Jobs) -> None:
-    handle = await jobs.ok.adelay()
+    handle = await jobs.cleanup.adelay()
     path = f"/jobs/{handle.job_id}/cancel"
     for headers in (
         {"Origin": "https://evil.example"},

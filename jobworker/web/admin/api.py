@@ -27,7 +27,7 @@ from jobworker.errors import (
     JobNotFoundError,
     UnknownJobError,
 )
-from jobworker.models import JobKind, JobStatus, QueueInfo
+from jobworker.models import JobDescriptor, JobKind, JobStatus, QueueInfo, WorkerInfo
 from jobworker.recurring import RecurringJob
 from jobworker.storage import dialect_of
 from jobworker.web.admin.auth import (
@@ -55,6 +55,9 @@ from jobworker.web.admin.schemas import (
     RecurringList,
     RunJson,
     StatsJson,
+    WorkerJson,
+    WorkerList,
+    WorkersQuery,
 )
 from jobworker.web.config import WebConfig
 from jobworker.web.wire import AttemptJson, JobJson, attempt_object, event_object, job_object
@@ -213,6 +216,8 @@ class _Routes:
               QueueJson, errors=(400, 401, 403)),
             e("POST", "/queues/{name}/resume", self.resume, "Let workers claim from it again",
               QueueJson, errors=(400, 401, 403)),
+            e("GET", "/workers", self.workers, "Supervisors, worker processes and beat",
+              WorkerList, query=WorkersQuery, errors=(400, 401)),
         ]  # fmt: skip
 
     # Reading ------------------------------------------------------------------------------
@@ -230,6 +235,7 @@ class _Routes:
                 scheduled_pending=by_status[JobStatus.SCHEDULED.value],
                 running_now=by_status[JobStatus.RUNNING.value],
                 queues=[_queue(info) for info in await self.client.aqueues()],
+                workers=[_worker(info) for info in await self.client.aworkers()],
                 beat=None
                 if leader is None
                 else BeatJson(
@@ -253,13 +259,18 @@ class _Routes:
         query = _query(request, JobsQuery)
         found = await self.client.alist(
             status=query.status,
+            kind=query.kind,
             job_type=query.type,
             queue=query.queue,
             idempotency_key=query.idempotency_key,
+            search=query.search,
+            before=query.before,
             limit=query.limit,
         )
         page = JobPage(
-            jobs=[job_object(job) for job in found], next=None, unreadable=found.unreadable
+            jobs=[job_object(job) for job in found],
+            next=found.next_before,
+            unreadable=found.unreadable,
         )
         return json_response(page)
 
@@ -296,20 +307,39 @@ class _Routes:
     async def queues(self, request: Request) -> Response:
         return json_response(QueueList(queues=[_queue(q) for q in await self.client.aqueues()]))
 
+    async def workers(self, request: Request) -> Response:
+        query = _query(request, WorkersQuery)
+        found = await self.client.aworkers(include_gone=query.include_gone)
+        return json_response(WorkerList(workers=[_worker(info) for info in found]))
+
     # Changing -----------------------------------------------------------------------------
 
     async def cancel(self, request: Request) -> Response:
-        job_id = _job_id(request)
+        job_id = (await self._system_job(request, "cancelled")).job_id
         result = await self.client.acancel(job_id, "cancelled from the admin API")
         return json_response(CancelJson(job_id=job_id, result=result))
 
     async def retry(self, request: Request) -> Response:
-        job_id = _job_id(request)
+        job_id = (await self._system_job(request, "retried")).job_id
         await self.client.aretry(job_id)
         job = await self.client.aget(job_id)
         if job is None:  # deleted in between
             raise JobNotFoundError(job_id)
         return json_response(job_object(job))
+
+    async def _system_job(self, request: Request, action: str) -> JobDescriptor:
+        """The job, if it is a system job: user jobs are read-only here but for delete."""
+        job_id = _job_id(request)
+        job = await self.client.aget(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        if job.kind is not JobKind.SYSTEM:
+            raise ApiError(
+                403,
+                f"job {job_id} is a user job ({job.job_type!r}): user jobs are read-only in the "
+                f"admin API (only delete); only system jobs are {action} here",
+            )
+        return job
 
     async def delete(self, request: Request) -> Response:
         job_id = _job_id(request)
@@ -394,6 +424,23 @@ class _Routes:
             if info.name == name:
                 return json_response(_queue(info))
         return json_response(QueueJson(name=name, paused=paused, counts={}))
+
+
+def _worker(info: WorkerInfo) -> WorkerJson:
+    return WorkerJson(
+        id=info.id,
+        host=info.host,
+        pid=info.pid,
+        role=info.role,
+        module=info.module,
+        queues=list(info.queues),
+        slots=info.slots,
+        running=info.running,
+        started_at=info.started_at,
+        last_heartbeat=info.last_heartbeat,
+        gone=info.gone,
+        parent=info.parent,
+    )
 
 
 def _queue(info: QueueInfo) -> QueueJson:

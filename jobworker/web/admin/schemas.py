@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from jobworker.models import CancelResult, JobKind, JobStatus
+from jobworker.models import CancelResult, JobKind, JobStatus, WorkerRole
 from jobworker.web.wire import AttemptJson, JobJson
 
 __all__ = [
@@ -32,6 +32,9 @@ __all__ = [
     "RecurringList",
     "RunJson",
     "StatsJson",
+    "WorkerJson",
+    "WorkerList",
+    "WorkersQuery",
 ]
 
 MAX_PAGE = 500
@@ -43,10 +46,18 @@ class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class JobsQuery(_Query, frozen=True):
     status: JobStatus | None = None
+    kind: JobKind | None = None
     type: Annotated[str, msgspec.Meta(max_length=200)] | None = None  # the job type, exactly
     queue: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     idempotency_key: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    # in the job type (ignoring case) or the id's text
+    search: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    before: uuid.UUID | None = None  # the `next` of the previous page
     limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 50
+
+
+class WorkersQuery(_Query, frozen=True):
+    include_gone: bool = True  # also the processes whose heartbeat went stale
 
 
 class EventsQuery(_Query, frozen=True):
@@ -153,11 +164,33 @@ class InstanceJson(_Body, frozen=True):
     bus: Literal["redis", "database"]  # how live events travel
 
 
+class WorkerJson(_Body, frozen=True):
+    """One process of the worker registry (times are the database's)."""
+
+    id: str  # a worker process's id is the lease owner its running jobs name
+    host: str
+    pid: int
+    role: WorkerRole  # supervisor, worker or beat
+    module: str  # the job module it serves ("" when not known)
+    queues: list[str]
+    slots: int  # jobs it runs at once (a supervisor: all its processes'; beat: 0)
+    running: int  # jobs running at its last heartbeat
+    started_at: datetime
+    last_heartbeat: datetime
+    gone: bool  # its heartbeat went stale; the row is purged later
+    parent: str | None  # a worker process's supervisor
+
+
+class WorkerList(_Body, frozen=True):
+    workers: list[WorkerJson]
+
+
 class StatsJson(_Body, frozen=True):
     counts: dict[str, int]  # jobs by status, every status present
     queue_depth: int  # queued
     scheduled_pending: int  # scheduled for later
     running_now: int
     queues: list[QueueJson]
+    workers: list[WorkerJson]  # every registered process, gone ones included
     beat: BeatJson | None  # null: no live beat leader
     instance: InstanceJson
