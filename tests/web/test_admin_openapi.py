@@ -147,3 +147,24 @@ async def test_an_extra_endpoint_is_guarded_and_documented(app: App) -> None:
         assert "text/event-stream" in operation["responses"]["200"]["content"]
     finally:
         await browser.aclose()
+
+
+async def test_an_unexpected_error_is_a_500_that_says_nothing_more(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("secret detail of the failure")
+
+    extra = Endpoint("GET", "/broken", broken, "Fails", None, errors=(401,))
+    api = admin_api(app.client, web_config(), prefix=PREFIX, extra_endpoints=[extra])
+    assert api is not None
+    browser = Browser(Starlette(routes=[Mount(API, app=api)]))
+    try:
+        await browser.login("admin", ADMIN_PASSWORD)
+        response = await browser.get("/broken")
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error (see the server's log)"}
+    finally:
+        await browser.aclose()
+    assert "admin API GET /broken failed" in caplog.text
+    assert "secret detail of the failure" in caplog.text  # in the log, not in the answer
