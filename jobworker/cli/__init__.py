@@ -4,7 +4,8 @@
 - `format`: how things are printed (tables, a job as JSON, beat's status).
 - `run`: `run` and `beat`; `jobs`: enqueue, status, jobs, cancel, retry, delete;
   `admin`: queues, recurring, migrate, sql; `tail`: following a job live; `workers`: the
-  worker registry; `web`: serving the web tail with uvicorn.
+  worker registry; `web`: serving the web tail with uvicorn; `web_auth`: hash-password, for
+  the admin API's logins.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, jobs, run, tail, web, workers
+from jobworker.cli import admin, jobs, run, tail, web, web_auth, workers
 from jobworker.display import EscapingFormatter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -44,6 +45,7 @@ for command in [
     tail.tail,
     workers.workers,
     *web.COMMANDS,
+    *web_auth.COMMANDS,
 ]:
     main.add_command(command)
 

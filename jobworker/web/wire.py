@@ -20,10 +20,19 @@ from typing import Any
 import msgspec
 
 from jobworker.events.model import TypedEvent, is_truncated
-from jobworker.models import EventKind, JobDescriptor, JobEvent
+from jobworker.models import AttemptRecord, EventKind, JobDescriptor, JobEvent
 from jobworker.payloads import TRUNCATED_MARKER, Chunk, Lifecycle, Log, Metric, Progress, Result
 
-__all__ = ["JobJson", "event_json", "event_object", "job_json", "job_object", "typed_event"]
+__all__ = [
+    "AttemptJson",
+    "JobJson",
+    "attempt_object",
+    "event_json",
+    "event_object",
+    "job_json",
+    "job_object",
+    "typed_event",
+]
 
 _encoder = msgspec.json.Encoder()
 
@@ -77,6 +86,32 @@ def job_object(job: JobDescriptor) -> JobJson:
 
 def job_json(job: JobDescriptor) -> bytes:
     return _encoder.encode(job_object(job))
+
+
+class AttemptJson(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One finished attempt of a job: who ran it, when, and how it ended."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+    started_at: datetime
+    ended_at: datetime
+    outcome: str  # succeeded, failed, dead, released, lost, cancelled
+    error: str | None
+    traceback: str | None
+
+
+def attempt_object(record: AttemptRecord) -> AttemptJson:
+    return AttemptJson(
+        job_id=record.job_id,
+        attempt=record.attempt,
+        worker=record.worker,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+        outcome=record.outcome.value,
+        error=record.error,
+        traceback=record.traceback,
+    )
 
 
 def event_object(event: JobEvent) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""The admin API's request and response bodies, and its query strings, as msgspec structs: the
+routes encode and decode with them, and the OpenAPI document is generated from them.
+
+JSON bodies are camelCase; query parameters keep the names the user routes use
+(`after_sequence`, `idempotency_key`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from jobworker.models import CancelResult, JobKind, JobStatus, WorkerRole
+from jobworker.web.wire import AttemptJson, JobJson
+
+__all__ = [
+    "BeatJson",
+    "CancelJson",
+    "DeletedJson",
+    "EventJson",
+    "EventPage",
+    "EventsQuery",
+    "InstanceJson",
+    "JobDetail",
+    "JobPage",
+    "JobsQuery",
+    "QueueJson",
+    "QueueList",
+    "RecurringJson",
+    "RecurringList",
+    "RunJson",
+    "StatsJson",
+    "WorkerJson",
+    "WorkerList",
+    "WorkersQuery",
+]
+
+MAX_PAGE = 500
+
+
+class _Query(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class JobsQuery(_Query, frozen=True):
+    status: JobStatus | None = None
+    kind: JobKind | None = None
+    type: Annotated[str, msgspec.Meta(max_length=200)] | None = None  # the job type, exactly
+    queue: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    idempotency_key: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    # in the job type (ignoring case) or the id's text
+    search: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    before: uuid.UUID | None = None  # the `next` of the previous page
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 50
+
+
+class WorkersQuery(_Query, frozen=True):
+    include_gone: bool = True  # also the processes whose heartbeat went stale
+
+
+class EventsQuery(_Query, frozen=True):
+    after_sequence: Annotated[int, msgspec.Meta(ge=0)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+
+
+class _Body(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    pass
+
+
+class JobPage(_Body, frozen=True):
+    """Jobs newest first. `unreadable` names rows of the page that could not be read."""
+
+    jobs: list[JobJson]
+    next: uuid.UUID | None  # pass as `before` for the next page; null on the last page
+    unreadable: list[str]
+
+
+class JobDetail(_Body, frozen=True):
+    job: JobJson
+    attempts: list[AttemptJson]  # every finished attempt, oldest first
+
+
+class EventJson(_Body, frozen=True):
+    """Every event has these fields, and those of its kind (see docs/web.md): lifecycle
+    `status, attempt, error, retryAt`; progress `done, total, label, value`; log `level,
+    message, dataJson`; chunk `value`; metric `name, value`; result `resultJson`."""
+
+    job_id: uuid.UUID
+    seq: int
+    kind: Literal["lifecycle", "progress", "log", "chunk", "metric", "result"]
+    occurred_at: datetime
+
+
+_EVENT_ITEMS = msgspec.Meta(extra_json_schema={"items": {"$ref": "#/components/schemas/EventJson"}})
+
+
+class EventPage(_Body, frozen=True):
+    """A page of the job's kept events in order; page on with `after_sequence=next`."""
+
+    events: Annotated[list[dict[str, Any]], _EVENT_ITEMS]
+    next: int | None  # the last event's sequence when the page is full, else null
+
+
+class CancelJson(_Body, frozen=True):
+    job_id: uuid.UUID
+    result: CancelResult  # cancelled, requested (it is running: its worker stops it), finished
+
+
+class DeletedJson(_Body, frozen=True):
+    job_id: uuid.UUID
+    deleted: bool
+
+
+class RunJson(_Body, frozen=True):
+    job_id: uuid.UUID  # the job enqueued
+
+
+class RecurringJson(_Body, frozen=True):
+    name: str
+    job_type: str
+    kind: JobKind | None  # its job's kind; null when this web process does not define the job
+    cron: str
+    timezone: str
+    args_json: str
+    enabled: bool
+    last_fire_at: datetime | None
+    next_fire_at: datetime | None
+    updated_at: datetime
+
+
+class RecurringList(_Body, frozen=True):
+    recurring: list[RecurringJson]
+
+
+class QueueJson(_Body, frozen=True):
+    name: str
+    paused: bool
+    counts: dict[str, int]  # jobs by status
+
+
+class QueueList(_Body, frozen=True):
+    queues: list[QueueJson]
+
+
+class BeatJson(_Body, frozen=True):
+    """The beat leader's current term."""
+
+    leader: str
+    mechanism: str  # redis or database
+    since: datetime
+    renewed_at: datetime
+    expires_at: datetime
+
+
+class InstanceJson(_Body, frozen=True):
+    """The web process answering."""
+
+    host: str
+    pid: int
+    version: str
+    storage: str  # sqlite, postgres or sqlserver
+    bus: Literal["redis", "database"]  # how live events travel
+
+
+class WorkerJson(_Body, frozen=True):
+    """One process of the worker registry (times are the database's)."""
+
+    id: str  # a worker process's id is the lease owner its running jobs name
+    host: str
+    pid: int
+    role: WorkerRole  # supervisor, worker or beat
+    module: str  # the job module it serves ("" when not known)
+    queues: list[str]
+    slots: int  # jobs it runs at once (a supervisor: all its processes'; beat: 0)
+    running: int  # jobs running at its last heartbeat
+    started_at: datetime
+    last_heartbeat: datetime
+    gone: bool  # its heartbeat went stale; the row is purged later
+    parent: str | None  # a worker process's supervisor
+
+
+class WorkerList(_Body, frozen=True):
+    workers: list[WorkerJson]
+
+
+class StatsJson(_Body, frozen=True):
+    counts: dict[str, int]  # jobs by status, every status present
+    queue_depth: int  # queued
+    scheduled_pending: int  # scheduled for later
+    running_now: int
+    queues: list[QueueJson]
+    workers: list[WorkerJson]  # every registered process, gone ones included
+    beat: BeatJson | None  # null: no live beat leader
+    instance: InstanceJson
