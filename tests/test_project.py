@@ -65,6 +65,30 @@ def test_public_api_is_pinned() -> None:
         assert hasattr(jobworker, name), name
 
 
+def test_the_web_api_is_pinned() -> None:
+    import jobworker.web
+
+    assert sorted(jobworker.web.__all__) == [
+        "FollowError",
+        "JobJson",
+        "SecurityHeaders",
+        "StreamHub",
+        "WebConfig",
+        "admin_api",
+        "allow_all",
+        "create_app",
+        "event_json",
+        "event_object",
+        "follow",
+        "hash_password",
+        "job_json",
+        "job_object",
+        "job_routes",
+    ]
+    for name in jobworker.web.__all__:
+        assert hasattr(jobworker.web, name), name
+
+
 @pytest.mark.slow
 def test_the_wheel_ships_the_sql_and_py_typed(tmp_path: Path) -> None:
     subprocess.run(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
@@ -21,14 +22,18 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from jobworker.app import App, find_app
 from jobworker.definitions import import_object
 from jobworker.display import EscapingFormatter, redact_url
 from jobworker.errors import ConfigurationError
+from jobworker.web.admin import admin_api
+from jobworker.web.admin.stream import stream_endpoint
 from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
+from jobworker.web.config import WebConfig
 from jobworker.web.fanout import StreamHub
+from jobworker.web.security import SecurityHeaders
 
 __all__ = [
     "ServeOptions",
@@ -48,6 +53,7 @@ ENV_MODULE = "JOBWORKER_WEB_MODULE"
 ENV_ROUTES = "JOBWORKER_WEB_ROUTES"
 ENV_PREFIX = "JOBWORKER_WEB_PREFIX"
 ENV_DATABASE_URL = "JOBWORKER_WEB_DATABASE_URL"
+ENV_SESSION_SECRET = "JOBWORKER_WEB_SESSION_SECRET"
 
 FACTORY = f"{__name__}:app_from_environment"
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -63,17 +69,19 @@ class WebTarget:
     prefix: str = DEFAULT_PREFIX
     database_url: str | None = None
 
-    def load(self) -> tuple[App, Starlette]:
-        """Import the module and build the app; import failures raise AppImportError, bad
-        values ConfigurationError."""
+    def load(self, config: WebConfig | None = None) -> tuple[App, Starlette]:
+        """Import the module and build the app (the admin API's set-up from `config`, else from
+        the `JOBWORKER_WEB_*` variables); import failures raise AppImportError, bad values
+        ConfigurationError."""
         check_prefix(self.prefix)
+        config = WebConfig.load() if config is None else config
         app = find_app(import_object(self.module), database_url=self.database_url)
         routes = _load_routes(self.routes, app) if self.routes else []
         web = create_app(
             app,
             prefix=self.prefix,
-            routes=[*tail_routes(app, self.prefix), *routes],
-            middleware=tail_middleware(app),
+            routes=[*tail_routes(app, self.prefix, config), *routes],
+            middleware=tail_middleware(),
         )
         _end_streams_when_stopping(web, StreamHub.for_client(app.client))
         return app, web
@@ -99,16 +107,17 @@ class WebTarget:
         )
 
 
-def tail_routes(app: App, prefix: str) -> list[BaseRoute]:
-    """What `jobworker web` serves under the prefix besides `--routes`: the admin API and the
-    dashboard, once they exist (none yet)."""
-    return []
+def tail_routes(app: App, prefix: str, config: WebConfig) -> list[BaseRoute]:
+    """What `jobworker web` serves under the prefix besides `--routes`: the admin API at `/api`
+    (with the job's live stream for the dashboard), unless no password is configured."""
+    hub = StreamHub.for_client(app.client)
+    api = admin_api(app.client, config, prefix=prefix, extra_endpoints=[stream_endpoint(hub)])
+    return [] if api is None else [Mount("/api", app=api)]
 
 
-def tail_middleware(app: App) -> list[Middleware]:
-    """What wraps everything `jobworker web` answers: security headers and the session, once
-    they exist (none yet)."""
-    return []
+def tail_middleware() -> list[Middleware]:
+    """What wraps everything `jobworker web` answers: the security headers."""
+    return [Middleware(SecurityHeaders)]
 
 
 def _load_routes(path: str, app: App) -> list[BaseRoute]:
@@ -196,12 +205,24 @@ class ServeOptions:
     log_format: str = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
-def auth_line(app: App) -> str:
+def auth_line(config: WebConfig, prefix: str) -> str:
     """Whether the admin API and its login are on, for the start-up log."""
-    return "admin API: off (no password configured)"
+    if not config.enabled:
+        return "admin API: off (no password configured: set JOBWORKER_WEB_ADMIN_PASSWORD_HASH)"
+    users = [
+        f"{name} ({role})"
+        for name, role, hashed in (
+            (config.admin_username, "admin", config.admin_password_hash),
+            (config.readonly_username, "read-only", config.readonly_password_hash),
+        )
+        if hashed is not None
+    ]
+    return f"admin API: on at {prefix}/api, logins: {', '.join(users)}"
 
 
-def startup_lines(app: App, target: WebTarget, options: ServeOptions) -> list[str]:
+def startup_lines(
+    app: App, target: WebTarget, options: ServeOptions, config: WebConfig
+) -> list[str]:
     """The lines `serve` logs as it starts: where it listens, the storage, the bus, auth."""
     host = f"[{options.host}]" if ":" in options.host else options.host
     settings = app.settings
@@ -217,15 +238,21 @@ def startup_lines(app: App, target: WebTarget, options: ServeOptions) -> list[st
         f"listening on http://{host}:{options.port}{target.prefix} ({processes})",
         f"storage: {storage}",
         f"event bus: {bus}",
-        auth_line(app),
+        auth_line(config, target.prefix),
     ]
 
 
 def serve(target: WebTarget, options: ServeOptions) -> None:
     """Load the target, log where it serves, and serve until SIGTERM or SIGINT. Load errors
     raise before anything listens."""
-    app, web = target.load()
-    for line in startup_lines(app, target, options):
+    config = WebConfig.load()
+    if options.workers > 1 and config.enabled and config.session_secret is None:
+        # Each process would sign sessions with a secret of its own, and a login would hold
+        # only on the process that answered it: the processes share one for this run instead.
+        os.environ[ENV_SESSION_SECRET] = secrets.token_urlsafe(48)
+        config = WebConfig.load()
+    app, web = target.load(config)
+    for line in startup_lines(app, target, options, config):
         logger.info("%s", line)
     served: Any = web
     if options.workers > 1:

@@ -164,7 +164,7 @@ def _query(request: Request, type: type[Q]) -> Q:
         raise ApiError(400, f"invalid query: {exc}") from None
 
 
-def _job_id(request: Request) -> uuid.UUID:
+def job_id_of(request: Request) -> uuid.UUID:
     try:
         return as_job_id(request.path_params["id"])
     except ConfigurationError as exc:
@@ -275,7 +275,7 @@ class _Routes:
         return json_response(page)
 
     async def job(self, request: Request) -> Response:
-        job_id = _job_id(request)
+        job_id = job_id_of(request)
         job = await self.client.aget(job_id)
         if job is None:
             raise JobNotFoundError(job_id)
@@ -285,7 +285,7 @@ class _Routes:
         return json_response(JobDetail(job=job_object(job), attempts=attempts))
 
     async def events(self, request: Request) -> Response:
-        job_id = _job_id(request)
+        job_id = job_id_of(request)
         query = _query(request, EventsQuery)
         if await self.client.aget(job_id) is None:
             raise JobNotFoundError(job_id)
@@ -329,7 +329,7 @@ class _Routes:
 
     async def _system_job(self, request: Request, action: str) -> JobDescriptor:
         """The job, if it is a system job: user jobs are read-only here but for delete."""
-        job_id = _job_id(request)
+        job_id = job_id_of(request)
         job = await self.client.aget(job_id)
         if job is None:
             raise JobNotFoundError(job_id)
@@ -342,7 +342,7 @@ class _Routes:
         return job
 
     async def delete(self, request: Request) -> Response:
-        job_id = _job_id(request)
+        job_id = job_id_of(request)
         await self.client.adelete(job_id)
         return json_response(DeletedJson(job_id=job_id, deleted=True))
 
