@@ -126,7 +126,7 @@ def test_serves_logs_where_what_and_stops_cleanly_on_sigterm(
     assert web.get("/counts").status_code == 404
     log = web.log
     assert f"listening on http://127.0.0.1:{web.port}/jobs-ui (1 process)" in log
-    assert "admin API: off (no password configured)" in log
+    assert "admin API: off (no password configured: set JOBWORKER_WEB_ADMIN_PASSWORD_HASH)" in log
     if store.backend == "postgres":
         assert "storage: postgresql://postgres:***@127.0.0.1:5432/" in log
         assert f"(schema {store.schema})" in log
