@@ -224,6 +224,10 @@ class Worker:
                 await asyncio.sleep(CLAIM_GATHER_SECONDS)
                 free = self._free_slots()
             wanted = min(free, self.settings.claim_batch_size)
+            # Cleared before the claim, never after it: a wake-up that arrives while the claim is
+            # in flight (a NOTIFY for a job its query missed, a job ending, a stop) then leads to
+            # another turn at once instead of waiting for the next poll.
+            self._wake.clear()
             claimed: list[ClaimedJob] = []
             if wanted > 0:
                 try:
@@ -245,9 +249,10 @@ class Worker:
                     # There may be more waiting: let finished tasks settle, then claim again.
                     await asyncio.sleep(0)
                     continue
-            if self.options.exit_when_idle and not claimed and not self._running:
+            # Not idle if woken during the claim: a job that ended meanwhile may have enqueued.
+            idle = not claimed and not self._running and not self._wake.is_set()
+            if self.options.exit_when_idle and idle:
                 return
-            self._wake.clear()
             timeout = None if free <= 0 else self.settings.poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
