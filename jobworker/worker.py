@@ -137,7 +137,15 @@ class Worker:
         await storage.open()
         self._storage = storage
         self._bus = bus_for(self.settings, storage)
-        self._recorder = Recorder(storage, self.settings, self._bus, owner=self.worker_id)
+        # A job's end wakes the claim loop before its outcome is written, but a concurrency cap
+        # counts the job until then: a claim in between finds the cap full, so claim again.
+        self._recorder = Recorder(
+            storage,
+            self.settings,
+            self._bus,
+            owner=self.worker_id,
+            on_written=self._wake.set if self._caps else None,
+        )
         self._timestamp = timestamp_of(self.app.clock)
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
