@@ -137,7 +137,15 @@ class Worker:
         await storage.open()
         self._storage = storage
         self._bus = bus_for(self.settings, storage)
-        self._recorder = Recorder(storage, self.settings, self._bus, owner=self.worker_id)
+        # A job's end wakes the claim loop before its outcome is written, but a concurrency cap
+        # counts the job until then: a claim in between finds the cap full, so claim again.
+        self._recorder = Recorder(
+            storage,
+            self.settings,
+            self._bus,
+            owner=self.worker_id,
+            on_written=self._wake.set if self._caps else None,
+        )
         self._timestamp = timestamp_of(self.app.clock)
         side_tasks = [
             asyncio.create_task(self._recorder.run(), name="recorder"),
@@ -224,6 +232,10 @@ class Worker:
                 await asyncio.sleep(CLAIM_GATHER_SECONDS)
                 free = self._free_slots()
             wanted = min(free, self.settings.claim_batch_size)
+            # Cleared before the claim, never after it: a wake-up that arrives while the claim is
+            # in flight (a NOTIFY for a job its query missed, a job ending, a stop) then leads to
+            # another turn at once instead of waiting for the next poll.
+            self._wake.clear()
             claimed: list[ClaimedJob] = []
             if wanted > 0:
                 try:
@@ -245,9 +257,10 @@ class Worker:
                     # There may be more waiting: let finished tasks settle, then claim again.
                     await asyncio.sleep(0)
                     continue
-            if self.options.exit_when_idle and not claimed and not self._running:
+            # Not idle if woken during the claim: a job that ended meanwhile may have enqueued.
+            idle = not claimed and not self._running and not self._wake.is_set()
+            if self.options.exit_when_idle and idle:
                 return
-            self._wake.clear()
             timeout = None if free <= 0 else self.settings.poll_interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

@@ -27,6 +27,7 @@ from jobworker.storage.sqlfiles import schema_scripts
 from jobworker.testing import adrain
 from jobworker.worker import Worker, WorkerOptions, worker_id
 
+from .claim_race import ClaimRace
 from .conftest import FAST, JOBWORKER, TESTS, subprocess_env
 from .pg import (
     catalog,
@@ -577,6 +578,88 @@ async def test_idle_workers_wake_on_notify_not_on_polling(pg_database: str, migr
         await app.aclose()
     assert len(started) == 5
     assert max(started) < 3.0, f"woken by NOTIFY, not a 30 s poll: {started}"
+
+
+async def test_a_wake_up_during_a_claim_leads_to_another_claim(
+    pg_database: str, migrated: str
+) -> None:
+    """A job enqueued after a claim's query ran, its NOTIFY delivered before the claim returned:
+    the worker claims again at once instead of waiting for its 30 s poll."""
+    registry = Registry()
+    started = asyncio.Event()
+
+    @registry.job(name="late")
+    async def late(ctx: JobContext) -> None:
+        started.set()
+
+    settings = Settings(database_url=pg_database, database_schema=migrated, poll_interval=30)
+    app = App(registry=registry, settings=settings)
+
+    async def enqueue_and_announce() -> None:
+        await late.adelay()
+        await asyncio.wait_for(race.announced.wait(), 5)
+
+    race = ClaimRace(app, enqueue_and_announce)
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("race"), maintenance=False))
+    task = asyncio.create_task(worker.run())
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started.wait(), 5)
+    finally:
+        worker.request_stop()
+        await task
+        await app.aclose()
+    assert race.announced.is_set()  # the NOTIFY came in while the claim was in flight
+    assert started.is_set(), "the job announced during a claim waited for the next poll"
+
+
+async def test_a_capped_type_is_claimed_again_when_an_outcome_frees_its_cap(
+    pg_database: str, migrated: str
+) -> None:
+    """A job ending wakes the worker before its outcome is written, and the cap counts it until
+    then: a claim that ran in between found the cap full. The write must lead to another claim,
+    not the next poll 30 s later."""
+    registry = Registry()
+    ran: list[int] = []
+    second_claim_ran = asyncio.Event()
+
+    @registry.job(name="capped", concurrency=1)
+    async def capped(ctx: JobContext, i: int) -> None:
+        ran.append(i)
+
+    settings = Settings(database_url=pg_database, database_schema=migrated, poll_interval=30)
+    app = App(registry=registry, settings=settings)
+
+    async def write_after_the_second_claim() -> None:
+        await second_claim_ran.wait()
+
+    async def let_the_outcome_be_written() -> None:
+        second_claim_ran.set()
+        for _ in range(500):
+            if (await app.client.acounts())[JobStatus.SUCCEEDED] == 1:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the first outcome was never written")
+
+    # Claim 1 takes the first job (the cap allows one); its end wakes claim 2, which finds the
+    # cap full as the outcome is held back until then.
+    ClaimRace(
+        app, let_the_outcome_be_written, on_claim=2, before_write=write_after_the_second_claim
+    )
+    await capped.adelay_many([{"i": i} for i in range(3)])
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("cap"), maintenance=False))
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(500):  # up to 5 s
+            if len(ran) == 3:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        worker.request_stop()
+        await task
+        await app.aclose()
+    assert second_claim_ran.is_set()
+    assert sorted(ran) == [0, 1, 2], "a job of a capped type waited for the next poll"
 
 
 def test_workers_survive_their_connections_being_terminated(

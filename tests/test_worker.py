@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from typing import Any
@@ -21,6 +22,8 @@ from jobworker import (
 )
 from jobworker.testing import adrain, capturing_context, drain
 from jobworker.worker import Worker, WorkerOptions, worker_id
+
+from .claim_race import ClaimRace
 
 
 class Summary(msgspec.Struct):
@@ -292,3 +295,99 @@ async def test_workers_consume_the_queues_their_jobs_declare(aapp: App, registry
     handle = await billing.adelay()
     assert (await adrain(aapp)).succeeded == 1
     assert (await handle.aget()).result == "billing"  # type: ignore[union-attr]
+
+
+async def test_a_job_ending_during_a_claim_leads_to_another_claim(
+    registry: Registry, sqlite_url: str
+) -> None:
+    """No notifications on SQLite: a job ending is what wakes a worker early. One that enqueues
+    a follow-up and ends while a claim is in flight (the claim missed the follow-up) must lead
+    to another claim, not to the next poll 30 s later."""
+    release = asyncio.Event()
+    followed = asyncio.Event()
+
+    @registry.job(name="first")
+    async def first(ctx: JobContext, wait: bool) -> None:
+        if wait:
+            await release.wait()
+            await follow_up.adelay()
+
+    @registry.job(name="follow-up")
+    async def follow_up(ctx: JobContext) -> None:
+        followed.set()
+
+    app = App(registry=registry, settings=Settings(database_url=sqlite_url, poll_interval=30))
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("race"), parallelism=2))
+
+    async def end_the_waiting_job() -> None:
+        release.set()
+        for _ in range(500):
+            if not worker.current_jobs():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the released job never ended")
+
+    # Claim 1 takes both jobs; the quick one ends and wakes claim 2, which finds nothing.
+    race = ClaimRace(app, end_the_waiting_job, on_claim=2)
+    await first.adelay_many([{"wait": False}, {"wait": True}])
+    task = asyncio.create_task(worker.run())
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(followed.wait(), 5)
+    finally:
+        worker.request_stop()
+        await task
+        await app.aclose()
+    assert release.is_set() and race.claims >= 2
+    assert followed.is_set(), "the job that ended during a claim left its follow-up to a poll"
+
+
+async def test_a_stop_requested_during_a_claim_stops_the_worker_at_once(
+    registry: Registry, sqlite_url: str
+) -> None:
+    app = App(registry=registry, settings=Settings(database_url=sqlite_url, poll_interval=30))
+    worker = Worker(app, WorkerOptions(worker_id=worker_id("race")))
+
+    async def stop() -> None:
+        worker.request_stop()
+
+    ClaimRace(app, stop)
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.wait([task], timeout=5)
+        stopped = task.done()
+    finally:
+        task.cancel()  # only if it still waits: it would hold the test for 30 s
+        await asyncio.gather(task, return_exceptions=True)
+        await app.aclose()
+    assert stopped, "the stop requested during a claim waited for the next poll"
+
+
+async def test_a_drain_runs_what_a_job_enqueued_as_it_ended_during_a_claim(
+    aapp: App, registry: Registry
+) -> None:
+    release = asyncio.Event()
+
+    @registry.job(name="first")
+    async def first(ctx: JobContext, wait: bool) -> None:
+        if wait:
+            await release.wait()
+            await follow_up.adelay()
+
+    @registry.job(name="follow-up")
+    async def follow_up(ctx: JobContext) -> None:
+        pass
+
+    async def end_the_waiting_job() -> None:
+        release.set()
+        for _ in range(500):
+            if (await aapp.client.acounts())[JobStatus.SUCCEEDED] == 2:  # written once it ended
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("the released job never ended")
+
+    # Claim 1 takes both jobs; the quick one ends and wakes claim 2, which finds nothing.
+    ClaimRace(aapp, end_the_waiting_job, on_claim=2)
+    await first.adelay_many([{"wait": False}, {"wait": True}])
+    result = await adrain(aapp, parallelism=2)
+    assert (result.attempts, result.succeeded) == (3, 3), "the drain left the follow-up behind"

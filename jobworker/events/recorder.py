@@ -21,7 +21,7 @@ import operator
 import threading
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 
 import msgspec
 
@@ -114,8 +114,10 @@ class Recorder:
         *,
         owner: str,
         batch_size: int | None = None,
+        on_written: Callable[[], None] | None = None,
     ) -> None:
         self._storage = storage
+        self._on_written = on_written  # called after each round that wrote outcomes
         self._owner = owner  # the lease owner whose attempts' events this writes
         self._bus = bus
         self._batch_size = batch_size or settings.completion_batch_size
@@ -238,6 +240,8 @@ class Recorder:
             return
         self._db_outage.succeeded()
         del self._finished[: len(completions)]
+        if completions and self._on_written is not None:
+            self._on_written()
         if not in_database:
             await self._publish(taken, recorded)
 
