@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from jobworker.errors import ConfigurationError
 
 ENV_PREFIX = "JOBWORKER_"
+S = TypeVar("S", bound=msgspec.Struct)
 DEFAULT_DATABASE_URL = "sqlite:///jobworker.db"
 _EVENT_KINDS = frozenset({"lifecycle", "progress", "log", "chunk", "metric", "result"})
 _POSITIVE = (
@@ -138,17 +139,30 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Settings from the environment, then `overrides` (None values are ignored)."""
-        environ = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        for field in cls.__struct_fields__:
-            value = environ.get(ENV_PREFIX + field.upper())
-            if value not in (None, ""):
-                raw[field] = value
-        raw.update({key: value for key, value in overrides.items() if value is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigurationError(f"invalid setting: {exc}") from None
+        return load_struct(cls, ENV_PREFIX, environ, overrides, "setting")
 
     def replace(self, **changes: Any) -> Settings:
         return msgspec.structs.replace(self, **changes)
+
+
+def load_struct(
+    cls: type[S],
+    prefix: str,
+    environ: Mapping[str, str] | None,
+    overrides: Mapping[str, Any],
+    what: str,
+) -> S:
+    """A settings struct from `prefix` + FIELD variables of `environ` (the process's by
+    default), then `overrides` (None values are ignored); a bad value is a ConfigurationError
+    that names the field."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in cls.__struct_fields__:
+        value = environ.get(prefix + field.upper())
+        if value not in (None, ""):
+            raw[field] = value
+    raw.update({key: value for key, value in overrides.items() if value is not None})
+    try:
+        return msgspec.convert(raw, cls, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"invalid {what}: {exc}") from None

@@ -12,13 +12,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
 import msgspec
 
+from jobworker.config import load_struct
 from jobworker.errors import ConfigurationError
 
 __all__ = ["WEB_ENV_PREFIX", "WebConfig", "hash_password", "verify_password"]
@@ -171,14 +171,4 @@ class WebConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WebConfig:
         """The config from the environment, then `overrides` (None values are ignored)."""
-        environ = os.environ if environ is None else environ
-        raw: dict[str, Any] = {}
-        for field in cls.__struct_fields__:
-            value = environ.get(WEB_ENV_PREFIX + field.upper())
-            if value not in (None, ""):
-                raw[field] = value
-        raw.update({key: value for key, value in overrides.items() if value is not None})
-        try:
-            return msgspec.convert(raw, cls, strict=False)
-        except msgspec.ValidationError as exc:
-            raise ConfigurationError(f"invalid web setting: {exc}") from None
+        return load_struct(cls, WEB_ENV_PREFIX, environ, overrides, "web setting")
