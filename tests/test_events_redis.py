@@ -174,3 +174,17 @@ async def test_a_blocking_read_of_an_unreachable_redis_raises_bus_unavailable() 
             await asyncio.wait_for(dead.read(uuid.uuid4(), 0, block=0.5), 5)
     finally:
         await dead.close()
+
+
+async def test_the_shared_read_survives_losing_its_connection_once(bus: RedisStreamBus) -> None:
+    job = uuid.uuid4()
+    reader = asyncio.create_task(bus.read(job, 0, block=5))
+    await asyncio.sleep(0.2)
+    killer = aioredis.from_url(REDIS_URL)
+    try:
+        assert await killer.client_kill_filter(_id=bus._shared._connection_id) == 1
+    finally:
+        await killer.aclose()
+    await asyncio.sleep(0.2)  # it has read again, on a new connection
+    await publish(bus, [event(job, 1, value="after")])
+    assert [e.decoded() for e in await asyncio.wait_for(reader, 2)] == ["after"]

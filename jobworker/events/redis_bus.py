@@ -22,7 +22,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -272,11 +272,14 @@ class _SharedReads:
         followed.asked_at = time.monotonic()
         events = followed.after(after_seq)
         if not events and followed.failure is None:
-            followed.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(block):
-                    await followed.arrived.wait()
-            events = followed.after(after_seq)
+                    # What arrives may all be at or before `after_seq` (this reader got ahead
+                    # of the shared read, from a read of its own): wait on.
+                    while not events and followed.failure is None:
+                        followed.arrived.clear()
+                        await followed.arrived.wait()
+                        events = followed.after(after_seq)
         if followed.failure is not None:
             raise BusUnavailable(followed.failure)
         return events
@@ -308,46 +311,55 @@ class _SharedReads:
                 return
 
     async def _run(self) -> None:
-        connection = self._bus._client.client()  # a connection of its own: it blocks
+        failed = False  # the last read failed: one more failure fails the readers
         try:
-            self._connection_id = await connection.client_id()
             while self._followed:
-                self._forget_idle()
-                asked = dict(self._followed)
-                if not asked:
-                    break
-                keys = {self._bus.key(job_id).encode(): job_id for job_id in asked}
-                streams = {
-                    key: f"{asked[job_id].cursor}-{_LAST_PART}" for key, job_id in keys.items()
-                }
-                self._in_flight = asked
-                self.sent += 1
+                connection = self._bus._client.client()  # a connection of its own: it blocks
                 try:
-                    answer = await connection.xread(
-                        streams, count=READ_ENTRIES, block=SHARED_BLOCK_MS
-                    )
+                    async for _ in self._reads(connection):
+                        failed = False
+                except REDIS_ERRORS as exc:
+                    if not failed:  # a connection lost once: a new one, at once
+                        failed = True
+                        logger.warning("the shared read of job events failed (%s); again", exc)
+                        continue
+                    for followed in self._followed.values():
+                        followed.failure = str(exc) or type(exc).__name__
+                        followed.arrived.set()
+                    self._followed.clear()
                 finally:
-                    self._in_flight = None
-                for stream, entries in answer or ():
-                    job_id = keys[stream if isinstance(stream, bytes) else stream.encode()]
-                    followed = asked[job_id]
-                    if entries and self._followed.get(job_id) is followed:
-                        cursor = max(followed.cursor, _last_seq(entries[-1][0]))
-                        followed.add(_events(job_id, entries, followed.cursor), cursor)
-        except REDIS_ERRORS as exc:
-            for followed in self._followed.values():
-                followed.failure = str(exc) or type(exc).__name__
-                followed.arrived.set()
-            self._followed.clear()
+                    self._connection_id = None
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        await connection.aclose()
         finally:
-            this = self._task is asyncio.current_task()
-            if this:
+            if self._task is asyncio.current_task():
                 self._task = None
-                self._connection_id = None
                 if self._followed:  # a job joined as this one stopped: a read goes on
                     self._task = asyncio.get_running_loop().create_task(self._run())
-            with contextlib.suppress(*REDIS_ERRORS):
-                await connection.aclose()
+
+    async def _reads(self, connection: Any) -> AsyncIterator[None]:
+        """Read on `connection` while some job is followed; yields after each read."""
+        self._connection_id = await connection.client_id()
+        while True:
+            self._forget_idle()
+            asked = dict(self._followed)
+            if not asked:
+                return
+            keys = {self._bus.key(job_id).encode(): job_id for job_id in asked}
+            streams = {key: f"{asked[job_id].cursor}-{_LAST_PART}" for key, job_id in keys.items()}
+            self._in_flight = asked
+            self.sent += 1
+            try:
+                answer = await connection.xread(streams, count=READ_ENTRIES, block=SHARED_BLOCK_MS)
+            finally:
+                self._in_flight = None
+            for stream, entries in answer or ():
+                job_id = keys[stream if isinstance(stream, bytes) else stream.encode()]
+                followed = asked[job_id]
+                if entries and self._followed.get(job_id) is followed:
+                    cursor = max(followed.cursor, _last_seq(entries[-1][0]))
+                    followed.add(_events(job_id, entries, followed.cursor), cursor)
+            yield
 
     def _forget_idle(self) -> None:
         now = time.monotonic()
