@@ -9,6 +9,10 @@ refuses a batch that does not end above the last one it holds (a worker that los
 carried on). Writing a few hundred events costs Redis one command and the client one encode,
 which is what lets a single handler stream hundreds of thousands of events a second.
 
+The blocking reads of every job one client follows are one `XREAD ... BLOCK` over all their
+streams, on a connection of its own (`_SharedReads`): a hundred jobs followed cost one round
+trip per batch of events, not a hundred.
+
 Streams are trimmed by id, so `maxlen` counts events, not entries: an entry goes once every
 event in it is more than `maxlen` sequences behind the job's newest. A stream expires some time
 after its job has ended.

@@ -12,6 +12,9 @@ feed's window of recent events, then the live feed: no duplicate, and no kept ev
 feed stops when its job's terminal event has gone out, or `linger` seconds after its last
 subscriber left (a browser that reconnects within them is served from the window).
 
+Subscribers that take the same batches share one join of them (the same bytes), and one
+timer per keep-alive interval tells every quiet subscriber of the hub when a keep-alive is due.
+
 A hub serves one event loop at a time (while its feeds run); `StreamHub.for_client(client)` is
 the hub every route of a process shares. Close it when the app stops (`await hub.aclose()`, or
 `lifespan=hub.lifespan`).

@@ -2,10 +2,11 @@
 decided the caller may see it (the user routes of `job_routes`, the admin API).
 
 The response starts with a `retry:` hint, then writes each event as `event: <kind>`,
-`id: <seq>`, `data: <JSON object>` (frames.py), a `: keep-alive` comment whenever it has been
-idle for `keepalive` seconds, and ends after the job's terminal event. A subscriber that falls
-behind gets a last `reconnect` event (fanout.py). A request that resumes at or after the terminal
-event gets `204 No Content`, which makes a browser's `EventSource` stop reconnecting.
+`id: <seq>`, `data: <JSON object>` (frames.py), a `: keep-alive` comment when it has been idle
+for a `keepalive` interval (the hub's timer), and ends after the job's terminal event. A
+subscriber that falls behind gets a last `reconnect` event (fanout.py). A request that resumes
+at or after the terminal event gets `204 No Content`, which makes a browser's `EventSource` stop
+reconnecting.
 """
 
 from __future__ import annotations
