@@ -358,9 +358,11 @@ class _SharedReads:
             finally:
                 self._in_flight = None
             for stream, entries in answer or ():
-                job_id = keys[stream if isinstance(stream, bytes) else stream.encode()]
+                job_id = keys.get(stream if isinstance(stream, bytes) else stream.encode())
+                if job_id is None or not entries:
+                    continue
                 followed = asked[job_id]
-                if entries and self._followed.get(job_id) is followed:
+                if self._followed.get(job_id) is followed:
                     cursor = max(followed.cursor, _last_seq(entries[-1][0]))
                     followed.add(_events(job_id, entries, followed.cursor), cursor)
             yield
