@@ -126,3 +126,65 @@ def test_oversized_payloads_are_replaced_by_a_marker() -> None:
     marker = msgspec.json.decode(big)
     assert marker[TRUNCATED_MARKER] is True and marker["size"] == 50_002
     assert marker["preview"].startswith('"yyy') and len(big) < 1000
+
+
+async def test_the_blocking_reads_of_many_jobs_share_one_xread(bus: RedisStreamBus) -> None:
+    jobs = [uuid.uuid4() for _ in range(20)]
+    readers = [asyncio.create_task(bus.read(job, 0, block=5)) for job in jobs]
+    await asyncio.sleep(0.3)  # every job has joined the shared read
+    sent = bus._shared.sent
+    await publish(bus, [event(job, 1, value=str(job)) for job in jobs])
+    got = await asyncio.wait_for(asyncio.gather(*readers), 5)
+    assert [[e.decoded() for e in events] for events in got] == [[str(job)] for job in jobs]
+    assert bus._shared.sent - sent < len(jobs) // 2  # not one read per job
+
+
+async def test_a_job_that_joins_a_blocked_shared_read_is_served_at_once(
+    bus: RedisStreamBus,
+) -> None:
+    first, second = uuid.uuid4(), uuid.uuid4()
+    waiting = asyncio.create_task(bus.read(first, 0, block=5))
+    await asyncio.sleep(0.2)  # the shared read blocks on the first job alone
+    joined = asyncio.create_task(bus.read(second, 0, block=5))
+    await asyncio.sleep(0.1)
+    await publish(bus, [event(second, 1, value="late")])
+    got = await asyncio.wait_for(joined, 0.5)  # not after the first read's 1 s block
+    assert [e.decoded() for e in got] == ["late"]
+    await publish(bus, [event(first, 1, value="first")])
+    assert [e.decoded() for e in await asyncio.wait_for(waiting, 2)] == ["first"]
+
+
+async def test_every_reader_of_one_job_gets_every_event(bus: RedisStreamBus) -> None:
+    job = uuid.uuid4()
+    readers = [asyncio.create_task(bus.read(job, 0, block=5)) for _ in range(3)]
+    await asyncio.sleep(0.2)
+    await publish(bus, [event(job, 1, value="a"), event(job, 2, value="b")])
+    for got in await asyncio.wait_for(asyncio.gather(*readers), 2):
+        assert [e.decoded() for e in got] == ["a", "b"]
+    # One that asks from before what the shared read fetched reads on its own.
+    bus._shared._followed[job].floor = 1
+    assert [e.seq for e in await bus.read(job, 0, block=1)] == [1, 2]
+    assert await bus.read(job, 2, block=0.05) == []
+
+
+async def test_a_blocking_read_of_an_unreachable_redis_raises_bus_unavailable() -> None:
+    dead = RedisStreamBus("redis://127.0.0.1:1/0", prefix="jw_dead:")
+    try:
+        with pytest.raises(BusUnavailable):
+            await asyncio.wait_for(dead.read(uuid.uuid4(), 0, block=0.5), 5)
+    finally:
+        await dead.close()
+
+
+async def test_the_shared_read_survives_losing_its_connection_once(bus: RedisStreamBus) -> None:
+    job = uuid.uuid4()
+    reader = asyncio.create_task(bus.read(job, 0, block=5))
+    await asyncio.sleep(0.2)
+    killer = aioredis.from_url(REDIS_URL)
+    try:
+        assert await killer.client_kill_filter(_id=bus._shared._connection_id) == 1
+    finally:
+        await killer.aclose()
+    await asyncio.sleep(0.2)  # it has read again, on a new connection
+    await publish(bus, [event(job, 1, value="after")])
+    assert [e.decoded() for e in await asyncio.wait_for(reader, 2)] == ["after"]

@@ -115,11 +115,16 @@ class _Reader:
 
     async def _from_live(self) -> AsyncIterator[list[JobEvent]]:
         """One look at the live bus (it has every kind), and at the database for what it lacks
-        when the bus has nothing new."""
-        live = await self._read_live(None)
+        when the bus has nothing new. While the database is not due, the look is a blocking
+        read straight away: one round trip per batch (a blocking read returns at once when the
+        bus holds something new)."""
+        due = self._database_is_due()
+        live = await self._read_live(None if due else LIVE_BLOCK_SECONDS)
         if live is None:
             return
-        if not live and self._database_is_due():
+        if not due:
+            self._database_due = not live
+        elif not live:
             self._database_due = False
             found = False
             # A worker stores a round in the database just before it publishes it: events
@@ -129,7 +134,6 @@ class _Reader:
                 yield page
             if found:
                 return
-        if not live:
             live = await self._read_live(LIVE_BLOCK_SECONDS)
             if live is None:
                 return

@@ -12,6 +12,9 @@ feed's window of recent events, then the live feed: no duplicate, and no kept ev
 feed stops when its job's terminal event has gone out, or `linger` seconds after its last
 subscriber left (a browser that reconnects within them is served from the window).
 
+Subscribers that take the same batches share one join of them (the same bytes), and one
+timer per keep-alive interval tells every quiet subscriber of the hub when a keep-alive is due.
+
 A hub serves one event loop at a time (while its feeds run); `StreamHub.for_client(client)` is
 the hub every route of a process shares. Close it when the app stops (`await hub.aclose()`, or
 `lifespan=hub.lifespan`).
@@ -24,17 +27,19 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from jobworker.client import Client
 from jobworker.events.model import is_terminal
 from jobworker.models import JobEvent
 from jobworker.web.frames import event_frame
 
-__all__ = ["Frames", "StreamHub", "Subscription", "SubscriptionEnded"]
+__all__ = ["GONE", "Frames", "StreamHub", "Subscription", "SubscriptionEnded"]
 
 logger = logging.getLogger("jobworker.web")
 
+# Why a subscription ended when its subscriber left before it did.
+GONE = "the subscriber has gone"
 # Kept events one catch-up read asks the database for.
 CATCH_UP_PAGE = 500
 
@@ -45,13 +50,16 @@ Framed = tuple[int, bytes]
 class Frames:
     """Consecutive events of one job as SSE text: what a subscriber writes in one go."""
 
-    __slots__ = ("_data", "items", "last_seq", "terminal")
+    __slots__ = ("_data", "_joins", "items", "last_seq", "terminal")
 
     def __init__(self, items: Sequence[Framed], terminal: bool) -> None:
         self.items = items
         self.last_seq = items[-1][0] if items else 0
         self.terminal = terminal
         self._data: bytes | None = None
+        # The runs of whole batches that end with this one, joined, by their first sequence:
+        # subscribers that take the same run write the same bytes.
+        self._joins: dict[int, Frames] | None = None
 
     @classmethod
     def of(cls, events: Sequence[JobEvent]) -> Frames:
@@ -88,13 +96,15 @@ class _Queue:
     """A subscriber's bounded queue: the reader offers batches and never waits; the
     subscriber's response takes them."""
 
-    __slots__ = ("_batches", "_limit", "_ready", "_size", "closed")
+    __slots__ = ("_batches", "_keepalive_due", "_limit", "_ready", "_size", "_written", "closed")
 
     def __init__(self, limit: int) -> None:
         self._batches: deque[Frames] = deque()
         self._size = 0
         self._limit = limit
         self._ready = asyncio.Event()
+        self._written = False  # batches were taken since the last keep-alive tick
+        self._keepalive_due = False
         self.closed: str | None = None  # why nothing will follow what is queued
 
     def offer(self, frames: Frames) -> bool:
@@ -121,21 +131,57 @@ class _Queue:
             self.closed = reason
         self._ready.set()
 
-    async def take(self, idle: float) -> list[Frames]:
-        """Every queued batch; none after `idle` seconds without one."""
-        if not self._batches and self.closed is None:
+    def tick(self) -> None:
+        """A keep-alive interval has passed: one is due if nothing was taken during it."""
+        if self._written:
+            self._written = False
+        else:
+            self._keepalive_due = True
+            self._ready.set()
+
+    async def take(self) -> list[Frames]:
+        """Every queued batch; none when a keep-alive is due first."""
+        if not self._batches and self.closed is None and not self._keepalive_due:
             self._ready.clear()
-            try:
-                async with asyncio.timeout(idle):
-                    await self._ready.wait()
-            except TimeoutError:
-                return []
-        if not self._batches and self.closed is not None:
-            raise SubscriptionEnded(self.closed)
+            await self._ready.wait()
+        if not self._batches:
+            if self.closed is not None:
+                raise SubscriptionEnded(self.closed)
+            self._keepalive_due = False
+            return []
         taken = list(self._batches)
         self._batches.clear()
         self._size = 0
+        self._written = True
+        self._keepalive_due = False
         return taken
+
+
+class _KeepAlive:
+    """One timer for every subscriber of a hub that wants a keep-alive every `interval`
+    seconds: each tick, those that took nothing since the last one get one (so an idle stream
+    gets its first between one and two intervals after its last write)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.queues: set[_Queue] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, queue: _Queue) -> None:
+        self.queues.add(queue)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
+
+    def discard(self, queue: _Queue) -> None:
+        self.queues.discard(queue)
+        if not self.queues and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        for queue in self.queues:
+            queue.tick()
+        self._timer = asyncio.get_running_loop().call_later(self.interval, self._tick)
 
 
 class Subscription:
@@ -157,24 +203,42 @@ class Subscription:
         self._queue = queue
         self._window: Frames | None = window
         self._stored_until = stored_until
+        self._gone = False
 
-    async def next(self, idle: float) -> Frames:
-        """The next events after `last_seq` (none after `idle` seconds without any). Raises
-        `SubscriptionEnded` when no more will come before the terminal event."""
+    async def next(self, idle: float | None = None) -> Frames:
+        """The next events after `last_seq`; none when a keep-alive is due (the hub's timer, see
+        `StreamHub.subscribe`) or after `idle` seconds without any. Raises `SubscriptionEnded`
+        when no more will come before the terminal event, or the subscriber has gone."""
         while True:
+            if self._gone:
+                raise SubscriptionEnded(GONE)
             if self._stored_until is not None:
                 frames = await self._stored()
             elif self._window is not None:
                 frames, self._window = self._window.after(self.last_seq), None
             else:
-                batches = await self._queue.take(idle)
+                batches = await self._take(idle)
                 if not batches:
-                    return Frames([], False)
-                frames = _joined([batch.after(self.last_seq) for batch in batches])
+                    return Frames([], False)  # a keep-alive is due
+                frames = _joined(batches, self.last_seq)
             if frames.items:
                 self.last_seq = frames.last_seq
                 self.ended = frames.terminal
                 return frames
+
+    def leave(self) -> None:
+        """The subscriber has gone (it hung up): `next` ends at once, however long it waited."""
+        self._gone = True
+        self._queue.close(GONE)
+
+    async def _take(self, idle: float | None) -> list[Frames]:
+        if idle is None:
+            return await self._queue.take()
+        try:
+            async with asyncio.timeout(idle):
+                return await self._queue.take()
+        except TimeoutError:
+            return []
 
     async def _stored(self) -> Frames:
         """A page of the kept events the database holds after `last_seq`, up to where the
@@ -188,12 +252,26 @@ class Subscription:
         return Frames.of(kept)
 
 
-def _joined(parts: Iterable[Frames]) -> Frames:
-    batches = [part for part in parts if part.items]
-    if len(batches) == 1:
-        return batches[0]
-    items = [item for batch in batches for item in batch.items]
-    return Frames(items, bool(batches) and batches[-1].terminal)
+def _joined(batches: Sequence[Frames], after_seq: int) -> Frames:
+    """The events after `after_seq` of consecutive batches, as one: the same object for every
+    subscriber that takes the same whole batches (most of them, at the live edge)."""
+    parts = [part for part in (batch.after(after_seq) for batch in batches) if part.items]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return Frames([], False)
+    last = parts[-1]
+    shared = parts[0] is batches[0] and parts[-1] is batches[-1]
+    if shared and last._joins is not None:
+        joined = last._joins.get(parts[0].first_seq)
+        if joined is not None:
+            return joined
+    joined = Frames([item for part in parts for item in part.items], last.terminal)
+    if shared:
+        if last._joins is None:
+            last._joins = {}
+        last._joins[parts[0].first_seq] = joined
+    return joined
 
 
 class _Feed:
@@ -314,6 +392,7 @@ class StreamHub:
         self.readers_started = 0  # read loops started so far
         self.dropped = 0  # subscribers dropped for falling behind
         self._feeds: dict[uuid.UUID, _Feed] = {}
+        self._keepalives: dict[float, _KeepAlive] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -333,13 +412,29 @@ class StreamHub:
         return len(self._feeds)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, job_id: uuid.UUID, after_seq: int) -> AsyncIterator[Subscription]:
-        """Follow the job's events after `after_seq` while the block runs."""
+    async def subscribe(
+        self, job_id: uuid.UUID, after_seq: int, *, keepalive: float | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Follow the job's events after `after_seq` while the block runs. With `keepalive`
+        (seconds), `next()` returns no events when nothing came for that long: one timer of
+        the hub times every subscriber with the same interval, none waits with a timeout."""
+        if keepalive is not None and not keepalive > 0:
+            raise ValueError("keepalive must be a positive number of seconds")
         feed = self._feed(job_id, after_seq)
         subscription = feed.join(self.client, after_seq)
+        timer = None
+        if keepalive is not None:
+            timer = self._keepalives.get(keepalive)
+            if timer is None:
+                timer = self._keepalives[keepalive] = _KeepAlive(keepalive)
+            timer.add(subscription._queue)
         try:
             yield subscription
         finally:
+            if timer is not None:
+                timer.discard(subscription._queue)
+                if not timer.queues:
+                    del self._keepalives[timer.interval]
             feed.leave(subscription)
 
     async def aclose(self) -> None:

@@ -260,3 +260,75 @@ def test_the_shared_hub_is_one_per_client_and_goes_with_it(tmp_path: Path) -> No
     del app, hub
     gc.collect()
     assert gone() is None
+
+
+async def test_subscribers_at_the_same_position_write_the_same_bytes(
+    store: Store, bus: str | None
+) -> None:
+    app = make_app(store, bus)
+    hub = StreamHub(app.client, linger=0)
+    try:
+        handle = await app.client.aenqueue("web.every_kind", {"owner": "ada", "rows": 6})
+        async with (
+            hub.subscribe(handle.job_id, 0) as first,
+            hub.subscribe(handle.job_id, 0) as second,
+        ):
+            async with running_worker(app):
+                for _ in range(200):  # every batch queued for both, none taken yet
+                    if hub.active_readers == 0:
+                        break
+                    await asyncio.sleep(0.05)
+            one = await first.next(idle=1)
+            other = await second.next(idle=1)
+        # One join of the queued batches, written by both: the same bytes, not copies.
+        assert one.data is other.data and one.terminal and other.terminal
+        full = await full_stream(app, handle.job_id)
+        assert parsed(list(one.items)) == [frame_of(event) for event in full]
+        assert one.data == b"".join(frame for _, frame in one.items)
+    finally:
+        await finish(app, hub)
+
+
+async def test_one_keep_alive_timer_serves_every_subscriber(store: Store) -> None:
+    app = make_app(store)
+    hub = StreamHub(app.client, linger=0)
+    name = f"quiet-{uuid.uuid4()}"
+    GATES[name] = asyncio.Event()
+    try:
+        handle = await app.client.aenqueue("web.every_kind", {"owner": "ada", "gate": name})
+        async with (
+            running_worker(app),
+            hub.subscribe(handle.job_id, 0, keepalive=0.1) as first,
+            hub.subscribe(handle.job_id, 0, keepalive=0.1) as second,
+        ):
+            assert len(hub._keepalives) == 1
+            for subscription in (first, second):
+                # The events before the gate, then nothing: a keep-alive is due, not a timeout.
+                while (await asyncio.wait_for(subscription.next(), 5)).items:
+                    pass
+                assert not subscription.ended
+            GATES[name].set()  # the worker stops once the job has ended
+        assert hub._keepalives == {}
+        with pytest.raises(ValueError, match="keepalive"):
+            async with hub.subscribe(handle.job_id, 0, keepalive=0):
+                pass
+    finally:
+        GATES.pop(name).set()
+        await finish(app, hub)
+
+
+async def test_a_subscriber_that_leaves_ends_its_wait_at_once(store: Store) -> None:
+    app = make_app(store)
+    hub = StreamHub(app.client, linger=0)
+    try:
+        handle = await app.client.aenqueue("web.every_kind", {"owner": "ada"})
+        async with hub.subscribe(handle.job_id, 0) as subscription:
+            waiting = asyncio.create_task(subscription.next())  # no worker: nothing comes
+            await asyncio.sleep(0.2)
+            subscription.leave()
+            with pytest.raises(SubscriptionEnded, match="gone"):
+                await asyncio.wait_for(waiting, 1)
+        await asyncio.sleep(0.05)  # the feed stops `linger` (0) seconds after it
+        assert hub.active_readers == 0
+    finally:
+        await finish(app, hub)

@@ -248,3 +248,35 @@ async def test_a_subscriber_that_hangs_up_leaves_nothing_running(served: Served)
         assert served.hub.active_readers == 0
     finally:
         opened.set()
+
+
+async def test_a_hang_up_frees_the_subscriber_before_any_keep_alive(
+    store: Store, bus: str | None
+) -> None:
+    jobs = make_app(store, bus)
+    hub = StreamHub(jobs.client, linger=0)
+    routes = job_routes(jobs.client, authorize=owner_only, hub=hub, keepalive=60)
+    web = Starlette(routes=[Mount("/reports", routes=routes)], lifespan=hub.lifespan)
+    name, opened = gate()
+    try:
+        async with (
+            serving(web) as url,
+            httpx.AsyncClient(headers={"x-user": "ada"}, timeout=30) as http,
+            running_worker(jobs),
+        ):
+            job = await jobs.client.aenqueue("web.every_kind", {"owner": "ada", "gate": name})
+            stream_url = f"{url}/reports/{job.job_id}/stream"
+            await asyncio.wait_for(read_sse(http, stream_url, until=lambda p: len(p) > 2), 30)
+            for _ in range(100):  # within 2 s
+                if not hub.active_readers:
+                    break
+                await asyncio.sleep(0.02)
+            # Noticed from the connection itself: no write (the next keep-alive is a minute
+            # away) had to fail first.
+            assert hub.active_readers == 0 and hub._keepalives == {}
+            opened.set()  # the worker stops once the job has ended
+    finally:
+        opened.set()
+        await jobs.aclose()
+        if bus:
+            cleanup_redis(jobs.settings.redis_prefix)
