@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 from jobworker.client import Client
 from jobworker.events.model import is_terminal
+from jobworker.events.stream import PAGE as STORED_PAGE
 from jobworker.models import JobEvent
 from jobworker.web.frames import event_frame
 
@@ -42,6 +44,11 @@ logger = logging.getLogger("jobworker.web")
 GONE = "the subscriber has gone"
 # Kept events one catch-up read asks the database for.
 CATCH_UP_PAGE = 500
+# How long a reader replaying stored pages waits for its subscribers to take what they have
+# before it reads on (and drops those that did not).
+REPLAY_WAIT = 2.0
+# A batch whose newest event is older than this is history being replayed, not live.
+REPLAY_AGE = 1.0
 
 # (sequence, SSE text) of one event.
 Framed = tuple[int, bytes]
@@ -96,7 +103,16 @@ class _Queue:
     """A subscriber's bounded queue: the reader offers batches and never waits; the
     subscriber's response takes them."""
 
-    __slots__ = ("_batches", "_keepalive_due", "_limit", "_ready", "_size", "_written", "closed")
+    __slots__ = (
+        "_batches",
+        "_keepalive_due",
+        "_limit",
+        "_ready",
+        "_size",
+        "_written",
+        "closed",
+        "drained",
+    )
 
     def __init__(self, limit: int) -> None:
         self._batches: deque[Frames] = deque()
@@ -106,6 +122,12 @@ class _Queue:
         self._written = False  # batches were taken since the last keep-alive tick
         self._keepalive_due = False
         self.closed: str | None = None  # why nothing will follow what is queued
+        self.drained = asyncio.Event()  # set when the subscriber takes its batches
+
+    @property
+    def backlogged(self) -> bool:
+        """A batch offered now would be refused."""
+        return self.closed is None and self._size >= self._limit
 
     def offer(self, frames: Frames) -> bool:
         """Queue the batch; False (nothing queued) when the subscriber is `limit` events
@@ -152,6 +174,7 @@ class _Queue:
         taken = list(self._batches)
         self._batches.clear()
         self._size = 0
+        self.drained.set()
         self._written = True
         self._keepalive_due = False
         return taken
@@ -337,12 +360,28 @@ class _Feed:
                 async for batch in batches:
                     if batch:
                         self._deliver(Frames.of(batch))
+                        if _replayed(batch):
+                            await self._wait_for_replay()
         except Exception as exc:
             logger.exception("reading the events of job %s failed", self.job_id)
             reason = f"reading the job's events failed: {type(exc).__name__}"
         finally:
             if self.task is this:  # not a reader replaced by one that starts earlier
                 self._end(reason)
+
+    async def _wait_for_replay(self) -> None:
+        """History being replayed: more follows at the speed of the database or Redis, faster
+        than a slow connection takes it. Wait (up to REPLAY_WAIT) for the subscribers to take what
+        they have before reading on, rather than drop them for it. Live batches never wait: a
+        slow subscriber there is dropped at once."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLAY_WAIT
+        for queue in list(self.subscribers):
+            while queue.backlogged and loop.time() < deadline:
+                queue.drained.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(deadline - loop.time()):
+                        await queue.drained.wait()
 
     def _end(self, reason: str) -> None:
         self.ended = True
@@ -367,6 +406,12 @@ class _Feed:
         if frames.terminal:
             self.ended = True
             self._hub._forget(self)
+
+
+def _replayed(batch: Sequence[JobEvent]) -> bool:
+    """A full page of stored events, or events that happened a while ago: history."""
+    newest = batch[-1].occurred_at.timestamp()
+    return len(batch) >= STORED_PAGE or time.time() - newest > REPLAY_AGE
 
 
 _HUB_ATTRIBUTE = "_jobworker_web_stream_hub"
