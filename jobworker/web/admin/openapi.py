@@ -13,7 +13,7 @@ from jobworker.web.admin.schemas import EventJson
 from jobworker.web.admin.sessions import COOKIE_NAME
 
 if TYPE_CHECKING:
-    from jobworker.web.admin.api import Endpoint
+    from jobworker.web.admin.endpoints import Endpoint
 
 __all__ = ["openapi_document"]
 

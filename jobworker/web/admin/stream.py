@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobworker.web.admin.api import Endpoint, job_id_of
+from jobworker.web.admin.endpoints import Endpoint, job_id_of
 from jobworker.web.admin.responses import ApiError
 from jobworker.web.fanout import StreamHub
 from jobworker.web.sse import job_event_stream, last_event_id
