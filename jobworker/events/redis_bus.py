@@ -16,6 +16,10 @@ trip per batch of events, not a hundred.
 Streams are trimmed by id, so `maxlen` counts events, not entries: an entry goes once every
 event in it is more than `maxlen` sequences behind the job's newest. A stream expires some time
 after its job has ended.
+
+Just over 400 lines: the entry format above is written and parsed here only (`_events`,
+`_last_seq`); the shared reads parse the same entries, and apart they would share those private
+helpers through a third module.
 """
 
 from __future__ import annotations
