@@ -180,8 +180,8 @@ async def test_a_reconnect_after_the_end_gets_204(served: Served) -> None:
 async def test_a_slow_subscriber_is_dropped_and_a_fast_one_is_not_held_up(served: Served) -> None:
     name, opened = gate()
     # 18 MB of chunks, more than the slow one's socket buffers hold, at a pace a reader keeps
-    # up with even on a busy machine (the job emits 4 events every 2 ms).
-    job_id = await served.enqueue(rows=600, chunk_bytes=30_000, gate=name, pause=0.002)
+    # up with even on a busy machine (the job emits 4 events every 10 ms).
+    job_id = await served.enqueue(rows=600, chunk_bytes=30_000, gate=name, pause=0.01)
     reader, writer = await raw_request(served.url, f"/reports/{job_id}/stream", {"X-User": "ada"})
     try:
         await asyncio.sleep(0.5)  # the slow one has subscribed
