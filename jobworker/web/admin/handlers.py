@@ -14,7 +14,14 @@ from jobworker.client import Client
 from jobworker.errors import (
     JobNotFoundError,
 )
-from jobworker.models import JobDescriptor, JobKind, JobStatus, QueueInfo, WorkerInfo
+from jobworker.models import (
+    JobDescriptor,
+    JobKind,
+    JobStatus,
+    QueueInfo,
+    ScheduleOptions,
+    WorkerInfo,
+)
 from jobworker.recurring import RecurringJob
 from jobworker.storage import dialect_of
 from jobworker.web.admin.auth import (
@@ -78,6 +85,9 @@ class AdminRoutes:
               errors=write),
             e("POST", "/jobs/{id}/retry", self.retry, "Queue a dead job again", JobJson,
               errors=(*write, 409)),
+            e("POST", "/jobs/{id}/run-again", self.run_again,
+              "Enqueue a system job again: same type, arguments, queue, priority, attempts",
+              RunJson, errors=(*write, 409)),
             e("DELETE", "/jobs/{id}", self.delete, "Delete a job that is not running",
               DeletedJson, errors=(*write, 409)),
             e("GET", "/recurring", self.recurring, "Recurring definitions", RecurringList,
@@ -204,6 +214,14 @@ class AdminRoutes:
         if job is None:  # deleted in between
             raise JobNotFoundError(job_id)
         return json_response(job_object(job))
+
+    async def run_again(self, request: Request) -> Response:
+        job = await self._system_job(request, "run again")
+        options = ScheduleOptions(
+            queue=job.queue, priority=job.priority, max_retries=job.max_attempts - 1
+        )
+        handle = await self.client.aenqueue(job.job_type, job.args or {}, options)
+        return json_response(RunJson(job_id=handle.job_id))
 
     async def _system_job(self, request: Request, action: str) -> JobDescriptor:
         """The job, if it is a system job: user jobs are read-only here but for delete."""
