@@ -99,8 +99,13 @@ class Site:
         return self.base + PREFIX
 
 
+# Read when the module is imported: every test's environment is cleared of JOBWORKER_ variables
+# (tests/conftest.py) before its fixtures run.
+SCREENSHOTS = os.environ.get("JOBWORKER_SCREENSHOTS")
+
+
 def screenshot_dir(tmp_path: Path) -> Path:
-    chosen = os.environ.get("JOBWORKER_SCREENSHOTS")
+    chosen = SCREENSHOTS
     directory = Path(chosen) if chosen else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
