@@ -10,6 +10,7 @@ import {
   isAdmin,
   useApi,
 } from "../components.js";
+import { dateTime, duration } from "../format.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { Link, href, navigate } from "../router.js";
 import { ACTIONS, ConfirmButton, eachJob, summary } from "./job_actions.js";
@@ -36,6 +37,11 @@ const DEFAULT_LIMIT = 50;
 const TYPING_PAUSE_MS = 300;
 const REFRESH_MS = 5000;
 const BULK = ["cancel", "retry", "delete"];
+
+// On a phone the filters start folded away, unless one is set.
+function narrow() {
+  return matchMedia("(max-width: 640px)").matches;
+}
 
 function filterOf(query) {
   return Object.fromEntries(FILTERS.map((name) => [name, query.get(name) || ""]));
@@ -94,6 +100,7 @@ export function JobsPage({ route, session }) {
 
   const { data, error, loading, reload } = useApi("/jobs", { ...filter, before, limit });
   const jobs = (data && data.jobs) || [];
+  const active = FILTERS.filter((name) => filter[name]).length;
 
   const [selected, setSelected] = useState(() => new Set());
   const [outcome, setOutcome] = useState(null);
@@ -128,6 +135,8 @@ export function JobsPage({ route, session }) {
 
   return html`
     <h1>Jobs</h1>
+    <details class="filter-box" open=${!narrow() || active > 0}>
+    <summary>Filters${active ? ` (${active} set)` : ""}</summary>
     <form class="toolbar filters" role="search" aria-label="Filter jobs"
       onSubmit=${(event) => {
         event.preventDefault();
@@ -161,6 +170,7 @@ export function JobsPage({ route, session }) {
         Refresh every 5 s
       </label>
     </form>
+    </details>
 
     ${outcome &&
     html`<p class=${`notice ${outcome.refused ? "error" : "ok"}`} role="status" data-outcome>
@@ -264,6 +274,10 @@ function firstLine(text, length = 120) {
   return line.length > length ? `${line.slice(0, length)}…` : line;
 }
 
+function sameDay(a, b) {
+  return Boolean(a && b) && new Date(a).toDateString() === new Date(b).toDateString();
+}
+
 function JobRow({ job, admin, selected, onToggle }) {
   const link = href(`/jobs/${encodeURIComponent(job.jobId)}`);
   return html`<tr class=${selected ? "selected" : ""} data-job-id=${job.jobId}
@@ -273,19 +287,25 @@ function JobRow({ job, admin, selected, onToggle }) {
       <input type="checkbox" aria-label=${`Select job ${job.jobId}`} checked=${selected}
         onChange=${(e) => onToggle(job.jobId, e.currentTarget.checked)} />
     </td>`}
-    <td data-label="Job"><${Link} to=${link} class="mono" title=${job.jobId}>${idTail(job.jobId)}<//></td>
-    <td data-label="Type" class="type">${job.jobType}</td>
-    <td data-label="Kind"><${KindBadge} kind=${job.kind} /></td>
-    <td data-label="Status"><${StatusBadge} status=${job.status} /></td>
+    <td class="bare id"><${Link} to=${link} class="mono" title=${job.jobId}>${idTail(job.jobId)}<//></td>
+    <td class="bare type">${job.jobType}</td>
+    <td class="bare"><${KindBadge} kind=${job.kind} /></td>
+    <td class="bare"><${StatusBadge} status=${job.status} /></td>
     <td data-label="Queue">${job.queue}</td>
     <td data-label="Attempt" class="num">${job.attempt} / ${job.maxAttempts}</td>
-    <td data-label="Enqueued"><${Time} iso=${job.enqueuedAt} /></td>
-    <td data-label="Started / finished" class="times">
+    <td data-label="Enqueued" class="wide date"><${Time} iso=${job.enqueuedAt} /></td>
+    <td data-label="Started / finished" class="wide times">
       <${Time} iso=${job.startedAt} />
-      ${job.completedAt ? html`<br /><${Time} iso=${job.completedAt} />` : null}
+      ${job.completedAt &&
+      html`<span class="finished"> → <time datetime=${job.completedAt}
+          title=${dateTime(job.completedAt)}>${sameDay(job.startedAt, job.completedAt)
+            ? new Date(job.completedAt).toLocaleTimeString()
+            : dateTime(job.completedAt)}</time>
+        ${job.startedAt && html` <span class="muted">(${duration(job.startedAt, job.completedAt)})</span>`}</span>`}
     </td>
-    <td data-label="Error" class="error-snippet" title=${job.errorMessage || ""}>
-      ${job.errorMessage ? firstLine(job.errorMessage) : ""}
-    </td>
+    ${job.errorMessage
+      ? html`<td data-label="Error" class="wide error-snippet" title=${job.errorMessage}>
+          ${firstLine(job.errorMessage)}</td>`
+      : html`<td class="wide empty-cell"></td>`}
   </tr>`;
 }
