@@ -62,6 +62,13 @@ class Dashboard(WorkerRegistry):
 
     throughput = Blocking(athroughput)
 
+    async def anow(self) -> datetime:
+        """The database's time, as the storage reads it (see `storage.database_clock`)."""
+        storage = await self._storage()
+        return storage.clock.now()
+
+    now = Blocking(anow)
+
 
 def window_start(now: datetime, buckets: int, bucket_seconds: int) -> datetime:
     """The start of the first of `buckets` buckets whose last holds `now`, buckets aligned to
