@@ -100,7 +100,9 @@ async def test_retry_a_dead_system_job_from_its_page(site: Site) -> None:  # noq
         traceback = attempt.locator("pre.traceback")
         assert "PermanentJobError" in (await traceback.text_content() or "")
         assert await traceback.is_visible()
-        assert "the disk is full" in (await page.get_by_label("Error", exact=True).text_content() or "")
+        assert "the disk is full" in (
+            await page.get_by_label("Error", exact=True).text_content() or ""
+        )
         await page.screenshot(path=site.screenshots / "job-dead.png", full_page=True)
 
         await page.get_by_role("button", name="Retry").click()
@@ -127,7 +129,9 @@ async def test_run_a_system_job_again_from_its_page(site: Site) -> None:  # noqa
         await link.click()
         await page.wait_for_url(f"**/jobs-ui/jobs/{new_id}")
         await page.locator("[data-job-status='succeeded']").wait_for()
-        arguments = json.loads(await page.get_by_label("Arguments", exact=True).text_content() or "")
+        arguments = json.loads(
+            await page.get_by_label("Arguments", exact=True).text_content() or ""
+        )
         assert arguments == {"days": 12}
         assert await site.app.client.aresult(new_id) == 12
         problems.check()
@@ -148,4 +152,33 @@ async def test_a_user_job_may_only_be_deleted(site: Site) -> None:  # noqa: F811
         await page.get_by_role("button", name="Yes, delete it").click()
         await page.wait_for_url("**/jobs-ui/jobs")
         assert await site.app.client.aget(job_id) is None
+        problems.check()
+
+
+async def test_the_timeline_pages_with_load_more(site: Site) -> None:  # noqa: F811
+    job_id = await enqueue(site, "reports.build", rows=130, pause=0)
+    await until_status(site, job_id, JobStatus.SUCCEEDED)
+    kept = await site.app.client.aevents(job_id, 0, 1000)
+    assert len(kept) > 100  # lifecycle, 130 progress steps, result
+    async with browser_page() as (page, problems):
+        await log_in(page, site, "admin", f"/jobs/{job_id}")
+        timeline = page.get_by_role("region", name="Timeline")
+        entries = timeline.locator("ol.timeline li")
+        await entries.nth(99).wait_for()
+        assert await entries.count() == 100
+        assert await entries.first.get_attribute("data-seq") == str(kept[0].seq)
+        # The newest loaded is in view: the box is scrolled to its end.
+        at_end = (
+            "box => box.scrollTop > 0 && box.scrollTop + box.clientHeight >= box.scrollHeight - 2"
+        )
+        assert await timeline.locator("ol.timeline").evaluate(at_end)
+        await timeline.get_by_role("button", name="Load newer events").click()
+        await entries.nth(len(kept) - 1).wait_for()
+        assert await entries.count() == len(kept)
+        seqs = await entries.evaluate_all("items => items.map(li => Number(li.dataset.seq))")
+        assert seqs == [event.seq for event in kept]
+        last = entries.last
+        assert await last.get_attribute("data-kind") == "lifecycle"
+        assert "succeeded" in (await last.text_content() or "")
+        assert await timeline.get_by_role("button", name="Load newer events").count() == 0
         problems.check()

@@ -23,7 +23,7 @@ def query(page: object) -> dict[str, list[str]]:
     return parse_qs(urlsplit(page.url).query)  # type: ignore[attr-defined]
 
 
-async def some_jobs(site: Site) -> dict[str, list[str]]:
+async def some_jobs(site: Site) -> dict[str, list[str]]:  # noqa: F811
     """Finished jobs of every kind: echoes succeeded, broken ones dead, cleanups succeeded."""
     made: dict[str, list[str]] = {"reports.echo": [], "system.broken": [], "system.cleanup": []}
     for n in range(4):
@@ -51,7 +51,9 @@ async def test_filter_by_status_and_type_kept_in_the_url(site: Site) -> None:  #
 
         await page.get_by_label("Status").select_option("dead")
         await page.wait_for_url("**/jobs?status=dead")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 2")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 2"
+        )
         shown = await rows(page)
         assert {row["id"] for row in shown} == set(made["system.broken"])
         assert all(row["status"] == "dead" for row in shown)
@@ -59,7 +61,9 @@ async def test_filter_by_status_and_type_kept_in_the_url(site: Site) -> None:  #
         await page.get_by_label("Status").select_option("succeeded")
         await page.get_by_label("Job type").fill("reports.echo")
         await page.wait_for_url("**/jobs?status=succeeded&type=reports.echo")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 4")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 4"
+        )
         shown = await rows(page)
         assert [row["id"] for row in shown] == made["reports.echo"][::-1]  # newest first
         assert all(r["status"] == "succeeded" and r["type"] == "reports.echo" for r in shown)
@@ -73,21 +77,29 @@ async def test_filter_by_status_and_type_kept_in_the_url(site: Site) -> None:  #
 
         await page.go_back()  # typing replaced the URL: back is the status chosen before
         await page.wait_for_url("**/jobs?status=dead")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 2")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 2"
+        )
         assert await page.get_by_label("Job type").input_value() == ""
         assert await page.get_by_label("Status").input_value() == "dead"
         await page.go_forward()
         await page.wait_for_url("**/jobs?status=succeeded&type=reports.echo")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 4")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 4"
+        )
         assert await page.get_by_label("Job type").input_value() == "reports.echo"
 
         await page.goto(site.url + "/jobs?kind=system")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 3")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 3"
+        )
         assert {row["kind"] for row in await rows(page)} == {"system"}
         await page.screenshot(path=site.screenshots / "jobs.png")
         # Kind and a search in the type, combined
         await page.goto(site.url + "/jobs?kind=system&search=CLEAN")
-        await page.wait_for_function("() => document.querySelectorAll('table.jobs tbody tr').length === 1")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 1"
+        )
         assert [row["id"] for row in await rows(page)] == made["system.cleanup"]
         problems.check()
 
@@ -144,13 +156,18 @@ async def test_a_bulk_action_on_a_selection(site: Site) -> None:  # noqa: F811
         await log_in(page, site, "admin", "/jobs")
         await page.locator(FIRST_ROW).first.wait_for()
         bulk = page.get_by_role("group", name="Act on the selected jobs")
-        cancel, retry, delete = (bulk.locator(f"[data-action='{name}']") for name in ("cancel", "retry", "delete"))
+        cancel, retry, delete = (
+            bulk.locator(f"[data-action='{name}']") for name in ("cancel", "retry", "delete")
+        )
         assert await cancel.is_disabled() and await delete.is_disabled()  # nothing selected
 
         await page.get_by_label("Select every job on this page").check()
         assert await bulk.locator("[data-selected]").get_attribute("data-selected") == "4"
         # Cancel applies to the 3 waiting system jobs, retry to none, delete to all 4.
-        assert (await cancel.text_content(), await retry.text_content()) == ("Cancel (3)", "Retry (0)")
+        assert (await cancel.text_content(), await retry.text_content()) == (
+            "Cancel (3)",
+            "Retry (0)",
+        )
         assert await delete.text_content() == "Delete (4)" and await retry.is_disabled()
         await cancel.click()
         await bulk.get_by_role("button", name="No").click()  # asked, and nothing was done
@@ -198,4 +215,42 @@ async def test_the_list_on_a_phone(site: Site) -> None:  # noqa: F811
         await page.locator("[data-job-status='dead']").wait_for()
         wide = await page.evaluate("document.documentElement.scrollWidth > innerWidth")
         assert not wide
+        problems.check()
+
+
+async def test_a_scan_limited_search_goes_on_older(
+    site: Site,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jobworker.web.admin import handlers
+
+    monkeypatch.setattr(handlers, "SCAN_LIMIT", 10)  # rows a page may read for `search`
+    await site.app.client.apause_queue("reports")
+    await site.app.client.apause_queue("maintenance")
+    echoes = [str(await enqueue(site, "reports.echo", note=f"old {n}")) for n in range(3)]
+    for n in range(25):
+        await enqueue(site, "system.cleanup", days=n)
+    async with browser_page() as (page, problems):
+        await log_in(page, site, "admin", "/jobs?search=echo")
+        notice = page.locator("[data-scan-limited]")
+        await notice.wait_for()
+        assert await rows(page) == []  # the 10 newest rows scanned hold no echo
+        assert "older" in (await notice.text_content() or "")
+        older = notice.get_by_role("button", name="Search older")
+        for _ in range(3):  # 28 rows, 10 a page: the echoes are in the third
+            if not await notice.count():
+                break
+            scanned_to = await older.get_attribute("data-next")
+            await older.click()
+            await page.wait_for_url(f"**before={scanned_to}**")
+            assert query(page)["search"] == ["echo"]
+            await page.wait_for_function(
+                """edge => { const more = document.querySelector('[data-scan-limited] button');
+                    return !more || more.dataset.next !== edge; }""",
+                arg=scanned_to,
+            )
+        await page.wait_for_function(
+            "() => document.querySelectorAll('table.jobs tbody tr').length === 3"
+        )
+        assert [row["id"] for row in await rows(page)] == echoes[::-1]
         problems.check()

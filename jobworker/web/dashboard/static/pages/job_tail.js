@@ -79,7 +79,7 @@ export function LiveTail({ jobId, onStatus, onFinished }) {
     !ended &&
     html`<p class="muted">Fell behind the job (${behind.reason || "reconnecting"}); resumed
       after event ${behind.lastEventId}.</p>`}
-    <${Progress} progress=${progress} />
+    <${Progress} progress=${progress} ended=${ended} />
     ${metrics.size > 0 &&
     html`<dl class="metrics" aria-label="Metrics">
       ${[...metrics].map(
@@ -127,8 +127,10 @@ function useFollowedBottom(content) {
   return box;
 }
 
-export function Progress({ progress }) {
-  if (!progress) return html`<p class="muted">No progress reported yet.</p>`;
+export function Progress({ progress, ended }) {
+  if (!progress) {
+    return html`<p class="muted">${ended ? "No progress was reported." : "No progress reported yet."}</p>`;
+  }
   const { done, total, label } = progress;
   const known = typeof done === "number" && typeof total === "number" && total > 0;
   const numbers = known

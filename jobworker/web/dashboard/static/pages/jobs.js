@@ -198,9 +198,10 @@ export function JobsPage({ route, session }) {
     <${ErrorNotice} error=${error} />
     ${data && data.scanLimited &&
     html`<p class="notice" data-scan-limited>
-      The search stopped at its scan budget: older jobs were not looked at yet.
+      This filter is not served by an index: the search stopped at its scan budget, and older
+      jobs were not looked at yet.
       <button type="button" onClick=${() => go({ before: data.next }, false)}
-        disabled=${!data.next}>Search older</button>
+        disabled=${!data.next} data-next=${data.next || ""}>Search older</button>
     </p>`}
     ${data && data.unreadable && data.unreadable.length > 0 &&
     html`<p class="notice error">Rows that could not be read: ${data.unreadable.join(", ")}</p>`}
@@ -209,7 +210,11 @@ export function JobsPage({ route, session }) {
     html`<${JobTable} jobs=${jobs} admin=${admin} selected=${selected} onToggle=${toggle}
       onToggleAll=${toggleAll} />`}
     ${data && jobs.length === 0 &&
-    html`<p class="muted empty">No job ${before ? "older than this " : ""}matches.</p>`}
+    html`<p class="muted empty">${
+      data.scanLimited
+        ? "No job matches among the rows scanned so far."
+        : `No job ${before ? "older than these " : ""}matches.`
+    }</p>`}
 
     <nav class="pager" aria-label="Pages">
       <button type="button" disabled=${!before} onClick=${() => go({ before: "" }, false)}>
