@@ -49,6 +49,7 @@ READS = [
 WRITES = [
     ("POST", f"/jobs/{ID}/cancel"),
     ("POST", f"/jobs/{ID}/retry"),
+    ("POST", f"/jobs/{ID}/run-again"),
     ("DELETE", f"/jobs/{ID}"),
     ("POST", "/recurring/nightly/enable"),
     ("POST", "/recurring/nightly/disable"),

@@ -2,7 +2,7 @@
 // be cancelled until they finish, retried when dead and run again; user jobs may only be
 // deleted, and no job while it runs), the calls that do it, a few at a time, and how it went.
 import { api } from "../api.js";
-import { html, useState } from "../lib.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
 
 export const TERMINAL = new Set(["succeeded", "dead", "cancelled"]);
 
@@ -71,10 +71,14 @@ export function summary(action, results) {
 }
 
 // A button that asks in the page before it acts: "Cancel" shows "Cancel this job? [Yes, cancel]
-// [No]". `run` returns a promise; the button is disabled while it runs.
+// [No]", with the focus on "No" (two presses of Enter do nothing). `run` returns a promise.
 export function ConfirmButton({ label, question, yes, run, danger, disabled, ...rest }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
+  const no = useRef(null);
+  useEffect(() => {
+    if (asking && no.current) no.current.focus();
+  }, [asking]);
   const confirm = async () => {
     setBusy(true);
     try {
@@ -92,6 +96,6 @@ export function ConfirmButton({ label, question, yes, run, danger, disabled, ...
     <span>${question}</span>
     <button type="button" class=${danger ? "danger" : "primary"} disabled=${busy}
       onClick=${confirm}>${yes}</button>
-    <button type="button" disabled=${busy} onClick=${() => setAsking(false)}>No</button>
+    <button type="button" ref=${no} disabled=${busy} onClick=${() => setAsking(false)}>No</button>
   </span>`;
 }
