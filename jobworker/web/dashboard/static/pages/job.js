@@ -36,11 +36,15 @@ function Job({ id, session }) {
     if (job && !TERMINAL.has(job.status)) setTail((t) => (t.shown ? t : { ...t, shown: true }));
   }, [job && job.status]);
 
-  const onStatus = useCallback((status) => setTail((t) => ({ ...t, status })), []);
-  const onFinished = useCallback(() => {
-    reload();
-    setTimeline((n) => n + 1);
-  }, [reload]);
+  // Every status change may have ended an attempt: the attempts are read again.
+  const onStatus = useCallback(
+    (status) => {
+      setTail((t) => ({ ...t, status }));
+      reload();
+    },
+    [reload],
+  );
+  const onFinished = useCallback(() => setTimeline((n) => n + 1), []);
   const changed = (restart) => {
     if (restart) setTail((t) => ({ run: t.run + 1, shown: false, status: null }));
     reload();
