@@ -100,9 +100,12 @@ class Site:
         return self.base + self.prefix
 
 
+# Read when the tests are collected: the tests' own environment has no JOBWORKER_* variables.
+SCREENSHOTS = os.environ.get("JOBWORKER_SCREENSHOTS")
+
+
 def screenshot_dir(tmp_path: Path) -> Path:
-    chosen = os.environ.get("JOBWORKER_SCREENSHOTS")
-    directory = Path(chosen) if chosen else tmp_path / "screenshots"
+    directory = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 
