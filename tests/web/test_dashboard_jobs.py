@@ -236,6 +236,7 @@ async def test_a_scan_limited_search_goes_on_older(
         await notice.wait_for()
         assert await rows(page) == []  # the 10 newest rows scanned hold no echo
         assert "older" in (await notice.text_content() or "")
+        assert await notice.locator("time[datetime]").count() == 1  # how far back it looked
         older = notice.get_by_role("button", name="Search older")
         for _ in range(3):  # 28 rows, 10 a page: the echoes are in the third
             if not await notice.count():

@@ -10,7 +10,7 @@ import {
   isAdmin,
   useApi,
 } from "../components.js";
-import { dateTime, duration } from "../format.js";
+import { dateTime, duration, idTime } from "../format.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { Link, href, navigate } from "../router.js";
 import { ACTIONS, ConfirmButton, eachJob, summary } from "./job_actions.js";
@@ -198,8 +198,9 @@ export function JobsPage({ route, session }) {
     <${ErrorNotice} error=${error} />
     ${data && data.scanLimited &&
     html`<p class="notice" data-scan-limited>
-      This filter is not served by an index: the search stopped at its scan budget, and older
-      jobs were not looked at yet.
+      This filter is not served by an index: the search stopped at its scan budget, having
+      looked back to jobs enqueued <${Time} iso=${data.next ? idTime(data.next) : null} />.
+      Older jobs were not looked at yet.
       <button type="button" onClick=${() => go({ before: data.next }, false)}
         disabled=${!data.next} data-next=${data.next || ""}>Search older</button>
     </p>`}
