@@ -148,8 +148,9 @@ async def test_two_streams_share_one_poller_and_get_the_same_snapshots(
     app: App, config: WebConfig, feed: StatsFeed
 ) -> None:
     async with served(app, config, feed) as base:
-        first, second = await logged_in(base, "admin", ADMIN_PASSWORD), await logged_in(
-            base, "admin", ADMIN_PASSWORD
+        first, second = (
+            await logged_in(base, "admin", ADMIN_PASSWORD),
+            await logged_in(base, "admin", ADMIN_PASSWORD),
         )
         url = f"{API}/stats/stream"
         (status_a, seen_a), (status_b, seen_b) = await asyncio.gather(
