@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -53,7 +54,7 @@ async def test_stats_carry_an_hour_of_throughput_by_minute(
     buckets = throughput["buckets"]
     assert len(buckets) == 60 and buckets[0]["at"] == throughput["since"]
     starts = [datetime.fromisoformat(bucket["at"]) for bucket in buckets]
-    assert all(b - a == timedelta(seconds=60) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == timedelta(seconds=60) for a, b in itertools.pairwise(starts))
     assert starts[0].second == 0 and starts[0].microsecond == 0
     assert all(set(b["counts"]) == set(throughput["outcomes"]) for b in buckets)
     total = {outcome: sum(b["counts"][outcome] for b in buckets) for outcome in ("succeeded",)}
@@ -182,16 +183,15 @@ async def test_the_stream_shows_new_jobs_and_a_viewer_may_follow_it(
     async with served(app, config, feed) as base:
         viewer = await logged_in(base, "viewer", VIEWER_PASSWORD)
         url = f"{API}/stats/stream"
-        chunks: list[str] = []
+        first_seen = asyncio.Event()
 
         def queued_two(parsed: list[Sse]) -> bool:
-            if not chunks and snapshots(parsed):
-                chunks.append("first")
+            if snapshots(parsed):
+                first_seen.set()
             return any(Sse(data=d).json["counts"]["queued"] == 2 for d in snapshots(parsed))
 
         async def enqueue_after_the_first_snapshot() -> None:
-            while not chunks:
-                await asyncio.sleep(0.01)
+            await first_seen.wait()
             await jobs.ok.adelay(n=1)
             await jobs.ok.adelay(n=2)
 

@@ -54,35 +54,16 @@ async def overview_counts(db: Database, schema: str, cap: int) -> JobCounts:
         split: set[JobStatus] = set()  # statuses whose counts by queue are estimated
         by_queue: dict[str, dict[str, int]] = {}
         for status in JobStatus:
-            guess = None
-            if status not in INDEXED_STATUSES:
-                guess = await planner_rows(db, conn, status)
-                if guess > cap:
-                    counts[status] = guess
-                    estimated.add(status)
-                    continue
-            total = int(await db.fetchval("count_capped", status.value, cap + 1, conn=conn))
-            if total > cap:  # more than the cap after all: its estimate, at least what was read
-                if guess is None:
-                    guess = await planner_rows(db, conn, status)
-                counts[status] = max(guess, total)
+            counts[status], exact = await _count(db, conn, status, cap)
+            if not exact:
                 estimated.add(status)
-            else:
-                counts[status] = total
-            if total > min(cap, QUEUE_ROWS):
+            if counts[status] > min(cap, QUEUE_ROWS):
                 split.add(status)
-            elif total:
+            elif counts[status]:
                 for queue, n in await db.fetch("status_queues", status.value, conn=conn):
                     by_queue.setdefault(queue, {})[status.value] = n
-        split |= estimated
         states = {q: bool(paused) for q, paused in await db.fetch("queue_states", conn=conn)}
-        names = set(by_queue) | set(states)
-        if split:
-            common = await db.fetchval("common_queues", schema, conn=conn)
-            if common is None:  # no statistics yet: a table autovacuum has not analysed
-                common = [row[0] for row in await db.fetch("distinct_queues", conn=conn)]
-            names |= set(common)
-        queues = sorted(names)
+        queues = sorted(set(by_queue) | set(states) | await _common_queues(db, conn, schema, split))
         for status in sorted(split):
             shares = [await planner_rows(db, conn, status, queue) for queue in queues]
             for queue, n in zip(queues, _scaled(shares, counts[status]), strict=True):
@@ -98,6 +79,32 @@ async def overview_counts(db: Database, schema: str, cap: int) -> JobCounts:
         for queue in queues
     ]
     return JobCounts(counts=counts, estimated=frozenset(estimated), queues=infos)
+
+
+async def _count(db: Database, conn: Any, status: JobStatus, cap: int) -> tuple[int, bool]:
+    """The status's count, and whether it is exact (see the module docstring)."""
+    guess = None
+    if status not in INDEXED_STATUSES:
+        guess = await planner_rows(db, conn, status)
+        if guess > cap:
+            return guess, False
+    total = int(await db.fetchval("count_capped", status.value, cap + 1, conn=conn))
+    if total <= cap:
+        return total, True
+    # More than the cap after all: its estimate, and at least what was read.
+    if guess is None:
+        guess = await planner_rows(db, conn, status)
+    return max(guess, total), False
+
+
+async def _common_queues(db: Database, conn: Any, schema: str, split: set[JobStatus]) -> set[str]:
+    """The queues the statistics name (when some status is split among queues by estimate)."""
+    if not split:
+        return set()
+    common = await db.fetchval("common_queues", schema, conn=conn)
+    if common is None:  # no statistics yet: a table autovacuum has not analysed
+        common = [row[0] for row in await db.fetch("distinct_queues", conn=conn)]
+    return set(common)
 
 
 def _scaled(shares: list[int], total: int) -> list[int]:
