@@ -39,7 +39,7 @@ export function RecurringPage({ session }) {
     ${outcome &&
     outcome.jobId &&
     html`<p class="notice ok acted" role="status" data-run-job=${outcome.jobId}>
-      ${outcome.name} enqueued now: job
+      ${outcome.name} enqueued now: job${" "}
       <${Link} to=${href(`/jobs/${outcome.jobId}`)} class="mono">${outcome.jobId}<//>
     </p>`}
     ${error && html`<${ErrorNotice} error=${error} />`}
