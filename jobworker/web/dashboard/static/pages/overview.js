@@ -145,17 +145,28 @@ function Figure({ name, label, value, estimated }) {
   </div>`;
 }
 
-// Jobs finished per minute by outcome, oldest minute first, as stacked bars.
-const CHART = { width: 720, height: 200, left: 40, right: 8, top: 10, bottom: 24 };
+// Jobs finished per minute by outcome, oldest minute first, as stacked bars. The drawing is as
+// wide as its box (measured), so its text keeps its size on a phone.
+const MARGIN = { left: 40, right: 8, top: 10, bottom: 24 };
 
 function ThroughputChart({ throughput }) {
   const { buckets, outcomes } = throughput;
+  const box = useRef(null);
+  const [boxWidth, setBoxWidth] = useState(720);
+  useEffect(() => {
+    const observer = new ResizeObserver(([entry]) =>
+      setBoxWidth(Math.max(240, Math.round(entry.contentRect.width))),
+    );
+    observer.observe(box.current);
+    return () => observer.disconnect();
+  }, []);
+  const CHART = { ...MARGIN, width: boxWidth, height: boxWidth < 600 ? 160 : 220 };
   const plotWidth = CHART.width - CHART.left - CHART.right;
   const plotHeight = CHART.height - CHART.top - CHART.bottom;
   const totals = buckets.map((bucket) => outcomes.reduce((sum, o) => sum + (bucket.counts[o] || 0), 0));
   const top = niceCeiling(Math.max(1, ...totals));
   const slot = plotWidth / Math.max(1, buckets.length);
-  const barWidth = Math.max(1, slot - 2);
+  const barWidth = Math.max(1, slot > 8 ? slot - 2 : slot * 0.75);
   const scale = (value) => (plotHeight * value) / top;
   const baseline = CHART.top + plotHeight;
   const minutes = Math.round(throughput.bucketSeconds / 60);
@@ -164,7 +175,7 @@ function ThroughputChart({ throughput }) {
   const summary = sums.map(([o, n]) => `${o} ${count(n)}`).join(", ");
 
   return html`
-    <figure class="throughput" data-finished=${totals.reduce((a, b) => a + b, 0)}>
+    <figure class="throughput" ref=${box} data-finished=${totals.reduce((a, b) => a + b, 0)}>
       <svg viewBox=${`0 0 ${CHART.width} ${CHART.height}`} width=${CHART.width}
         height=${CHART.height} role="img" aria-labelledby="throughput-name throughput-desc">
         <title id="throughput-name">Jobs finished per ${unit} by outcome, last hour</title>
