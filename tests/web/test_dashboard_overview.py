@@ -38,8 +38,8 @@ async def wait_for_count(page: object, status: str, expected: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def leading_beat(site: Site) -> AsyncIterator[Beat]:
-    beat = Beat(site.app)
+async def leading_beat(served: Site) -> AsyncIterator[Beat]:
+    beat = Beat(served.app)
     task = asyncio.create_task(beat.run())
     try:
         yield beat

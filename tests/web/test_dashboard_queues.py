@@ -11,8 +11,8 @@ from .dashboard_support import PHONE, Site, browser_page, log_in, pg_url, site  
 pytestmark = pytest.mark.slow
 
 
-async def paused(site: Site, name: str) -> bool:
-    (queue,) = [q for q in await site.app.client.aqueues() if q.name == name]
+async def paused(served: Site, name: str) -> bool:
+    (queue,) = [q for q in await served.app.client.aqueues() if q.name == name]
     return queue.paused
 
 

@@ -36,8 +36,8 @@ async def cell_text(row: Any, when: str) -> str:
     return " ".join(text.replace("\u202f", " ").split())
 
 
-async def enabled(site: Site, name: str) -> bool:
-    (found,) = [r for r in await site.app.client.alist_recurring() if r.name == name]
+async def enabled(served: Site, name: str) -> bool:
+    (found,) = [r for r in await served.app.client.alist_recurring() if r.name == name]
     return found.enabled
 
 
