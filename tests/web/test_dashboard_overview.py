@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -82,12 +84,13 @@ async def test_the_overview_follows_jobs_live(site: Site) -> None:  # noqa: F811
         await page.locator("rect.tp-succeeded").first.wait_for()
         await page.locator("rect.tp-dead").first.wait_for()
         assert await page.locator("svg g.bar").count() == 60
-        totals = await page.locator("svg g.bar").evaluate_all(
-            "bars => bars.map(bar => Number(bar.dataset.total))"
+        await page.wait_for_function(  # the 7 jobs, in the minute (or two) they finished in
+            "() => [...document.querySelectorAll('svg g.bar')]"
+            ".reduce((sum, bar) => sum + Number(bar.dataset.total), 0) === 7"
         )
-        assert sum(totals) == 7
-        hover = await page.locator('svg g.bar:not([data-total="0"]) > title').first.text_content()
-        assert "succeeded" in (hover or "") and "dead" in (hover or "")
+        hovers = await page.locator('svg g.bar:not([data-total="0"]) > title').all_text_contents()
+        assert re.search(r"succeeded [1-6]\b", " ".join(hovers)), hovers
+        assert re.search(r"dead 1\b", " ".join(hovers)), hovers
 
         async with leading_beat(site):
             leader = page.locator('[data-beat="leader"]')
@@ -115,4 +118,33 @@ async def test_the_overview_fits_a_phone(site: Site) -> None:  # noqa: F811
         wide = await page.evaluate("document.documentElement.scrollWidth > innerWidth")
         assert not wide  # the workers table scrolls inside its own box
         await page.screenshot(path=site.screenshots / "overview-phone.png", full_page=True)
+        problems.check()
+
+
+async def test_the_overview_asks_while_the_stream_is_refused(site: Site) -> None:  # noqa: F811
+    refused: list[str] = []
+    asked_twice = asyncio.Event()
+
+    async def bad_gateway(route: Any) -> None:
+        refused.append(route.request.url)
+        if len(refused) >= 2:
+            asked_twice.set()
+        await route.fulfill(status=502, body="bad gateway")
+
+    async with browser_page() as (page, problems):
+        await page.route("**/api/stats/stream", bad_gateway)  # as a proxy in the way would
+        await log_in(page, site)
+        await wait_for_count(page, "succeeded", "0")
+        await page.locator('.live-state[data-state="reconnecting"]').wait_for()
+        await page.evaluate("window.overviewMarker = 'not reloaded'")
+        await site.app.client.aenqueue("reports.echo", {"note": "asked for"})
+        await wait_for_count(page, "succeeded", "1")  # by GET /stats
+        assert await page.evaluate("window.overviewMarker") == "not reloaded"
+        await asyncio.wait_for(asked_twice.wait(), 20)  # it opens the stream again later
+
+        await page.unroute("**/api/stats/stream")
+        await page.locator('.live-state[data-state="live"]').wait_for(timeout=20_000)
+        await site.app.client.aenqueue("reports.echo", {"note": "streamed"})
+        await wait_for_count(page, "succeeded", "2")
+        assert await page.evaluate("window.overviewMarker") == "not reloaded"
         problems.check()

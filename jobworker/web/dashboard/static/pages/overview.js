@@ -85,8 +85,19 @@ function useLiveStats() {
     };
   }, []);
 
+  // A stream that has not opened within a few seconds is as good as down.
+  const [late, setLate] = useState(false);
+  useEffect(() => {
+    const timer = setTimeout(() => setLate(true), STREAM_QUIET_MS);
+    return () => clearTimeout(timer);
+  }, []);
+
   const connection =
-    state === "open" ? "live" : everOpen.current || state === "closed" ? "reconnecting" : "connecting";
+    state === "open"
+      ? "live"
+      : everOpen.current || late || state === "closed"
+        ? "reconnecting"
+        : "connecting";
   return { stats, error, connection };
 }
 
