@@ -216,6 +216,35 @@ class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     paused: bool
     counts: dict[str, int]
+    estimated: bool = False  # some of `counts` are the planner's estimates (see JobCounts)
+
+
+class JobCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """How many jobs are in each status, and in each queue by status, as an overview reads
+    them: a status with more jobs than the overview's cap may be counted by an estimate (the
+    database planner's), named in `estimated`; the others are exact."""
+
+    counts: dict[JobStatus, int]
+    estimated: frozenset[JobStatus] = frozenset()
+    queues: list[QueueInfo] = []
+
+
+# What a finished attempt counts as in throughput, in this order: `failed` is an attempt that
+# failed and will be retried (a lost attempt whose job runs again counts as failed too).
+THROUGHPUT_OUTCOMES = ("succeeded", "failed", "dead", "cancelled")
+
+
+class ThroughputBucket(msgspec.Struct, frozen=True, kw_only=True):
+    at: datetime  # the bucket's start
+    counts: dict[str, int]  # every outcome of THROUGHPUT_OUTCOMES, zero included
+
+
+class Throughput(msgspec.Struct, frozen=True, kw_only=True):
+    """Attempts that ended in each bucket of `bucket_seconds`, by outcome, oldest first."""
+
+    bucket_seconds: int
+    since: datetime  # the first bucket's start
+    buckets: list[ThroughputBucket]
 
 
 class Completion(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,13 +10,14 @@ client is assembled from one part per seam, each building on the last:
 - `enqueue`: a call into stored jobs, and handles to them.
 - `recurring`: recurring definitions and beat's status.
 - `workers`: the worker registry (supervisors, worker processes, beat).
+- `dashboard`: an overview's counts that stay cheap on a big table, and throughput.
 """
 
 from jobworker.client.base import StorageProvider, as_job_id, describe
-from jobworker.client.workers import WorkerRegistry
+from jobworker.client.dashboard import Dashboard
 
 
-class Client(WorkerRegistry):
+class Client(Dashboard):
     """Enqueue jobs and read their state. Every `aname` coroutine has a blocking twin `name`."""
 
 

@@ -39,14 +39,20 @@ class JobList(builtins.list[JobDescriptor]):
     """A page of jobs, and a line for each row of it that could not be read (`unreadable`).
 
     `next_before`: when the page is full (more may follow), the id of its last row, which
-    `alist(before=...)` takes for the next page; None when the page is the last."""
+    `alist(before=...)` takes for the next page; None when the page is the last. When a listing
+    with a `scan_limit` stopped before it filled the page, `scan_limited` is true and
+    `next_before` is the id of the last row it read: older matches may follow."""
 
     def __init__(
-        self, unreadable: Iterable[str] = (), next_before: uuid.UUID | None = None
+        self,
+        unreadable: Iterable[str] = (),
+        next_before: uuid.UUID | None = None,
+        scan_limited: bool = False,
     ) -> None:
         super().__init__()
         self.unreadable = builtins.list(unreadable)
         self.next_before = next_before
+        self.scan_limited = scan_limited
 
 
 class Inspection(ClientBase):
@@ -70,6 +76,7 @@ class Inspection(ClientBase):
         before: uuid.UUID | str | None = None,
         limit: int = 50,
         offset: int = 0,
+        scan_limit: int | None = None,
     ) -> JobList:
         """Jobs matching every given filter, newest first (by id), `limit` at a time.
 
@@ -77,9 +84,15 @@ class Inspection(ClientBase):
         Pages: `before=page.next_before` gives the page after `page` (keyset paging: a row is
         never skipped or repeated, whatever is enqueued or deleted meanwhile); `offset` skips
         rows instead. The rows of the page that could not be read are left out and named in
-        `unreadable`."""
+        `unreadable`.
+
+        `scan_limit` bounds the rows a filter no index serves may read (the text search, a job
+        type, a queue...): the page may then hold fewer than `limit` jobs with
+        `scan_limited` set, and `next_before` goes on below the last row read."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise ConfigurationError("limit must be 1-10000 and offset must not be negative")
+        if scan_limit is not None and scan_limit < 1:
+            raise ConfigurationError("scan_limit must be at least 1")
         filter_ = JobFilter(
             status=_status(status),
             kind=_kind(kind),
@@ -90,10 +103,14 @@ class Inspection(ClientBase):
             before=None if before is None else as_job_id(before),
         )
         storage = await self._storage()
-        records = await storage.inspection.list_jobs(filter_, limit=limit, offset=offset)
+        records = await storage.inspection.list_jobs(
+            filter_, limit=limit, offset=offset, scan_limit=scan_limit
+        )
+        edge = records.scan_edge
         listed = JobList(
             (f"id {row.raw_id!r}: {row.reason}" for row in records.unreadable),
-            _next_before(records, limit),
+            edge if edge is not None else _next_before(records, limit),
+            scan_limited=edge is not None,
         )
         for record in records:
             try:

@@ -26,6 +26,7 @@ from jobworker.models import (
     CancelResult,
     ClaimedJob,
     Completion,
+    JobCounts,
     JobEvent,
     JobFilter,
     JobRecord,
@@ -237,7 +238,14 @@ class Inspection(Protocol):
 
     async def get(self, job_id: uuid.UUID) -> JobRecord | None: ...
 
-    async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
+    async def list_jobs(
+        self,
+        filter: JobFilter,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        scan_limit: int | None = None,
+    ) -> JobRecords:
         """The jobs matching every field of `filter`, newest first by id (ids are UUIDv7: the
         id's canonical text orders them as the UUID does), from `offset` rows past the start,
         `limit` rows at most. `filter.before` keeps only ids below it, whether or not a job holds
@@ -245,10 +253,33 @@ class Inspection(Protocol):
         row (keyset paging), and a backend walks its id index from there rather than past every
         newer row. `filter.search` matches a job whose lower-cased type holds the lower-cased
         text, or whose id's canonical text does (only a text that can be part of one is looked
-        for in ids). Rows that cannot be read are in the answer's `unreadable`."""
+        for in ids). Rows that cannot be read are in the answer's `unreadable`.
+
+        `scan_limit` bounds the work of a filter no index serves: the listing may stop after
+        reading that many rows of the id order below `before` without filling the page. It then
+        sets the answer's `scan_edge` to the id of the last row it read, having returned every
+        match above it: `before=scan_edge` goes on from there, no row skipped or repeated. A
+        backend may serve a filter from an index instead and never stop early."""
         ...
 
     async def count_by_status(self) -> dict[JobStatus, int]: ...
+
+    async def overview(self, exact_up_to: int) -> JobCounts:
+        """Counts by status and by queue that stay cheap on a big table: a status of at most
+        `exact_up_to` jobs is counted exactly; one with more may be given as the planner's
+        estimate, named in `estimated` (and its queues marked `estimated`). A backend that
+        counts everything exactly fast enough at its scale estimates nothing."""
+        ...
+
+    async def throughput(
+        self, since: datetime, until: datetime, bucket_seconds: int
+    ) -> list[tuple[int, str, int]]:
+        """(bucket, outcome, attempts) of the attempts that ended at or after `since` and before
+        `until`: bucket `n` holds those that ended in `[since + n * bucket_seconds, ...)`, and
+        outcome is one of `THROUGHPUT_OUTCOMES` (a lost attempt counts as `dead` when its job
+        died of it, else `failed`; a released one is not counted). Attempts are rows of their
+        job: those deleted with it (its result TTL) are not counted."""
+        ...
 
     async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]: ...
 

@@ -85,11 +85,19 @@ class Unreadable:
 
 
 class JobRecords(list[JobRecord]):
-    """A listing: the rows read, and the rows of the page that could not be (`unreadable`)."""
+    """A listing: the rows read, and the rows of the page that could not be (`unreadable`).
+    `scan_edge`: when a listing with a scan limit stopped before it filled the page, the id of
+    the last row it read (the next page starts below it)."""
 
-    def __init__(self, records: Iterable[JobRecord] = (), unreadable: Iterable[Unreadable] = ()):
+    def __init__(
+        self,
+        records: Iterable[JobRecord] = (),
+        unreadable: Iterable[Unreadable] = (),
+        scan_edge: uuid.UUID | None = None,
+    ):
         super().__init__(records)
         self.unreadable = list(unreadable)
+        self.scan_edge = scan_edge
 
 
 @dataclass(slots=True)

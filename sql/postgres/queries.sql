@@ -379,6 +379,86 @@ WHERE id < coalesce($8::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
 ORDER BY id DESC
 LIMIT $9 OFFSET $10;
 
+-- name: list_jobs_walk
+-- params: status, kind, job_type, queue, idempotency_key, search_types, search_ids, before,
+--     limit, offset, scan_limit, walk_status, walk_kind, walk_idempotency_key
+-- list_jobs with a scan limit: the inner query walks at most `scan_limit` rows below `before`,
+-- newest first, of those matching the walk_* filters (the ones an index serves: none, and the
+-- walk is the primary key's); the outer one keeps those passing every filter, and stops reading
+-- the walk once the page is full. Run with plan_cache_mode = force_custom_plan, so that a null
+-- walk_* filter is folded away and a given one can pick its partial index.
+SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
+    started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
+    result, error, traceback, result_ttl, expires_at, kind
+FROM (
+    SELECT * FROM __SCHEMA__.jobs
+    WHERE id < coalesce($8::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+      AND ($12::text IS NULL OR status = $12)
+      AND ($13::text IS NULL OR kind = $13)
+      AND ($14::text IS NULL OR idempotency_key = $14)
+    ORDER BY id DESC
+    LIMIT $11
+) AS walked
+WHERE ($1::text IS NULL OR status = $1)
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR job_type = $3)
+  AND ($4::text IS NULL OR queue = $4)
+  AND ($5::text IS NULL OR idempotency_key = $5)
+  AND ($6::text IS NULL
+       OR strpos(lower(job_type), $6) > 0
+       OR ($7::text IS NOT NULL AND strpos(id::text, $7) > 0))
+ORDER BY id DESC
+LIMIT $9 OFFSET $10;
+
+-- name: walk_edge
+-- params: before, skip, walk_status, walk_kind, walk_idempotency_key
+-- The last row list_jobs_walk's walk would read (the `skip + 1`-th), if it reads that many.
+SELECT id FROM __SCHEMA__.jobs
+WHERE id < coalesce($1::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+  AND ($3::text IS NULL OR status = $3)
+  AND ($4::text IS NULL OR kind = $4)
+  AND ($5::text IS NULL OR idempotency_key = $5)
+ORDER BY id DESC
+OFFSET $2 LIMIT 1;
+
+-- name: estimate_rows
+-- The planner's estimate of the jobs in a status (and a queue, when given), as EXPLAIN's JSON.
+EXPLAIN (FORMAT JSON)
+SELECT 1 FROM __SCHEMA__.jobs WHERE status = $1 AND ($2::text IS NULL OR queue = $2);
+
+-- name: status_queues_capped
+-- The jobs of one status by queue, reading at most `cap` of them (through the status's partial
+-- index, under force_custom_plan).
+SELECT queue, count(*) FROM (
+    SELECT queue FROM __SCHEMA__.jobs WHERE status = $1 LIMIT $2
+) AS capped
+GROUP BY queue;
+
+-- name: common_queues
+-- The queues the planner's statistics name as the most common values of jobs.queue; NULL when
+-- the table has no statistics yet (it was never analysed).
+SELECT coalesce(most_common_vals::text::text[], '{}') FROM pg_stats
+WHERE schemaname = $1 AND tablename = 'jobs' AND attname = 'queue';
+
+-- name: distinct_queues
+-- Every queue with jobs: read only while the table has no statistics (a new, small table).
+SELECT DISTINCT queue FROM __SCHEMA__.jobs;
+
+-- name: throughput
+-- Attempts that ended in [$1, $2), by bucket of $3 seconds from $1 and outcome (a lost attempt
+-- is `dead` when its job died of it, else `failed`: it runs again; released ones are left out).
+-- The range is read through job_attempts_ended (BRIN).
+SELECT floor(extract(epoch FROM a.ended_at - $1::timestamptz)::double precision
+             / $3::double precision)::integer AS bucket,
+    CASE WHEN a.outcome <> 'lost' THEN a.outcome
+         WHEN a.end_status = 'dead' THEN 'dead'
+         ELSE 'failed' END AS outcome,
+    count(*)
+FROM __SCHEMA__.job_attempts AS a
+WHERE a.ended_at >= $1::timestamptz AND a.ended_at < $2::timestamptz
+  AND a.outcome IN ('succeeded', 'failed', 'dead', 'cancelled', 'lost')
+GROUP BY 1, 2;
+
 -- name: count_by_status
 SELECT status, count(*) FROM __SCHEMA__.jobs GROUP BY status;
 

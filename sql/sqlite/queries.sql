@@ -177,6 +177,48 @@ WHERE id < COALESCE(:before, x'ff')
 ORDER BY id DESC
 LIMIT :limit OFFSET :offset;
 
+-- name: list_jobs_walk
+-- list_jobs with a scan limit: the inner query walks at most :scan_limit rows of the id index
+-- below :before, newest first; the outer one keeps those passing every filter.
+SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
+    started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
+    result, error, traceback, result_ttl, expires_at, kind
+FROM (
+    SELECT * FROM jobs
+    WHERE id < COALESCE(:before, x'ff')
+    ORDER BY id DESC
+    LIMIT :scan_limit
+) AS walked
+WHERE (:status IS NULL OR status = :status)
+  AND (:kind IS NULL OR kind = :kind)
+  AND (:job_type IS NULL OR job_type = :job_type)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:idempotency_key IS NULL OR idempotency_key = :idempotency_key)
+  AND (:search_types IS NULL
+       OR instr(lower(job_type), :search_types) > 0
+       OR (:search_ids IS NOT NULL AND instr(id, :search_ids) > 0))
+ORDER BY id DESC
+LIMIT :limit OFFSET :offset;
+
+-- name: walk_edge
+-- The last row list_jobs_walk's walk reads (the :skip + 1-th below :before), if it reads that
+-- many.
+SELECT id FROM jobs WHERE id < COALESCE(:before, x'ff') ORDER BY id DESC LIMIT 1 OFFSET :skip;
+
+-- name: throughput
+-- Attempts that ended in [:since, :until), by bucket of :bucket seconds from :since and outcome
+-- (a lost attempt is `dead` when its job died of it, else `failed`; released ones are left out),
+-- read through job_attempts_ended.
+SELECT CAST((ended_at - :since) / :bucket AS INTEGER) AS bucket,
+    CASE WHEN outcome <> 'lost' THEN outcome
+         WHEN end_status = 'dead' THEN 'dead'
+         ELSE 'failed' END AS counted,
+    COUNT(*)
+FROM job_attempts
+WHERE ended_at >= :since AND ended_at < :until
+  AND outcome IN ('succeeded', 'failed', 'dead', 'cancelled', 'lost')
+GROUP BY bucket, counted;
+
 -- name: count_by_status
 SELECT status, COUNT(*) FROM jobs GROUP BY status;
 

@@ -859,6 +859,80 @@ ORDER BY id_text DESC
 OFFSET @offset ROWS FETCH NEXT @limit ROWS ONLY
 OPTION (RECOMPILE);
 
+-- name: list_jobs_walk
+-- list_jobs with a scan limit: one statement takes the ids of at most @scan_limit rows below
+-- @before, newest first, from jobs_listing; the page is those of them that pass every filter.
+-- The second result set is the last id taken, when the walk took all @scan_limit (the next page
+-- starts below it when this one is not full).
+SET NOCOUNT ON;
+DECLARE @filter nvarchar(max) = ?;
+DECLARE @limit int = ?;
+DECLARE @offset int = ?;
+DECLARE @scan_limit int = ?;
+DECLARE @status nvarchar(16), @kind nvarchar(16), @job_type nvarchar(max), @queue nvarchar(max),
+    @idempotency_key nvarchar(max), @search_types nvarchar(max), @search_ids nvarchar(36),
+    @before uniqueidentifier;
+DECLARE @walked TABLE (id_text char(36) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY);
+SELECT @status = f.status, @kind = f.kind, @job_type = f.job_type, @queue = f.queue,
+    @idempotency_key = f.idempotency_key, @search_types = f.search_types,
+    @search_ids = UPPER(f.search_ids), @before = f.before
+FROM OPENJSON(@filter) WITH (
+    status           nvarchar(16) '$.status',
+    kind             nvarchar(16) '$.kind',
+    job_type         nvarchar(max) '$.job_type',
+    queue            nvarchar(max) '$.queue',
+    idempotency_key  nvarchar(max) '$.idempotency_key',
+    search_types     nvarchar(max) '$.search_types',
+    search_ids       nvarchar(36) '$.search_ids',
+    before           uniqueidentifier '$.before'
+) AS f;
+INSERT INTO @walked (id_text)
+SELECT TOP (@scan_limit) id_text FROM __SCHEMA__.jobs
+WHERE (@before IS NULL OR id_text < CONVERT(char(36), @before))
+ORDER BY id_text DESC
+OPTION (RECOMPILE);
+SELECT j.id, j.job_type, j.queue, j.priority, j.status, j.args, j.attempt, j.max_attempts,
+    j.enqueued_at, j.run_at, j.started_at, j.completed_at, j.lease_owner, j.lease_expires_at,
+    j.idempotency_key, j.continues_job_id, j.result, j.error, j.traceback, j.result_ttl,
+    j.expires_at, j.kind
+FROM @walked AS w
+JOIN __SCHEMA__.jobs AS j ON j.id_text = w.id_text
+WHERE (@status IS NULL OR j.status = @status)
+  AND (@kind IS NULL OR j.kind = @kind)
+  AND (@job_type IS NULL OR j.job_type = @job_type)
+  AND (@queue IS NULL OR j.queue = @queue)
+  AND (@idempotency_key IS NULL OR j.idempotency_key = @idempotency_key)
+  AND (@search_types IS NULL
+       OR CHARINDEX(@search_types, LOWER(j.job_type)) > 0
+       OR (@search_ids IS NOT NULL AND CHARINDEX(@search_ids, j.id_text) > 0))
+ORDER BY w.id_text DESC
+OFFSET @offset ROWS FETCH NEXT @limit ROWS ONLY
+OPTION (RECOMPILE);
+SELECT TOP (1) CONVERT(uniqueidentifier, w.id_text) FROM @walked AS w
+WHERE (SELECT COUNT(*) FROM @walked) >= @scan_limit
+ORDER BY w.id_text ASC;
+
+-- name: throughput
+-- Attempts that ended in [@since, @until), by bucket of @bucket seconds from @since and
+-- outcome (a lost attempt is `dead` when its job died of it, else `failed`; released ones are
+-- left out), read through job_attempts_ended.
+SET NOCOUNT ON;
+DECLARE @since datetime2(6) = ?;
+DECLARE @until datetime2(6) = ?;
+DECLARE @bucket int = ?;
+SELECT c.bucket, c.counted, COUNT(*)
+FROM (
+    SELECT CAST(DATEDIFF_BIG(millisecond, @since, a.ended_at) / (@bucket * 1000) AS int)
+               AS bucket,
+        CASE WHEN a.outcome <> N'lost' THEN a.outcome
+             WHEN a.end_status = N'dead' THEN N'dead'
+             ELSE N'failed' END AS counted
+    FROM __SCHEMA__.job_attempts AS a
+    WHERE a.ended_at >= @since AND a.ended_at < @until
+      AND a.outcome IN (N'succeeded', N'failed', N'dead', N'cancelled', N'lost')
+) AS c
+GROUP BY c.bucket, c.counted;
+
 -- name: count_by_status
 SELECT status, COUNT(*) FROM __SCHEMA__.jobs GROUP BY status;
 

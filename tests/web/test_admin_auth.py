@@ -274,7 +274,7 @@ async def test_get_never_changes_anything(admin: Browser, jobs: Jobs) -> None:
     job = (await admin.get(f"/jobs/{handle.job_id}")).json()["job"]
     assert job["status"] == "queued"
     assert (await admin.get("/queues")).json()["queues"] == [
-        {"name": "reports", "paused": False, "counts": {"queued": 1}}
+        {"name": "reports", "paused": False, "counts": {"queued": 1}, "estimated": False}
     ]
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from jobworker.models import AttemptRecord, JobFilter, JobRecord, JobStatus, QueueInfo
+from jobworker.models import AttemptRecord, JobCounts, JobFilter, JobRecord, JobStatus, QueueInfo
 from jobworker.storage.listing import search_of
 from jobworker.storage.rows import (
     JobRecords,
@@ -16,7 +17,7 @@ from jobworker.storage.rows import (
 )
 from jobworker.storage.sqlserver.connection import Session
 from jobworker.storage.sqlserver.queries import Queries
-from jobworker.storage.sqlserver.values import VALUES, json
+from jobworker.storage.sqlserver.values import VALUES, json, to_uuid, ts
 
 __all__ = ["SQLServerInspection"]
 
@@ -29,7 +30,14 @@ class SQLServerInspection:
         rows = await self._queries.rows("get_job", id=str(job_id))
         return job_record(rows[0], VALUES) if rows else None
 
-    async def list_jobs(self, filter: JobFilter, *, limit: int = 50, offset: int = 0) -> JobRecords:
+    async def list_jobs(
+        self,
+        filter: JobFilter,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        scan_limit: int | None = None,
+    ) -> JobRecords:
         if limit <= 0:
             return JobRecords()
         search = search_of(filter)
@@ -43,13 +51,46 @@ class SQLServerInspection:
             "search_ids": search.ids,
             "before": str(filter.before) if filter.before else None,
         }
-        rows = await self._queries.rows(
-            "list_jobs", filter=json(wanted), limit=limit, offset=max(offset, 0)
+        if scan_limit is None:
+            rows = await self._queries.rows(
+                "list_jobs", filter=json(wanted), limit=limit, offset=max(offset, 0)
+            )
+            return job_records(rows, VALUES)
+        rows, edge = await self._queries.sets(
+            "list_jobs_walk",
+            filter=json(wanted),
+            limit=limit,
+            offset=max(offset, 0),
+            scan_limit=max(scan_limit, 1),
         )
-        return job_records(rows, VALUES)
+        records = job_records(rows, VALUES)
+        if len(rows) < limit and edge:
+            records.scan_edge = to_uuid(edge[0][0])
+        return records
 
     async def count_by_status(self) -> dict[JobStatus, int]:
         return status_counts(await self._queries.rows("count_by_status"))
+
+    async def overview(self, exact_up_to: int) -> JobCounts:
+        """Exact (the counts of `count_by_status` and `queues`): not measured at scale here."""
+
+        def read(session: Session) -> JobCounts:
+            counts = status_counts(self._queries.fetch(session, "count_by_status"))
+            queues = queue_infos(
+                self._queries.fetch(session, "queue_counts"),
+                self._queries.fetch(session, "queue_states"),
+            )
+            return JobCounts(counts=counts, queues=queues)
+
+        return await self._queries.run(read)
+
+    async def throughput(
+        self, since: datetime, until: datetime, bucket_seconds: int
+    ) -> list[tuple[int, str, int]]:
+        rows = await self._queries.rows(
+            "throughput", since=ts(since), until=ts(until), bucket=bucket_seconds
+        )
+        return [(int(bucket), str(outcome), int(n)) for bucket, outcome, n in rows]
 
     async def attempts(self, job_id: uuid.UUID) -> list[AttemptRecord]:
         rows = await self._queries.rows("list_attempts", job_id=str(job_id))

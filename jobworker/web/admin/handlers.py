@@ -3,34 +3,28 @@ rules: system jobs may be cancelled, retried and run; user jobs only read and de
 
 from __future__ import annotations
 
-import os
-import socket
-
 from starlette.requests import Request
 from starlette.responses import Response
 
-from jobworker._version import __version__
 from jobworker.client import Client
 from jobworker.errors import (
     JobNotFoundError,
 )
-from jobworker.models import JobDescriptor, JobKind, JobStatus, QueueInfo, WorkerInfo
+from jobworker.models import JobDescriptor, JobKind, QueueInfo
 from jobworker.recurring import RecurringJob
-from jobworker.storage import dialect_of
 from jobworker.web.admin.auth import (
     Login,
     LoginRequest,
     SessionJson,
 )
 from jobworker.web.admin.endpoints import Endpoint, job_id_of, query_of
+from jobworker.web.admin.overview import StatsReader, queue_json, worker_json
 from jobworker.web.admin.responses import ApiError, json_response
 from jobworker.web.admin.schemas import (
-    BeatJson,
     CancelJson,
     DeletedJson,
     EventPage,
     EventsQuery,
-    InstanceJson,
     JobDetail,
     JobPage,
     JobsQuery,
@@ -40,21 +34,26 @@ from jobworker.web.admin.schemas import (
     RecurringList,
     RunJson,
     StatsJson,
-    WorkerJson,
     WorkerList,
     WorkersQuery,
 )
 from jobworker.web.wire import AttemptJson, JobJson, attempt_object, event_object, job_object
 
-__all__ = ["AdminRoutes"]
+__all__ = ["SCAN_LIMIT", "AdminRoutes"]
+
+# Rows a page of `GET /jobs` reads at most for a filter no index serves (JobPage.scanLimited).
+SCAN_LIMIT = 20_000
 
 
 class AdminRoutes:
     """The handlers, over one client."""
 
-    def __init__(self, client: Client, login: Login) -> None:
+    def __init__(
+        self, client: Client, login: Login, stats_reader: StatsReader | None = None
+    ) -> None:
         self.client = client
         self.login = login
+        self.stats_reader = stats_reader or StatsReader.for_client(client)
 
     def endpoints(self) -> list[Endpoint]:
         e = Endpoint
@@ -101,37 +100,7 @@ class AdminRoutes:
     # Reading ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
-        counts = await self.client.acounts()
-        by_status = {status.value: counts.get(status, 0) for status in JobStatus}
-        beat = await self.client.abeat_status()
-        leader = beat.leader
-        settings = self.client.settings
-        return json_response(
-            StatsJson(
-                counts=by_status,
-                queue_depth=by_status[JobStatus.QUEUED.value],
-                scheduled_pending=by_status[JobStatus.SCHEDULED.value],
-                running_now=by_status[JobStatus.RUNNING.value],
-                queues=[_queue(info) for info in await self.client.aqueues()],
-                workers=[_worker(info) for info in await self.client.aworkers()],
-                beat=None
-                if leader is None
-                else BeatJson(
-                    leader=leader.holder,
-                    mechanism=leader.mechanism,
-                    since=leader.since,
-                    renewed_at=leader.renewed_at,
-                    expires_at=leader.expires_at,
-                ),
-                instance=InstanceJson(
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    version=__version__,
-                    storage=dialect_of(settings.database_url),
-                    bus="redis" if settings.redis_url else "database",
-                ),
-            )
-        )
+        return json_response(await self.stats_reader.read())
 
     async def jobs(self, request: Request) -> Response:
         query = query_of(request, JobsQuery)
@@ -144,11 +113,13 @@ class AdminRoutes:
             search=query.search,
             before=query.before,
             limit=query.limit,
+            scan_limit=SCAN_LIMIT,
         )
         page = JobPage(
             jobs=[job_object(job) for job in found],
             next=found.next_before,
             unreadable=found.unreadable,
+            scan_limited=found.scan_limited,
         )
         return json_response(page)
 
@@ -183,12 +154,18 @@ class AdminRoutes:
         )
 
     async def queues(self, request: Request) -> Response:
-        return json_response(QueueList(queues=[_queue(q) for q in await self.client.aqueues()]))
+        return json_response(QueueList(queues=[queue_json(q) for q in await self._queues()]))
+
+    async def _queues(self) -> list[QueueInfo]:
+        """The queues with their counts as the overview reads them (estimated where a status
+        has more jobs than the overview counts exactly)."""
+        overview = await self.client.aoverview(exact_up_to=self.stats_reader.exact_up_to)
+        return overview.queues
 
     async def workers(self, request: Request) -> Response:
         query = query_of(request, WorkersQuery)
         found = await self.client.aworkers(include_gone=query.include_gone)
-        return json_response(WorkerList(workers=[_worker(info) for info in found]))
+        return json_response(WorkerList(workers=[worker_json(info) for info in found]))
 
     # Changing -----------------------------------------------------------------------------
 
@@ -298,28 +275,7 @@ class AdminRoutes:
             await self.client.apause_queue(name)
         else:
             await self.client.aresume_queue(name)
-        for info in await self.client.aqueues():
+        for info in await self._queues():
             if info.name == name:
-                return json_response(_queue(info))
+                return json_response(queue_json(info))
         return json_response(QueueJson(name=name, paused=paused, counts={}))
-
-
-def _worker(info: WorkerInfo) -> WorkerJson:
-    return WorkerJson(
-        id=info.id,
-        host=info.host,
-        pid=info.pid,
-        role=info.role,
-        module=info.module,
-        queues=list(info.queues),
-        slots=info.slots,
-        running=info.running,
-        started_at=info.started_at,
-        last_heartbeat=info.last_heartbeat,
-        gone=info.gone,
-        parent=info.parent,
-    )
-
-
-def _queue(info: QueueInfo) -> QueueJson:
-    return QueueJson(name=info.name, paused=info.paused, counts=dict(info.counts))

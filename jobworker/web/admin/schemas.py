@@ -32,6 +32,8 @@ __all__ = [
     "RecurringList",
     "RunJson",
     "StatsJson",
+    "ThroughputBucketJson",
+    "ThroughputJson",
     "WorkerJson",
     "WorkerList",
     "WorkersQuery",
@@ -70,11 +72,17 @@ class _Body(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class JobPage(_Body, frozen=True):
-    """Jobs newest first. `unreadable` names rows of the page that could not be read."""
+    """Jobs newest first. `unreadable` names rows of the page that could not be read.
+
+    A filter no index serves (a job type, a queue, the text search...) reads at most a budget of
+    rows per page: when that runs out first, the page holds fewer jobs than asked, `scanLimited`
+    is true and `next` is the last id read; older matches may follow (the page can offer to
+    search on). No job is skipped or repeated across pages either way."""
 
     jobs: list[JobJson]
     next: uuid.UUID | None  # pass as `before` for the next page; null on the last page
     unreadable: list[str]
+    scan_limited: bool = False
 
 
 class JobDetail(_Body, frozen=True):
@@ -138,6 +146,7 @@ class QueueJson(_Body, frozen=True):
     name: str
     paused: bool
     counts: dict[str, int]  # jobs by status
+    estimated: bool = False  # some counts are the planner's estimates (StatsJson.estimated)
 
 
 class QueueList(_Body, frozen=True):
@@ -185,8 +194,28 @@ class WorkerList(_Body, frozen=True):
     workers: list[WorkerJson]
 
 
+class ThroughputBucketJson(_Body, frozen=True):
+    at: datetime  # the bucket's start
+    counts: dict[str, int]  # attempts ended in it, by outcome: every outcome present
+
+
+class ThroughputJson(_Body, frozen=True):
+    """Attempts that ended per bucket, by outcome, oldest bucket first, zero-filled: `failed`
+    is an attempt that failed and will be retried. Counted from attempt rows: those deleted
+    with their job (its result TTL) are not counted."""
+
+    bucket_seconds: int
+    since: datetime  # the first bucket's start
+    outcomes: list[str]  # succeeded, failed, dead, cancelled
+    buckets: list[ThroughputBucketJson]
+
+
 class StatsJson(_Body, frozen=True):
+    """The overview. A status with more jobs than the count cap may be counted by the
+    database's estimate (PostgreSQL): `estimated` names those; the other counts are exact."""
+
     counts: dict[str, int]  # jobs by status, every status present
+    estimated: list[str]  # statuses whose count (here and in `queues`) is an estimate
     queue_depth: int  # queued
     scheduled_pending: int  # scheduled for later
     running_now: int
@@ -194,3 +223,4 @@ class StatsJson(_Body, frozen=True):
     workers: list[WorkerJson]  # every registered process, gone ones included
     beat: BeatJson | None  # null: no live beat leader
     instance: InstanceJson
+    throughput: ThroughputJson  # the last hour, per minute
