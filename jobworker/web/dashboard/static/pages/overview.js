@@ -225,6 +225,8 @@ function ThroughputChart({ throughput }) {
         })}
       </svg>
       <figcaption>
+        <p class="muted chart-note">Attempts that ended, by outcome: a failed one is retried, a
+          dead one is not. A job purged with its attempts is no longer counted.</p>
         <ul class="legend">
           ${sums.map(
             ([outcome, total]) => html`<li>
