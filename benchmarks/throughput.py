@@ -26,6 +26,10 @@ by default; `--handler sync` uses `bench.noop`, which runs on the worker's threa
 5. with `--peers` (PostgreSQL): PgQueuer on the same server, from its own venv
    (`bash benchmarks/peers/setup.sh`), and the ratios. `--repeat N` repeats batch enqueue and
    drain (and PgQueuer) N times and reports medians.
+6. with `--without-index NAME` (PostgreSQL): what one index costs the drain. Each repeat also
+   drains a database whose index NAME was dropped after migrating, right after the one that
+   has it (the two side by side, in the same run), and the report gives both medians and their
+   ratio.
 
 Backends: `sqlite` (temporary database files) and `postgres` (fresh databases on the server at
 $JOBWORKER_BENCH_PG_URL, default the local one, dropped afterwards). A backend is a class with
@@ -143,6 +147,20 @@ class PostgresBackend:
         finally:
             await storage.close()
 
+    def drop_index(self, url: str, index: str) -> None:
+        """Drop one index of jobworker's schema from the database at `url`."""
+
+        async def drop() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(f'DROP INDEX jobworker."{index}"')
+            finally:
+                await conn.close()
+
+        asyncio.run(drop())
+
     def close(self) -> None:
         for name in self._databases:
             asyncio.run(self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -202,6 +220,7 @@ class Results:
     drain_runs: list[float] = field(default_factory=list)
     latency: LatencyFigures | None = None
     peers: dict[str, Any] | None = None
+    without_index: dict[str, Any] | None = None
     python: str = platform.python_version()
     jobworker: str = __version__
     cpus: int = os.cpu_count() or 1
@@ -502,6 +521,9 @@ def run_benchmark(args: argparse.Namespace) -> Results:
 
         batch_runs: list[float] = []
         drains: list[DrainFigures] = []
+        drains_without: list[float] = []
+        if args.without_index and not isinstance(backend, PostgresBackend):
+            raise BenchmarkError("--without-index drops a PostgreSQL index: use --backend postgres")
         for run in range(1, args.repeat + 1):
             app = App(database_url=backend.new_database(f"drain{run}"))
             try:
@@ -519,6 +541,10 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 )
             finally:
                 app.close()
+            if args.without_index:
+                drains_without.append(
+                    drain_without_index(backend, args, fn, run, args.without_index)
+                )
         batch = statistics.median(batch_runs)
         drains.sort(key=lambda d: d.steady_per_s or 0.0)
         drain = drains[len(drains) // 2]  # the median run
@@ -556,7 +582,33 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         drain_runs=[d.steady_per_s or 0.0 for d in drains],
         latency=latency,
         peers=peers,
+        without_index=None
+        if not drains_without
+        else {
+            "index": args.without_index,
+            "runs": drains_without,
+            "steady_per_s": statistics.median(drains_without),
+            "with_over_without": statistics.median([d.steady_per_s or 0.0 for d in drains])
+            / statistics.median(drains_without),
+        },
     )
+
+
+def drain_without_index(
+    backend: Backend, args: argparse.Namespace, fn: JobFunction[Any, Any], run: int, index: str
+) -> float:
+    """The steady drain rate of a database like the others but for `index`, dropped."""
+    assert isinstance(backend, PostgresBackend)
+    url = backend.new_database(f"noindex{run}")
+    backend.drop_index(url, index)
+    app = App(database_url=url)
+    try:
+        progress(f"[{run}/{args.repeat}] without {index}: batch enqueue and drain ...")
+        enqueue_batches(app, fn, args.jobs)
+        drained = measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
+        return drained.steady_per_s or 0.0
+    finally:
+        app.close()
 
 
 def format_report(r: Results) -> str:
@@ -605,6 +657,16 @@ def format_report(r: Results) -> str:
         )
     if r.peers and "pgqueuer" in r.peers:
         rows.extend(peer_rows(r, r.peers["pgqueuer"]))
+    if r.without_index:
+        w = r.without_index
+        rows.append(
+            (
+                f"drain without {w['index']}",
+                f"{w['steady_per_s']:,.0f} jobs/s",
+                f"with / without: {w['with_over_without']:.3f}; runs "
+                + ", ".join(f"{x:,.0f}" for x in w["runs"]),
+            )
+        )
     label_width = max(len(label) for label, _, _ in rows)
     value_width = max(len(value) for _, value, _ in rows)
     lines = ["jobworker throughput benchmark"]
@@ -697,6 +759,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=positive_int,
         default=1,
         help="batch enqueue and drain this many times (and PgQueuer too); medians are reported",
+    )
+    parser.add_argument(
+        "--without-index",
+        metavar="NAME",
+        help="also drain, in each repeat, a database without this index (postgres only)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser.parse_args(argv)

@@ -88,11 +88,14 @@ class Inspection(ClientBase):
 
         `scan_limit` bounds the rows a filter no index serves may read (the text search, a job
         type, a queue...): the page may then hold fewer than `limit` jobs with
-        `scan_limited` set, and `next_before` goes on below the last row read."""
+        `scan_limited` set, and `next_before` goes on below the last row read. It is at least
+        `limit + offset`: a listing of every row always fills its page."""
         if not 1 <= limit <= 10_000 or offset < 0:
             raise ConfigurationError("limit must be 1-10000 and offset must not be negative")
-        if scan_limit is not None and scan_limit < 1:
-            raise ConfigurationError("scan_limit must be at least 1")
+        if scan_limit is not None:
+            if scan_limit < 1:
+                raise ConfigurationError("scan_limit must be at least 1")
+            scan_limit = max(scan_limit, limit + offset)  # a page of every row is never cut
         filter_ = JobFilter(
             status=_status(status),
             kind=_kind(kind),

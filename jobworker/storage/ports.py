@@ -7,7 +7,7 @@ coroutines; every time a backend writes or compares comes from its `clock`: the 
 so that processes whose clocks disagree still agree on leases and due times. A backend
 validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
 
-Just over 400 lines: the seam is read in one place, and each method's docstring is its contract
+Just under 500 lines: the seam is read in one place, and each method's docstring is its contract
 (what the conformance suite holds every backend to).
 """
 

@@ -29,6 +29,7 @@ from jobworker.definitions import import_object
 from jobworker.display import EscapingFormatter, redact_url
 from jobworker.errors import ConfigurationError
 from jobworker.web.admin import admin_api
+from jobworker.web.admin.stats_stream import StatsFeed, stats_stream_endpoint
 from jobworker.web.admin.stream import stream_endpoint
 from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
 from jobworker.web.config import WebConfig
@@ -84,7 +85,9 @@ class WebTarget:
             routes=[*tail_routes(app, self.prefix, config), *routes],
             middleware=tail_middleware(),
         )
-        _end_streams_when_stopping(web, StreamHub.for_client(app.client))
+        _end_streams_when_stopping(
+            web, StreamHub.for_client(app.client), StatsFeed.for_client(app.client)
+        )
         return app, web
 
     def to_environment(self) -> dict[str, str]:
@@ -110,10 +113,11 @@ class WebTarget:
 
 def tail_routes(app: App, prefix: str, config: WebConfig) -> list[BaseRoute]:
     """What `jobworker web` serves under the prefix besides `--routes`: the admin API at `/api`
-    (with the job's live stream for the dashboard) and the dashboard, unless no password is
-    configured (then neither: the admin API is off)."""
+    (with the job's live stream and the live overview for the dashboard) and the dashboard,
+    unless no password is configured (then neither: the admin API is off)."""
     hub = StreamHub.for_client(app.client)
-    api = admin_api(app.client, config, prefix=prefix, extra_endpoints=[stream_endpoint(hub)])
+    streams = [stream_endpoint(hub), stats_stream_endpoint(StatsFeed.for_client(app.client))]
+    api = admin_api(app.client, config, prefix=prefix, extra_endpoints=streams)
     return [] if api is None else [Mount("/api", app=api), *dashboard_routes(prefix)]
 
 
@@ -134,20 +138,24 @@ def _load_routes(path: str, app: App) -> list[BaseRoute]:
     return list(value)
 
 
-def _end_streams_when_stopping(web: Starlette, hub: StreamHub) -> None:
-    """On SIGTERM or SIGINT, end the live streams at once, each with a `reconnect` event (the
-    browser resumes elsewhere from its last event id), so that the server stops as soon as its
-    other responses are done, not after the graceful timeout with the streams cut.
+def _end_streams_when_stopping(web: Starlette, hub: StreamHub, feed: StatsFeed) -> None:
+    """On SIGTERM or SIGINT, end the live streams at once, each job's with a `reconnect` event
+    (the browser resumes elsewhere from its last event id), and the live overview's, so that the
+    server stops as soon as its other responses are done, not after the graceful timeout with
+    the streams cut.
 
     uvicorn tells an app nothing when it starts stopping (the lifespan's shutdown comes after the
     connections are closed), so while the app runs its signal handlers are wrapped: each still
     calls uvicorn's."""
     running = web.router.lifespan_context
 
+    async def stopping() -> None:
+        await asyncio.gather(hub.aclose(), feed.aclose())
+
     @contextlib.asynccontextmanager
     async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
         async with running(starlette) as state:
-            with _on_stop_signals(hub.aclose):
+            with _on_stop_signals(stopping):
                 yield state
 
     web.router.lifespan_context = lifespan

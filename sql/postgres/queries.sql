@@ -426,13 +426,14 @@ OFFSET $2 LIMIT 1;
 EXPLAIN (FORMAT JSON)
 SELECT 1 FROM __SCHEMA__.jobs WHERE status = $1 AND ($2::text IS NULL OR queue = $2);
 
--- name: status_queues_capped
--- The jobs of one status by queue, reading at most `cap` of them (through the status's partial
--- index, under force_custom_plan).
-SELECT queue, count(*) FROM (
-    SELECT queue FROM __SCHEMA__.jobs WHERE status = $1 LIMIT $2
-) AS capped
-GROUP BY queue;
+-- name: count_capped
+-- The jobs of one status, counting at most $2 (through the status's partial index, under
+-- force_custom_plan: an index-only scan where the visibility map allows).
+SELECT count(*) FROM (SELECT 1 FROM __SCHEMA__.jobs WHERE status = $1 LIMIT $2) AS capped;
+
+-- name: status_queues
+-- The jobs of one status by queue (a status already counted as few: this reads each row).
+SELECT queue, count(*) FROM __SCHEMA__.jobs WHERE status = $1 GROUP BY queue;
 
 -- name: common_queues
 -- The queues the planner's statistics name as the most common values of jobs.queue; NULL when

@@ -41,7 +41,7 @@ __all__ = ["StatsReader", "ThroughputCache", "queue_json", "worker_json"]
 
 BUCKETS = 60
 BUCKET_SECONDS = 60
-SETTLE = 120.0  # seconds after its end from which a minute's count is kept
+SETTLE = 60.0  # seconds after its end from which a minute's count is kept
 
 _READER_ATTRIBUTE = "_jobworker_web_stats_reader"
 

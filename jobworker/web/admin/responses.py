@@ -9,7 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["ApiError", "ErrorJson", "error_response", "json_response", "read_json"]
+__all__ = ["ApiError", "ErrorJson", "error_response", "inert_json", "json_response", "read_json"]
 
 T = TypeVar("T")
 
@@ -33,16 +33,21 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """`value` as JSON. `<`, `>` and `&` are written as `\\u003c`, `\\u003e`, `\\u0026` (they
-    can only occur inside JSON strings, so this is lossless): text a job was given stays inert
-    even if something were to read the body as HTML. Never cached."""
-    body = (
+def inert_json(value: Any) -> bytes:
+    """`value` as JSON, `<`, `>` and `&` written as `\\u003c`, `\\u003e`, `\\u0026` (they can
+    only occur inside JSON strings, so this is lossless): text a job was given stays inert even
+    if something were to read the body as HTML."""
+    return (
         _encoder.encode(value)
         .replace(b"<", b"\\u003c")
         .replace(b">", b"\\u003e")
         .replace(b"&", b"\\u0026")
     )
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """`value` as JSON (`inert_json`). Never cached."""
+    body = inert_json(value)
     response = Response(body, status_code=status, media_type="application/json")
     response.headers["Cache-Control"] = "no-store"
     for name, header in (headers or {}).items():
