@@ -282,7 +282,7 @@ function Workers({ workers }) {
                       <td class="mono">${worker.host}</td>
                       <td class="mono">${worker.pid}</td>
                       <td class="mono">${worker.module || "–"}</td>
-                      <td>${worker.queues.length ? worker.queues.join(", ") : "all"}</td>
+                      <td>${worker.role === "beat" ? "–" : worker.queues.length ? worker.queues.join(", ") : "all"}</td>
                       <td>${count(worker.slots)}</td>
                       <td>${count(worker.running)}</td>
                       <td>
