@@ -89,6 +89,7 @@ class Site:
     """The served dashboard: its URL, the job App behind it, and its jobs."""
 
     base: str  # http://127.0.0.1:PORT
+    prefix: str
     app: App
     jobs: DashboardJobs
     screenshots: Path
@@ -96,44 +97,51 @@ class Site:
 
     @property
     def url(self) -> str:
-        return self.base + PREFIX
+        return self.base + self.prefix
+
+
+# Read when the tests are collected: the tests' own environment has no JOBWORKER_* variables.
+SCREENSHOTS = os.environ.get("JOBWORKER_SCREENSHOTS")
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
-    chosen = os.environ.get("JOBWORKER_SCREENSHOTS")
-    directory = Path(chosen) if chosen else tmp_path / "screenshots"
+    directory = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
     return directory
 
 
 @contextlib.asynccontextmanager
 async def serving_dashboard(
-    url: str, schema: str | None, tmp_path: Path, config: WebConfig | None = None
+    url: str,
+    schema: str | None,
+    tmp_path: Path,
+    config: WebConfig | None = None,
+    prefix: str = PREFIX,
 ) -> AsyncIterator[Site]:
     """The dashboard over the database at `url` (and Redis), with a worker running its jobs."""
     jobs = DashboardJobs()
-    prefix = f"jw_test_{uuid.uuid4().hex[:10]}:"
+    keys = f"jw_test_{uuid.uuid4().hex[:10]}:"
     app = App(
         url,
         registry=jobs.registry,
         database_schema=schema,
         redis_url=REDIS_URL,
-        redis_prefix=prefix,
+        redis_prefix=keys,
         bind=False,
         **FAST,
     )
     config = config or web_config()
     web = create_app(
         app,
-        prefix=PREFIX,
-        routes=tail_routes(app, PREFIX, config),
+        prefix=prefix,
+        routes=tail_routes(app, prefix, config),
         middleware=tail_middleware(),
     )
     try:
         async with serving(web) as base, running_worker(app):
-            yield Site(base, app, jobs, screenshot_dir(tmp_path))
+            yield Site(base, prefix, app, jobs, screenshot_dir(tmp_path))
     finally:
-        cleanup_redis(prefix)
+        cleanup_redis(keys)
 
 
 class PageProblems:

@@ -5,10 +5,19 @@ script error."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
-from .dashboard_support import PHONE, Site, browser_page, log_in, pg_url, site  # noqa: F401
+from .dashboard_support import (  # noqa: F401
+    PHONE,
+    Site,
+    browser_page,
+    log_in,
+    pg_url,
+    serving_dashboard,
+    site,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -55,4 +64,19 @@ async def test_a_link_opens_after_logging_in(site: Site) -> None:  # noqa: F811
         assert page.url.endswith("/jobs-ui/queues")
         wide = await page.evaluate("document.documentElement.scrollWidth > innerWidth")
         assert not wide  # nothing wider than a phone
+        problems.check()
+
+
+async def test_the_page_works_under_any_prefix(pg_url: tuple[str, str], tmp_path: Path) -> None:  # noqa: F811
+    """Behind a proxy the web tail is served under the proxy's path: the page learns its prefix
+    from the server, calls the API under it and keeps its links under it."""
+    url, schema = pg_url
+    async with (
+        serving_dashboard(url, schema, tmp_path, prefix="/ops/jobs") as served,
+        browser_page() as (page, problems),
+    ):
+        await log_in(page, served, "admin", "/queues")
+        assert page.url == f"{served.base}/ops/jobs/queues"
+        await page.get_by_role("link", name="Jobs", exact=True).click()
+        await page.wait_for_url(f"{served.base}/ops/jobs/jobs")
         problems.check()
