@@ -53,7 +53,7 @@ export function RecurringPage({ session }) {
       <table class="recurring">
         <thead><tr>
           <th>Name</th><th>Job</th><th>Schedule</th><th>Next fire</th>
-          <th>Next fire, your time (${viewerZone})</th><th>Last fire</th><th>State</th>
+          <th>Next fire, your time<span class="zone muted">${viewerZone}</span></th><th>Last fire</th><th>State</th>
           ${admin && html`<th><span class="visually-hidden">Actions</span></th>`}
         </tr></thead>
         <tbody>
