@@ -288,6 +288,8 @@ CLIENT_API = [
     "aget",
     "alist",
     "alist_recurring",
+    "anow",
+    "aoverview",
     "apause_queue",
     "aqueues",
     "aresult",
@@ -295,6 +297,7 @@ CLIENT_API = [
     "aretry",
     "arun_recurring",
     "aschedule_recurring",
+    "athroughput",
     "attempts",
     "aworkers",
     "beat_status",
@@ -312,6 +315,8 @@ CLIENT_API = [
     "get",
     "list",
     "list_recurring",
+    "now",
+    "overview",
     "pause_queue",
     "portal",
     "queues",
@@ -325,6 +330,7 @@ CLIENT_API = [
     "stream",
     "stream_batches",
     "stream_typed",
+    "throughput",
     "workers",
 ]
 
@@ -335,7 +341,7 @@ def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: A
     client = app.client
     assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
     twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
-    assert len(twins) == 23
+    assert len(twins) == 26
     for name in twins:
         coroutine, blocking = getattr(client, name), getattr(client, name[1:])
         assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)
