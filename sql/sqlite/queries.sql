@@ -178,18 +178,18 @@ ORDER BY id DESC
 LIMIT :limit OFFSET :offset;
 
 -- name: list_jobs_walk
--- list_jobs with a scan limit: the inner query walks at most :scan_limit rows of the id index
--- below :before, newest first; the outer one keeps those passing every filter.
+-- list_jobs with a scan limit: the rows below :before down to the :scan_limit-th (found on the
+-- id index alone; '' sorts below every id when there are fewer), walked newest first and
+-- filtered as list_jobs does, stopping once the page is full.
 SELECT id, job_type, queue, priority, status, args, attempt, max_attempts, enqueued_at, run_at,
     started_at, completed_at, lease_owner, lease_expires_at, idempotency_key, continues_job_id,
     result, error, traceback, result_ttl, expires_at, kind
-FROM (
-    SELECT * FROM jobs
-    WHERE id < COALESCE(:before, x'ff')
-    ORDER BY id DESC
-    LIMIT :scan_limit
-) AS walked
-WHERE (:status IS NULL OR status = :status)
+FROM jobs
+WHERE id < COALESCE(:before, x'ff')
+  AND id >= COALESCE(
+      (SELECT id FROM jobs WHERE id < COALESCE(:before, x'ff')
+       ORDER BY id DESC LIMIT 1 OFFSET :scan_limit - 1), '')
+  AND (:status IS NULL OR status = :status)
   AND (:kind IS NULL OR kind = :kind)
   AND (:job_type IS NULL OR job_type = :job_type)
   AND (:queue IS NULL OR queue = :queue)
@@ -322,7 +322,8 @@ ON CONFLICT (queue) DO UPDATE SET paused = excluded.paused, updated_at = exclude
 SELECT queue FROM queue_state WHERE paused = 1;
 
 -- name: queue_counts
-SELECT queue, status, COUNT(*) FROM jobs GROUP BY queue, status;
+-- Grouped in the order of jobs_status_queue, which covers it.
+SELECT queue, status, COUNT(*) FROM jobs GROUP BY status, queue;
 
 -- name: queue_states
 SELECT queue, paused FROM queue_state;

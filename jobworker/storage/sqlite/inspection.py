@@ -70,7 +70,7 @@ class SQLiteInspection:
         return status_counts(await self._db.read(lambda session: session.all("count_by_status")))
 
     async def overview(self, exact_up_to: int) -> JobCounts:
-        """Exact: SQLite counts a status through jobs_status_enqueued, fast at its scale."""
+        """Exact: SQLite counts through jobs_status_queue (an index scan, not the rows)."""
 
         def read(session: Session) -> JobCounts:
             counts = status_counts(session.all("count_by_status"))

@@ -209,5 +209,6 @@ def stats_stream_endpoint(feed: StatsFeed, *, keepalive: float = DEFAULT_KEEPALI
         stream,
         "The overview live (server-sent events: `stats` at once, then every few seconds)",
         None,
+        errors=(401,),
         media_type="text/event-stream",
     )

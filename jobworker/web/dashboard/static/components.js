@@ -115,3 +115,14 @@ export function ActionButton({ action, onDone, children, confirm, danger, ...res
 export function isAdmin(session) {
   return Boolean(session && session.role === "admin");
 }
+
+// The time now, as a number of milliseconds that changes every `everyMs`: for "x s ago" texts
+// that keep counting while the data stays the same.
+export function useNow(everyMs = 1000) {
+  const [now, setNow] = useState(Date.now);
+  useEffect(() => {
+    const timer = setInterval(() => setNow(Date.now()), everyMs);
+    return () => clearInterval(timer);
+  }, [everyMs]);
+  return now;
+}

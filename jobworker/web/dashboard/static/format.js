@@ -67,3 +67,40 @@ export function idTime(id) {
 export function shortId(id) {
   return String(id).slice(0, 8);
 }
+
+// A count that may be an estimate (a large table's planner figure): "≈ 1,234" then.
+export function approxCount(value, estimated) {
+  const text = count(value);
+  return estimated && value !== null && value !== undefined ? `≈ ${text}` : text;
+}
+
+// How long ago `iso` was, in short units that read at a glance: "4 s ago", "3 min ago", "2 h ago".
+export function ago(iso, now = Date.now()) {
+  if (!iso) return "–";
+  const seconds = Math.max(0, Math.round((now - new Date(iso).getTime()) / 1000));
+  if (seconds < 120) return `${seconds} s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min ago`;
+  if (seconds < 172800) return `${Math.round(seconds / 3600)} h ago`;
+  return `${Math.round(seconds / 86400)} d ago`;
+}
+
+// A date-time in `timeZone` (the viewer's when not given) with the zone's short name, to the
+// minute: "Dec 4, 2026, 9:00 AM GMT+9".
+export function zonedDateTime(iso, timeZone) {
+  if (!iso) return "–";
+  const options = {
+    year: "numeric", month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
+    timeZoneName: "short",
+  };
+  if (timeZone) options.timeZone = timeZone;
+  try {
+    return new Intl.DateTimeFormat(undefined, options).format(new Date(iso));
+  } catch {
+    return new Date(iso).toISOString();
+  }
+}
+
+// The viewer's own time zone (an IANA name), as the browser reports it.
+export function viewerTimeZone() {
+  return new Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+}
