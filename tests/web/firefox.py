@@ -163,19 +163,23 @@ class FirefoxPage:
                 if not waiting.done():
                     waiting.set_exception(BiDiError("Firefox closed the connection"))
 
-    async def send(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def send(
+        self, method: str, params: dict[str, Any], timeout: float = 30.0
+    ) -> dict[str, Any]:
         """Run one BiDi command; its result, or BiDiError with the browser's reason."""
         command_id = next(self._ids)
         answer = self._waiting[command_id] = asyncio.get_running_loop().create_future()
         await self._socket.send(json.dumps({"id": command_id, "method": method, "params": params}))
-        message = await asyncio.wait_for(answer, 30)
+        message = await asyncio.wait_for(answer, timeout)
         if message.get("type") == "error":
             raise BiDiError(f"{method}: {message['error']}: {message.get('message')}")
         result: dict[str, Any] = message["result"]
         return result
 
     async def start(self, width: int, height: int) -> None:
-        await self.send("session.new", {"capabilities": {}})
+        # Answered once the browser's window has finished starting: seconds, or a good deal
+        # more on a machine busy with the rest of the suite.
+        await self.send("session.new", {"capabilities": {}}, timeout=90)
         await self.send("session.subscribe", {"events": ["log.entryAdded"]})
         tree = await self.send("browsingContext.getTree", {"maxDepth": 0})
         self.context = tree["contexts"][0]["context"]
@@ -319,7 +323,7 @@ async def firefox_page(width: int, height: int) -> AsyncIterator[FirefoxPage]:
                 env={**os.environ, "MOZ_DISABLE_NONLOCAL_CONNECTIONS": "1"},
             )
             try:
-                url = await asyncio.wait_for(_listening(process, said), 30)
+                url = await asyncio.wait_for(_listening(process, said), 60)
                 drain = asyncio.create_task(_drain(process))
                 async with connect(url + "/session", max_size=None) as socket:
                     page = FirefoxPage(socket, outside)
