@@ -90,7 +90,7 @@ def test_the_web_api_is_pinned() -> None:
 
 
 @pytest.mark.slow
-def test_the_wheel_ships_the_sql_and_py_typed(tmp_path: Path) -> None:
+def test_the_wheel_ships_the_sql_the_dashboard_and_py_typed(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
         cwd=ROOT,
@@ -103,12 +103,18 @@ def test_the_wheel_ships_the_sql_and_py_typed(tmp_path: Path) -> None:
     assert "jobworker/py.typed" in names
     assert "jobworker/_sql/sqlite/006_baseline.sql" in names
     assert "jobworker/_sql/sqlite/queries.sql" in names
+    from jobworker.web.dashboard.routes import STATIC, asset_digest
+
+    for path in STATIC.rglob("*"):
+        if path.is_file():
+            assert f"jobworker/{path.relative_to(ROOT / 'jobworker').as_posix()}" in names, path
     # The installed package finds its SQL inside itself.
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     probe = (
         "from jobworker.storage.sqlfiles import sql_root, queries;"
-        "print(sql_root()); print(len(queries('sqlite')))"
+        "from jobworker.web.dashboard.routes import STATIC, asset_digest;"
+        "print(sql_root()); print(len(queries('sqlite'))); print(STATIC); print(asset_digest())"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
@@ -119,6 +125,8 @@ def test_the_wheel_ships_the_sql_and_py_typed(tmp_path: Path) -> None:
         text=True,
     ).stdout.split()
     assert out[0].startswith(str(target)) and int(out[1]) > 10
+    # ... and serves the dashboard from inside itself, the same files as this checkout.
+    assert out[2].startswith(str(target)) and out[3] == asset_digest()
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from jobworker.web.admin.stats_stream import StatsFeed, stats_stream_endpoint
 from jobworker.web.admin.stream import stream_endpoint
 from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
 from jobworker.web.config import WebConfig
+from jobworker.web.dashboard import dashboard_routes
 from jobworker.web.fanout import StreamHub
 from jobworker.web.security import SecurityHeaders
 
@@ -112,12 +113,12 @@ class WebTarget:
 
 def tail_routes(app: App, prefix: str, config: WebConfig) -> list[BaseRoute]:
     """What `jobworker web` serves under the prefix besides `--routes`: the admin API at `/api`
-    (with the job's live stream and the live overview for the dashboard), unless no password
-    is configured."""
+    (with the job's live stream and the live overview for the dashboard) and the dashboard,
+    unless no password is configured (then neither: the admin API is off)."""
     hub = StreamHub.for_client(app.client)
     streams = [stream_endpoint(hub), stats_stream_endpoint(StatsFeed.for_client(app.client))]
     api = admin_api(app.client, config, prefix=prefix, extra_endpoints=streams)
-    return [] if api is None else [Mount("/api", app=api)]
+    return [] if api is None else [Mount("/api", app=api), *dashboard_routes(prefix)]
 
 
 def tail_middleware() -> list[Middleware]:

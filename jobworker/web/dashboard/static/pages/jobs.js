@@ -1,0 +1,5 @@
+import { html } from "../lib.js";
+
+export function JobsPage() {
+  return html`<h1>Jobs</h1>`;
+}

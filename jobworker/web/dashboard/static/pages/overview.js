@@ -1,0 +1,5 @@
+import { html } from "../lib.js";
+
+export function OverviewPage() {
+  return html`<h1>Overview</h1>`;
+}

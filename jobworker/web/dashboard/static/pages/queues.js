@@ -1,0 +1,5 @@
+import { html } from "../lib.js";
+
+export function QueuesPage() {
+  return html`<h1>Queues</h1>`;
+}
