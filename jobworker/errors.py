@@ -59,6 +59,11 @@ class JobNotFoundError(JobworkerError, LookupError):
         self.job_id = job_id
 
 
+class DatabaseUnreachableError(ConfigurationError):
+    """The database server could not be reached (refused, timed out, starting up or shutting
+    down): a wrong address, or an outage. A worker waits for it; a command reports it."""
+
+
 class SchemaMissingError(ConfigurationError):
     """The database has no (or an outdated) jobworker schema."""
 

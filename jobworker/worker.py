@@ -26,6 +26,7 @@ from jobworker.app import App, declared_queues
 from jobworker.clock import timestamp_of
 from jobworker.completions import Completions
 from jobworker.context import JobContext
+from jobworker.errors import DatabaseUnreachableError
 from jobworker.events.bus import bus_for, floors
 from jobworker.events.recorder import JobEvents, Recorder
 from jobworker.executor import Executor
@@ -122,6 +123,29 @@ class Worker:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    async def _open_storage(self) -> Storage | None:
+        """The storage, open; None if a stop was asked for first. While the database cannot be
+        reached this waits for it (a worker process started during an outage is a replacement:
+        the supervisor checked the database when it started), beating to the supervisor every
+        second meanwhile; any other failure to open is raised."""
+        storage = self.app.create_storage()
+        outage = Outage("opening the database")
+        while True:
+            try:
+                await storage.open()
+            except DatabaseUnreachableError as exc:
+                deadline = asyncio.get_running_loop().time() + outage.failed(exc)
+                while not self.stopping and asyncio.get_running_loop().time() < deadline:
+                    if self._on_heartbeat is not None:
+                        self._on_heartbeat(self)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), 1.0)
+                if self.stopping:
+                    return None
+                continue
+            outage.succeeded()
+            return storage
+
     @property
     def active_queues(self) -> list[str]:
         """The queues this worker claims from now: its queues less the paused ones."""
@@ -133,8 +157,9 @@ class Worker:
     # Main loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        storage = self.app.create_storage()
-        await storage.open()
+        storage = await self._open_storage()
+        if storage is None:
+            return
         self._storage = storage
         self._bus = bus_for(self.settings, storage)
         # A job's end wakes the claim loop before its outcome is written, but a concurrency cap

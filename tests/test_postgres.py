@@ -754,6 +754,49 @@ class PrivatePostgres:
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
+def test_a_worker_process_started_while_postgres_is_down_waits_for_it(tmp_path: Path) -> None:
+    """A worker process that dies during an outage is replaced at once; the replacement cannot
+    reach the database either. It waits for it, and the supervisor runs on (before, each
+    replacement died as it started, and after five the supervisor halted with exit code 1)."""
+    import psutil
+
+    server = PrivatePostgres()
+    run = None
+    app = None
+    try:
+        server.start()
+        asyncio.run(migrate_schema(server.url, "jobworker"))
+        run = Run(tmp_path, ["--concurrency", "2"], env_for(server.url, "jobworker", tmp_path))
+        app = App(server.url)
+        before = proc_jobs.noop.delay(i=1)
+        wait_for(lambda: settled(app, [before]), 20, "a job before the outage")
+        app.close()
+        app = None
+
+        server.stop()
+        psutil.Process(run.proc.pid).children()[0].kill()
+        wait_for(lambda: "opening the database failed" in run.log, 20, "the replacement waits")
+        time.sleep(8)  # five fast deaths took under 8 s
+        assert run.proc.poll() is None, f"the supervisor stopped in the outage:\n{run.log}"
+        server.start()
+
+        app = App(server.url)
+        after = proc_jobs.noop.delay_many([{"i": i} for i in range(10)])
+        jobs = wait_for(lambda: settled(app, after), 60, "jobs after the outage")
+        assert all(job.status is JobStatus.SUCCEEDED for job in jobs)
+        assert run.stop() == 0
+        assert "keep dying as they start" not in run.log
+        assert "opening the database works again after" in run.log
+    finally:
+        if run is not None:
+            run.kill()
+        if app is not None:
+            app.close()
+        server.remove()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("runuser"), reason="needs root")
 def test_workers_resume_after_postgres_is_down_for_20_seconds(tmp_path: Path) -> None:
     server = PrivatePostgres()
     run = None
@@ -770,7 +813,7 @@ def test_workers_resume_after_postgres_is_down_for_20_seconds(tmp_path: Path) ->
 
         server.stop()
         time.sleep(20)
-        assert run.proc.poll() is None, "the supervisor kept running through the outage"
+        assert run.proc.poll() is None, f"the supervisor stopped in the outage:\n{run.log}"
         server.start()
 
         app = App(server.url)

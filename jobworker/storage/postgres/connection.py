@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from jobworker.config import Settings
 from jobworker.display import redact_url
-from jobworker.errors import ConfigurationError, MissingExtraError
+from jobworker.errors import ConfigurationError, DatabaseUnreachableError, MissingExtraError
 from jobworker.storage.postgres.statements import load
 from jobworker.storage.rows import Values
 
@@ -23,6 +23,7 @@ try:
 except ImportError:  # pragma: no cover - exercised only without the extra
     asyncpg = None
     CONNECTION_LOST: tuple[type[BaseException], ...] = ()
+    _UNREACHABLE: tuple[type[BaseException], ...] = ()
 else:
     # A connection that died under a statement: the server restarted, an admin terminated it.
     CONNECTION_LOST = (
@@ -32,6 +33,14 @@ else:
         asyncpg.PostgresConnectionError,
         asyncpg.CannotConnectNowError,
         asyncpg.AdminShutdownError,
+    )
+    # Connecting failed, but the address and credentials may be right: nothing listens there
+    # now, it does not answer in time, or the server is starting, stopping or full.
+    _UNREACHABLE = (
+        OSError,
+        TimeoutError,
+        asyncpg.CannotConnectNowError,
+        asyncpg.TooManyConnectionsError,
     )
 
 __all__ = ["CONNECTION_LOST", "VALUES", "Database", "affected_rows", "plain_uuid", "require_driver"]
@@ -114,9 +123,9 @@ class Database:
                 await conn.execute("SELECT 1")
         except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             await pool.close()
-            raise ConfigurationError(
-                f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}"
-            ) from exc
+            unreachable = isinstance(exc, _UNREACHABLE)
+            error = DatabaseUnreachableError if unreachable else ConfigurationError
+            raise error(f"cannot connect to PostgreSQL at {redact_url(self.url)}: {exc}") from exc
         self._pool = pool
 
     async def close(self) -> None:
