@@ -18,7 +18,7 @@ from jobworker.models import (
     QueueInfo,
 )
 from jobworker.storage import rows
-from jobworker.storage.listing import search_of
+from jobworker.storage.listing import filter_params
 from jobworker.storage.postgres.connection import VALUES, Database
 from jobworker.storage.postgres.overview import INDEXED_STATUSES, overview_counts
 
@@ -40,16 +40,8 @@ class PostgresInspection:
         offset: int = 0,
         scan_limit: int | None = None,
     ) -> rows.JobRecords:
-        search = search_of(filter)
         params: dict[str, Any] = {
-            "status": filter.status.value if filter.status else None,
-            "kind": filter.kind.value if filter.kind else None,
-            "job_type": filter.job_type,
-            "queue": filter.queue,
-            "idempotency_key": filter.idempotency_key,
-            "search_types": search.types,
-            "search_ids": search.ids,
-            "before": filter.before,
+            **filter_params(filter, before=lambda bound: bound),
             "limit": limit,
             "offset": offset,
         }

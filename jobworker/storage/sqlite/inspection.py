@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from jobworker.models import AttemptRecord, JobCounts, JobFilter, JobRecord, JobStatus, QueueInfo
-from jobworker.storage.listing import search_of
+from jobworker.storage.listing import filter_params
 from jobworker.storage.rows import (
     JobRecords,
     attempt_record,
@@ -37,19 +37,7 @@ class SQLiteInspection:
         offset: int = 0,
         scan_limit: int | None = None,
     ) -> JobRecords:
-        search = search_of(filter)
-        params = {
-            "status": filter.status.value if filter.status else None,
-            "kind": filter.kind.value if filter.kind else None,
-            "job_type": filter.job_type,
-            "queue": filter.queue,
-            "idempotency_key": filter.idempotency_key,
-            "search_types": search.types,
-            "search_ids": search.ids,
-            "before": str(filter.before) if filter.before else None,
-            "limit": limit,
-            "offset": offset,
-        }
+        params = {**filter_params(filter), "limit": limit, "offset": offset}
         if scan_limit is None:
             rows = await self._db.read(lambda session: session.all("list_jobs", params))
             return job_records(rows, VALUES)

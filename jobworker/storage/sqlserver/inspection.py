@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 
 from jobworker.models import AttemptRecord, JobCounts, JobFilter, JobRecord, JobStatus, QueueInfo
-from jobworker.storage.listing import search_of
+from jobworker.storage.listing import filter_params
 from jobworker.storage.rows import (
     JobRecords,
     attempt_record,
@@ -40,17 +40,7 @@ class SQLServerInspection:
     ) -> JobRecords:
         if limit <= 0:
             return JobRecords()
-        search = search_of(filter)
-        wanted = {
-            "status": filter.status.value if filter.status else None,
-            "kind": filter.kind.value if filter.kind else None,
-            "job_type": filter.job_type,
-            "queue": filter.queue,
-            "idempotency_key": filter.idempotency_key,
-            "search_types": search.types,
-            "search_ids": search.ids,
-            "before": str(filter.before) if filter.before else None,
-        }
+        wanted = filter_params(filter)
         if scan_limit is None:
             rows = await self._queries.rows(
                 "list_jobs", filter=json(wanted), limit=limit, offset=max(offset, 0)
