@@ -80,3 +80,26 @@ async def test_the_page_works_under_any_prefix(pg_url: tuple[str, str], tmp_path
         await page.get_by_role("link", name="Jobs", exact=True).click()
         await page.wait_for_url(f"{served.base}/ops/jobs/jobs")
         problems.check()
+
+
+async def test_failed_logins_are_throttled_and_the_page_says_so(site: Site) -> None:  # noqa: F811
+    from playwright.async_api import expect
+
+    async with browser_page() as (page, problems):
+        await page.goto(site.url + "/")
+        await page.get_by_label("Username").fill("admin")
+        refused = page.get_by_role("alert").filter(has_text="Too many failed logins")
+        for _ in range(10):
+            await page.get_by_label("Password").fill("wrong")
+            await page.get_by_role("button", name="Log in").click()
+            await page.get_by_role("alert").wait_for()
+            if await refused.count():
+                break
+        await refused.wait_for()
+        # The right password is refused too while the window lasts.
+        await page.get_by_label("Password").fill("correct horse battery staple")
+        await page.get_by_role("button", name="Log in").click()
+        await expect(page.get_by_label("Password")).to_have_value("")  # answered: it failed
+        await refused.wait_for()
+        assert await page.locator(".badge.role").count() == 0
+        problems.check()
