@@ -121,7 +121,7 @@ async def while_no_beat_leads(
 
 
 async def _beat_leads(storage: Storage) -> bool:
-    try:
-        return await storage.leadership.beat_leader() is not None
-    except Exception:  # an older schema, or the database is down: maintain as before
-        return False
+    # Every schema a worker accepts has the leaders' table: a failure to read it is the
+    # database's, and the round fails with it (logged as an outage) rather than maintaining
+    # beside a leader that may well be alive.
+    return await storage.leadership.beat_leader() is not None
