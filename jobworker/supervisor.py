@@ -476,7 +476,9 @@ class Supervisor:
         if not limit:
             return
         for child in list(self.children.values()):
-            if child.retiring:
+            # A child that has not reported in yet is judged when it does (a fresh worker over
+            # the limit refuses the limit): recycling it first would hide that.
+            if child.retiring or not child.ready:
                 continue
             try:
                 rss_mb = psutil.Process(child.pid).memory_info().rss / (1024 * 1024)
