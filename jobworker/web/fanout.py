@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Sequence
 from jobworker.client import Client
 from jobworker.events.stream import PAGE as STORED_PAGE
 from jobworker.models import JobEvent
+from jobworker.web.per_client import one_per_client
 from jobworker.web.subscriber import (
     Framed,
     Frames,
@@ -242,9 +243,6 @@ def _replayed(batch: Sequence[JobEvent]) -> bool:
     return len(batch) >= STORED_PAGE or time.time() - newest > REPLAY_AGE
 
 
-_HUB_ATTRIBUTE = "_jobworker_web_stream_hub"
-
-
 class StreamHub:
     """The feeds of one process and event loop: one reader per job followed."""
 
@@ -272,13 +270,7 @@ class StreamHub:
     @classmethod
     def for_client(cls, client: Client) -> StreamHub:
         """The hub of this client that every route of the process shares."""
-        # Kept on the client itself: a hub refers to its client, so a mapping from clients to
-        # hubs would keep every client alive; this cycle is collected with the client.
-        attributes = vars(client)
-        hub = attributes.get(_HUB_ATTRIBUTE)
-        if not isinstance(hub, StreamHub):
-            hub = attributes[_HUB_ATTRIBUTE] = cls(client)
-        return hub
+        return one_per_client(client, StreamHub, lambda: cls(client))
 
     @property
     def active_readers(self) -> int:

@@ -36,14 +36,13 @@ from jobworker.web.admin.schemas import (
     ThroughputJson,
     WorkerJson,
 )
+from jobworker.web.per_client import one_per_client
 
 __all__ = ["StatsReader", "ThroughputCache", "queue_json", "worker_json"]
 
 BUCKETS = 60
 BUCKET_SECONDS = 60
 SETTLE = 60.0  # seconds after its end from which a minute's count is kept
-
-_READER_ATTRIBUTE = "_jobworker_web_stats_reader"
 
 
 class ThroughputCache:
@@ -113,11 +112,7 @@ class StatsReader:
     def for_client(cls, client: Client) -> StatsReader:
         """The reader of this client that the route and the stream share (kept on the client,
         as `StreamHub.for_client`)."""
-        attributes = vars(client)
-        reader = attributes.get(_READER_ATTRIBUTE)
-        if not isinstance(reader, StatsReader):
-            reader = attributes[_READER_ATTRIBUTE] = cls(client)
-        return reader
+        return one_per_client(client, StatsReader, lambda: cls(client))
 
     async def read(self) -> StatsJson:
         client = self.client

@@ -25,6 +25,7 @@ from jobworker.web.admin.endpoints import Endpoint
 from jobworker.web.admin.overview import StatsReader
 from jobworker.web.admin.responses import inert_json
 from jobworker.web.frames import KEEP_ALIVE, retry_frame
+from jobworker.web.per_client import one_per_client
 from jobworker.web.sse import DEFAULT_KEEPALIVE, DEFAULT_RETRY_MS, STREAM_HEADERS
 
 __all__ = ["DEFAULT_INTERVAL", "StatsFeed", "StatsSubscriber", "stats_stream_endpoint"]
@@ -32,7 +33,6 @@ __all__ = ["DEFAULT_INTERVAL", "StatsFeed", "StatsSubscriber", "stats_stream_end
 logger = logging.getLogger("jobworker.web")
 
 DEFAULT_INTERVAL = 2.0
-_FEED_ATTRIBUTE = "_jobworker_web_stats_feed"
 
 
 class StatsSubscriber:
@@ -83,11 +83,7 @@ class StatsFeed:
     @classmethod
     def for_client(cls, client: Client) -> StatsFeed:
         """The feed of this client every overview stream of the process shares."""
-        attributes = vars(client)
-        feed = attributes.get(_FEED_ATTRIBUTE)
-        if not isinstance(feed, StatsFeed):
-            feed = attributes[_FEED_ATTRIBUTE] = cls(StatsReader.for_client(client))
-        return feed
+        return one_per_client(client, StatsFeed, lambda: cls(StatsReader.for_client(client)))
 
     @property
     def running(self) -> bool:
