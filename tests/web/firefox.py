@@ -17,14 +17,13 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
+from .test_examples import debian_browser
 
 __all__ = ["FIREFOX", "BiDiError", "FirefoxPage", "firefox", "firefox_page"]
 
@@ -93,16 +92,8 @@ PREFS: dict[str, bool | int | str] = {
 
 
 def firefox() -> str:
-    """Debian's Firefox ESR, installed when it is missing (or the test is skipped, saying why)."""
-    if not Path(FIREFOX).exists() and shutil.which("apt-get"):
-        for command in (
-            ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "firefox-esr"],
-        ):
-            subprocess.run(command, capture_output=True, check=False, timeout=600)
-    if not Path(FIREFOX).exists():
-        pytest.skip(f"no Firefox at {FIREFOX}, and apt-get could not install firefox-esr")
-    return FIREFOX
+    """Debian's Firefox ESR (see `debian_browser`)."""
+    return debian_browser(FIREFOX, "firefox-esr")
 
 
 class BiDiError(Exception):

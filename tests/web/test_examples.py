@@ -101,17 +101,23 @@ async def test_the_fastapi_example(examples: tuple[ModuleType, ModuleType], jobs
     await check_the_202_pattern(fastapi_reports.build_api(jobs), jobs)
 
 
-def chromium() -> str:
-    """Debian's Chromium, installed when it is missing (or the test is skipped, saying why)."""
-    if not Path(CHROMIUM).exists() and shutil.which("apt-get"):
+def debian_browser(path: str, package: str) -> str:
+    """The browser at `path`, installed from Debian's `package` when it is missing (or the test
+    is skipped, saying why)."""
+    if not Path(path).exists() and shutil.which("apt-get"):
         for command in (
             ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "chromium"],
+            ["apt-get", "install", "-y", "-qq", package],
         ):
             subprocess.run(command, capture_output=True, check=False, timeout=600)
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}, and apt-get could not install it")
-    return CHROMIUM
+    if not Path(path).exists():
+        pytest.skip(f"no browser at {path}, and apt-get could not install {package}")
+    return path
+
+
+def chromium() -> str:
+    """Debian's Chromium (see `debian_browser`)."""
+    return debian_browser(CHROMIUM, "chromium")
 
 
 @pytest.mark.slow
