@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -49,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 EXAMPLE_LANGS = {"", "python", "py", "sh", "bash", "shell", "console"}
 LISTING_LANGS = {"text", "sql", "nginx", "js", "javascript", "yaml", "ini", "json", "toml"}
-COMMAND_TIMEOUT = 60.0
+COMMAND_TIMEOUT = 30.0
 RETRY_FOR = 30.0
 BACKGROUND_WAIT = 30.0
 
@@ -200,18 +201,28 @@ class Page:
     skipped: list[str] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)
 
-    def run(self, command: str) -> tuple[int, list[str]]:
-        done = subprocess.run(
-            ["bash", "-c", command],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-        return done.returncode, done.stdout.splitlines()
+    def run(self, command: str) -> tuple[int, list[list[str]]]:
+        """Runs a command; its output as the ways a terminal may show it: stdout alone (a
+        page may leave out log lines on stderr), then stdout and stderr together."""
+        try:
+            done = subprocess.run(
+                ["bash", "-c", command],
+                cwd=self.workdir,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=COMMAND_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout
+            pytest.fail(
+                f"`{command}` still ran after {COMMAND_TIMEOUT:.0f} s (a server? mark the block"
+                f" `background` or `not run`); it printed:\n{out}",
+                pytrace=False,
+            )
+        out, err = done.stdout.splitlines(), done.stderr.splitlines()
+        return done.returncode, [out, out + err, err + out]
 
     def learn_ids(self, pairs: list[tuple[str, str]]) -> None:
         """The page's ids stand for the ones this run made: the next commands use those."""
@@ -228,47 +239,59 @@ class Page:
 
     def session(self, block: Block) -> None:
         for cmd in session_of(block):
+            words = shlex.split(cmd.command, comments=True)
+            if words and words[0] == "export":
+                # The page's later commands see it, as in the reader's shell.
+                self.env.update(word.split("=", 1) for word in words[1:])
+                continue
+            if cmd.command.rstrip().endswith("&"):
+                self.start_background(Command(cmd.command.rstrip()[:-1], cmd.output), block)
+                continue
             deadline = time.monotonic() + (RETRY_FOR if self.background else 0)
             while True:
-                code, got = self.run(self.with_ids(cmd.command))
-                if (pairs := align(cmd.output, got)) is not None:
+                code, outputs = self.run(self.with_ids(cmd.command))
+                aligned = (align(cmd.output, got) for got in outputs)
+                if (pairs := next((a for a in aligned if a is not None), None)) is not None:
                     self.learn_ids(pairs)
                     break
                 if time.monotonic() > deadline:
                     pytest.fail(
                         f"{block.where}: `{cmd.command}` (exit code {code}) printed:\n"
-                        + "\n".join(got)
+                        + "\n".join(outputs[1])
                         + "\n\nthe page shows:\n"
                         + "\n".join(cmd.output),
                         pytrace=False,
                     )
                 time.sleep(0.5)
 
-    def start_background(self, block: Block) -> None:
+    def start_backgrounds(self, block: Block) -> None:
         for cmd in session_of(block):
-            log = self.workdir / f".background-{len(self.background)}.log"
-            with log.open("w") as out:
-                proc = subprocess.Popen(
-                    ["bash", "-c", f"exec {cmd.command}"],
-                    cwd=self.workdir,
-                    env=self.env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    start_new_session=True,
+            self.start_background(cmd, block)
+
+    def start_background(self, cmd: Command, block: Block) -> None:
+        log = self.workdir / f".background-{len(self.background)}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                ["bash", "-c", f"exec {cmd.command}"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+        self.background.append((proc, log))
+        deadline = time.monotonic() + BACKGROUND_WAIT
+        while missing := missing_lines(cmd.output, log.read_text().splitlines()):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(
+                    f"{block.where}: `{cmd.command}` never printed:\n"
+                    + "\n".join(missing)
+                    + "\n\nit printed:\n"
+                    + log.read_text(),
+                    pytrace=False,
                 )
-            self.background.append((proc, log))
-            deadline = time.monotonic() + BACKGROUND_WAIT
-            while missing := missing_lines(cmd.output, log.read_text().splitlines()):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(
-                        f"{block.where}: `{cmd.command}` never printed:\n"
-                        + "\n".join(missing)
-                        + "\n\nit printed:\n"
-                        + log.read_text(),
-                        pytrace=False,
-                    )
-                time.sleep(0.2)
+            time.sleep(0.2)
 
     def stop_background(self) -> None:
         for proc, _ in self.background:
@@ -285,14 +308,18 @@ class Page:
     def python(self, block: Block) -> None:
         script = self.workdir / f".example-{block.line}.py"
         script.write_text(block.text)
-        code, got = self.run(f"{sys.executable} {script.name}")
+        code, outputs = self.run(f"{sys.executable} {script.name}")
         if code != 0:
-            pytest.fail(f"{block.where}: exit code {code}:\n" + "\n".join(got), pytrace=False)
+            pytest.fail(
+                f"{block.where}: exit code {code}:\n" + "\n".join(outputs[1]), pytrace=False
+            )
 
     def shell(self, block: Block) -> None:
-        code, got = self.run(f"set -e\n{block.text}")
+        code, outputs = self.run(f"set -e\n{block.text}")
         if code != 0:
-            pytest.fail(f"{block.where}: exit code {code}:\n" + "\n".join(got), pytrace=False)
+            pytest.fail(
+                f"{block.where}: exit code {code}:\n" + "\n".join(outputs[1]), pytrace=False
+            )
 
     def example(self, block: Block) -> None:
         first = block.text.splitlines()[0] if block.text.strip() else ""
@@ -310,7 +337,7 @@ class Page:
         elif marker == "fragment" and block.lang in ("python", "py"):
             compile(block.text, block.where, "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
         elif is_session and marker == "background":
-            self.start_background(block)
+            self.start_backgrounds(block)
         elif is_session and not marker:
             self.session(block)
         elif marker == "run" and block.lang in ("python", "py"):
