@@ -200,6 +200,7 @@ class Page:
     background: list[tuple[subprocess.Popen[str], Path]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     ids: dict[str, str] = field(default_factory=dict)
+    last_code: int = 0
 
     def run(self, command: str) -> tuple[int, list[list[str]]]:
         """Runs a command; its output as the ways a terminal may show it: stdout alone (a
@@ -249,10 +250,12 @@ class Page:
                 continue
             deadline = time.monotonic() + (RETRY_FOR if self.background else 0)
             while True:
-                code, outputs = self.run(self.with_ids(cmd.command))
+                # `$?` is the previous command's exit code, as in the reader's shell.
+                code, outputs = self.run(f"(exit {self.last_code}); " + self.with_ids(cmd.command))
                 aligned = (align(cmd.output, got) for got in outputs)
                 if (pairs := next((a for a in aligned if a is not None), None)) is not None:
                     self.learn_ids(pairs)
+                    self.last_code = code
                     break
                 if time.monotonic() > deadline:
                     pytest.fail(
