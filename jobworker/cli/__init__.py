@@ -16,7 +16,7 @@ import sys
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, jobs, run, tail, web, web_auth, workers
+from jobworker.cli import admin, health, jobs, run, tail, web, web_auth, workers
 from jobworker.display import EscapingFormatter
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -44,6 +44,7 @@ for command in [
     *admin.COMMANDS,
     tail.tail,
     workers.workers,
+    health.health,
     *web.COMMANDS,
     *web_auth.COMMANDS,
 ]:
