@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -243,3 +244,29 @@ def test_a_port_in_use_is_an_error_at_start(store: Store) -> None:
         done.stderr
     )
     assert "started worker" not in done.stderr and time.monotonic() - started < 30
+
+
+def test_port_0_takes_a_free_port_and_logs_it(store: Store, tmp_path: Path) -> None:
+    run = Run(tmp_path, ["--concurrency", "1", "--health-port", "0"], env_of(store))
+    try:
+        line = wait_for(
+            lambda: re.search(r"health probes on http://127\.0\.0\.1:(\d+) ", run.log),
+            20,
+            "the health port in the log",
+        )
+        port = int(line.group(1))
+        assert port != 0
+        response = wait_for(
+            lambda: _get(f"http://127.0.0.1:{port}/healthz"), 20, "the probes to answer"
+        )
+        assert response.json()["supervisor"] == run.proc.pid
+        assert run.stop() == 0
+    finally:
+        run.kill()
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=10)
+    except httpx.TransportError:
+        return None
