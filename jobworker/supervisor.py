@@ -388,8 +388,10 @@ class Supervisor:
             if self._farewell is not None and pid == self._farewell.pid:
                 self._farewell.done = True
                 continue
-            if self._probes is not None and pid == self._probes.pid:
-                self._on_probes_exit(status)
+            probes = self._probes
+            if probes is not None and pid == probes.pid:
+                self._probes = None
+                self._on_probes_exit(probes, status)
                 continue
             child = self.children.pop(pid, None)
             if child is None:
@@ -460,9 +462,9 @@ class Supervisor:
         os.close(control_r)
         self._probes = Probes(pid=pid, control=control_w)
 
-    def _on_probes_exit(self, status: int) -> None:
-        probes, self._probes = self._probes, None
-        assert probes is not None
+    def _on_probes_exit(self, probes: Probes, status: int) -> None:
+        """The health process has exited: started again at once, unless it died as it started
+        (then after a pause that doubles each time, as for worker processes)."""
         if probes.closed_at is None:
             os.close(probes.control)
         if self._stopping:
