@@ -8,10 +8,12 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from jobworker.display import EscapingFormatter
 from jobworker.logs import JobFields, JsonFormatter, dict_config, formatter, job_fields
 from jobworker.testing import drain
 
-from .conftest import FAST, TESTS
+from .conftest import FAST, ROOT, TESTS, subprocess_env
 
 sys.path.insert(0, str(TESTS / "apps"))
 
@@ -290,3 +292,78 @@ def test_on_error_must_be_callable_and_survives_with_database_url(sqlite_url: st
     app = App(sqlite_url, registry=Registry(), on_error=hook)
     assert app.with_database_url(sqlite_url + "2").on_error is hook
     app.close()
+
+
+SENTRY_RUN = r"""
+import json, re, sys
+from pathlib import Path
+
+import sentry_sdk
+from sentry_sdk.transport import Transport
+
+from jobworker import JobContext, job
+from jobworker.testing import drain
+
+doc = Path(sys.argv[1]).read_text()
+block = re.search(r"<!-- sentry -->\n```python\n(.*?)```", doc, re.S)[1]
+documented = {}
+exec(block, documented)  # sentry_sdk.init() without a DSN, and the App with the hook
+
+events = []
+
+
+class InMemory(Transport):
+    def capture_envelope(self, envelope):
+        events.extend(item.payload.json for item in envelope.items if item.type == "event")
+
+
+sentry_sdk.init(transport=InMemory())
+
+
+@job(name="billing.charge", queue="billing", max_attempts=2)
+def charge(ctx: JobContext, cents: int) -> None:
+    raise ValueError(f"cannot charge {cents} cents")
+
+
+app = documented["app"].with_database_url(sys.argv[2])
+app.bind(replace=True)
+handle = charge.delay(cents=0)
+while handle.get().status.value != "dead":
+    drain(app)
+sentry_sdk.flush()
+print(json.dumps({"job_id": str(handle.job_id), "events": events}))
+"""
+
+
+def test_sentry_through_on_error_as_documented(tmp_path: Path) -> None:
+    pytest.importorskip("sentry_sdk")
+    env = subprocess_env(JOBWORKER_RETRY_BASE_DELAY="0.01", JOBWORKER_RETRY_MAX_DELAY="0.01")
+    env.pop("SENTRY_DSN", None)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "error",
+            "-c",
+            SENTRY_RUN,
+            str(ROOT / "docs" / "logging.md"),
+            f"sqlite:///{tmp_path / 'jobs.db'}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    events = out["events"]
+    assert [e["tags"]["jobworker.attempt"] for e in events] == ["1", "2"]
+    for event in events:
+        assert event["tags"]["jobworker.job_type"] == "billing.charge"
+        assert event["tags"]["jobworker.queue"] == "billing"
+        assert event["contexts"]["job"]["id"] == out["job_id"]
+        assert event["contexts"]["job"]["max_attempts"] == 2
+        [exception] = event["exception"]["values"]
+        assert exception["type"] == "ValueError"
+        assert exception["value"] == "cannot charge 0 cents"
