@@ -294,3 +294,75 @@ def test_systemd_units_verify_and_are_hardened(tmp_path: Path) -> None:
         drain = re.search(r"--drain-timeout (\d+)", text)
         graceful = 5  # beat stops within a tick; web's --graceful-timeout is 5 s
         assert stop > (int(drain[1]) if drain else graceful), (unit, stop)
+
+
+def test_each_procfile_process_starts_works_and_stops_with_sigterm(tmp_path: Path) -> None:
+    """Each line of Procfile.example, run the way Heroku and honcho run it (`sh -c`), in a
+    directory holding the `app.jobs` module it names."""
+    home = app_home(tmp_path)
+    (home / "app").mkdir()
+    (home / "app" / "__init__.py").write_text("")
+    (home / "units_app.py").rename(home / "app" / "jobs.py")
+    processes = dict(
+        line.split(": ", 1)
+        for line in (ROOT / "Procfile.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(processes) == {"worker", "beat", "web"}
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    port = free_port()
+    env = subprocess_env(
+        PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        PORT=str(port),
+        JOBWORKER_DATABASE_URL=url,
+        JOBWORKER_POLL_INTERVAL="0.1",
+        JOBWORKER_BEAT_RETRY_INTERVAL="0.5",
+    )
+    env.pop("PYTHONPATH")
+    started: dict[str, subprocess.Popen[bytes]] = {}
+    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in processes}
+    try:
+        for name, command in processes.items():
+            # Listening on every address is what a dyno needs; here, loopback is enough.
+            command = command.replace("--host 0.0.0.0", "--host 127.0.0.1")
+            started[name] = subprocess.Popen(
+                ["/bin/sh", "-c", f"exec {command}"],
+                cwd=home,
+                env=env,
+                stdout=logs[name],
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        spec = importlib.util.spec_from_file_location("procfile_app_in_test", home / "app/jobs.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        app = App(url, registry=module.registry, bind=False)
+        try:
+            wait_for(lambda: (tmp_path / "jobs.db").exists(), 30, "the database")
+            handle = app.client.enqueue("units.sleep", {"seconds": 0.1})
+            assert handle.result(timeout=30) == "slept 0.1"
+            leader = wait_for(lambda: app.client.beat_status().leader, 30, "a beat leader")
+            assert leader.holder.endswith(f":{started['beat'].pid}")
+
+            def answers() -> bool:
+                try:
+                    return httpx.get(f"http://127.0.0.1:{port}/jobs-ui/", timeout=5) is not None
+                except httpx.TransportError:
+                    return False
+
+            wait_for(answers, 30, "the web process on $PORT")
+        finally:
+            app.close()
+        for name, process in started.items():
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(60) == 0, (name, (tmp_path / f"{name}.log").read_text())
+    finally:
+        for process in started.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        for log in logs.values():
+            log.close()
+    worker_log = (tmp_path / "worker.log").read_text()
+    assert "starting 2 worker process(es)" in worker_log  # ${WEB_CONCURRENCY:-2}
