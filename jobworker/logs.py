@@ -13,6 +13,7 @@ import contextvars
 import functools
 import logging
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
@@ -44,7 +45,7 @@ class JobFields:
     """What a JSON log line says about the job it was logged under; None: not known there."""
 
     worker: str | None = None
-    job_id: str | None = None
+    job_id: uuid.UUID | str | None = None  # written as text; a UUID is only turned into one then
     job_type: str | None = None
     attempt: int | None = None
     queue: str | None = None
@@ -94,7 +95,7 @@ def _job_fields(record: logging.LogRecord) -> dict[str, Any]:
     current = job_fields.get()
     own = {key: getattr(record, key) for key in (*_JOB_KEYS, "worker") if hasattr(record, key)}
     fields: dict[str, Any] = {}
-    if "job_id" not in own or str(own["job_id"]) == current.job_id:
+    if "job_id" not in own or str(own["job_id"]) == str(current.job_id):
         # The attempt running here; a line about another job (own job_id) takes none of it.
         fields.update((key, getattr(current, key)) for key in _JOB_KEYS)
     fields["worker"] = current.worker

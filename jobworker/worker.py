@@ -386,7 +386,7 @@ class Worker:
     async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any], events: JobEvents) -> None:
         # This task's log lines, and its handler's (its thread runs in a copy of this context).
         logs.job_fields.set(
-            logs.JobFields(self.worker_id, str(job.id), job.job_type, job.attempt, job.queue)
+            logs.JobFields(self.worker_id, job.id, job.job_type, job.attempt, job.queue)
         )
         outcome: Outcome
         try:
