@@ -187,8 +187,9 @@ def test_beat_logs_json_lines_from_the_environment_variable(
     assert {line["process"] for line in lines} == {beat.proc.pid}
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_web_logs_json_lines_including_uvicorns_and_the_access_log(
-    tmp_path: Path, sqlite_url: str, processes: Callable[..., Process]
+    tmp_path: Path, sqlite_url: str, processes: Callable[..., Process], workers: int
 ) -> None:
     port = free_port()
     web = processes(
@@ -201,6 +202,8 @@ def test_web_logs_json_lines_including_uvicorns_and_the_access_log(
         sqlite_url,
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     )
 
     def answers() -> bool:
@@ -219,3 +222,5 @@ def test_web_logs_json_lines_including_uvicorns_and_the_access_log(
     assert "GET /jobs-ui/nowhere HTTP/1.1" in access["message"]
     assert any(line["message"].startswith("listening on http://") for line in lines)
     assert os.path.getsize(tmp_path / "web.out") == 0
+    # uvicorn's server processes (`--workers 2`) log the same way as the parent.
+    assert len({line["process"] for line in lines}) == (1 if workers == 1 else workers + 1)
