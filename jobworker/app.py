@@ -7,22 +7,18 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from jobworker.client import Client
 from jobworker.clock import Clock, SystemClock, system_clock
 from jobworker.config import Settings
-from jobworker.context import JobContext
+from jobworker.context import ErrorHook
 from jobworker.definitions import Registry, default_registry
 from jobworker.errors import AppImportError, ConfigurationError
 from jobworker.portal import Portal
 from jobworker.storage import Storage, create_storage, dialect_of
 
 logger = logging.getLogger(__name__)
-
-# `on_error(exc, ctx)`: a plain function or a coroutine function.
-ErrorHook = Callable[[BaseException, JobContext[Any]], Awaitable[None] | None]
 
 # Storages a forked child inherited from its parent. They are kept referenced, never closed:
 # closing a SQLite connection that crossed fork() can release the parent's file locks.

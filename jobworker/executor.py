@@ -20,15 +20,12 @@ from typing import Any, cast
 
 import msgspec
 
-from jobworker.context import JobContext
+from jobworker.context import ErrorHook, JobContext
 from jobworker.definitions import JobDefinition
 from jobworker.errors import JobArgumentsError, JobCancelledError, PermanentJobError
 from jobworker.models import Cancelled, ClaimedJob, Failed, Outcome, Succeeded
 
 logger = logging.getLogger("jobworker.worker")
-
-# `App(on_error=...)`: told of every attempt that failed by raising (or timing out).
-ErrorHook = Callable[[BaseException, JobContext[Any]], Awaitable[None] | None]
 
 
 class Executor:
