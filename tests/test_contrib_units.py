@@ -220,10 +220,14 @@ def test_supervisord_runs_the_three_programs_and_stop_all_drains_them(
                 headers={"Origin": site},
             )
             assert login.status_code == 200, login.text
-            stats = web.get("/stats").json()
+
+            def stats_with_a_worker() -> dict[str, Any] | None:
+                stats: dict[str, Any] = web.get("/stats").json()
+                return stats if any(w["role"] == "worker" for w in stats["workers"]) else None
+
+            stats = wait_for(stats_with_a_worker, 30, "the worker in the registry")
         assert stats["counts"]["succeeded"] == 1
         assert stats["beat"]["leader"] == leader.holder
-        assert any(w["role"] == "worker" for w in stats["workers"]), stats["workers"]
 
         # `stop all` while a job runs: the job finishes, each program exits 0, none is killed.
         marker = tmp_path / "running"
