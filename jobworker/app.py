@@ -12,8 +12,9 @@ from typing import Any
 from jobworker.client import Client
 from jobworker.clock import Clock, SystemClock, system_clock
 from jobworker.config import Settings
+from jobworker.context import ErrorHook
 from jobworker.definitions import Registry, default_registry
-from jobworker.errors import AppImportError
+from jobworker.errors import AppImportError, ConfigurationError
 from jobworker.portal import Portal
 from jobworker.storage import Storage, create_storage, dialect_of
 
@@ -43,6 +44,12 @@ class App:
       registry); `app.bind(replace=True)` takes it over.
     - While no App is bound, jobs of the default registry go to the default App, built from
       the environment.
+
+    `on_error(exc, ctx)` is called in the worker process for every attempt whose handler
+    raised (`exc`: what it raised; a `TimeoutError` when the attempt ran past its timeout),
+    once the attempt's outcome is decided and before it is written. A coroutine function is
+    awaited on the worker's loop; a plain function runs on a thread. What it raises is logged
+    and ignored. See docs/logging.md.
     """
 
     def __init__(
@@ -53,8 +60,13 @@ class App:
         settings: Settings | None = None,
         clock: Clock = system_clock,
         bind: bool = True,
+        on_error: ErrorHook | None = None,
         **overrides: Any,
     ) -> None:
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError(
+                f"on_error must be a function (exc, ctx), not {type(on_error).__name__}"
+            )
         if settings is None:
             settings = Settings.load(database_url=database_url, **overrides)
         elif database_url is not None or overrides:
@@ -69,6 +81,7 @@ class App:
         self.settings = settings
         self.registry = registry if registry is not None else default_registry
         self.clock = clock
+        self.on_error = on_error
         self.portal = Portal()
         self.client = Client(self, self.registry, settings, clock=clock, portal=self.portal)
         self._storages: weakref.WeakKeyDictionary[
@@ -113,7 +126,13 @@ class App:
 
     def with_settings(self, settings: Settings) -> App:
         """This app's jobs with other settings; not bound, like `with_database_url`."""
-        return App(registry=self.registry, settings=settings, clock=self.clock, bind=False)
+        return App(
+            registry=self.registry,
+            settings=settings,
+            clock=self.clock,
+            bind=False,
+            on_error=self.on_error,
+        )
 
     def create_storage(self) -> Storage:
         """A new, unopened storage; the caller opens and closes it (workers, the supervisor)."""

@@ -1,6 +1,7 @@
 """The processes the supervisor forks: worker processes, the helper that releases the leases
-of workers that are gone (release.py), and the one that removes the supervisor's own row from
-the worker registry as it stops (registration.py).
+of workers that are gone (release.py), the one that removes the supervisor's own row from
+the worker registry as it stops (registration.py), and the one that serves its health port
+(health/probe.py).
 
 A forked process starts with a copy of the supervisor: its signal handlers, its wake-up pipe and
 the heartbeat pipes of the other children. `detach` drops them and asks the kernel to signal the
@@ -15,6 +16,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import setproctitle
 
 from jobworker.app import App
+from jobworker.health.probe import ProbeState, serve
 from jobworker.registration import unregister
 from jobworker.release import Release, release_leases
 from jobworker.worker import Worker, WorkerOptions
@@ -30,6 +33,7 @@ __all__ = [
     "Origin",
     "farewell_main",
     "fork",
+    "health_main",
     "releaser_main",
     "set_worker_title",
     "worker_main",
@@ -118,6 +122,27 @@ def farewell_main(origin: Origin, row_id: str) -> int:
         )
         return 1
     return 0
+
+
+def health_main(
+    origin: Origin, sock: socket.socket, control_fd: int, row_id: str, workers: int
+) -> int:
+    """Body of the process that serves the health port on `sock` for the supervisor whose row
+    in the worker registry is `row_id` and which runs `workers` worker processes; it serves
+    until `control_fd` ends. Killed with the supervisor; its stop signals make `/readyz` answer
+    503 (health/probe.py)."""
+    if not detach(origin, signal.SIGKILL):
+        return 0
+    host, port = sock.getsockname()[:2]
+    origin.title(f"supervisor, health probes on {host}:{port}")
+    state = ProbeState(
+        supervisor_pid=origin.parent,
+        supervisor_row=row_id,
+        workers=workers,
+        settings=origin.app.settings,
+        create_storage=origin.app.create_storage,
+    )
+    return serve(sock, state, control_fd)
 
 
 def _detach_helper(origin: Origin) -> bool:

@@ -30,6 +30,10 @@ from jobworker.payloads import Chunk, Log, Metric, Progress, truncate_payload
 # it returns, if anything, an async handler awaits.
 Emit = Callable[[int, EventKind, float, msgspec.Raw], Awaitable[None] | None]
 
+# `App(on_error=fn)`: `fn(exc, ctx)` for each attempt that failed by raising (or timing out); a
+# plain function or a coroutine function.
+ErrorHook = Callable[[BaseException, "JobContext[Any]"], Awaitable[None] | None]
+
 P = TypeVar("P")
 
 logger = logging.getLogger("jobworker.job")

@@ -10,30 +10,52 @@ import asyncio
 import contextlib
 import contextvars
 import functools
+import inspect
+import logging
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
-from jobworker.context import JobContext
+from jobworker.context import ErrorHook, JobContext
 from jobworker.definitions import JobDefinition
 from jobworker.errors import JobArgumentsError, JobCancelledError, PermanentJobError
 from jobworker.models import Cancelled, ClaimedJob, Failed, Outcome, Succeeded
+
+logger = logging.getLogger("jobworker.worker")
 
 
 class Executor:
     """Runs handlers: coroutines on the running loop, plain functions on a thread pool."""
 
-    def __init__(self, threads: ThreadPoolExecutor) -> None:
+    def __init__(self, threads: ThreadPoolExecutor, *, on_error: ErrorHook | None = None) -> None:
         self._threads = threads
+        self._on_error = on_error
+        self._hook_is_async = on_error is not None and _is_async(on_error)
 
     async def execute(
         self, definition: JobDefinition, job: ClaimedJob, ctx: JobContext[Any]
     ) -> Outcome:
-        """The outcome of one attempt. Cancellation of the calling task propagates."""
+        """The outcome of one attempt. Cancellation of the calling task propagates.
+
+        A failed attempt is reported to the error hook before its outcome is returned (not an
+        attempt that ends cancelled: the handler raised because it was asked to stop)."""
+        outcome, error = await self._attempt(definition, job, ctx)
+        if (
+            error is not None
+            and self._on_error is not None
+            and isinstance(outcome, Failed)
+            and (not ctx.cancel_requested or isinstance(error, AttemptTimedOut))
+        ):
+            await self._report(error, ctx)
+        return outcome
+
+    async def _attempt(
+        self, definition: JobDefinition, job: ClaimedJob, ctx: JobContext[Any]
+    ) -> tuple[Outcome, BaseException | None]:
         try:
             kwargs = definition.decode_args(job.args)
         except JobArgumentsError as exc:
@@ -41,27 +63,42 @@ class Executor:
                 error=f"stored arguments no longer match the handler's signature: {exc.detail}",
                 traceback="",
                 retryable=False,
-            )
+            ), exc
         try:
             value = await self._call(definition, ctx, kwargs)
-        except AttemptTimedOut:
-            return Failed(
-                error=f"TimeoutError: the attempt exceeded its timeout of {definition.timeout}s",
-                traceback="",
-            )
+        except AttemptTimedOut as exc:
+            return Failed(error=f"TimeoutError: {exc}", traceback=""), exc
         except JobCancelledError:
-            return Cancelled(reason="the handler stopped after its cancellation was requested")
+            reason = "the handler stopped after its cancellation was requested"
+            return Cancelled(reason=reason), None
         except PermanentJobError as exc:
-            return _failure(exc, retryable=False)
+            return _failure(exc, retryable=False), exc
         except Exception as exc:
-            return _failure(exc, retryable=True)
+            return _failure(exc, retryable=True), exc
         try:
-            return Succeeded(result=definition.encode_result(value))
+            return Succeeded(result=definition.encode_result(value)), None
         except (TypeError, msgspec.EncodeError) as exc:
             return Failed(
                 error=f"the result could not be encoded: {exc}",
                 traceback=traceback.format_exc(),
                 retryable=False,
+            ), exc
+
+    async def _report(self, error: BaseException, ctx: JobContext[Any]) -> None:
+        """Call the error hook: a coroutine function on this loop, a plain function on a thread
+        (so that a slow one never stalls the worker); what it raises is logged and dropped."""
+        assert self._on_error is not None
+        try:
+            if self._hook_is_async:
+                await cast("Awaitable[None]", self._on_error(error, ctx))
+            else:
+                await asyncio.to_thread(self._on_error, error, ctx)
+        except Exception:
+            logger.exception(
+                "the on_error hook raised for job %s %s attempt %d (ignored)",
+                ctx.job_type,
+                ctx.job_id,
+                ctx.attempt,
             )
 
     async def _call(
@@ -77,7 +114,7 @@ class Executor:
             except TimeoutError:
                 if deadline.expired():
                     ctx.request_cancel()
-                    raise AttemptTimedOut from None
+                    raise AttemptTimedOut(definition.timeout) from None
                 raise
         call = functools.partial(contextvars.copy_context().run, definition.func, ctx, **kwargs)
         if definition.timeout is None:
@@ -98,7 +135,7 @@ class Executor:
         if not done:
             ctx.request_cancel()
             future.cancel()
-            raise AttemptTimedOut
+            raise AttemptTimedOut(definition.timeout)
         return future.result()
 
 
@@ -127,8 +164,18 @@ def _in_own_thread(call: Callable[[], Any], *, name: str) -> asyncio.Future[Any]
     return future
 
 
-class AttemptTimedOut(Exception):
-    """The attempt ran past the job's `timeout` (not a TimeoutError the handler raised)."""
+def _is_async(hook: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+        getattr(hook, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
+class AttemptTimedOut(TimeoutError):
+    """The attempt ran past the job's `timeout` (not a TimeoutError the handler raised); what
+    the error hook receives then."""
+
+    def __init__(self, timeout: float | None) -> None:
+        super().__init__(f"the attempt exceeded its timeout of {timeout}s")
 
 
 def _failure(exc: BaseException, *, retryable: bool) -> Failed:

@@ -15,6 +15,10 @@ the row stays fresh exactly while the supervisor is alive with at least one work
 stop, once every child is gone, a last short-lived helper deletes the row (`_left_registry`).
 Killed, it leaves the row to go stale, and the janitor marks it gone.
 
+With a health port (`--health-port`), it binds the port before it forks anything and keeps a
+process that serves it (health/probe.py says why a process): started after the workers,
+started again when it dies, told at a stop that the supervisor drains, and stopped last.
+
 Longer than 400 lines on purpose: the arbiter's one loop and the state it owns (slots, backoff,
 start failures, recycling, the drain) are one piece; the work that can stand alone already does
 (child.py forks and runs a child, release.py ends a dead child's leases).
@@ -29,6 +33,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import time
 import uuid
 from collections import deque
@@ -39,9 +44,10 @@ import psutil
 import setproctitle
 
 from jobworker.app import App, declared_queues
-from jobworker.child import Origin, farewell_main, fork, releaser_main, worker_main
+from jobworker.child import Origin, farewell_main, fork, health_main, releaser_main, worker_main
 from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
+from jobworker.health.probe import listen
 from jobworker.models import WorkerInfo, WorkerRole
 from jobworker.registration import process_row, supervisor_id
 from jobworker.release import Release
@@ -54,6 +60,7 @@ _FAST_EXIT = 2.0  # a child that dies sooner than this after start counts toward
 _EXIT_HALTED = 1  # children kept dying as they started
 _EXIT_REFUSED = 2  # the memory limit is below what a fresh child takes
 _FAREWELL_LIMIT = 15.0  # the helper that removes the supervisor's registry row is killed after
+_HEALTH_STOP_LIMIT = 5.0  # the health process is killed this long after it was told to exit
 
 
 @dataclass
@@ -67,6 +74,8 @@ class SupervisorOptions:
     heartbeat_timeout: float | None = None
     max_start_failures: int = 5  # halt after this many children in a row die as they start
     title: str = ""  # the module name, shown in process titles
+    health_port: int | None = None  # serve /healthz and /readyz there (0: any free port)
+    health_host: str = "127.0.0.1"
 
 
 @dataclass
@@ -89,6 +98,17 @@ class Releaser:
     pid: int
     releases: list[Release]
     started: float = field(default_factory=time.monotonic)
+    killed: bool = False
+
+
+@dataclass
+class Probes:
+    """The process serving the health port (health/probe.py)."""
+
+    pid: int
+    control: int  # the write end of its control pipe: once closed, it exits
+    started: float = field(default_factory=time.monotonic)
+    closed_at: float | None = None  # when the control pipe was closed
     killed: bool = False
 
 
@@ -117,6 +137,10 @@ class Supervisor:
         self._releaser: Releaser | None = None
         self._row: WorkerInfo | None = None  # in the worker registry, once written
         self._farewell: Farewell | None = None
+        self._probe_socket: socket.socket | None = None  # the health port, bound before forking
+        self._probes: Probes | None = None
+        self._probe_fast_exits = 0
+        self._next_probes_at = 0.0
         self._signals: deque[int] = deque()
         self._generation = 0
         self._stopping = False
@@ -133,6 +157,13 @@ class Supervisor:
 
     def run(self) -> int:
         self._refuse_memory_limit_below(_anonymous_memory_mb(os.getpid()), "the supervisor's")
+        self._listen_for_probes()
+        try:
+            return self._run()
+        finally:
+            self._close_probe_socket()
+
+    def _run(self) -> int:
         self._prepare_storage()
         self._install_signals()
         self._set_title(f"supervisor, {self.options.concurrency} children")
@@ -146,6 +177,7 @@ class Supervisor:
         )
         for index in range(self.options.concurrency):
             self._spawn(index)
+        self._keep_probes()
         last_memory_check = 0.0
         while True:
             self._wait_for_events(1.0)
@@ -162,12 +194,13 @@ class Supervisor:
                 last_memory_check = time.monotonic()
                 self._check_memory()
             self._fill_slots()
+            self._keep_probes()
 
     def _stopped(self) -> bool:
         """While stopping: every child is gone and its leases are released. Past the stop
         deadline, whatever is left is killed."""
         if not self.children and self._releaser is None and not self._to_release:
-            return self._left_registry()
+            return self._probes_stopped() and self._left_registry()
         if time.monotonic() > self._stop_deadline:
             self._kill_all("they did not stop within the drain timeout")
             self._stop_release("the supervisor is stopping")
@@ -295,6 +328,8 @@ class Supervisor:
         self._set_title("supervisor, stopping")
         for child in self.children.values():
             _signal(child.pid, signal.SIGTERM)
+        if self._probes is not None:  # /readyz answers 503 from now on
+            _signal(self._probes.pid, signal.SIGTERM)
 
     def _kill_all(self, reason: str) -> None:
         if self.children:
@@ -353,6 +388,11 @@ class Supervisor:
             if self._farewell is not None and pid == self._farewell.pid:
                 self._farewell.done = True
                 continue
+            probes = self._probes
+            if probes is not None and pid == probes.pid:
+                self._probes = None
+                self._on_probes_exit(probes, status)
+                continue
             child = self.children.pop(pid, None)
             if child is None:
                 continue
@@ -393,6 +433,78 @@ class Supervisor:
                 )
             else:
                 self._fast_exits = 0
+
+    # The health port -------------------------------------------------------------------------
+
+    def _listen_for_probes(self) -> None:
+        if self.options.health_port is None:
+            return
+        self._probe_socket = listen(self.options.health_host, self.options.health_port)
+        host, port = self._probe_socket.getsockname()[:2]
+        logger.info("health probes on http://%s:%d (/healthz, /readyz)", _url_host(host), port)
+
+    def _keep_probes(self) -> None:
+        """Start the health process, unless it runs, or waits to be started again after it
+        died (a process that dies as it starts waits longer each time, as children do)."""
+        sock = self._probe_socket
+        if sock is None or self._probes is not None or self._row is None:
+            return
+        if time.monotonic() < self._next_probes_at:
+            return
+        control_r, control_w = os.pipe()
+        origin = self._origin(control_w, serving_probes=True)
+        row_id, workers = self._row.id, self.options.concurrency
+        pid = fork(
+            lambda: health_main(origin, sock, control_r, row_id, workers),
+            "the health process crashed",
+            logger,
+        )
+        os.close(control_r)
+        self._probes = Probes(pid=pid, control=control_w)
+
+    def _on_probes_exit(self, probes: Probes, status: int) -> None:
+        """The health process has exited: started again at once, unless it died as it started
+        (then after a pause that doubles each time, as for worker processes)."""
+        if probes.closed_at is None:
+            os.close(probes.control)
+        if self._stopping:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        lived = time.monotonic() - probes.started
+        self._probe_fast_exits = self._probe_fast_exits + 1 if lived < _FAST_EXIT else 0
+        backoff = min(0.5 * 2**self._probe_fast_exits, _RESTART_BACKOFF_MAX)
+        backoff = backoff if self._probe_fast_exits else 0.0
+        self._next_probes_at = time.monotonic() + backoff
+        logger.error(
+            "the health process (pid %d) died (%s); starting another in %.1fs",
+            probes.pid,
+            how,
+            backoff,
+        )
+
+    def _probes_stopped(self) -> bool:
+        """The end of a stop, once every child is gone: the health process is told to exit
+        (its control pipe closed), and killed if it has not within `_HEALTH_STOP_LIMIT`; then
+        the port is closed. True once it is."""
+        probes = self._probes
+        if probes is None:
+            self._close_probe_socket()
+            return True
+        now = time.monotonic()
+        if probes.closed_at is None:
+            os.close(probes.control)
+            probes.closed_at = now
+        elif not probes.killed and now - probes.closed_at > _HEALTH_STOP_LIMIT:
+            logger.warning("the health process did not exit; killing it")
+            probes.killed = True
+            _signal(probes.pid, signal.SIGKILL)
+        return False
+
+    def _close_probe_socket(self) -> None:
+        sock, self._probe_socket = self._probe_socket, None
+        if sock is not None:
+            sock.close()
 
     # Releasing the leases of children that are gone ------------------------------------------
 
@@ -491,14 +603,20 @@ class Supervisor:
         module = f" [{self.options.title}]" if self.options.title else ""
         setproctitle.setproctitle(f"jobworker: {state}{module}")
 
-    def _origin(self, *descriptors: int) -> Origin:
+    def _origin(self, *descriptors: int, serving_probes: bool = False) -> Origin:
         """What a process forked now takes from the supervisor (with `descriptors` of its own
-        to close)."""
+        to close). Only the health process (`serving_probes`) keeps the health port's socket;
+        none keeps the health process's control pipe, or it would never see its end."""
         heartbeats = [child.heartbeat_fd for child in self.children.values()]
+        probes = []
+        if self._probe_socket is not None and not serving_probes:
+            probes.append(self._probe_socket.fileno())
+        if self._probes is not None and self._probes.closed_at is None:
+            probes.append(self._probes.control)
         return Origin(
             app=self.app,
             parent=self._pid,
-            inherited=(self._wake_r, self._wake_w, *heartbeats, *descriptors),
+            inherited=(self._wake_r, self._wake_w, *heartbeats, *probes, *descriptors),
             module=self.options.title,
         )
 
@@ -512,6 +630,10 @@ def _anonymous_memory_mb(pid: int) -> float:
         return 0.0
     shared = getattr(info, "shared", None)  # Linux: file-backed and shared pages
     return 0.0 if shared is None else (info.rss - shared) / (1024 * 1024)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _signal(pid: int, signum: int) -> None:

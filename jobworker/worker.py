@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from jobworker import transitions
+from jobworker import logs, transitions
 from jobworker.app import App, declared_queues
 from jobworker.clock import timestamp_of
 from jobworker.completions import Completions
@@ -96,7 +96,7 @@ class Worker:
         self._threads = ThreadPoolExecutor(
             max_workers=options.parallelism, thread_name_prefix="jobworker-job"
         )
-        self._executor = Executor(self._threads)
+        self._executor = Executor(self._threads, on_error=app.on_error)
         self._running: dict[uuid.UUID, _Running] = {}
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -157,6 +157,13 @@ class Worker:
     # Main loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        token = logs.job_fields.set(logs.JobFields(worker=self.worker_id))  # for JSON log lines
+        try:
+            await self._run()
+        finally:
+            logs.job_fields.reset(token)
+
+    async def _run(self) -> None:
         storage = await self._open_storage()
         if storage is None:
             return
@@ -377,6 +384,10 @@ class Worker:
         self._running[job.id] = _Running(job, ctx, task, definition.is_async)
 
     async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any], events: JobEvents) -> None:
+        # This task's log lines, and its handler's (its thread runs in a copy of this context).
+        logs.job_fields.set(
+            logs.JobFields(self.worker_id, job.id, job.job_type, job.attempt, job.queue)
+        )
         outcome: Outcome
         try:
             definition = self.app.registry.get(job.job_type)

@@ -1464,6 +1464,7 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     harness.answers["schema_version"] = [(VERSIONS[-1],)]
     assert await harness.storage.schema.migrate() == []
     await harness.storage.schema.check_schema()
+    assert await harness.storage.schema.version() == VERSIONS[-1]
 
     # Older than the baseline (made by an unreleased development version): refused untouched.
     harness.answers["schema_version"] = [(3,)]

@@ -10,16 +10,11 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, jobs, run, tail, web, web_auth, workers
-from jobworker.display import EscapingFormatter
-
-LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
+from jobworker.cli import admin, health, jobs, run, tail, web, web_auth, workers
+from jobworker.logs import FORMATS, configure
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,11 +26,19 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
     envvar="JOBWORKER_LOG_LEVEL",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    envvar="JOBWORKER_LOG_FORMAT",
+    type=click.Choice(FORMATS, case_sensitive=False),
+    help="text: one escaped line a record; json: one JSON object a line, with the job's "
+    "id, type, attempt, queue, worker and trace id where known (docs/logging.md).",
+)
+def main(log_level: str, log_format: str) -> None:
     """jobworker: durable, typed, streaming background jobs."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter(LOG_FORMAT))  # job text in log lines, escaped
-    logging.basicConfig(level=log_level.upper(), handlers=[handler])
+    # Every command logs this way, and so do the processes `run` forks and `web`'s uvicorn.
+    configure(log_level, log_format.lower())
 
 
 for command in [
@@ -44,6 +47,7 @@ for command in [
     *admin.COMMANDS,
     tail.tail,
     workers.workers,
+    health.health,
     *web.COMMANDS,
     *web_auth.COMMANDS,
 ]:

@@ -83,6 +83,20 @@ from jobworker.supervisor import Supervisor, SupervisorOptions
     metavar="S",
     help="Kill a worker process whose event loop is stuck this long.",
 )
+@click.option(
+    "--health-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    metavar="PORT",
+    help="Serve /healthz and /readyz on this port, from a process of the supervisor's own.",
+)
+@click.option(
+    "--health-host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="The address --health-port listens on.",
+)
 def run(
     module: str,
     database_url: str | None,
@@ -94,6 +108,8 @@ def run(
     max_start_failures: int,
     drain_timeout: float | None,
     heartbeat_timeout: float | None,
+    health_port: int | None,
+    health_host: str,
 ) -> None:
     """Run worker processes for the jobs MODULE defines."""
     app = load_module_app(module, database_url)
@@ -115,6 +131,8 @@ def run(
             drain_timeout=drain_timeout,
             heartbeat_timeout=heartbeat_timeout,
             title=module,
+            health_port=health_port,
+            health_host=health_host,
         ),
     )
     sys.exit(friendly_errors(supervisor.run)())

@@ -82,7 +82,6 @@ def web(
         if exc.name in WEB_EXTRA_MODULES:
             raise BadInput(str(MissingExtraError(exc.name, "web"))) from None
         raise
-    from jobworker.cli import LOG_FORMAT  # the root group's, for uvicorn's worker processes
 
     if os.getcwd() not in sys.path:  # MODULE is found where the command runs, as with `run`
         sys.path.insert(0, os.getcwd())
@@ -97,9 +96,15 @@ def web(
         graceful_timeout=graceful_timeout,
         access_log=access_log,
         log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
-        log_format=LOG_FORMAT,
+        log_format=_log_format(),
     )
     friendly_errors(serve)(target, options)
+
+
+def _log_format() -> str:
+    """The root group's --log-format, for uvicorn and its worker processes."""
+    root = click.get_current_context().find_root()
+    return str(root.params.get("log_format") or "text").lower()
 
 
 COMMANDS = [web]

@@ -44,6 +44,7 @@ __all__ = [
     "Workers",
     "create_storage",
     "dialect_of",
+    "latest_schema_version",
     "schema_sql",
 ]
 
@@ -95,6 +96,13 @@ def create_storage(
 
         return SQLServerStorage(url, settings, clock)
     raise ConfigurationError(f"the {dialect} backend is not available yet in this version")
+
+
+def latest_schema_version(dialect: str) -> int:
+    """The schema version this code expects of a `dialect`'s database: its newest script's."""
+    from jobworker.storage.sqlfiles import schema_scripts
+
+    return max(version for version, _name, _text in schema_scripts(dialect))
 
 
 def schema_sql(dialect: str, schema: str = "jobworker") -> list[tuple[int, str, str]]:

@@ -116,6 +116,10 @@ class Schema(Protocol):
         """Raise `SchemaMissingError` unless the schema is present and current."""
         ...
 
+    async def version(self) -> int:
+        """The schema version the database holds (0: no jobworker schema), as read now."""
+        ...
+
 
 class Jobs(Protocol):
     """A job's way through the database: enqueued, claimed under a lease, renewed, finished."""

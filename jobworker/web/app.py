@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Mount
 from jobworker.app import App
 from jobworker.errors import ConfigurationError
 from jobworker.web.fanout import StreamHub
+from jobworker.web.probes import probe_routes
 
 __all__ = ["DEFAULT_PREFIX", "Closer", "check_prefix", "create_app"]
 
@@ -75,6 +76,7 @@ def create_app(
     """The web tail of `app` as a Starlette app: `routes` served under `prefix`.
 
     - `routes`: what is served under the prefix (the job routes, the admin API, the dashboard).
+      The probes `/healthz` and `/readyz` are served at the root, before them (web/probes.py).
     - `middleware`: wraps everything the app answers, 404s included (security headers, auth).
     - `on_shutdown`: closed when the app shuts down, last given first, before the stream hub
       the job routes share (`StreamHub.for_client(app.client)`: its subscribers end with a
@@ -95,7 +97,10 @@ def create_app(
 
     web = Starlette(
         debug=debug,
-        routes=[Mount(prefix, routes=list(routes))] if prefix else list(routes),
+        routes=[
+            *probe_routes(app),  # outside the prefix and any auth: /healthz, /readyz
+            *([Mount(prefix, routes=list(routes))] if prefix else routes),
+        ],
         middleware=list(middleware),
         lifespan=lifespan,
     )

@@ -26,8 +26,9 @@ from starlette.routing import BaseRoute, Mount
 
 from jobworker.app import App, find_app
 from jobworker.definitions import import_object
-from jobworker.display import EscapingFormatter, redact_url
+from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
+from jobworker.logs import dict_config
 from jobworker.web.admin import admin_api
 from jobworker.web.admin.stats_stream import StatsFeed, stats_stream_endpoint
 from jobworker.web.admin.stream import stream_endpoint
@@ -59,7 +60,6 @@ ENV_SESSION_SECRET = "JOBWORKER_WEB_SESSION_SECRET"
 
 FACTORY = f"{__name__}:app_from_environment"
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_FORMATTER = f"{EscapingFormatter.__module__}.{EscapingFormatter.__qualname__}"
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ class ServeOptions:
     graceful_timeout: int = 5
     access_log: bool = True
     log_level: str = "info"
-    log_format: str = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+    log_format: str = "text"  # or "json" (jobworker.logs)
 
 
 def auth_line(config: WebConfig, prefix: str) -> str:
@@ -310,19 +310,7 @@ def _run_uvicorn(served: Any, options: ServeOptions) -> None:
     )
 
 
-def log_config(level: str, line_format: str) -> dict[str, Any]:
-    """Logging for uvicorn and every worker process (uvicorn applies it in each): one line
-    format, text escaped, on stderr."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"line": {"()": _FORMATTER, "fmt": line_format}},
-        "handlers": {
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "line",
-                "stream": "ext://sys.stderr",
-            }
-        },
-        "root": {"handlers": ["stderr"], "level": level.upper()},
-    }
+def log_config(level: str, log_format: str) -> dict[str, Any]:
+    """Logging for uvicorn and every worker process (uvicorn applies it in each): the command's
+    format (text lines escaped, or JSON), on stderr."""
+    return dict_config(level, log_format)

@@ -18,7 +18,7 @@ from jobworker.models import (
     Released,
     Succeeded,
 )
-from jobworker.storage import Storage
+from jobworker.storage import Storage, latest_schema_version
 
 from .conftest import NewJobFactory
 
@@ -54,6 +54,11 @@ def completion(job, outcome, clock: FrozenClock, owner: str = "w1", **kw: object
         outcome=outcome,
         **kw,  # type: ignore[arg-type]
     )
+
+
+async def test_a_migrated_schema_reads_the_version_this_code_expects(storage: Storage) -> None:
+    assert await storage.schema.version() == latest_schema_version(storage.dialect)
+    assert latest_schema_version(storage.dialect) > 1
 
 
 async def test_enqueue_and_read_back(storage: Storage, new_job: NewJobFactory) -> None:

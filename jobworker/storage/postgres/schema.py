@@ -45,6 +45,10 @@ class PostgresSchema:
         server_schema.check_upgradable("postgres", self._schema, current)
         server_schema.check_version("postgres", self._schema, current)
 
+    async def version(self) -> int:
+        async with self._db.acquire() as conn:
+            return await self._version(conn)
+
     async def _version(self, conn: Any) -> int:
         table = f"{quoted_schema(self._schema)}.jobworker_schema"
         if await conn.fetchval("SELECT to_regclass($1)", table) is None:

@@ -60,6 +60,9 @@ class SQLiteSchema:
     async def migrate(self) -> list[int]:
         return await self._db.read(upgrade)
 
+    async def version(self) -> int:
+        return await self._db.read(current_version)
+
     async def check_schema(self) -> None:
         version = _refuse_before_baseline(self._db.path, await self._db.read(current_version))
         if version < SCHEMA_VERSION:

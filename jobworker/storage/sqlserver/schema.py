@@ -24,6 +24,9 @@ class SQLServerSchema:
         check_upgradable(DIALECT, self._schema_name, current)
         check_version(DIALECT, self._schema_name, current)
 
+    async def version(self) -> int:
+        return await self._queries.run(self._version)
+
     def _version(self, session: Session) -> int:
         if not self._queries.fetch_scalar(session, "schema_table_exists"):
             return 0
