@@ -94,7 +94,11 @@ def blocks_of(path: Path) -> list[Block]:
         i += 1
         marker = None
         j = start - 1
-        while j >= 0 and not lines[j].strip():
+        # Blank lines and other HTML comments (markers of other tests) may stand in between.
+        while j >= 0 and (
+            not lines[j].strip()
+            or (lines[j].lstrip().startswith("<!--") and not MARKER.search(lines[j]))
+        ):
             j -= 1
         if j >= 0 and (mm := MARKER.search(lines[j])):
             marker = mm["what"]
