@@ -7,9 +7,13 @@ The convention, read from the markdown (nothing else is configured here):
   the blocks after it.
 - A block (```console, ```sh or unlabelled) whose first line starts with `$ ` is a session:
   each `$ command` runs with bash in the page's directory, and the lines below it, up to the
-  next `$ `, are its output (stdout and stderr together). Output is compared after masking
-  what changes from run to run (ids, times, durations, pids, lease owners, host names);
-  `...` in a shown line matches any text, and a line that is only `...` any number of lines.
+  next `$ `, are its output (stdout alone, or stdout and stderr together: a page may leave out
+  log lines). Output is compared after masking what changes from run to run (ids, times,
+  durations, pids, lease owners, host names); `...` in a shown line matches any text, and a
+  line that is only `...` any number of lines. As in the reader's shell, `export` holds for
+  the page's later commands, `$?` is the previous command's exit code, and `command &` runs in
+  the background (as below). A job id the page shows in an output stands, in later commands,
+  for the id this run printed in its place.
 - `<!-- example: run -->` just before a ```python block without a file name runs it as a
   script; before a shell block without `$ ` lines, runs it with bash. Either must exit 0.
 - `<!-- example: background -->` before a session starts each command in the background and
@@ -24,7 +28,7 @@ The convention, read from the markdown (nothing else is configured here):
   default, in a temporary directory.
 
 A ```python, ```sh, ```console or unlabelled block that is none of these fails the test.
-Blocks in other languages (```text, ```sql, ```nginx, ```js, ```yaml, ```ini) are listings.
+Blocks in other languages (```text, ```sql, ```nginx, ```js, ```yaml, ```promql, ...) are listings.
 Each page is one test, so pages run side by side under xdist; the blocks of a page run in
 order, in one directory, and build on each other.
 """
@@ -48,8 +52,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
-EXAMPLE_LANGS = {"", "python", "py", "sh", "bash", "shell", "console"}
-LISTING_LANGS = {"text", "sql", "nginx", "js", "javascript", "yaml", "ini", "json", "toml"}
+LISTING_LANGS = {
+    "text",
+    "sql",
+    "nginx",
+    "js",
+    "javascript",
+    "yaml",
+    "ini",
+    "json",
+    "toml",
+    "promql",
+}
 COMMAND_TIMEOUT = 30.0
 RETRY_FOR = 30.0
 BACKGROUND_WAIT = 30.0
@@ -388,9 +402,8 @@ def test_page_examples(path: Path, tmp_path: Path) -> None:
         pytest.skip("no bash")
     workdir = tmp_path / "work"
     workdir.mkdir()
-    examples = [
-        b for b in blocks_of(path) if b.lang in EXAMPLE_LANGS or b.lang not in LISTING_LANGS
-    ]
+    # Unknown languages count as examples: a new one is classified here, not skipped.
+    examples = [b for b in blocks_of(path) if b.lang not in LISTING_LANGS]
     with _page_env(path, workdir) as env:
         page = Page(path, workdir, env)
         try:
@@ -416,3 +429,49 @@ def test_masks_and_matching() -> None:
     assert not matches_in_order(shown, got)
     assert not matches_in_order([*shown, "done in 3 s", "more"], got)
     assert missing_lines(["done in 1s", "absent"], got) == ["absent"]
+
+
+KNOWN_MARKERS = re.compile(r"run|background|fragment|not run \(.+\)")
+
+
+def test_markers_are_known_and_say_why() -> None:
+    """Every marker is one of the convention's; every `not run` gives its reason."""
+    unknown, reasons = [], []
+    for path in PAGES:
+        for block in blocks_of(path):
+            if block.marker is None:
+                continue
+            if not KNOWN_MARKERS.fullmatch(block.marker):
+                unknown.append(f"{block.where}: {block.marker}")
+            elif block.marker.startswith("not run"):
+                reasons.append(f"{block.where}: {block.marker}")
+        for line in path.read_text().splitlines():
+            if "<!-- example" in line and not (MARKER.search(line) or PAGE_MARKER.search(line)):
+                unknown.append(f"{path.name}: {line.strip()}")
+    assert unknown == []
+    assert reasons, "no block is marked as not run: the markers are not being read"
+    print("\n".join(reasons))
+
+
+def test_a_page_that_drifted_fails(tmp_path: Path) -> None:
+    page_md = tmp_path / "page.md"
+    page_md.write_text(
+        "```python\n# greet.py\nprint('hello')\n```\n\n"
+        "```console\n$ python greet.py\nhello\n$ python greet.py\ngoodbye\n```\n"
+    )
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    page = Page(page_md, workdir, _base_env(workdir))
+    file_block, session = blocks_of(page_md)
+    page.example(file_block)
+    assert (workdir / "greet.py").read_text() == "# greet.py\nprint('hello')\n"
+    with pytest.raises(pytest.fail.Exception, match="goodbye"):
+        page.example(session)
+
+
+def test_an_unmarked_block_fails(tmp_path: Path) -> None:
+    page_md = tmp_path / "page.md"
+    page_md.write_text("```python\nprint('no file name, no marker')\n```\n")
+    page = Page(page_md, tmp_path, _base_env(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="neither a file, a session nor marked"):
+        page.example(blocks_of(page_md)[0])
