@@ -64,9 +64,9 @@ LISTING_LANGS = {
     "toml",
     "promql",
 }
-COMMAND_TIMEOUT = 30.0
-RETRY_FOR = 30.0
-BACKGROUND_WAIT = 30.0
+COMMAND_TIMEOUT = 90.0
+RETRY_FOR = 45.0
+BACKGROUND_WAIT = 45.0
 
 FENCE = re.compile(r"^(?P<indent> *)```(?P<lang>[\w+-]*)\s*$")
 MARKER = re.compile(r"<!--\s*example:\s*(?P<what>[^>]*?)\s*-->")
