@@ -25,7 +25,8 @@ The convention, read from the markdown (nothing else is configured here):
   elsewhere); it is only compiled.
 - `<!-- example-page: postgresql -->` anywhere on a page runs its examples against a temporary
   PostgreSQL database (JOBWORKER_DATABASE_URL); other pages use `jobworker.db`, the SQLite
-  default, in a temporary directory.
+  default, in a temporary directory. `<!-- example-page: redis -->` gives the page Redis
+  (JOBWORKER_REDIS_URL) under a prefix of its own, whose keys are deleted afterwards.
 
 A ```python, ```sh, ```console or unlabelled block that is none of these fails the test.
 Blocks in other languages (```text, ```sql, ```nginx, ```js, ```yaml, ```promql, ...) are listings.
@@ -43,6 +44,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +66,7 @@ LISTING_LANGS = {
     "toml",
     "promql",
 }
+REDIS_URL = os.environ.get("JOBWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 COMMAND_TIMEOUT = 90.0
 RETRY_FOR = 45.0
 BACKGROUND_WAIT = 45.0
@@ -135,6 +138,7 @@ MASKS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"[\w.-]+:\d+:\d+\.\d+:[0-9a-f]{6}"), "<OWNER>"),
     (re.compile(r"[\w.-]+:\d+:[0-9a-f]{6}"), "<OWNER>"),
     (re.compile(r"\[\d+\]"), "[<PID>]"),
+    (re.compile(r"(?<=leader: )\S+(?= by )"), "<HOLDER>"),
     (re.compile(r"\b(pid|supervisor|process|worker pid) \d+"), r"\1 <PID>"),
     (re.compile(r"\b\d+(?:\.\d+)?\s?(?:ms|µs|s|seconds)\b"), "<DUR>"),
     (re.compile(r"\s+"), " "),
@@ -392,7 +396,24 @@ def _page_env(path: Path, workdir: Path) -> Iterator[dict[str, str]]:
             from .pg import temporary_database
 
             env["JOBWORKER_DATABASE_URL"] = stack.enter_context(temporary_database())
+        if "redis" in kinds:
+            prefix = f"jwdocs-{uuid.uuid4().hex[:12]}:"
+            env["JOBWORKER_REDIS_URL"] = REDIS_URL
+            env["JOBWORKER_REDIS_PREFIX"] = prefix
+            stack.callback(_drop_redis_keys, prefix)
         yield env
+
+
+def _drop_redis_keys(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @pytest.mark.slow
