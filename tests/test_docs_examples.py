@@ -36,6 +36,7 @@ order, in one directory, and build on each other.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -227,25 +228,32 @@ class Page:
     def run(self, command: str) -> tuple[int, list[list[str]]]:
         """Runs a command; its output as the ways a terminal may show it: stdout alone (a
         page may leave out log lines on stderr), then stdout and stderr together."""
+        # A session of its own: what the command leaves running (`cmd &` inside a script, a
+        # server that forks) is stopped with it, here or on a timeout.
+        proc = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=self.workdir,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            done = subprocess.run(
-                ["bash", "-c", command],
-                cwd=self.workdir,
-                env=self.env,
-                capture_output=True,
-                text=True,
-                timeout=COMMAND_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else exc.stdout
+            stdout, stderr = proc.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, _ = proc.communicate()
             pytest.fail(
                 f"`{command}` still ran after {COMMAND_TIMEOUT:.0f} s (a server? mark the block"
-                f" `background` or `not run`); it printed:\n{out}",
+                f" `background` or `not run`); it printed:\n{stdout}",
                 pytrace=False,
             )
-        out, err = done.stdout.splitlines(), done.stderr.splitlines()
-        return done.returncode, [out, out + err, err + out]
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        out, err = stdout.splitlines(), stderr.splitlines()
+        return proc.returncode, [out, out + err, err + out]
 
     def learn_ids(self, pairs: list[tuple[str, str]]) -> None:
         """The page's ids stand for the ones this run made: the next commands use those."""
@@ -496,3 +504,21 @@ def test_an_unmarked_block_fails(tmp_path: Path) -> None:
     page = Page(page_md, tmp_path, _base_env(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="neither a file, a session nor marked"):
         page.example(blocks_of(page_md)[0])
+
+
+def test_a_command_that_does_not_end_is_stopped_with_its_children(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "COMMAND_TIMEOUT", 1.0)
+    page = Page(tmp_path / "page.md", tmp_path, _base_env(tmp_path))
+    with pytest.raises(pytest.fail.Exception, match="still ran after 1 s"):
+        page.run("sleep 60 & echo $! > child.pid; wait")
+    child = int((tmp_path / "child.pid").read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the command's child {child} outlived it")
