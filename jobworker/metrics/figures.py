@@ -136,6 +136,10 @@ class Figures:
         if self.sink is not None:
             self.sink.attempt_ended(job_type, queue, outcome, seconds)
 
+    def attempt_lost(self, job_type: str, queue: str) -> None:
+        """This process rescued a job whose attempt's lease had expired: a `lost` attempt."""
+        self.attempt_ended(job_type, queue, "lost")
+
     def claimed(self, count: int) -> None:
         """One claim took `count` jobs (a claim that found none is not a batch)."""
         self._claimed += count
@@ -150,6 +154,11 @@ class Figures:
             events[kind] = events.get(kind, 0) + count
         if self.sink is not None:
             self.sink.published(counts)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether anything has been recorded yet."""
+        return bool(self._attempts or self._claimed or self._events)
 
     def snapshot(self) -> Snapshot:
         """A copy of the figures now (later recordings do not change it)."""
