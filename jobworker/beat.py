@@ -49,6 +49,7 @@ from jobworker.maintenance import (
     rescue_expired_leases,
     settle_continuations,
 )
+from jobworker.metrics import otel
 from jobworker.metrics.figures import Figures
 from jobworker.models import LeaseTerm, ScheduleOptions, WorkerRole
 from jobworker.outage import Outage
@@ -199,7 +200,7 @@ class Beat:
         self.holder = holder or default_holder()
         self.lease: LeaderLease | None = None
         self.fired = 0
-        self.figures = Figures()  # the attempts its lease rescue found lost
+        self.figures = Figures(otel.meter_sink())  # the attempts its lease rescue found lost
         self._storage = storage  # given: opened and closed by the caller
         self._stop = asyncio.Event()
         self._trusted_until = 0.0  # monotonic

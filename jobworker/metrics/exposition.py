@@ -8,7 +8,8 @@ Prometheus's text format, from one read of the database (needs `prometheus-clien
   registry refresh), each series labelled `worker` with the process's row id: a counter belongs
   to one process, so a process that exits ends its series and `sum(rate(...))` stays right
   (summed across processes here, it would go down when one exits and read as a counter reset).
-  With `parent`, only that supervisor's worker processes.
+  With `parent`, only that supervisor's own row (the attempts its release helper found lost,
+  release.py) and its worker processes'.
 """
 
 from __future__ import annotations

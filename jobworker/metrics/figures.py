@@ -155,6 +155,26 @@ class Figures:
         if self.sink is not None:
             self.sink.published(counts)
 
+    def add(self, snapshot: Snapshot) -> None:
+        """Add another process's (or an earlier) snapshot to these figures, as if recorded here
+        (the sink is not told). Its histograms must have these bounds: ValueError otherwise."""
+        if snapshot.duration_bounds != DURATION_BOUNDS or snapshot.batch_bounds != BATCH_BOUNDS:
+            raise ValueError("the snapshot's histogram bounds differ from these figures'")
+        for series in snapshot.attempts:
+            mine = self._attempts.get((series.job_type, series.queue))
+            if mine is None:
+                mine = AttemptSeries(
+                    series.job_type, series.queue, {}, Histogram.empty(DURATION_BOUNDS)
+                )
+                self._attempts[series.job_type, series.queue] = mine
+            for outcome, count in series.outcomes.items():
+                mine.outcomes[outcome] = mine.outcomes.get(outcome, 0) + count
+            _add_histogram(mine.duration, series.duration)
+        self._claimed += snapshot.claimed
+        _add_histogram(self._batches, snapshot.claim_batches)
+        for kind, count in snapshot.events.items():
+            self._events[kind] = self._events.get(kind, 0) + count
+
     @property
     def recorded(self) -> bool:
         """Whether anything has been recorded yet."""
@@ -180,3 +200,10 @@ class Figures:
     def encoded(self) -> str:
         """`encode(self.snapshot())`: what the registry row holds."""
         return encode(self.snapshot())
+
+
+def _add_histogram(into: Histogram, other: Histogram) -> None:
+    if len(other.counts) != len(into.counts):
+        raise ValueError("a histogram with other buckets")
+    into.counts = [a + b for a, b in zip(into.counts, other.counts, strict=True)]
+    into.sum += other.sum

@@ -48,9 +48,12 @@ _DESTINATION = "messaging.destination.name"
 def available() -> bool:
     """Whether the OpenTelemetry API can be imported (it is not imported to find out)."""
     # The namespace first: find_spec("a.b") imports "a", and raises when there is none.
-    if importlib.util.find_spec("opentelemetry") is None:
+    try:
+        if importlib.util.find_spec("opentelemetry") is None:
+            return False
+        return importlib.util.find_spec("opentelemetry.metrics") is not None
+    except (ImportError, ValueError):  # a broken or shadowed install: as if absent
         return False
-    return importlib.util.find_spec("opentelemetry.metrics") is not None
 
 
 class QueueCounts:

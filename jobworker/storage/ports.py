@@ -419,7 +419,7 @@ class Workers(Protocol):
 
     async def live_figures(self, parent: str | None = None) -> list[tuple[str, str]]:
         """(id, figures) of every live row that holds figures, by id; with `parent`, only the
-        rows of that supervisor's worker processes."""
+        rows of that supervisor and of its worker processes."""
         ...
 
     async def unregister(self, worker_id: str) -> None:

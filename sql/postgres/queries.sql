@@ -581,7 +581,7 @@ WHERE id = $1 AND NOT gone;
 
 -- name: live_worker_figures
 SELECT id, figures FROM __SCHEMA__.workers
-WHERE NOT gone AND figures IS NOT NULL AND ($1::text IS NULL OR parent = $1::text)
+WHERE NOT gone AND figures IS NOT NULL AND ($1::text IS NULL OR parent = $1::text OR id = $1::text)
 ORDER BY id;
 
 -- name: unregister_worker

@@ -421,7 +421,7 @@ WHERE id = :id AND gone = 0;
 
 -- name: live_worker_figures
 SELECT id, figures FROM workers
-WHERE gone = 0 AND figures IS NOT NULL AND (:parent IS NULL OR parent = :parent)
+WHERE gone = 0 AND figures IS NOT NULL AND (:parent IS NULL OR parent = :parent OR id = :parent)
 ORDER BY id;
 
 -- name: unregister_worker

@@ -1225,11 +1225,11 @@ WHERE id = @id AND gone = 0;
 SELECT @@ROWCOUNT;
 
 -- name: live_worker_figures
--- @parent N'' for every live row.
+-- @parent N'' for every live row, else that supervisor's and its worker processes'.
 SET NOCOUNT ON;
 DECLARE @parent nvarchar(400) = ?;
 SELECT id, figures FROM __SCHEMA__.workers
-WHERE gone = 0 AND figures IS NOT NULL AND (@parent = N'' OR parent = @parent)
+WHERE gone = 0 AND figures IS NOT NULL AND (@parent = N'' OR parent = @parent OR id = @parent)
 ORDER BY id;
 
 -- name: unregister_worker

@@ -34,6 +34,14 @@ def fails(ctx: JobContext) -> None:
     raise RuntimeError("this job always fails")
 
 
+@job(name="metrics.sleepy")
+async def sleepy(ctx: JobContext, marker: str) -> None:
+    """Writes its process's pid to `marker`, then sleeps (for a test to kill that process)."""
+    with open(marker, "w") as file:  # noqa: ASYNC230
+        file.write(str(os.getpid()))
+    await asyncio.sleep(600)
+
+
 @job(name="metrics.collect")
 async def collect(ctx: JobContext, settle: float = 0.0) -> list[dict[str, Any]]:
     """After `settle` seconds (for the queue gauges' timer to read the database again), the

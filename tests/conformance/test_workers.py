@@ -122,6 +122,12 @@ async def test_figures_ride_the_heartbeat_and_only_live_rows_are_read(
     assert [row_id for row_id, _ in rows] == ["loose", "w1", "w2"]
     assert decode(dict(rows)["w1"]) == figures.snapshot()
     assert [row_id for row_id, _ in await storage.workers.live_figures("sup")] == ["w1", "w2"]
+    assert await storage.workers.heartbeat("sup", 0, '{"claimed":0}')
+    assert [row_id for row_id, _ in await storage.workers.live_figures("sup")] == [
+        "sup",
+        "w1",
+        "w2",
+    ], "the supervisor's own row too"
     assert await storage.workers.live_figures("nobody") == []
 
     clock.advance(60)
