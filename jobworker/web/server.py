@@ -36,6 +36,7 @@ from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
 from jobworker.web.config import WebConfig
 from jobworker.web.dashboard import dashboard_routes
 from jobworker.web.fanout import StreamHub
+from jobworker.web.metrics import metrics_routes
 from jobworker.web.security import SecurityHeaders
 
 __all__ = [
@@ -82,7 +83,7 @@ class WebTarget:
         web = create_app(
             app,
             prefix=self.prefix,
-            routes=[*tail_routes(app, self.prefix, config), *routes],
+            routes=[*tail_routes(app, self.prefix, config), *metrics_routes(app, config), *routes],
             middleware=tail_middleware(),
         )
         _end_streams_when_stopping(
