@@ -83,7 +83,8 @@ class WebTarget:
         web = create_app(
             app,
             prefix=self.prefix,
-            routes=[*tail_routes(app, self.prefix, config), *metrics_routes(app, config), *routes],
+            routes=[*tail_routes(app, self.prefix, config), *routes],
+            root_routes=metrics_routes(app, config),
             middleware=tail_middleware(),
         )
         _end_streams_when_stopping(

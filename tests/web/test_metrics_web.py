@@ -78,7 +78,7 @@ def workers(store: Store, tmp_path: Path) -> Iterator[Group]:
 async def scrape_until(client: httpx.AsyncClient, done: object, timeout: float = 30) -> Samples:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        response = await client.get("/jobs-ui/metrics")
+        response = await client.get("/metrics")
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == CONTENT_TYPE
         assert response.headers["cache-control"] == "no-store"
@@ -175,12 +175,12 @@ def test_no_metrics_leaves_the_route_out(store: Store, tmp_path: Path) -> None:
     try:
         for web in (served, off):
             web.wait_ready()
-        response = served.get("/jobs-ui/metrics")
+        response = served.get("/metrics")
         assert response.status_code == 200
         assert "jobworker_queue_depth" in {
             f.name for f in text_string_to_metric_families(response.text)
         }
-        assert off.get("/jobs-ui/metrics").status_code == 404
+        assert off.get("/metrics").status_code == 404
     finally:
         for web in (served, off):
             web.kill()
