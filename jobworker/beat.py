@@ -49,6 +49,8 @@ from jobworker.maintenance import (
     rescue_expired_leases,
     settle_continuations,
 )
+from jobworker.metrics import otel
+from jobworker.metrics.figures import Figures
 from jobworker.models import LeaseTerm, ScheduleOptions, WorkerRole
 from jobworker.outage import Outage
 from jobworker.recurring import (
@@ -198,6 +200,7 @@ class Beat:
         self.holder = holder or default_holder()
         self.lease: LeaderLease | None = None
         self.fired = 0
+        self.figures = Figures(otel.meter_sink())  # the attempts its lease rescue found lost
         self._storage = storage  # given: opened and closed by the caller
         self._stop = asyncio.Event()
         self._trusted_until = 0.0  # monotonic
@@ -233,7 +236,7 @@ class Beat:
             self.lease = await choose_lease(self.app, storage, self.holder)
             # Its row in the worker registry: its id is its holder name.
             row = process_row(storage, id=self.holder, role=WorkerRole.BEAT, module=self.module)
-            registration = Registration(storage, self.settings, row)
+            registration = Registration(storage, self.settings, row, figures=self._figures_if_any)
             registration.start()
             logger.info(
                 "beat %s started: %d recurring definition(s) from code, leadership by %s, "
@@ -530,12 +533,16 @@ class Beat:
         return True
 
     async def _maintain(self) -> None:
-        await rescue_expired_leases(self.storage, self.settings)
+        await rescue_expired_leases(self.storage, self.settings, lost=self.figures.attempt_lost)
         await settle_continuations(self.storage)
         await mark_stale_workers(self.storage, self.settings)
 
     async def _purge(self) -> None:
         await purge(self.storage, self.settings, self.storage.clock, self._trusted)
+
+    def _figures_if_any(self) -> str | None:
+        """Its figures (the attempts it found lost) for its registry row, once it has some."""
+        return self.figures.encoded() if self.figures.recorded else None
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:

@@ -1,6 +1,8 @@
 """What a worker hands the recorder when an attempt ends: its outcome bound to the lease it ran
 under, with the retry decision `transitions` makes, the result TTL that applies, a log line for a
-failure, and a count per attempt outcome (what `testing.drain` reports)."""
+failure, and a count per attempt outcome (what `testing.drain` reports) that it also records in
+the process's `Figures` (metrics/figures.py: attempts by job type, queue and outcome, timed from
+the claim to the end, as the attempt's row records them)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from jobworker import transitions
 from jobworker.app import App
 from jobworker.clock import Clock
 from jobworker.display import printable
+from jobworker.metrics.figures import Figures
 from jobworker.models import AttemptOutcome, ClaimedJob, Completion, Failed, Outcome
 from jobworker.retry import RetryPolicy
 
@@ -18,8 +21,9 @@ logger = logging.getLogger("jobworker.worker")
 
 
 class Completions:
-    def __init__(self, app: App, worker_id: str) -> None:
+    def __init__(self, app: App, worker_id: str, figures: Figures | None = None) -> None:
         self._worker_id = worker_id
+        self._figures = Figures() if figures is None else figures
         self._retry_policy = RetryPolicy(
             base_delay=app.settings.retry_base_delay, max_delay=app.settings.retry_max_delay
         )
@@ -33,7 +37,11 @@ class Completions:
         retry_at = transitions.retry_at(
             outcome, job.attempt, job.max_attempts, now, self._retry_policy
         )
-        self.counts[transitions.attempt_outcome(outcome, retry_at)] += 1
+        ended = transitions.attempt_outcome(outcome, retry_at)
+        self.counts[ended] += 1
+        if ended is not AttemptOutcome.RELEASED:  # given back unfinished: not an attempt
+            seconds = (now - job.started_at).total_seconds()
+            self._figures.attempt_ended(job.job_type, job.queue, ended.value, seconds)
         if isinstance(outcome, Failed):
             logger.log(
                 logging.INFO if retry_at else logging.WARNING,

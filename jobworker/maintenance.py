@@ -25,22 +25,39 @@ from jobworker.storage import Storage
 logger = logging.getLogger("jobworker.maintenance")
 
 Floors = Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, int]]]
+Lost = Callable[[str, str], None]
+"""Told of each attempt a rescue counted as lost: its job type and queue (`Figures`)."""
 
 
 async def rescue_expired_leases(
-    storage: Storage, settings: Settings, floors: Floors | None = None
+    storage: Storage, settings: Settings, floors: Floors | None = None, lost: Lost | None = None
 ) -> int:
     """Jobs whose lease expired return to queued, or go dead when out of attempts, each with an
     attempt row saying why. Their lifecycle events are numbered above the last sequence their
-    attempt used on Redis (`floors`, or a connection of its own)."""
+    attempt used on Redis (`floors`, or a connection of its own). `lost` is told of each."""
     expired = await storage.maintenance.leased_job_ids(None)
     if not expired:
         return 0
     seq_floors = await (floors or functools.partial(live_floors, settings))(expired)
+    # Read before the rescue (a rare path: a process died or stalled). A lease renewed between
+    # the two reads is not rescued; those counted are then the first `rescued` of them.
+    labels = await _job_labels(storage, expired) if lost is not None else []
     rescued = await storage.maintenance.rescue_expired(seq_floors=seq_floors)
     if rescued:
         logger.warning("rescued %d job(s) whose lease had expired", rescued)
+    if lost is not None:
+        for job_type, queue in labels[:rescued]:
+            lost(job_type, queue)
     return rescued
+
+
+async def _job_labels(storage: Storage, job_ids: list[uuid.UUID]) -> list[tuple[str, str]]:
+    labels = []
+    for job_id in job_ids:
+        record = await storage.inspection.get(job_id)
+        if record is not None:
+            labels.append((record.job_type, record.queue))
+    return labels
 
 
 async def settle_continuations(storage: Storage) -> int:
@@ -97,6 +114,7 @@ async def while_no_beat_leads(
     clock: Clock,
     floors: Floors,
     carry_on: Callable[[], bool],
+    lost: Lost | None = None,
 ) -> None:
     """A worker's own housekeeping, for when no beat runs: every `rescue_interval`, unless a live
     beat leader does it (docs/beat.md), rescue expired leases, settle continuations and mark
@@ -108,7 +126,7 @@ async def while_no_beat_leads(
         try:
             if await _beat_leads(storage):
                 continue
-            await rescue_expired_leases(storage, settings, floors)
+            await rescue_expired_leases(storage, settings, floors, lost)
             await settle_continuations(storage)
             await mark_stale_workers(storage, settings)
             if time.monotonic() - last_purge >= settings.janitor_interval:

@@ -93,7 +93,8 @@ def process_row(
 
 class Registration:
     """This process's row: `run` registers it and refreshes it until cancelled; `stop` ends
-    that and deletes the row (a clean stop). `running()` is how many jobs it runs now.
+    that and deletes the row (a clean stop). `running()` is how many jobs it runs now;
+    `figures()` its cumulative figures as JSON (metrics/figures.py), written with each refresh.
 
     `companion` is another process's row this one refreshes too, while `companion_alive()`:
     a worker process keeps its supervisor's row fresh (see the module docstring)."""
@@ -107,10 +108,12 @@ class Registration:
         *,
         companion: WorkerInfo | None = None,
         companion_alive: Callable[[], bool] = lambda: False,
+        figures: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._storage = storage
         self._info = info
         self._running = running
+        self._figures = figures
         self._interval = refresh_interval(settings)
         self._companion = companion
         self._companion_alive = companion_alive
@@ -128,7 +131,7 @@ class Registration:
             try:
                 if registered:
                     registered = await self._storage.workers.heartbeat(
-                        self._info.id, self._running()
+                        self._info.id, self._running(), self._figures()
                     )
                 if not registered:
                     await self._storage.workers.register(self._current())

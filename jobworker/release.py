@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from jobworker.app import App
 from jobworker.config import Settings
 from jobworker.events.bus import live_floors
+from jobworker.metrics.figures import Figures
+from jobworker.metrics.rows import add_to_row
 from jobworker.storage import Storage
 
 __all__ = ["Release", "release_leases"]
@@ -43,6 +45,8 @@ class Release:
     owner: str
     lost: bool  # it died (its attempts count), rather than being stopped at shutdown
     reason: str
+    # The registry row (the supervisor's) whose figures count the attempts ended as lost.
+    counted_by: str | None = None
 
 
 def release_leases(app: App, releases: Sequence[Release]) -> int:
@@ -67,11 +71,12 @@ async def _release_all(app: App, remaining: list[Release]) -> int:
     failed = 0
     storage = app.create_storage()
     await storage.open()
+    figures: dict[str, Figures] = {}  # by the row that counts them
     try:
         while remaining:
             release = remaining[0]
             try:
-                count = await _release(storage, app.settings, release)
+                count = await _release(storage, app.settings, release, figures)
             except Exception:
                 failed += 1
                 logger.exception(
@@ -81,16 +86,40 @@ async def _release_all(app: App, remaining: list[Release]) -> int:
                 if count:
                     logger.info("released %d job(s) held by %s", count, release.owner)
             del remaining[0]
+        await _count_lost(storage, figures)
     finally:
         await storage.close()
     return failed
 
 
-async def _release(storage: Storage, settings: Settings, release: Release) -> int:
+async def _release(
+    storage: Storage, settings: Settings, release: Release, figures: dict[str, Figures]
+) -> int:
     floors = {}
+    labels: list[tuple[str, str]] = []
     if release.lost:  # its events on Redis may run ahead of what the database knows
         leased = await storage.maintenance.leased_job_ids(release.owner, limit=100_000)
         floors = await live_floors(settings, leased)
-    return await storage.jobs.release_owner(
+        if release.counted_by is not None:
+            for job_id in leased:
+                record = await storage.inspection.get(job_id)
+                if record is not None:
+                    labels.append((record.job_type, record.queue))
+    count = await storage.jobs.release_owner(
         release.owner, lost=release.lost, reason=release.reason, seq_floors=floors
     )
+    if labels and release.counted_by is not None:
+        counted = figures.setdefault(release.counted_by, Figures())
+        for job_type, queue in labels[:count]:
+            counted.attempt_lost(job_type, queue)
+    return count
+
+
+async def _count_lost(storage: Storage, figures: dict[str, Figures]) -> None:
+    """Add the lost attempts to the figures of the rows that count them (a failure is logged:
+    the attempts are ended all the same)."""
+    for row_id, counted in figures.items():
+        try:
+            await add_to_row(storage, row_id, counted)
+        except Exception:
+            logger.exception("could not count the lost attempts in the figures of %s", row_id)

@@ -411,7 +411,10 @@ class Supervisor:
             logger.error("worker %d (pid %d) died (%s)", child.index, child.pid, how)
             lost = not self._stopping
             reason = f"worker process died ({how})" if lost else "released at shutdown"
-            self._to_release.append(Release(owner=child.owner, lost=lost, reason=reason))
+            counted_by = None if self._row is None else self._row.id  # its figures count them
+            self._to_release.append(
+                Release(owner=child.owner, lost=lost, reason=reason, counted_by=counted_by)
+            )
             if self._stopping:
                 return
             if lifetime < _FAST_EXIT or not child.ready:

@@ -31,6 +31,8 @@ from jobworker.events.bus import bus_for, floors
 from jobworker.events.recorder import JobEvents, Recorder
 from jobworker.executor import Executor
 from jobworker.maintenance import while_no_beat_leads
+from jobworker.metrics import otel
+from jobworker.metrics.figures import Figures
 from jobworker.models import (
     ClaimedJob,
     Failed,
@@ -39,7 +41,7 @@ from jobworker.models import (
     WorkerRole,
 )
 from jobworker.outage import Outage
-from jobworker.registration import Registration, process_row
+from jobworker.registration import Registration, process_row, refresh_interval
 from jobworker.storage import Storage
 
 logger = logging.getLogger("jobworker.worker")
@@ -109,7 +111,9 @@ class Worker:
         }
         self.claimed = 0
         self.finished = 0
-        self._completions = Completions(app, self.worker_id)
+        self._meter = otel.meter_sink()  # None without OpenTelemetry
+        self.figures = Figures(self._meter)  # this process's, for /metrics and the meter
+        self._completions = Completions(app, self.worker_id, self.figures)
         self.outcomes = self._completions.counts  # attempts ended, by outcome
 
     # Control ------------------------------------------------------------------------------
@@ -177,6 +181,7 @@ class Worker:
             self._bus,
             owner=self.worker_id,
             on_written=self._wake.set if self._caps else None,
+            on_published=self.figures.published,
         )
         self._timestamp = timestamp_of(self.app.clock)
         side_tasks = [
@@ -196,10 +201,16 @@ class Worker:
                 storage.clock,
                 functools.partial(floors, self._bus),
                 lambda: not self.stopping,
+                self.figures.attempt_lost,
             )
             side_tasks.append(asyncio.create_task(maintain, name="maintenance"))
         side_tasks.append(asyncio.create_task(self._watch_cancellations(), name="cancels"))
         side_tasks.append(asyncio.create_task(self._watch_paused_queues(), name="pauses"))
+        if self._meter is not None:
+            counts = otel.refresh_queue_counts(
+                storage, self._meter.queue_counts, refresh_interval(self.settings)
+            )
+            side_tasks.append(asyncio.create_task(counts, name="queue-gauges"))
         subscription = await storage.jobs.subscribe(self._on_enqueued, self._cancel_running)
         with contextlib.suppress(Exception):  # the watcher retries; never claim a paused queue
             paused = await storage.inspection.paused_queues()
@@ -248,6 +259,7 @@ class Worker:
             lambda: len(self._running),
             companion=supervisor,
             companion_alive=lambda: supervisor is not None and os.getppid() == supervisor.pid,
+            figures=self.figures.encoded,
         )
 
     async def _claim_loop(self) -> None:
@@ -283,6 +295,8 @@ class Worker:
                 except Exception as exc:
                     await self._sleep(outage.failed(exc))
                     continue
+                if claimed:
+                    self.figures.claimed(len(claimed))
                 for job in claimed:
                     self._start(job)
                 if len(claimed) == wanted:

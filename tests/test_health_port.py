@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import FAST, JOBWORKER, Store, subprocess_env
 from .pg import migrate_schema
@@ -270,3 +271,43 @@ def _get(url: str) -> httpx.Response | None:
         return httpx.get(url, timeout=10)
     except httpx.TransportError:
         return None
+
+
+def test_metrics_on_the_health_port_hold_this_supervisors_workers(
+    store: Store, probed: Callable[..., Probed]
+) -> None:
+    # Registry rows, and the figures they carry, are refreshed every half second.
+    supervisor = probed(env_of(store, JOBWORKER_HEARTBEAT_TIMEOUT="2"), "--concurrency", "2")
+    supervisor.wait("/readyz", 200)
+    app = store.app()  # the default registry, which proc_jobs fills
+    try:
+        for i in range(6):
+            proc_jobs.noop.delay(i=i)
+        proc_jobs.always_fails.delay()
+    finally:
+        app.close()
+    def scraped() -> dict[str, Any] | None:
+        response = supervisor.get("/metrics")
+        if response is None or response.status_code != 200:
+            return None
+        assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        attempts: dict[tuple[str, str], float] = {}
+        owners: set[str] = set()
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                if sample.name == "jobworker_attempts_total":
+                    key = (sample.labels["job_type"], sample.labels["outcome"])
+                    attempts[key] = attempts.get(key, 0.0) + sample.value
+                    owners.add(sample.labels["worker"])
+        done = {
+            ("proc.noop", "succeeded"): 6.0,
+            ("proc.always_fails", "failed"): 1.0,
+            ("proc.always_fails", "dead"): 1.0,
+        }
+        return {"owners": owners} if attempts == done else None
+
+    result = wait_for(scraped, 30, "the jobs' attempts on /metrics")
+    # Each series is one of this supervisor's worker processes (host:supervisor pid:index...).
+    pid = str(supervisor.run.proc.pid)
+    assert result["owners"] and all(owner.split(":")[1] == pid for owner in result["owners"])
+    assert supervisor.run.stop() == 0

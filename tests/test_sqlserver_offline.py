@@ -80,6 +80,7 @@ BEAT_STATEMENTS = {
 WORKER_STATEMENTS = {
     "register_worker",
     "worker_heartbeat",
+    "live_worker_figures",
     "unregister_worker",
     "list_workers",
     "mark_workers_gone",

@@ -57,6 +57,7 @@ async def test_every_worker_statement_runs_with_every_parameter(harness: Harness
                     True,
                 ),
             ],
+            "live_worker_figures": [("w1", '{"claimed":3}')],
             "mark_workers_gone": [(2,)],
             "purge_gone_workers": [(3,)],
         }
@@ -83,8 +84,11 @@ async def test_every_worker_statement_runs_with_every_parameter(harness: Harness
     assert harness.params("worker_heartbeat") == {
         "id": "w1",
         "running": 2,
+        "figures": "",
         "now": "2030-01-01T12:00:00.000000",
     }
+    assert await s.workers.heartbeat("w1", 2, '{"claimed":3}')
+    assert harness.params("worker_heartbeat")["figures"] == '{"claimed":3}'
     harness.answers["worker_heartbeat"] = [(0,)]
     assert not await s.workers.heartbeat("w1", 2)
     await s.workers.unregister("w1")
@@ -101,6 +105,10 @@ async def test_every_worker_statement_runs_with_every_parameter(harness: Harness
         True,
         started,
     )
+    assert await s.workers.live_figures() == [("w1", '{"claimed":3}')]
+    assert harness.params("live_worker_figures") == {"parent": ""}
+    await s.workers.live_figures("s1")
+    assert harness.params("live_worker_figures") == {"parent": "s1"}
     assert await s.workers.mark_gone(60.0) == 2
     assert harness.params("mark_workers_gone") == {"before": "2030-01-01T11:59:00.000000"}
     assert await s.workers.purge_gone(3600.0) == 3

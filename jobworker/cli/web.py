@@ -62,6 +62,12 @@ WEB_EXTRA_MODULES = frozenset({"starlette", "uvicorn", "httptools"})
     help="On SIGTERM, how long open responses (live streams) may go on before they are cut.",
 )
 @click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--metrics/--no-metrics",
+    default=None,
+    help="Serve the Prometheus exposition at PREFIX/metrics, outside the admin login "
+    "(default: on, or JOBWORKER_WEB_METRICS).",
+)
 def web(
     module: str,
     database_url: str | None,
@@ -74,6 +80,7 @@ def web(
     forwarded_allow_ips: str,
     graceful_timeout: int,
     access_log: bool,
+    metrics: bool | None,
 ) -> None:
     """Serve the web tail (job routes, and later the admin API) of the App MODULE defines."""
     try:
@@ -85,6 +92,8 @@ def web(
 
     if os.getcwd() not in sys.path:  # MODULE is found where the command runs, as with `run`
         sys.path.insert(0, os.getcwd())
+    if metrics is not None:  # through the environment: `--workers N` processes read it too
+        os.environ["JOBWORKER_WEB_METRICS"] = "true" if metrics else "false"
     setproctitle.setproctitle(f"jobworker: web [{module}]")
     target = WebTarget(module=module, routes=routes, prefix=prefix, database_url=database_url)
     options = ServeOptions(

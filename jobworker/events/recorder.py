@@ -21,7 +21,7 @@ import operator
 import threading
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import msgspec
 
@@ -115,9 +115,12 @@ class Recorder:
         owner: str,
         batch_size: int | None = None,
         on_written: Callable[[], None] | None = None,
+        on_published: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self._storage = storage
         self._on_written = on_written  # called after each round that wrote outcomes
+        # Told, after each round that wrote, how many of the handlers' events of each kind went.
+        self._on_published = on_published
         self._owner = owner  # the lease owner whose attempts' events this writes
         self._bus = bus
         self._batch_size = batch_size or settings.completion_batch_size
@@ -225,9 +228,12 @@ class Recorder:
         # storage lets those of kinds it does not keep expire); otherwise only the kept ones.
         stored: list[JobEvent] = []
         emitted_by: list[tuple[str, int]] = []
+        published: dict[str, int] = {}
         for events, batch, _ in taken:
             for event in batch:
-                if in_database or event[1] in self._kept:
+                kind = event[1]
+                published[kind] = published.get(kind, 0) + 1
+                if in_database or kind in self._kept:
                     stored.append(stored_event(events.job_id, event))
                     emitted_by.append((self._owner, events.attempt))
         try:
@@ -239,6 +245,8 @@ class Recorder:
             await asyncio.sleep(self._db_outage.failed(exc))
             return
         self._db_outage.succeeded()
+        if published and self._on_published is not None:
+            self._on_published(published)
         del self._finished[: len(completions)]
         if completions and self._on_written is not None:
             self._on_written()

@@ -22,7 +22,7 @@ every other child closes its copy at once (`Origin.inherited`). The health proce
   when the supervisor dies), and dies with it anyway (`PR_SET_PDEATHSIG`).
 
 `ROUTES` maps each path to a coroutine that takes the `ProbeState` and returns an `Answer`:
-add a route there (`/metrics`) and it is served.
+`/healthz`, `/readyz` and `/metrics` (this supervisor's figures, metrics/exposition.py).
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ from urllib.parse import urlsplit
 
 from jobworker import codec
 from jobworker.config import Settings
-from jobworker.errors import ConfigurationError
+from jobworker.errors import ConfigurationError, MissingExtraError
 from jobworker.health.answers import PROBE_TIMEOUT, Answer, alive, ready
 from jobworker.health.checks import Check, Outcome, Status, database, live_workers, timed
+from jobworker.metrics.exposition import CONTENT_TYPE, render
 from jobworker.portal import Portal
 from jobworker.storage import Storage
 
-__all__ = ["ROUTES", "ProbeState", "Route", "healthz", "listen", "readyz", "serve"]
+__all__ = ["ROUTES", "ProbeState", "Route", "healthz", "listen", "metrics", "readyz", "serve"]
 
 logger = logging.getLogger("jobworker.health")
 
@@ -141,10 +142,24 @@ def _supervisor(state: ProbeState) -> Check:
     return Check(name="supervisor", status=status, detail=detail, seconds=0.0)
 
 
-# The paths served, and their handlers. The lead adds `/metrics` here.
+async def metrics(state: ProbeState) -> Answer:
+    """The Prometheus exposition of this supervisor's processes (its own row and its worker
+    processes' figures) and the database-wide queue gauges; 501 without prometheus-client."""
+    try:
+        body = await render(await state.storage(), parent=state.supervisor_row)
+    except MissingExtraError as exc:
+        return Answer(501, f"{exc}\n".encode(), "text/plain; charset=utf-8")
+    except Exception as exc:
+        await state.forget_storage()
+        return Answer(503, f"{type(exc).__name__}: {exc}\n".encode(), "text/plain; charset=utf-8")
+    return Answer(200, body, CONTENT_TYPE)
+
+
+# The paths served, and their handlers.
 ROUTES: dict[str, Route] = {
     "/healthz": healthz,
     "/readyz": readyz,
+    "/metrics": metrics,
 }
 
 

@@ -415,9 +415,15 @@ class Workers(Protocol):
         again). Its last heartbeat is now; its other fields are `info`'s."""
         ...
 
-    async def heartbeat(self, worker_id: str, running: int) -> bool:
-        """Record that the process is alive, running `running` jobs. False when its row is gone
-        or was marked gone: the caller registers again."""
+    async def heartbeat(self, worker_id: str, running: int, figures: str | None = None) -> bool:
+        """Record that the process is alive, running `running` jobs, and (unless None) its
+        cumulative figures (`metrics.figures`' JSON; None keeps those the row holds). False when
+        its row is gone or was marked gone: the caller registers again."""
+        ...
+
+    async def live_figures(self, parent: str | None = None) -> list[tuple[str, str]]:
+        """(id, figures) of every live row that holds figures, by id; with `parent`, only the
+        rows of that supervisor and of its worker processes."""
         ...
 
     async def unregister(self, worker_id: str) -> None:

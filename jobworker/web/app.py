@@ -69,6 +69,7 @@ def create_app(
     *,
     prefix: str = DEFAULT_PREFIX,
     routes: Sequence[BaseRoute] = (),
+    root_routes: Sequence[BaseRoute] = (),
     middleware: Sequence[Middleware] = (),
     on_shutdown: Sequence[Closer] = (),
     debug: bool = False,
@@ -77,6 +78,7 @@ def create_app(
 
     - `routes`: what is served under the prefix (the job routes, the admin API, the dashboard).
       The probes `/healthz` and `/readyz` are served at the root, before them (web/probes.py).
+    - `root_routes`: served at the root beside the probes, outside the prefix (`/metrics`).
     - `middleware`: wraps everything the app answers, 404s included (security headers, auth).
     - `on_shutdown`: closed when the app shuts down, last given first, before the stream hub
       the job routes share (`StreamHub.for_client(app.client)`: its subscribers end with a
@@ -99,6 +101,7 @@ def create_app(
         debug=debug,
         routes=[
             *probe_routes(app),  # outside the prefix and any auth: /healthz, /readyz
+            *root_routes,
             *([Mount(prefix, routes=list(routes))] if prefix else routes),
         ],
         middleware=list(middleware),

@@ -124,6 +124,10 @@ class WebConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     login_failure_window: float = 300.0
     login_tracked_clients: int = 10_000
 
+    # `GET /metrics`: the Prometheus exposition, outside the admin login
+    # (`jobworker web --no-metrics` or JOBWORKER_WEB_METRICS=false turn it off).
+    metrics: bool = True
+
     def __post_init__(self) -> None:
         for hashed in (self.admin_password_hash, self.readonly_password_hash):
             if hashed is not None:

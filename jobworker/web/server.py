@@ -36,6 +36,7 @@ from jobworker.web.app import DEFAULT_PREFIX, check_prefix, create_app
 from jobworker.web.config import WebConfig
 from jobworker.web.dashboard import dashboard_routes
 from jobworker.web.fanout import StreamHub
+from jobworker.web.metrics import metrics_routes
 from jobworker.web.security import SecurityHeaders
 
 __all__ = [
@@ -83,6 +84,7 @@ class WebTarget:
             app,
             prefix=self.prefix,
             routes=[*tail_routes(app, self.prefix, config), *routes],
+            root_routes=metrics_routes(app, config),
             middleware=tail_middleware(),
         )
         _end_streams_when_stopping(

@@ -575,7 +575,14 @@ SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = e
     last_heartbeat = excluded.last_heartbeat, gone = false;
 
 -- name: worker_heartbeat
-UPDATE __SCHEMA__.workers SET last_heartbeat = $3, running = $2 WHERE id = $1 AND NOT gone;
+-- $4 (figures) NULL keeps what the row holds.
+UPDATE __SCHEMA__.workers SET last_heartbeat = $3, running = $2, figures = COALESCE($4, figures)
+WHERE id = $1 AND NOT gone;
+
+-- name: live_worker_figures
+SELECT id, figures FROM __SCHEMA__.workers
+WHERE NOT gone AND figures IS NOT NULL AND ($1::text IS NULL OR parent = $1::text OR id = $1::text)
+ORDER BY id;
 
 -- name: unregister_worker
 DELETE FROM __SCHEMA__.workers WHERE id = $1;

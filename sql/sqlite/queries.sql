@@ -415,7 +415,14 @@ SET parent = excluded.parent, host = excluded.host, pid = excluded.pid, role = e
     last_heartbeat = excluded.last_heartbeat, gone = 0;
 
 -- name: worker_heartbeat
-UPDATE workers SET last_heartbeat = :now, running = :running WHERE id = :id AND gone = 0;
+-- :figures NULL keeps what the row holds.
+UPDATE workers SET last_heartbeat = :now, running = :running, figures = COALESCE(:figures, figures)
+WHERE id = :id AND gone = 0;
+
+-- name: live_worker_figures
+SELECT id, figures FROM workers
+WHERE gone = 0 AND figures IS NOT NULL AND (:parent IS NULL OR parent = :parent OR id = :parent)
+ORDER BY id;
 
 -- name: unregister_worker
 DELETE FROM workers WHERE id = :id;

@@ -1212,14 +1212,25 @@ IF @@ROWCOUNT = 0
 COMMIT TRANSACTION;
 
 -- name: worker_heartbeat
--- Answers 1 if the row is there and live, else 0 (the process registers again).
+-- Answers 1 if the row is there and live, else 0 (the process registers again). @figures N''
+-- keeps what the row holds (a parameter is never NULL).
 SET NOCOUNT ON;
 DECLARE @id nvarchar(400) = ?;
 DECLARE @running int = ?;
+DECLARE @figures nvarchar(max) = ?;
 DECLARE @now datetime2(6) = ?;
-UPDATE __SCHEMA__.workers SET last_heartbeat = @now, running = @running
+UPDATE __SCHEMA__.workers
+SET last_heartbeat = @now, running = @running, figures = COALESCE(NULLIF(@figures, N''), figures)
 WHERE id = @id AND gone = 0;
 SELECT @@ROWCOUNT;
+
+-- name: live_worker_figures
+-- @parent N'' for every live row, else that supervisor's and its worker processes'.
+SET NOCOUNT ON;
+DECLARE @parent nvarchar(400) = ?;
+SELECT id, figures FROM __SCHEMA__.workers
+WHERE gone = 0 AND figures IS NOT NULL AND (@parent = N'' OR parent = @parent OR id = @parent)
+ORDER BY id;
 
 -- name: unregister_worker
 SET NOCOUNT ON;

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from jobworker.clock import FrozenClock
+from jobworker.metrics.figures import Figures, decode
 from jobworker.models import WorkerInfo, WorkerRole
 from jobworker.storage import Storage
 
@@ -97,3 +98,39 @@ async def test_a_row_marked_gone_is_live_again_when_it_registers(
     [row] = await storage.workers.list_workers(include_gone=False)
     assert not row.gone and row.last_heartbeat == clock.now()
     assert await storage.workers.heartbeat("w", 2)
+
+
+async def test_figures_ride_the_heartbeat_and_only_live_rows_are_read(
+    storage: Storage, clock: FrozenClock
+) -> None:
+    """A heartbeat writes the process's figures (none given: those held stay), and
+    `live_figures` reads them back from the live rows, all or one supervisor's."""
+    supervisor = info(clock, "sup", role=WorkerRole.SUPERVISOR)
+    await storage.workers.register(supervisor)
+    for name, parent in (("w1", "sup"), ("w2", "sup"), ("loose", None)):
+        await storage.workers.register(info(clock, name, parent=parent))
+    assert await storage.workers.live_figures() == [], "no figures until a heartbeat has some"
+    figures = Figures()
+    figures.attempt_ended("t.a", "default", "succeeded", 0.02)
+    figures.claimed(3)
+    assert await storage.workers.heartbeat("w1", 1, figures.encoded())
+    assert await storage.workers.heartbeat("w2", 0, '{"claimed":1}')
+    assert await storage.workers.heartbeat("loose", 0, '{"claimed":2}')
+    assert await storage.workers.heartbeat("w1", 1), "no figures: those held stay"
+    assert await storage.workers.heartbeat("sup", 0)
+    rows = await storage.workers.live_figures()
+    assert [row_id for row_id, _ in rows] == ["loose", "w1", "w2"]
+    assert decode(dict(rows)["w1"]) == figures.snapshot()
+    assert [row_id for row_id, _ in await storage.workers.live_figures("sup")] == ["w1", "w2"]
+    assert await storage.workers.heartbeat("sup", 0, '{"claimed":0}')
+    assert [row_id for row_id, _ in await storage.workers.live_figures("sup")] == [
+        "sup",
+        "w1",
+        "w2",
+    ], "the supervisor's own row too"
+    assert await storage.workers.live_figures("nobody") == []
+
+    clock.advance(60)
+    assert await storage.workers.heartbeat("w2", 0, '{"claimed":5}')
+    assert await storage.workers.mark_gone(30.0) == 3, "w1, loose and sup went stale"
+    assert await storage.workers.live_figures() == [("w2", '{"claimed":5}')]

@@ -35,11 +35,14 @@ class PostgresWorkers:
             now=self._clock.now(),
         )
 
-    async def heartbeat(self, worker_id: str, running: int) -> bool:
+    async def heartbeat(self, worker_id: str, running: int, figures: str | None = None) -> bool:
         await keep_synced(self._clock)
-        return (
-            await self._db.execute("worker_heartbeat", worker_id, running, self._clock.now()) == 1
-        )
+        now = self._clock.now()
+        return await self._db.execute("worker_heartbeat", worker_id, running, now, figures) == 1
+
+    async def live_figures(self, parent: str | None = None) -> list[tuple[str, str]]:
+        rows = await self._db.fetch("live_worker_figures", parent)
+        return [(row[0], row[1]) for row in rows]
 
     async def unregister(self, worker_id: str) -> None:
         await self._db.execute("unregister_worker", worker_id)

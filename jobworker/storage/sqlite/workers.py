@@ -34,9 +34,10 @@ class SQLiteWorkers:
         }
         await self._db.write(lambda session: session.execute("register_worker", params))
 
-    async def heartbeat(self, worker_id: str, running: int) -> bool:
+    async def heartbeat(self, worker_id: str, running: int, figures: str | None = None) -> bool:
         await keep_synced(self._clock)
-        params = {"id": worker_id, "running": running, "now": self._clock.now().timestamp()}
+        now = self._clock.now().timestamp()
+        params = {"id": worker_id, "running": running, "figures": figures, "now": now}
         changed = await self._db.write(
             lambda session: session.execute("worker_heartbeat", params).rowcount
         )
@@ -50,6 +51,11 @@ class SQLiteWorkers:
         params = {"include_gone": int(include_gone)}
         rows = await self._db.read(lambda session: session.all("list_workers", params))
         return [worker_info(row, VALUES, json_queues) for row in rows]
+
+    async def live_figures(self, parent: str | None = None) -> list[tuple[str, str]]:
+        params = {"parent": parent}
+        rows = await self._db.read(lambda session: session.all("live_worker_figures", params))
+        return [(row[0], row[1]) for row in rows]
 
     async def mark_gone(self, stale_after: float) -> int:
         return await self._changes("mark_workers_gone", stale_after)

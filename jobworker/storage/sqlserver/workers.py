@@ -36,12 +36,20 @@ class SQLServerWorkers:
             now=ts(self._clock.now()),
         )
 
-    async def heartbeat(self, worker_id: str, running: int) -> bool:
+    async def heartbeat(self, worker_id: str, running: int, figures: str | None = None) -> bool:
         await keep_synced(self._clock)
         changed = await self._queries.scalar(
-            "worker_heartbeat", id=worker_id, running=running, now=ts(self._clock.now())
+            "worker_heartbeat",
+            id=worker_id,
+            running=running,
+            figures=figures or "",
+            now=ts(self._clock.now()),
         )
         return int(changed) == 1
+
+    async def live_figures(self, parent: str | None = None) -> list[tuple[str, str]]:
+        rows = await self._queries.rows("live_worker_figures", parent=parent or "")
+        return [(row[0], row[1]) for row in rows]
 
     async def unregister(self, worker_id: str) -> None:
         await self._queries.rows("unregister_worker", id=worker_id)
