@@ -286,6 +286,7 @@ def test_metrics_on_the_health_port_hold_this_supervisors_workers(
         proc_jobs.always_fails.delay()
     finally:
         app.close()
+
     def scraped() -> dict[str, Any] | None:
         response = supervisor.get("/metrics")
         if response is None or response.status_code != 200:
