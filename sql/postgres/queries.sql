@@ -12,15 +12,15 @@ SELECT max(version) FROM __SCHEMA__.jobworker_schema;
 
 -- name: enqueue
 -- params: ids, job_types, queues, priorities, statuses, job_args, max_attempts, enqueued_ats,
---     run_ats, idempotency_keys, continues_job_ids, result_ttls, kinds
+--     run_ats, idempotency_keys, continues_job_ids, result_ttls, kinds, trace_contexts
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl, kind
+    idempotency_key, continues_job_id, result_ttl, kind, trace_context
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::jsonb[], $7::integer[],
     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::uuid[], $12::double precision[],
-    $13::text[]
+    $13::text[], $14::text[]
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
@@ -31,14 +31,21 @@ SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::
 -- name: claim
 -- params: now, queues, job_types, limit, owner, lease_until
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt and number
--- its `running` event (claim_batch in the schema says why this is a function).
-SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
+-- its `running` event (claim_batch in the schema says why this is a function). The trace context
+-- is read beside it, from the row as the statement began: the claim does not change it. A job
+-- committed while the statement ran can be claimed by the function and not seen by that read:
+-- its attempt's span starts a trace of its own (the LEFT JOIN keeps the job).
+SELECT c.*, t.trace_context
+FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6) AS c
+LEFT JOIN __SCHEMA__.jobs AS t ON t.id = c.id;
 
 -- name: claim_capped
 -- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
 -- The same, when some job types have a cluster-wide concurrency cap.
-SELECT * FROM __SCHEMA__.claim_batch(
-    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
+SELECT c.*, t.trace_context
+FROM __SCHEMA__.claim_batch(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]) AS c
+LEFT JOIN __SCHEMA__.jobs AS t ON t.id = c.id;
 
 -- name: extend_leases
 -- params: owner, ids, attempts, lease_until

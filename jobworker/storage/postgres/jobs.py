@@ -40,6 +40,7 @@ _COPY_COLUMNS = [
     "continues_job_id",
     "result_ttl",
     "kind",
+    "trace_context",
 ]
 # A claimed job's id stays asyncpg's UUID subclass (equal to, and hashed like, uuid.UUID): the
 # claim is the hot path, and the id only goes back to the database.
@@ -105,6 +106,7 @@ class PostgresJobs:
                 job.continues_job_id,
                 job.result_ttl,
                 job.kind.value,
+                job.trace_context,
             )
             for job in jobs
         ]
@@ -308,4 +310,5 @@ def _insert_params(jobs: Sequence[NewJob], text_json: bool) -> dict[str, Any]:
         "continues_job_ids": [job.continues_job_id for job in jobs],
         "result_ttls": [job.result_ttl for job in jobs],
         "kinds": [job.kind.value for job in jobs],
+        "trace_contexts": [job.trace_context for job in jobs],
     }
