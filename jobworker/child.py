@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import setproctitle
 
+from jobworker import tracing
 from jobworker.app import App
 from jobworker.registration import unregister
 from jobworker.release import Release, release_leases
@@ -66,6 +67,7 @@ def fork(body: Callable[[], int], crashed: str, log: logging.Logger) -> int:
     except BaseException:  # pragma: no cover
         log.exception(crashed)
     finally:  # pragma: no cover
+        tracing.flush()  # os._exit runs no atexit hook, where the SDK would export the rest
         logging.shutdown()
         os._exit(code)
 

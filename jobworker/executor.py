@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 
+from jobworker import tracing
 from jobworker.context import JobContext
 from jobworker.definitions import JobDefinition
 from jobworker.errors import JobArgumentsError, JobCancelledError, PermanentJobError
@@ -132,6 +133,7 @@ class AttemptTimedOut(Exception):
 
 
 def _failure(exc: BaseException, *, retryable: bool) -> Failed:
+    tracing.record_exception(exc)  # on the attempt's span, current in the worker's job task
     message = f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__
     trace = "".join(traceback.format_exception(exc))
     return Failed(error=message, traceback=trace, retryable=retryable)

@@ -70,9 +70,7 @@ async def test_a_continuation_runs_with_its_own_trace_context_once_released(
 ) -> None:
     parent = new_job(trace_context=FIRST)
     await storage.jobs.enqueue_many([parent])
-    child = new_job(
-        continues_job_id=parent.id, status=JobStatus.AWAITING, trace_context=SECOND
-    )
+    child = new_job(continues_job_id=parent.id, status=JobStatus.AWAITING, trace_context=SECOND)
     await storage.jobs.enqueue_many([child])
     [running] = await claim(storage)
     assert running.id == parent.id
