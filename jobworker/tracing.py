@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -55,6 +56,9 @@ else:
     _PROPAGATOR = TraceContextTextMapPropagator()
     # A proxy until a provider is set, which then hands its spans to that provider's tracer.
     _TRACER = otel_trace.get_tracer(TRACER_NAME, __version__)
+    _GLOBAL_READABLE = hasattr(otel_trace, "_TRACER_PROVIDER")
+    # A provider named by this variable is made by the first get_tracer_provider() call.
+    _PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
 
 _configured = False  # a tracer provider has been set (it cannot be unset)
 _NO_SPAN: AbstractContextManager[str | None] = contextlib.nullcontext(None)
@@ -63,9 +67,15 @@ _NO_SPAN: AbstractContextManager[str | None] = contextlib.nullcontext(None)
 def tracing_on() -> bool:
     """OpenTelemetry is importable and a tracer provider has been set."""
     global _configured
-    if not _configured and ENABLED:
-        provider = otel_trace.get_tracer_provider()
-        _configured = not isinstance(provider, otel_trace.ProxyTracerProvider)
+    if _configured or not ENABLED:
+        return _configured
+    # Asked on every enqueue and attempt until a provider is set: the API's module global
+    # answers in a few nanoseconds, where get_tracer_provider() reads os.environ each time
+    # (microseconds). The public call decides whenever the global may not tell.
+    if _GLOBAL_READABLE and otel_trace._TRACER_PROVIDER is None and not _PROVIDER_FROM_ENV:
+        return False
+    provider = otel_trace.get_tracer_provider()
+    _configured = not isinstance(provider, otel_trace.ProxyTracerProvider)
     return _configured
 
 
@@ -79,7 +89,7 @@ def carried_context() -> str | None:
 
 def current_trace_id() -> str | None:
     """The current valid span's trace id (32 hex digits), for logs and correlation ids."""
-    if not ENABLED:
+    if not tracing_on():
         return None
     span_context = otel_trace.get_current_span().get_span_context()
     return otel_trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
