@@ -48,17 +48,20 @@ class Recording(SimpleSpanProcessor):
 
 _EXPORTER = InMemorySpanExporter()
 _RECORDING = Recording(_EXPORTER)
+_ADDED = False  # _RECORDING is a processor of the process's provider
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """The SDK in this process, as a web app would wire it; the spans ended meanwhile."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if _RECORDING not in provider._active_span_processor._span_processors:
+    global _ADDED
+    if not _ADDED:
+        provider = trace.get_tracer_provider()
+        if not isinstance(provider, TracerProvider):  # none set yet in this process
+            provider = TracerProvider()
+            trace.set_tracer_provider(provider)
         provider.add_span_processor(_RECORDING)
+        _ADDED = True
     _EXPORTER.clear()
     _RECORDING.recording = True
     try:
