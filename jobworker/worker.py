@@ -271,6 +271,7 @@ class Worker:
                         wanted,
                         self.settings.lease_duration,
                         self._caps,
+                        trace_context=tracing.tracing_on(),
                     )
                     outage.succeeded()
                 except Exception as exc:

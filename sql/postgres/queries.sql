@@ -31,21 +31,31 @@ SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::
 -- name: claim
 -- params: now, queues, job_types, limit, owner, lease_until
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt and number
--- its `running` event (claim_batch in the schema says why this is a function). The trace context
--- is read beside it, from the row as the statement began: the claim does not change it. A job
--- committed while the statement ran can be claimed by the function and not seen by that read:
--- its attempt's span starts a trace of its own (the LEFT JOIN keeps the job).
-SELECT c.*, t.trace_context
-FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6) AS c
-LEFT JOIN __SCHEMA__.jobs AS t ON t.id = c.id;
+-- its `running` event (claim_batch in the schema says why this is a function).
+SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
 
 -- name: claim_capped
 -- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
 -- The same, when some job types have a cluster-wide concurrency cap.
-SELECT c.*, t.trace_context
+SELECT * FROM __SCHEMA__.claim_batch(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
+
+-- name: claim_traced
+-- params: now, queues, job_types, limit, owner, lease_until
+-- The claim, and each job's trace context (for a worker that traces): read by its primary key
+-- per claimed row (a subquery, not a join: the planner expects a function to return 1000 rows
+-- and would hash-join a scan of jobs), from the rows as the statement began, which the claim
+-- does not change. A job committed while the statement ran may be claimed by the function and
+-- not seen by that read: its trace context is NULL and its attempt starts a trace of its own.
+SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
+FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6) AS c;
+
+-- name: claim_capped_traced
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
+-- claim_capped, and each job's trace context, as claim_traced reads it.
+SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
 FROM __SCHEMA__.claim_batch(
-    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]) AS c
-LEFT JOIN __SCHEMA__.jobs AS t ON t.id = c.id;
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]) AS c;
 
 -- name: extend_leases
 -- params: owner, ids, attempts, lease_until

@@ -1,21 +1,26 @@
 """jobs.trace_context on every backend: stored by every way a job goes in, returned with every
-claim of it, unchanged by what happens to the job after (retries, a parent's success)."""
+claim that asks for it (a worker that traces), unchanged by what happens to the job after
+(retries, a parent's success)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 from jobworker.clock import FrozenClock
-from jobworker.models import Failed, JobStatus, Succeeded
+from jobworker.models import ClaimedJob, Failed, JobStatus, Succeeded
 from jobworker.recurring import RecurringSpec, fire_key
 from jobworker.storage import Storage
 
 from .conftest import NewJobFactory
-from .test_storage import claim, completion
+from .test_storage import QUEUES, TYPES, completion
 
 # A W3C traceparent, and a tracestate after the newline (jobworker.tracing writes them so).
 FIRST = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\nvendor=opaque,other=1"
 SECOND = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def claim(storage: Storage, limit: int = 10) -> list[ClaimedJob]:
+    return await storage.jobs.claim("w1", TYPES, QUEUES, limit, 30.0, trace_context=True)
 
 
 async def test_a_job_carries_its_trace_context_to_its_claim(
@@ -25,6 +30,15 @@ async def test_a_job_carries_its_trace_context_to_its_claim(
     await storage.jobs.enqueue_many([traced, untraced])
     claimed = {job.id: job.trace_context for job in await claim(storage)}
     assert claimed == {traced.id: FIRST, untraced.id: None}
+
+
+async def test_a_capped_claim_carries_it_too(storage: Storage, new_job: NewJobFactory) -> None:
+    traced = new_job(trace_context=FIRST)
+    await storage.jobs.enqueue_many([traced])
+    [job] = await storage.jobs.claim(
+        "w1", TYPES, QUEUES, 10, 30.0, {TYPES[0]: 1}, trace_context=True
+    )
+    assert (job.id, job.trace_context) == (traced.id, FIRST)
 
 
 async def test_a_large_batch_carries_each_jobs_trace_context(

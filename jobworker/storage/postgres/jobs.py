@@ -143,6 +143,8 @@ class PostgresJobs:
         limit: int,
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
+        *,
+        trace_context: bool = False,
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
@@ -159,9 +161,11 @@ class PostgresJobs:
         capped = {t for t, _ in caps}
         free = [t for t in job_types if t not in capped]
         # Not repeated on a lost connection: the worker's claim loop retries on its own.
+        # The trace context costs an index lookup per claimed row here: read only when asked.
+        traced = "_traced" if trace_context else ""
         if caps:
             rows = await self._db.fetch(
-                "claim_capped",
+                f"claim_capped{traced}",
                 job_types=free,
                 capped_types=[t for t, _ in caps],
                 caps=[n for _, n in caps],
@@ -169,7 +173,7 @@ class PostgresJobs:
                 **claim,
             )
         else:
-            rows = await self._db.fetch("claim", job_types=free, retry=False, **claim)
+            rows = await self._db.fetch(f"claim{traced}", job_types=free, retry=False, **claim)
         claimed = claimed_jobs(rows, _CLAIMED)
         if claimed.unreadable:
             owners = {row.raw_id: owner for row in claimed.unreadable}
