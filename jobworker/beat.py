@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from jobworker import tracing
 from jobworker.app import App
 from jobworker.clock import Clock
 from jobworker.definitions import Registry
@@ -519,7 +520,12 @@ class Beat:
             self._warn_once(record.name, f"recurring job {record.name!r} is not fired: {exc}")
             return False
         next_fire = record.schedule().next_fire(instant)
-        result = await self.storage.recurring.fire_recurring(record.name, instant, next_fire, job)
+        with tracing.sending([job], recurring=record.name) as carried:  # a trace per fire
+            if carried is not None:
+                job = msgspec.structs.replace(job, trace_context=carried)
+            result = await self.storage.recurring.fire_recurring(
+                record.name, instant, next_fire, job
+            )
         if result is None:
             logger.debug("recurring job %s at %s was already fired", record.name, instant)
         else:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import setproctitle
 
+from jobworker import tracing
 from jobworker.app import App
 from jobworker.health.probe import ProbeState, serve
 from jobworker.registration import unregister
@@ -70,6 +71,7 @@ def fork(body: Callable[[], int], crashed: str, log: logging.Logger) -> int:
     except BaseException:  # pragma: no cover
         log.exception(crashed)
     finally:  # pragma: no cover
+        tracing.flush()  # os._exit runs no atexit hook, where the SDK would export the rest
         logging.shutdown()
         os._exit(code)
 

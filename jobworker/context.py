@@ -61,6 +61,7 @@ class JobContext(Generic[P]):
         progress_type: Any = Any,
         max_payload_bytes: int = 65536,
         timestamp: Callable[[], float] = time.time,
+        correlation_id: str | None = None,
     ) -> None:
         self.job_id = job_id
         self.job_type = job_type
@@ -77,6 +78,7 @@ class JobContext(Generic[P]):
         self._progress_type = progress_type
         self._max_payload_bytes = max_payload_bytes
         self._timestamp = timestamp
+        self._correlation_id = correlation_id
 
     # Events --------------------------------------------------------------------------------
 
@@ -156,7 +158,9 @@ class JobContext(Generic[P]):
 
     @property
     def correlation_id(self) -> str:
-        return self.job_id.hex
+        """The attempt's trace id (32 hex digits) when tracing is on (docs/tracing.md), else the
+        job id as 32 hex digits: either way one id for the job's logs and outgoing calls."""
+        return self._correlation_id or self.job_id.hex
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

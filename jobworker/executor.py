@@ -20,6 +20,7 @@ from typing import Any, cast
 
 import msgspec
 
+from jobworker import tracing
 from jobworker.context import ErrorHook, JobContext
 from jobworker.definitions import JobDefinition
 from jobworker.errors import JobArgumentsError, JobCancelledError, PermanentJobError
@@ -179,6 +180,7 @@ class AttemptTimedOut(TimeoutError):
 
 
 def _failure(exc: BaseException, *, retryable: bool) -> Failed:
+    tracing.record_exception(exc)  # on the attempt's span, current in the worker's job task
     message = f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__
     trace = "".join(traceback.format_exception(exc))
     return Failed(error=message, traceback=trace, retryable=retryable)

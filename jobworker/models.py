@@ -79,6 +79,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     continues_job_id: uuid.UUID | None = None
     result_ttl: float | None = None
     kind: JobKind = JobKind.USER  # the definition's: what the admin side may do with it
+    # The enqueuer's W3C trace context (`traceparent`, and `tracestate` after a newline), when
+    # tracing is on: each attempt's span is its child (jobworker.tracing).
+    trace_context: str | None = None
 
 
 class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,6 +98,7 @@ class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     result_ttl: float | None = None
     event_seq: int = 0  # the sequence of its `running` lifecycle event; the attempt's follow
     running: JobEvent | None = None  # that event, as the storage built it (for the live bus)
+    trace_context: str | None = None  # as the enqueuer stored it (NewJob.trace_context)
 
 
 class JobRecord(msgspec.Struct, frozen=True, kw_only=True):

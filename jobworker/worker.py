@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from jobworker import logs, transitions
+from jobworker import logs, tracing, transitions
 from jobworker.app import App, declared_queues
 from jobworker.clock import timestamp_of
 from jobworker.completions import Completions
@@ -290,6 +290,7 @@ class Worker:
                         wanted,
                         self.settings.lease_duration,
                         self._caps,
+                        trace_context=tracing.tracing_on(),
                     )
                     outage.succeeded()
                 except Exception as exc:
@@ -378,6 +379,7 @@ class Worker:
         self.claimed += 1
         definition = self.app.registry.get(job.job_type)
         events = self._recorder.attempt(job.id, job.attempt)
+        span = tracing.attempt(job)  # its task runs in span.context: the span is current
         ctx: JobContext[Any] = JobContext(
             job_id=job.id,
             job_type=job.job_type,
@@ -391,13 +393,22 @@ class Worker:
             progress_type=definition.progress_type,
             max_payload_bytes=self.settings.max_payload_bytes,
             timestamp=self._timestamp,
+            correlation_id=span.trace_id,
         )
         if self._bus.publishes_stored and job.running is not None:
             events.publish_stored(job.running)  # the claim's: live readers get it from the bus
-        task = asyncio.create_task(self._run_job(job, ctx, events), name=f"job:{job.id}")
+        task = asyncio.create_task(
+            self._run_job(job, ctx, events, span), name=f"job:{job.id}", context=span.context
+        )
         self._running[job.id] = _Running(job, ctx, task, definition.is_async)
 
-    async def _run_job(self, job: ClaimedJob, ctx: JobContext[Any], events: JobEvents) -> None:
+    async def _run_job(
+        self,
+        job: ClaimedJob,
+        ctx: JobContext[Any],
+        events: JobEvents,
+        span: tracing.Attempt,
+    ) -> None:
         # This task's log lines, and its handler's (its thread runs in a copy of this context).
         logs.job_fields.set(
             logs.JobFields(self.worker_id, job.id, job.job_type, job.attempt, job.queue)
@@ -418,6 +429,7 @@ class Worker:
             self.finished += 1
             self._wake.set()
         completion = self._completions.of(job, outcome, ctx.close_events(), self._storage.clock)
+        span.end(completion)
         self._recorder.add(events, completion)
 
     def _cancel_was_requested(self, job_id: uuid.UUID) -> bool:

@@ -330,6 +330,23 @@ def flat(sql: str) -> str:
     return " ".join(code_of(sql).split())
 
 
+TRACE_CONTEXT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\nvendor=opaque"
+
+
+def test_the_trace_context_goes_in_with_every_job_and_out_with_every_claim() -> None:
+    """jobs.trace_context (version 10) is written by both statements that insert jobs, read
+    from the JSON each sends, and returned by the claim, from both of its updates."""
+    texts = {name: flat(text) for name, text in queries("sqlserver").items()}
+    for name in ("enqueue", "fire_recurring"):
+        inserts = re.findall(r"INSERT INTO __SCHEMA__\.jobs \(([^)]*)\)", texts[name])
+        assert inserts and all("trace_context" in columns for columns in inserts), name
+        assert "trace_context nvarchar(1024) '$.trace_context'" in texts[name], name
+    claim = texts["claim"]
+    assert claim.count("inserted.event_seq, inserted.trace_context INTO @claimed") == 2
+    assert claim.count("j.event_seq, j.trace_context FROM __SCHEMA__.jobs") == 2
+    assert "run_at, event_seq, trace_context FROM @claimed" in claim
+
+
 CHANGE_OUTPUT = (
     "OUTPUT inserted.id, inserted.event_seq, inserted.status, inserted.attempt, inserted.error, "
     "inserted.run_at INTO @"
@@ -752,7 +769,12 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
     parent = uuid.uuid4()
     holder = uuid.uuid4()
     first = new_job(
-        clock, idempotency_key="k", continues_job_id=parent, result_ttl=9.5, kind=JobKind.SYSTEM
+        clock,
+        idempotency_key="k",
+        continues_job_id=parent,
+        result_ttl=9.5,
+        kind=JobKind.SYSTEM,
+        trace_context=TRACE_CONTEXT,
     )
     second = new_job(clock, idempotency_key="k", run_at=clock.now() + timedelta(microseconds=7))
     harness.answers["enqueue"] = [
@@ -779,8 +801,9 @@ async def test_enqueue_sends_one_json_batch_and_reads_holders(harness: Harness) 
         "continues_job_id": str(parent),
         "result_ttl": 9.5,
         "kind": "system",
+        "trace_context": TRACE_CONTEXT,
     }
-    assert sent[1]["kind"] == "user"
+    assert sent[1]["kind"] == "user" and sent[1]["trace_context"] is None
     assert sent[1]["run_at"] == "2030-01-01T12:00:00.000007"
     assert sent[1]["continues_job_id"] is None and sent[1]["result_ttl"] is None
 
@@ -811,9 +834,10 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
     now = harness.clock.now()
     low, high = uuid.uuid4(), uuid.uuid4()
     row = (str(low).upper(), "t.a", "default", '{"x":1}', 1, 3, naive(now), naive(now), None, 0)
+    high_row = (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9)
     harness.answers["claim"] = [
-        (*row, naive(now), 1),
-        (str(high).upper(), "t.b", "q", "{}", 2, 5, naive(now), naive(now), 4.5, 9, naive(now), 7),
+        (*row, naive(now), 1, None),
+        (*high_row, naive(now), 7, TRACE_CONTEXT),
     ]
     claimed = await harness.storage.jobs.claim(
         "w1", ["t.a", "t.b", "t.c"], ["default", "q"], 10, 30.0, concurrency={"t.b": 2, "x": 1}
@@ -822,6 +846,7 @@ async def test_claim_converts_rows_and_sends_caps(harness: Harness) -> None:
     assert claimed[1].args == b'{"x":1}' and claimed[1].enqueued_at == now
     assert claimed[1].started_at.tzinfo is UTC and claimed[0].result_ttl == 4.5
     assert [job.event_seq for job in claimed] == [7, 1]  # the number of its `running` event
+    assert [job.trace_context for job in claimed] == [TRACE_CONTEXT, None]
     params = harness.params("claim")
     assert msgspec.json.decode(params["job_types"]) == ["t.a", "t.c"]
     assert msgspec.json.decode(params["caps"]) == [{"job_type": "t.b", "cap": 2}]

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import msgspec
+
+from jobworker import tracing
 from jobworker.client.events import EventReading
 from jobworker.client.inspection import Inspection
 from jobworker.definitions import JobDefinition
@@ -33,7 +36,10 @@ class Enqueueing(Inspection, EventReading):
         storage = await self._storage()
         if storage.clock is not self.clock:  # validated: now stamped on the database's clock
             jobs = restamped(jobs, options, storage.clock.now())
-        return await self._store(jobs, connection=connection)
+        with tracing.sending(jobs) as carried:
+            if carried is not None:
+                jobs = [msgspec.structs.replace(job, trace_context=carried) for job in jobs]
+            return await self._store(jobs, connection=connection)
 
     enqueue_definition = Blocking(aenqueue_definition)
 

@@ -152,11 +152,15 @@ class Jobs(Protocol):
         limit: int,
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
+        *,
+        trace_context: bool = False,
     ) -> list[ClaimedJob]:
         """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each.
 
         `concurrency` caps, per job type, how many may run at once across every worker: the
         claim counts the running ones and takes no more than the rest, atomically.
+        `trace_context`: each job carries its row's trace context (what a worker that traces
+        asks for); without it a backend may leave it None (PostgreSQL does: reading it costs).
         """
         ...
 

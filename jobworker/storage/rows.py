@@ -158,6 +158,11 @@ def _text(value: Any, column: str) -> str:
     return value
 
 
+def _trace_context(value: Any) -> str | None:
+    # Advisory: a value that is not text costs the attempt its parent span, never the job.
+    return value if isinstance(value, str) else None
+
+
 _KINDS = frozenset(kind.value for kind in JobKind)
 
 
@@ -204,15 +209,17 @@ def _claimed(row: Row, values: Values) -> tuple[tuple[int, datetime], ClaimedJob
         result_ttl=_ttl(row[8]),
         event_seq=seq,
         running=running_event(job_id, seq, started_at, attempt),
+        trace_context=_trace_context(row[12]) if len(row) > 12 else None,
     )
     return (-_int(row[9], "priority"), _time(values, row[10], "run_at")), job
 
 
 def claimed_jobs(rows: Iterable[Row], values: Values) -> ClaimRows:
     """A claim's rows (id, job_type, queue, args, attempt, max_attempts, enqueued_at,
-    started_at, result_ttl, priority, run_at, event_seq), most urgent first (a claim made of
-    several statements, one per capped job type, returns them in no useful order), each with
-    its `running` event; the rows that cannot be read apart (the caller ends them)."""
+    started_at, result_ttl, priority, run_at, event_seq, and trace_context when the claim read
+    it), most urgent first (a claim made of several statements, one per capped job type,
+    returns them in no useful order), each with its `running` event; the rows that cannot be
+    read apart (the caller ends them)."""
     read, unreadable = read_each(rows, lambda row: _claimed(row, values))
     read.sort(key=lambda keyed: keyed[0])
     return ClaimRows([job for _, job in read], unreadable)

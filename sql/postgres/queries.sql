@@ -12,15 +12,15 @@ SELECT max(version) FROM __SCHEMA__.jobworker_schema;
 
 -- name: enqueue
 -- params: ids, job_types, queues, priorities, statuses, job_args, max_attempts, enqueued_ats,
---     run_ats, idempotency_keys, continues_job_ids, result_ttls, kinds
+--     run_ats, idempotency_keys, continues_job_ids, result_ttls, kinds, trace_contexts
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl, kind
+    idempotency_key, continues_job_id, result_ttl, kind, trace_context
 )
 SELECT * FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::integer[], $5::text[], $6::jsonb[], $7::integer[],
     $8::timestamptz[], $9::timestamptz[], $10::text[], $11::uuid[], $12::double precision[],
-    $13::text[]
+    $13::text[], $14::text[]
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id;
@@ -39,6 +39,23 @@ SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
 -- The same, when some job types have a cluster-wide concurrency cap.
 SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
+
+-- name: claim_traced
+-- params: now, queues, job_types, limit, owner, lease_until
+-- The claim, and each job's trace context (for a worker that traces): read by its primary key
+-- per claimed row (a subquery, not a join: the planner expects a function to return 1000 rows
+-- and would hash-join a scan of jobs), from the rows as the statement began, which the claim
+-- does not change. A job committed while the statement ran may be claimed by the function and
+-- not seen by that read: its trace context is NULL and its attempt starts a trace of its own.
+SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
+FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6) AS c;
+
+-- name: claim_capped_traced
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
+-- claim_capped, and each job's trace context, as claim_traced reads it.
+SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
+FROM __SCHEMA__.claim_batch(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]) AS c;
 
 -- name: extend_leases
 -- params: owner, ids, attempts, lease_until

@@ -11,10 +11,12 @@ SELECT MAX(version) FROM jobworker_schema;
 -- name: enqueue
 INSERT INTO jobs (
     id, job_type, queue, priority, status, args, attempt, max_attempts,
-    enqueued_at, run_at, updated_at, idempotency_key, continues_job_id, result_ttl, kind
+    enqueued_at, run_at, updated_at, idempotency_key, continues_job_id, result_ttl, kind,
+    trace_context
 ) VALUES (
     :id, :job_type, :queue, :priority, :status, :args, 0, :max_attempts,
-    :enqueued_at, :run_at, :enqueued_at, :idempotency_key, :continues_job_id, :result_ttl, :kind
+    :enqueued_at, :run_at, :enqueued_at, :idempotency_key, :continues_job_id, :result_ttl, :kind,
+    :trace_context
 )
 ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
 
@@ -43,7 +45,7 @@ WHERE rowid IN (
     LIMIT :limit
 )
 RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
-    priority, run_at, event_seq;
+    priority, run_at, event_seq, trace_context;
 
 -- name: end_unreadable
 -- A running row the claim or the lease rescue could not read (storage/rows.py) ends dead with

@@ -72,7 +72,8 @@ DECLARE @new TABLE (
     idempotency_key   nvarchar(850) COLLATE Latin1_General_100_BIN2 NULL,
     continues_job_id  uniqueidentifier NULL,
     result_ttl        float NULL,
-    kind              nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL
+    kind              nvarchar(16) COLLATE Latin1_General_100_BIN2 NOT NULL,
+    trace_context     nvarchar(1024) NULL
 );
 DECLARE @inserted TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
 DECLARE @parents TABLE (
@@ -83,11 +84,11 @@ DECLARE @ended_parents nvarchar(max);
 DECLARE @settled nvarchar(max);
 INSERT INTO @new (
     ord, id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl, kind
+    idempotency_key, continues_job_id, result_ttl, kind, trace_context
 )
 SELECT CAST(a.[key] AS int), j.id, j.job_type, j.queue, j.priority, j.status, j.args,
     j.max_attempts, j.enqueued_at, j.run_at, j.idempotency_key, j.continues_job_id, j.result_ttl,
-    j.kind
+    j.kind, j.trace_context
 FROM OPENJSON(@jobs) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (
     id                uniqueidentifier '$.id',
@@ -102,7 +103,8 @@ CROSS APPLY OPENJSON(a.[value]) WITH (
     idempotency_key   nvarchar(max) '$.idempotency_key',
     continues_job_id  uniqueidentifier '$.continues_job_id',
     result_ttl        float '$.result_ttl',
-    kind              nvarchar(max) '$.kind'
+    kind              nvarchar(max) '$.kind',
+    trace_context     nvarchar(1024) '$.trace_context'
 ) AS j;
 BEGIN TRANSACTION;
 INSERT INTO @parents (id, status)
@@ -125,11 +127,11 @@ FROM __SCHEMA__.jobs AS p
 JOIN @parents AS q ON q.id = p.id;
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, continues_job_id, result_ttl, kind
+    idempotency_key, continues_job_id, result_ttl, kind, trace_context
 )
 OUTPUT inserted.id INTO @inserted (id)
 SELECT n.id, n.job_type, n.queue, n.priority, n.status, n.args, n.max_attempts, n.enqueued_at,
-    n.run_at, n.idempotency_key, n.continues_job_id, n.result_ttl, n.kind
+    n.run_at, n.idempotency_key, n.continues_job_id, n.result_ttl, n.kind, n.trace_context
 FROM @new AS n
 WHERE n.idempotency_key IS NULL
    OR (NOT EXISTS (SELECT 1 FROM @new AS f
@@ -194,7 +196,8 @@ DECLARE @claimed TABLE (
     result_ttl    float NULL,
     priority      int NOT NULL,
     run_at        datetime2(6) NOT NULL,
-    event_seq     bigint NOT NULL
+    event_seq     bigint NOT NULL,
+    trace_context nvarchar(1024) NULL
 );
 DECLARE @capped TABLE (n int NOT NULL PRIMARY KEY, job_type nvarchar(max) NOT NULL, cap int NOT NULL);
 DECLARE @room int = @limit;
@@ -217,7 +220,7 @@ WITH due AS (
     SELECT TOP (@room)
         j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
         j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
-        j.lease_expires_at, j.event_seq
+        j.lease_expires_at, j.event_seq, j.trace_context
     FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
     WHERE j.status IN (N'queued', N'scheduled', N'failed')
       AND j.run_at <= @now
@@ -236,7 +239,7 @@ SET status = N'running',
     event_seq = event_seq + 1
 OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
     inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
-    inserted.priority, inserted.run_at, inserted.event_seq
+    inserted.priority, inserted.run_at, inserted.event_seq, inserted.trace_context
 INTO @claimed;
 -- From the OUTPUT rows, as every change of jobs is counted.
 SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
@@ -258,7 +261,7 @@ BEGIN
         SELECT TOP (@take)
             j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
             j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
-            j.lease_expires_at, j.event_seq
+            j.lease_expires_at, j.event_seq, j.trace_context
         FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
         WHERE j.status IN (N'queued', N'scheduled', N'failed')
           AND j.run_at <= @now
@@ -278,13 +281,13 @@ BEGIN
         event_seq = event_seq + 1
     OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
         inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
-        inserted.priority, inserted.run_at, inserted.event_seq
+        inserted.priority, inserted.run_at, inserted.event_seq, inserted.trace_context
     INTO @claimed;
     SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
     SET @i = @i + 1;
 END;
 SELECT id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
-    priority, run_at, event_seq
+    priority, run_at, event_seq, trace_context
 FROM @claimed;
 COMMIT TRANSACTION;
 
@@ -1112,10 +1115,10 @@ BEGIN
 END;
 INSERT INTO __SCHEMA__.jobs (
     id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, result_ttl, kind
+    idempotency_key, result_ttl, kind, trace_context
 )
 SELECT id, job_type, queue, priority, status, args, max_attempts, enqueued_at, run_at,
-    idempotency_key, result_ttl, kind
+    idempotency_key, result_ttl, kind, trace_context
 FROM OPENJSON(@job) WITH (
     id                uniqueidentifier '$.id',
     job_type          nvarchar(400) '$.job_type',
@@ -1128,7 +1131,8 @@ FROM OPENJSON(@job) WITH (
     run_at            datetime2(6) '$.run_at',
     idempotency_key   nvarchar(850) '$.idempotency_key',
     result_ttl        float '$.result_ttl',
-    kind              nvarchar(16) '$.kind'
+    kind              nvarchar(16) '$.kind',
+    trace_context     nvarchar(1024) '$.trace_context'
 );
 SELECT CAST(1 AS bit), CAST(1 AS bit), CAST(JSON_VALUE(@job, '$.id') AS uniqueidentifier);
 COMMIT TRANSACTION;

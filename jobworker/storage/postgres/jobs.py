@@ -40,6 +40,7 @@ _COPY_COLUMNS = [
     "continues_job_id",
     "result_ttl",
     "kind",
+    "trace_context",
 ]
 # A claimed job's id stays asyncpg's UUID subclass (equal to, and hashed like, uuid.UUID): the
 # claim is the hot path, and the id only goes back to the database.
@@ -105,6 +106,7 @@ class PostgresJobs:
                 job.continues_job_id,
                 job.result_ttl,
                 job.kind.value,
+                job.trace_context,
             )
             for job in jobs
         ]
@@ -141,6 +143,8 @@ class PostgresJobs:
         limit: int,
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
+        *,
+        trace_context: bool = False,
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
@@ -157,9 +161,11 @@ class PostgresJobs:
         capped = {t for t, _ in caps}
         free = [t for t in job_types if t not in capped]
         # Not repeated on a lost connection: the worker's claim loop retries on its own.
+        # The trace context costs an index lookup per claimed row here: read only when asked.
+        traced = "_traced" if trace_context else ""
         if caps:
             rows = await self._db.fetch(
-                "claim_capped",
+                f"claim_capped{traced}",
                 job_types=free,
                 capped_types=[t for t, _ in caps],
                 caps=[n for _, n in caps],
@@ -167,7 +173,7 @@ class PostgresJobs:
                 **claim,
             )
         else:
-            rows = await self._db.fetch("claim", job_types=free, retry=False, **claim)
+            rows = await self._db.fetch(f"claim{traced}", job_types=free, retry=False, **claim)
         claimed = claimed_jobs(rows, _CLAIMED)
         if claimed.unreadable:
             owners = {row.raw_id: owner for row in claimed.unreadable}
@@ -308,4 +314,5 @@ def _insert_params(jobs: Sequence[NewJob], text_json: bool) -> dict[str, Any]:
         "continues_job_ids": [job.continues_job_id for job in jobs],
         "result_ttls": [job.result_ttl for job in jobs],
         "kinds": [job.kind.value for job in jobs],
+        "trace_contexts": [job.trace_context for job in jobs],
     }

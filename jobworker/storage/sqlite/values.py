@@ -60,6 +60,7 @@ def job_row(job: NewJob) -> dict[str, Any]:
         "continues_job_id": str(job.continues_job_id) if job.continues_job_id else None,
         "result_ttl": job.result_ttl,
         "kind": job.kind.value,
+        "trace_context": job.trace_context,
     }
 
 

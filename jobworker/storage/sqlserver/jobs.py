@@ -90,6 +90,8 @@ class SQLServerJobs:
         limit: int,
         lease_duration: float,
         concurrency: Mapping[str, int] | None = None,
+        *,
+        trace_context: bool = False,  # read with the claim's own statement: free here
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:

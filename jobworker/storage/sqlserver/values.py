@@ -86,6 +86,7 @@ def job_fields(job: NewJob) -> dict[str, Any]:
         "continues_job_id": None if job.continues_job_id is None else str(job.continues_job_id),
         "result_ttl": job.result_ttl,
         "kind": job.kind.value,
+        "trace_context": job.trace_context,
     }
 
 
