@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -530,7 +529,9 @@ async def test_events_of_a_failed_write_are_written_again_in_order(store: Store)
     storage.jobs.complete_many = flaky_complete_many  # type: ignore[method-assign]
     recorder = Recorder(storage, settings, DatabaseBus(storage, settings), owner="w1")
     writer = asyncio.create_task(recorder.run())
-    now = datetime.now(UTC)
+    # The claim compares run_at with the database's clock, which this process reads over a
+    # round trip: the wall clock can be a few milliseconds ahead of it on a loaded machine.
+    now = storage.clock.now()
     job = NewJob(  # the events are fenced by the attempt that emits them: claim one
         id=uuid7(now),
         job_type="t.stream",
