@@ -372,6 +372,14 @@ def tree_cpu(roots: list[int]) -> dict[int, float]:
     return seconds
 
 
+def machine_busy() -> float:
+    """CPU seconds this machine's cores have spent not idle (every process, ours or not)."""
+    times = psutil.cpu_times()
+    # guest time is already counted in user time; iowait and steal are not this machine's work.
+    parts = ("user", "nice", "system", "irq", "softirq")
+    return float(sum(getattr(times, part, 0.0) for part in parts))
+
+
 def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     """CPU used between two snapshots (processes started in between count from zero)."""
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())
@@ -390,6 +398,7 @@ class Drain:
     worker_cpu_s: float  # steady window, all supervisors and children
     db_cpu_s: float  # steady window, all PostgreSQL server processes
     db_exec_s: float  # pg_stat_statements total_exec_time over the whole drain
+    machine_cpu_s: float  # steady window, every process on the machine
     connections_per_host: list[int]
     exactly_once: bool
     workers_that_ran_jobs: int  # distinct job_attempts.worker (host name and process id)
@@ -402,29 +411,28 @@ def host_command(net: Network, index: int, url: str, args: argparse.Namespace) -
     return ["ip", "netns", "exec", net.namespaces[index - 1], *command]
 
 
-async def poll_counts(url: str) -> tuple[int, int, dict[str, int]]:
-    """(succeeded, failed-like, connections by client address)."""
-    import asyncpg
+POLL_SQL = f"""
+    SELECT count(*) FILTER (WHERE status = 'succeeded') AS done,
+           count(*) FILTER (WHERE status IN ('failed', 'dead', 'cancelled')) AS bad
+    FROM {SCHEMA}.jobs
+"""
+ACTIVITY_SQL = """
+    SELECT host(client_addr) AS addr, count(*) AS n FROM pg_stat_activity
+    WHERE datname = current_database() AND client_addr IS NOT NULL
+    GROUP BY 1
+"""
+# pg_stat_statements' total over the drain, less the benchmark's own polling statements.
+EXEC_SQL = """
+    SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
+    WHERE query NOT LIKE '%count(*) FILTER%' AND query NOT LIKE '%pg_stat_activity%'
+"""
 
-    conn = await asyncpg.connect(url)
-    try:
-        row = await conn.fetchrow(
-            f"""
-            SELECT count(*) FILTER (WHERE status = 'succeeded') AS done,
-                   count(*) FILTER (WHERE status IN ('failed', 'dead', 'cancelled')) AS bad
-            FROM {SCHEMA}.jobs
-            """
-        )
-        activity = await conn.fetch(
-            """
-            SELECT host(client_addr) AS addr, count(*) AS n FROM pg_stat_activity
-            WHERE datname = current_database() AND client_addr IS NOT NULL
-            GROUP BY 1
-            """
-        )
-        return int(row["done"]), int(row["bad"]), {r["addr"]: int(r["n"]) for r in activity}
-    finally:
-        await conn.close()
+
+async def poll_counts(conn: Any) -> tuple[int, int, dict[str, int]]:
+    """(succeeded, failed-like, connections by client address)."""
+    row = await conn.fetchrow(POLL_SQL)
+    activity = await conn.fetch(ACTIVITY_SQL)
+    return int(row["done"]), int(row["bad"]), {r["addr"]: int(r["n"]) for r in activity}
 
 
 def check_exactly_once(url: str, jobs: int) -> tuple[bool, str, int]:
@@ -475,6 +483,7 @@ class Watched:
     steady_jobs: int
     worker_cpu_s: float
     db_cpu_s: float
+    machine_cpu_s: float  # every process on the machine, other users' too
     connections: dict[str, int]  # the most seen per client address
 
 
@@ -485,24 +494,50 @@ def watch(
     postmaster: int,
     args: argparse.Namespace,
 ) -> Watched:
-    """Poll until every job succeeded; CPU over the steady window (first -> last success)."""
+    """Poll (on one connection, whose server process is left out of the database's CPU) until
+    every job succeeded; CPU over the steady window (first -> last success)."""
+    import asyncpg
+
+    async def run() -> Watched:
+        conn = await asyncpg.connect(url)
+        try:
+            return await poll_until_done(conn, processes, logs, postmaster, args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+async def poll_until_done(
+    conn: Any,
+    processes: list[subprocess.Popen[bytes]],
+    logs: Sequence[IO[bytes]],
+    postmaster: int,
+    args: argparse.Namespace,
+) -> Watched:
     pids = [p.pid for p in processes]
+    poller = conn.get_server_pid()
+
+    def database_cpu() -> dict[int, float]:
+        return {pid: s for pid, s in tree_cpu([postmaster]).items() if pid != poller}
+
     started = time.perf_counter()
-    first: tuple[float, int, dict[int, float], dict[int, float]] | None = None
+    first: tuple[float, int, dict[int, float], dict[int, float], float] | None = None
     most: dict[str, int] = {}
     while True:
         now = time.perf_counter()
-        done, bad, connections = asyncio.run(poll_counts(url))
+        done, bad, connections = await poll_counts(conn)
         for addr, n in connections.items():
             most[addr] = max(most.get(addr, 0), n)
         if done and first is None:
-            first = (now, done, tree_cpu(pids), tree_cpu([postmaster]))
+            first = (now, done, tree_cpu(pids), database_cpu(), machine_busy())
         if first is not None and done >= args.jobs:
             return Watched(
                 steady_s=now - first[0],
                 steady_jobs=args.jobs - first[1],
                 worker_cpu_s=cpu_between(first[2], tree_cpu(pids)),
-                db_cpu_s=cpu_between(first[3], tree_cpu([postmaster])),
+                db_cpu_s=cpu_between(first[3], database_cpu()),
+                machine_cpu_s=machine_busy() - first[4],
                 connections=most,
             )
         if bad:
@@ -516,7 +551,7 @@ def watch(
                 )
         if now - started > args.timeout:
             raise throughput.BenchmarkError(f"timed out with {done}/{args.jobs} job(s) succeeded")
-        time.sleep(POLL_INTERVAL)
+        await asyncio.sleep(POLL_INTERVAL)
 
 
 def drain_with_hosts(
@@ -567,9 +602,7 @@ def run_drain(
         before_drain = asyncio.run(db_state(url))
         asyncio.run(sql_execute(url, "SELECT pg_stat_statements_reset()"))
         watched = drain_with_hosts(cluster, net, name, hosts, args)
-        db_exec_ms = asyncio.run(
-            sql_value(url, "SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements")
-        )
+        db_exec_ms = asyncio.run(sql_value(url, EXEC_SQL))
         settle_statistics()
         after_drain = asyncio.run(db_state(url))
         ok, detail, workers = check_exactly_once(url, args.jobs)
@@ -584,6 +617,7 @@ def run_drain(
             worker_cpu_s=watched.worker_cpu_s,
             db_cpu_s=watched.db_cpu_s,
             db_exec_s=float(db_exec_ms) / 1000,
+            machine_cpu_s=watched.machine_cpu_s,
             connections_per_host=[
                 watched.connections.get(net.host_address(i), 0) for i in range(1, hosts + 1)
             ],
@@ -640,7 +674,7 @@ def format_report(results: dict[str, Any]) -> str:
         "",
         f"  {'hosts':>5}  {'jobs/s':>8}  {'x 1 host':>8}  {'runs (jobs/s)':<26}"
         f"  {'worker CPU/job':>14}  {'db CPU/job':>10}  {'db exec/job':>11}  "
-        f"{'cores used (w+db)':>17}  conns/host",
+        f"{'cores busy: workers + db / machine':>34}  conns/host",
     ]
     for hosts in sorted(runs):
         ds = runs[hosts]
@@ -650,6 +684,7 @@ def format_report(results: dict[str, Any]) -> str:
         exec_ = median([d.db_exec_s / d.jobs * 1e6 for d in ds])
         cores_w = median([d.worker_cpu_s / d.steady_s for d in ds])
         cores_db = median([d.db_cpu_s / d.steady_s for d in ds])
+        cores_all = median([d.machine_cpu_s / d.steady_s for d in ds])
         conns = ds[len(ds) // 2].connections_per_host
         spread = ", ".join(
             f"{d.steady_per_s:,.0f}" for d in sorted(ds, key=lambda d: d.steady_per_s)
@@ -657,7 +692,8 @@ def format_report(results: dict[str, Any]) -> str:
         lines.append(
             f"  {hosts:>5}  {rate:>8,.0f}  {rate / base:>7.2f}x  {spread:<26}"
             f"  {worker:>11,.0f} µs  {db:>7,.0f} µs  {exec_:>8,.0f} µs  "
-            f"{cores_w:>7.2f} + {cores_db:<7.2f}  {conns}"
+            f"{cores_w:>13.2f} + {cores_db:.2f} / {cores_all:<4.2f} of {results['cpus']}"
+            f"  {conns}"
         )
     every = [d for ds in runs.values() for d in ds]
     lines.append("")
