@@ -399,6 +399,7 @@ class Drain:
     db_cpu_s: float  # steady window, all PostgreSQL server processes
     db_exec_s: float  # pg_stat_statements total_exec_time over the whole drain
     db_enqueue_cpu_s: float  # the enqueue (batches of 1000, COPY), all PostgreSQL processes
+    statements: list[dict[str, Any]]  # the drain's costliest statements
     machine_cpu_s: float  # steady window, every process on the machine
     connections_per_host: list[int]
     exactly_once: bool
@@ -422,11 +423,31 @@ ACTIVITY_SQL = """
     WHERE datname = current_database() AND client_addr IS NOT NULL
     GROUP BY 1
 """
-# pg_stat_statements' total over the drain, less the benchmark's own polling statements.
+# pg_stat_statements' total over the drain, less the benchmark's own polling statements; top
+# level only, as track=all also counts the statements inside functions (the claim's).
 EXEC_SQL = """
     SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements
-    WHERE query NOT LIKE '%count(*) FILTER%' AND query NOT LIKE '%pg_stat_activity%'
+    WHERE toplevel AND query NOT LIKE '%count(*) FILTER%' AND query NOT LIKE '%pg_stat_activity%'
 """
+
+TOP_SQL = """
+    SELECT calls, total_exec_time, rows, toplevel,
+           left(regexp_replace(query, '\\s+', ' ', 'g'), 70) AS query
+    FROM pg_stat_statements
+    WHERE query NOT LIKE '%count(*) FILTER%' AND query NOT LIKE '%pg_stat_activity%'
+    ORDER BY total_exec_time DESC LIMIT 6
+"""
+
+
+async def top_statements(url: str) -> list[dict[str, Any]]:
+    """The drain's costliest statements (pg_stat_statements, reset before the drain)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [dict(row) for row in await conn.fetch(TOP_SQL)]
+    finally:
+        await conn.close()
 
 
 async def poll_counts(conn: Any) -> tuple[int, int, dict[str, int]]:
@@ -609,6 +630,7 @@ def run_drain(
         asyncio.run(sql_execute(url, "SELECT pg_stat_statements_reset()"))
         watched = drain_with_hosts(cluster, net, name, hosts, args)
         db_exec_ms = asyncio.run(sql_value(url, EXEC_SQL))
+        statements = asyncio.run(top_statements(url))
         settle_statistics()
         after_drain = asyncio.run(db_state(url))
         ok, detail, workers = check_exactly_once(url, args.jobs)
@@ -624,6 +646,7 @@ def run_drain(
             db_cpu_s=watched.db_cpu_s,
             db_exec_s=float(db_exec_ms) / 1000,
             db_enqueue_cpu_s=enqueue_cpu,
+            statements=statements,
             machine_cpu_s=watched.machine_cpu_s,
             connections_per_host=[
                 watched.connections.get(net.host_address(i), 0) for i in range(1, hosts + 1)
@@ -728,6 +751,16 @@ def format_report(results: dict[str, Any]) -> str:
         f"    connections: {per_process:.1f} per worker process "
         "(most seen per host / processes per host; the supervisor's included)"
     )
+    last = every[-1]
+    lines.append(
+        f"  the costliest statements of the last drain ({last.hosts} host(s), "
+        "pg_stat_statements; µs of execution per job drained):"
+    )
+    for st in last.statements:
+        lines.append(
+            f"    {st['total_exec_time'] * 1000 / last.jobs:>6.1f} µs  {st['calls']:>7,} calls  "
+            f"{st['rows']:>7,} rows  {'' if st['toplevel'] else '(nested) '}{st['query']}"
+        )
     return "\n".join(lines)
 
 
