@@ -3,7 +3,9 @@
     python benchmarks/profile_drain.py --jobs 20000 --repeat 3 \
         --variant base:/tmp/base:10 --variant new:.:10 [--cprofile DIR] [--pg-data DIR]
 
-Each `--variant LABEL:TREE:PARALLELISM` drains `--jobs` no-op async jobs (`noop_jobs`, as
+Each `--variant LABEL:TREE:PARALLELISM[:SETTING=VALUE,...]` (e.g.
+`p100:.:100:claim_batch_size=128`: settings by field name, given to the workers as `JOBWORKER_*`
+variables) drains `--jobs` no-op async jobs (`noop_jobs`, as
 `benchmarks/throughput.py`) with `--concurrency` worker processes running the jobworker source
 in TREE (put first on the workers' PYTHONPATH) at PARALLELISM slots; the variants alternate,
 `--repeat` times each, each run on a fresh database of the server at $JOBWORKER_BENCH_PG_URL.
@@ -58,6 +60,7 @@ class Variant:
     label: str
     tree: Path
     parallelism: int
+    settings: dict[str, str]  # JOBWORKER_* variables of its workers
 
 
 @dataclass
@@ -69,8 +72,14 @@ class Run:
 
 
 def parse_variant(text: str) -> Variant:
-    label, tree, parallelism = text.split(":")
-    return Variant(label, Path(tree).resolve(), int(parallelism))
+    """LABEL:TREE:PARALLELISM[:SETTING=VALUE,...] (settings by field name, lower case)."""
+    label, tree, parallelism, *rest = text.split(":")
+    settings = {}
+    for pair in ",".join(rest).split(","):
+        if pair:
+            name, _, value = pair.partition("=")
+            settings[f"JOBWORKER_{name.upper()}"] = value
+    return Variant(label, Path(tree).resolve(), int(parallelism), settings)
 
 
 def postmaster_cpu(data_dir: Path | None) -> float | None:
@@ -132,6 +141,7 @@ def drain(backend: PostgresBackend, variant: Variant, args: argparse.Namespace, 
             out.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), str(variant.tree)])
+            env.update(variant.settings)
             env["JOBWORKER_BENCH_PROFILE_DIR"] = str(out)
             env["JOBWORKER_BENCH_CPROFILE"] = "1" if args.cprofile else "0"
             command = [
@@ -215,7 +225,8 @@ def main() -> int:
     for variant in args.variant:
         results = runs[variant.label]
         rate = statistics.median(r.steady_per_s for r in results)
-        print(f"\n== {variant.label} ({variant.tree}, parallelism {variant.parallelism})")
+        shown = " ".join(f"{k}={v}" for k, v in variant.settings.items())
+        print(f"\n== {variant.label} ({variant.tree}, parallelism {variant.parallelism} {shown})")
         print(f"drain jobs/s: {spread([r.steady_per_s for r in results])}")
         print(f"  ratio to {first}: {rate / base_rate:.2f}")
         print(f"worker CPU µs/job: {spread([r.worker_us_per_job for r in results])}")
