@@ -68,6 +68,8 @@ class Run:
     steady_per_s: float
     worker_us_per_job: float
     db_us_per_job: float | None
+    gc_us_per_job: float
+    gc_collections: list[int]  # per generation, both processes
     statements: list[tuple[Any, ...]]
 
 
@@ -181,6 +183,10 @@ def drain(backend: PostgresBackend, variant: Variant, args: argparse.Namespace, 
         steady_per_s=(args.jobs - first_done) / (last_at - first_at),
         worker_us_per_job=cpu / max(jobs, 1) * 1e6,
         db_us_per_job=db_us,
+        gc_us_per_job=sum(w.get("gc_s", 0.0) for w in workers) / max(jobs, 1) * 1e6,
+        gc_collections=[
+            sum(w.get("gc_collections", [0, 0, 0])[g] for w in workers) for g in range(3)
+        ],
         statements=statements,
     )
 
@@ -214,7 +220,9 @@ def main() -> int:
                 db = "-" if result.db_us_per_job is None else f"{result.db_us_per_job:,.0f}"
                 print(
                     f"[{run}] {variant.label}: {result.steady_per_s:,.0f} jobs/s, worker "
-                    f"{result.worker_us_per_job:,.0f} µs/job, database {db} µs/job",
+                    f"{result.worker_us_per_job:,.0f} µs/job (gc {result.gc_us_per_job:,.1f}, "
+                    f"collections {result.gc_collections}), "
+                    f"database {db} µs/job",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -230,6 +238,7 @@ def main() -> int:
         print(f"drain jobs/s: {spread([r.steady_per_s for r in results])}")
         print(f"  ratio to {first}: {rate / base_rate:.2f}")
         print(f"worker CPU µs/job: {spread([r.worker_us_per_job for r in results])}")
+        print(f"  of which garbage collection: {spread([r.gc_us_per_job for r in results])}")
         db = [r.db_us_per_job for r in results if r.db_us_per_job is not None]
         if db:
             print(f"database CPU µs/job: {spread(db)}")
