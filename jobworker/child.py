@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -160,6 +161,10 @@ def worker_main(origin: Origin, options: WorkerOptions, index: int, beat_fd: int
     """Body of a worker process; returns its exit code."""
     if not detach(origin, signal.SIGTERM):
         return 0
+    # What the process inherited (modules, the app, the registry) lives as long as it does:
+    # out of the collector's reach, a full collection no longer walks it. With 100 slots this
+    # took the collector's time from 13 to 4 µs per job (docs/performance.md).
+    gc.freeze()
     module = f" [{origin.module}]" if origin.module else ""
     setproctitle.setproctitle(f"jobworker: worker {index}{module} starting")
     os.set_blocking(beat_fd, False)

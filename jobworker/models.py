@@ -97,7 +97,6 @@ class ClaimedJob(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime
     result_ttl: float | None = None
     event_seq: int = 0  # the sequence of its `running` lifecycle event; the attempt's follow
-    running: JobEvent | None = None  # that event, as the storage built it (for the live bus)
     trace_context: str | None = None  # as the enqueuer stored it (NewJob.trace_context)
 
 

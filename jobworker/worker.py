@@ -43,6 +43,7 @@ from jobworker.models import (
 from jobworker.outage import Outage
 from jobworker.registration import Registration, process_row, refresh_interval
 from jobworker.storage import Storage
+from jobworker.storage.event_log import running_event
 
 logger = logging.getLogger("jobworker.worker")
 
@@ -395,8 +396,10 @@ class Worker:
             timestamp=self._timestamp,
             correlation_id=span.trace_id,
         )
-        if self._bus.publishes_stored and job.running is not None:
-            events.publish_stored(job.running)  # the claim's: live readers get it from the bus
+        if self._bus.publishes_stored:
+            # The claim's `running` event, stored by the claim: live readers get it from the bus.
+            # Built only for a bus that publishes it (Redis): a claimed job costs no event here.
+            events.publish_stored(running_event(job.id, job.event_seq, job.started_at, job.attempt))
         task = asyncio.create_task(
             self._run_job(job, ctx, events, span), name=f"job:{job.id}", context=span.context
         )

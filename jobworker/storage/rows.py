@@ -27,7 +27,6 @@ from jobworker.models import (
 )
 from jobworker.recurring import BeatLeader, RecurringJob
 from jobworker.storage.attempt_ends import Lease
-from jobworker.storage.event_log import running_event
 
 Row = Sequence[Any]
 T = TypeVar("T")
@@ -208,7 +207,6 @@ def _claimed(row: Row, values: Values) -> tuple[tuple[int, datetime], ClaimedJob
         started_at=started_at,
         result_ttl=_ttl(row[8]),
         event_seq=seq,
-        running=running_event(job_id, seq, started_at, attempt),
         trace_context=_trace_context(row[12]) if len(row) > 12 else None,
     )
     return (-_int(row[9], "priority"), _time(values, row[10], "run_at")), job
@@ -218,8 +216,8 @@ def claimed_jobs(rows: Iterable[Row], values: Values) -> ClaimRows:
     """A claim's rows (id, job_type, queue, args, attempt, max_attempts, enqueued_at,
     started_at, result_ttl, priority, run_at, event_seq, and trace_context when the claim read
     it), most urgent first (a claim made of several statements, one per capped job type,
-    returns them in no useful order), each with its `running` event; the rows that cannot be
-    read apart (the caller ends them)."""
+    returns them in no useful order); the rows that cannot be read apart (the caller ends
+    them)."""
     read, unreadable = read_each(rows, lambda row: _claimed(row, values))
     read.sort(key=lambda keyed: keyed[0])
     return ClaimRows([job for _, job in read], unreadable)
