@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -20,7 +20,7 @@ from jobworker.storage.sqlite.connection import Params, Session
 from jobworker.storage.sqlite.values import VALUES, event_row
 from jobworker.storage.sqlite.writes import after_parents_ended
 
-__all__ = ["complete", "end_leases", "end_unreadable"]
+__all__ = ["Prepared", "complete", "end_leases", "end_unreadable", "prepare"]
 
 logger = logging.getLogger("jobworker.storage.sqlite")
 
@@ -70,6 +70,47 @@ def _batchable(ends: Sequence[AttemptEnd]) -> bool:
     return True
 
 
+def end_payload(ends: Sequence[AttemptEnd]) -> str | None:
+    """`end_attempts`' :ends for `ends`, or None when they must be written one by one."""
+    if not _batchable(ends):
+        return None
+    payload = [
+        [
+            str(end.job_id),
+            end.owner,
+            end.attempt,
+            end.status.value,
+            end.attempt + end.attempt_change,
+            _text(end.result),
+            end.error_effect.value,
+            end.error,
+            end.traceback_effect.value,
+            end.traceback,
+            end.run_at.timestamp() if end.run_at else None,
+            int(end.ends),
+            end.result_ttl,
+            end.seq_floor,
+            end.seq_step,
+        ]
+        for end in ends
+    ]
+    return msgspec.json.encode(payload).decode()
+
+
+class Prepared(NamedTuple):
+    """A batch of outcomes decided before its write transaction (the lock is held for less):
+    the ends for jobs without a cancel request, and their `end_payload`."""
+
+    items: Sequence[Completion]
+    ends: list[AttemptEnd]
+    payload: str | None
+
+
+def prepare(items: Sequence[Completion], default_ttl: float) -> Prepared:
+    ends = [of_outcome(item, default_ttl, cancel_requested=False) for item in items]
+    return Prepared(items, ends, end_payload(ends))
+
+
 class _Ends:
     """The attempt ends of one transaction."""
 
@@ -110,36 +151,21 @@ class _Ends:
         self._add(end, start_seq, status, number, seq, error, run_at)
         return Change(end.job_id, seq, JobStatus(status), number, error, VALUES.maybe_time(run_at))
 
-    def write_many(self, ends: Sequence[AttemptEnd]) -> list[Change | None]:
+    def write_many(
+        self, ends: Sequence[AttemptEnd], payload: str | None = None
+    ) -> list[Change | None]:
         """`write` for each of `ends`, all for jobs with the same `cancel_requested`, in one
-        statement when they allow it (`_batchable`)."""
-        if not _batchable(ends):
+        statement when they allow it (`_batchable`); `payload`: `end_payload(ends)`, when the
+        caller made it already."""
+        if payload is None:
+            payload = end_payload(ends)
+        if payload is None:
             return [self.write(end) for end in ends]
         # Read before the statement: an end without its `running` event's number takes the
         # job's as it is before the end.
         start_seqs = [end.start_seq or self._running_seq(str(end.job_id)) for end in ends]
-        payload = [
-            [
-                str(end.job_id),
-                end.owner,
-                end.attempt,
-                end.status.value,
-                end.attempt + end.attempt_change,
-                _text(end.result),
-                end.error_effect.value,
-                end.error,
-                end.traceback_effect.value,
-                end.traceback,
-                end.run_at.timestamp() if end.run_at else None,
-                int(end.ends),
-                end.result_ttl,
-                end.seq_floor,
-                end.seq_step,
-            ]
-            for end in ends
-        ]
         params = {
-            "ends": msgspec.json.encode(payload).decode(),
+            "ends": payload,
             "now": self._now,
             "cancel_requested": int(ends[0].cancel_requested),
         }
@@ -211,20 +237,21 @@ class _Ends:
 
 def complete(
     session: Session,
-    items: Sequence[Completion],
+    prepared: Prepared,
     now: float,
     default_ttl: float,
     *,
     with_events: bool,
 ) -> tuple[int, list[JobEvent]]:
-    """Apply workers' outcomes (their events already stored); how many were applied and (with
-    `with_events`) the events of their ends (`event_log.end_events`). An outcome whose lease was
-    lost is dropped."""
+    """Apply workers' outcomes (`prepare`d; their events already stored); how many were applied
+    and (with `with_events`) the events of their ends (`event_log.end_events`). An outcome whose
+    lease was lost is dropped."""
+    items = prepared.items
     ends = _Ends(session, now, default_ttl)
     events: list[JobEvent] = []
     # Each end as decided for a job without a cancel request; those that found none (their job's
     # cancellation was requested, or their lease was lost) as decided for one with it.
-    written = ends.write_many([of_outcome(i, default_ttl, cancel_requested=False) for i in items])
+    written = ends.write_many(prepared.ends, prepared.payload)
     again = [index for index, change in enumerate(written) if change is None]
     if again:
         asked = [of_outcome(items[i], default_ttl, cancel_requested=True) for i in again]
