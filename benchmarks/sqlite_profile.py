@@ -79,8 +79,10 @@ class Figures:
                     stats[key] = (cc + cc2, nc + nc2, tt + tt2, ct + ct2, {**callers, **callers2})
                 else:
                     stats[key] = value
-        with open(self.output / f"{pid}.prof", "wb") as handle:
+        partial = self.output / f"{pid}.prof.partial"
+        with open(partial, "wb") as handle:
             marshal.dump(stats, handle)
+        os.replace(partial, self.output / f"{pid}.prof")  # never read half-written
         figures = {
             "statements": dict(self.statements),
             "rows": dict(self.rows),
@@ -116,7 +118,11 @@ def count_statements(figures: Figures, session: Any) -> None:
             if method_name == "execute_many":
                 params = list(params)
                 figures.rows[name] += len(params)
-            return method(self, name, params)
+            result = method(self, name, params)
+            if name == "claim":  # the jobs claimed: what the figures are divided by
+                result = list(result)
+                figures.rows["claimed"] += len(result)
+            return result
 
         setattr(session, method_name, wrapper)
 
@@ -268,6 +274,9 @@ def report(output: Path, jobs: int, drained: Any, top: int) -> str:
                 worker_stats.add(str(prof))
     steady = drained.steady_per_s or 0.0
     lines.append(f"SQLite drain profile: {jobs:,} jobs, {steady:,.0f} jobs/s (profiled)")
+    # The workers' last figures are those of their last dump, a second or less before they
+    # stopped: divide by the jobs those figures saw claimed.
+    jobs = rows.pop("claimed", 0) or jobs
     lines.append(f"  worker processes' figures, per job (from {len(list(output.glob('*.json')))})")
     lines.append(f"    write transactions   {sums['transactions'] / jobs:8.3f}")
     lines.append(f"    read transactions    {sums['snapshots'] / jobs:8.3f}")
