@@ -23,7 +23,10 @@ by default; `--handler sync` uses `bench.noop`, which runs on the worker's threa
 
 4. idle latency (`--latency N`, default 200): N jobs enqueued one at a time, 20 ms apart, to
    idle workers; each returns the time from just before its enqueue call to its start.
-5. with `--peers` (PostgreSQL): PgQueuer on the same server, from its own venv
+5. with `--peers` and `--backend sqlite`: Huey's SQLite storage (`benchmarks/peers/huey_bench.py`,
+   SqliteHuey, `--concurrency` consumer processes), run right after each jobworker drain (the
+   two alternate), and the drain and enqueue ratios vs Huey.
+   With `--peers` (PostgreSQL): PgQueuer on the same server, from its own venv
    (`bash benchmarks/peers/setup.sh`), and the ratios. `--repeat N` repeats batch enqueue and
    drain (and PgQueuer) N times and reports medians.
 6. with `--without-index NAME` (PostgreSQL): what one index costs the drain. Each repeat also
@@ -485,6 +488,47 @@ def run_pgqueuer(admin_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
     return figures
 
 
+# SQLite peer: Huey ---------------------------------------------------------------------------
+
+
+def run_huey(jobs: int, workers: int) -> dict[str, Any]:
+    """Huey's figures (SqliteHuey, `workers` consumer processes), from the peers' venv."""
+    if not PEERS_PYTHON.exists():
+        raise BenchmarkError("Huey is not installed: run `bash benchmarks/peers/setup.sh`")
+    progress(f"Huey (SqliteHuey), {jobs:,} tasks, {workers} consumer process(es) ...")
+    command = [str(PEERS_PYTHON), str(BENCH_DIR / "peers" / "huey_bench.py")]
+    command += ["--jobs", str(jobs), "--workers", str(workers), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise BenchmarkError(f"the Huey benchmark failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
+
+
+def huey_rows(r: Results, huey: dict[str, Any]) -> list[tuple[str, str, str]]:
+    ours = r.drain.steady_per_s or 0.0
+    return [
+        ("Huey", str(huey.get("version", "?")), "SqliteHuey, measured in this run, its own venv"),
+        (
+            "Huey enqueue",
+            f"{huey['enqueue_per_s']:,.0f} jobs/s",
+            f"one at a time; jobworker .delay() / Huey = "
+            f"{r.single_sync_per_s / huey['enqueue_per_s']:.2f}x",
+        ),
+        (
+            "Huey drain (steady state)",
+            f"{huey['steady_per_s']:,.0f} jobs/s",
+            f"{huey['workers']} consumer processes; incl. start-up "
+            f"{huey['total_per_s']:,.0f} jobs/s",
+        ),
+        (
+            "drain ratio vs Huey",
+            f"{ours / huey['steady_per_s']:.2f}x",
+            "jobworker steady / Huey steady, medians, runs alternated",
+        ),
+    ]
+
+
 def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-figure medians of several runs of the same nested JSON shape."""
     first = runs[0]
@@ -522,6 +566,7 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         batch_runs: list[float] = []
         drains: list[DrainFigures] = []
         drains_without: list[float] = []
+        huey_runs: list[dict[str, Any]] = []
         if args.without_index and not isinstance(backend, PostgresBackend):
             raise BenchmarkError("--without-index drops a PostgreSQL index: use --backend postgres")
         for run in range(1, args.repeat + 1):
@@ -541,6 +586,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 )
             finally:
                 app.close()
+            if args.peers and args.backend == "sqlite":
+                huey_runs.append(run_huey(args.jobs, args.concurrency))  # alternating
             if args.without_index:
                 drains_without.append(
                     drain_without_index(backend, args, fn, run, args.without_index)
@@ -559,8 +606,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 )
             finally:
                 app.close()
-    peers = None
-    if args.peers:
+    peers = {"huey": median_figures(huey_runs)} if huey_runs else None
+    if args.peers and peers is None:
         if args.backend != "postgres":
             raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
         progress("PgQueuer, same jobs and processes, batch size 100 and defaults ...")
@@ -657,6 +704,8 @@ def format_report(r: Results) -> str:
         )
     if r.peers and "pgqueuer" in r.peers:
         rows.extend(peer_rows(r, r.peers["pgqueuer"]))
+    if r.peers and "huey" in r.peers:
+        rows.extend(huey_rows(r, r.peers["huey"]))
     if r.without_index:
         w = r.without_index
         rows.append(
@@ -752,7 +801,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peers",
         action="store_true",
-        help="also run PgQueuer on the same server and print the ratios (postgres only)",
+        help="also run the peers and print the ratios (PgQueuer on postgres, Huey on sqlite)",
     )
     parser.add_argument(
         "--repeat",

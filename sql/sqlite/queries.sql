@@ -89,6 +89,58 @@ WHERE id = :id AND lease_owner = :owner AND attempt = :attempt AND status = 'run
   AND cancel_requested = :cancel_requested
 RETURNING status, attempt, event_seq, error, run_at;
 
+-- name: end_attempts
+-- end_attempt for a batch of ends in one statement (:ends, a JSON list of
+-- [id, owner, attempt, status, new_attempt, result, error_effect, error, traceback_effect,
+-- traceback, run_at, ends, result_ttl, seq_floor, seq_step], the result as JSON text), each
+-- fenced as end_attempt is, all for jobs whose cancellation was requested or not
+-- (:cancel_requested). Returns the ends written, with their job's id.
+UPDATE jobs
+SET status = e.status,
+    attempt = e.new_attempt,
+    started_at = CASE WHEN e.new_attempt < jobs.attempt THEN NULL ELSE jobs.started_at END,
+    result = CASE WHEN e.status = 'succeeded' THEN CAST(e.result AS BLOB) ELSE jobs.result END,
+    error = CASE e.error_effect
+        WHEN 'set' THEN e.error WHEN 'clear' THEN NULL ELSE jobs.error END,
+    traceback = CASE e.traceback_effect
+        WHEN 'set' THEN e.traceback WHEN 'clear' THEN NULL ELSE jobs.traceback END,
+    run_at = COALESCE(e.run_at, jobs.run_at),
+    completed_at = CASE WHEN e.ends THEN :now ELSE jobs.completed_at END,
+    expires_at = CASE WHEN e.ends THEN :now + e.result_ttl ELSE jobs.expires_at END,
+    event_seq = max(jobs.event_seq, e.seq_floor,
+        COALESCE((SELECT max(s.seq) FROM job_events AS s WHERE s.job_id = jobs.id), 0))
+        + e.seq_step,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+FROM (
+    SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS owner,
+        json_extract(value, '$[2]') AS attempt, json_extract(value, '$[3]') AS status,
+        json_extract(value, '$[4]') AS new_attempt, json_extract(value, '$[5]') AS result,
+        json_extract(value, '$[6]') AS error_effect, json_extract(value, '$[7]') AS error,
+        json_extract(value, '$[8]') AS traceback_effect,
+        json_extract(value, '$[9]') AS traceback, json_extract(value, '$[10]') AS run_at,
+        json_extract(value, '$[11]') AS ends, json_extract(value, '$[12]') AS result_ttl,
+        json_extract(value, '$[13]') AS seq_floor, json_extract(value, '$[14]') AS seq_step
+    FROM json_each(:ends)
+) AS e
+-- (+: the job is found by its id from each end, never by walking the status index)
+WHERE jobs.id = e.id AND jobs.lease_owner = e.owner AND jobs.attempt = e.attempt
+  AND +jobs.status = 'running' AND jobs.cancel_requested = :cancel_requested
+RETURNING id, status, attempt, event_seq, error, run_at;
+
+-- name: insert_attempts
+-- insert_attempt for a batch (:rows, a JSON list of [job_id, attempt, worker, started_at,
+-- ended_at, outcome, error, traceback, start_seq, end_seq, end_status, end_attempt, end_error,
+-- end_run_at]) in one statement.
+INSERT INTO job_attempts (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
+    start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+    json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+    json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+    json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'),
+    json_extract(value, '$[12]'), json_extract(value, '$[13]')
+FROM json_each(:rows)
+ORDER BY key;
+
 -- name: insert_attempt
 -- With the numbers of the attempt's `running` event and of its end's lifecycle event, and what
 -- the end event says (read_events derives both events from the row).

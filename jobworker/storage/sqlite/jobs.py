@@ -15,7 +15,7 @@ from jobworker.models import ClaimedJob, Completion, JobEvent, NewJob
 from jobworker.storage.database_clock import keep_synced
 from jobworker.storage.ports import EnqueueResult, NoSubscription, Recorded, Subscription
 from jobworker.storage.rows import claimed_jobs, read_each
-from jobworker.storage.sqlite.attempts import complete, end_leases, end_unreadable
+from jobworker.storage.sqlite.attempts import complete, end_leases, end_unreadable, prepare
 from jobworker.storage.sqlite.connection import Database, Session
 from jobworker.storage.sqlite.values import VALUES, event_rows_of, job_row, json_list
 from jobworker.storage.sqlite.writes import insert_job, settle_new_continuation
@@ -139,14 +139,16 @@ class SQLiteJobs:
             return Recorded()
         default_ttl = self._settings.result_ttl
         event_rows = event_rows_of(events, emitted_by, self._kept)
+        prepared = prepare(completions, default_ttl)  # outside the write lock
 
         def record(session: Session) -> Recorded:
             now = self._clock.now().timestamp()
             # Events first: a job's end is numbered after every event its attempt stored.
-            session.execute_many("insert_event", event_rows)
+            if event_rows:
+                session.execute_many("insert_event", event_rows)
             if not completions:
                 return Recorded()
-            applied, ended = complete(session, completions, now, default_ttl, with_events=lifecycle)
+            applied, ended = complete(session, prepared, now, default_ttl, with_events=lifecycle)
             return Recorded(applied=applied, events=ended)
 
         return await self._db.write(record)
