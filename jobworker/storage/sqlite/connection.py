@@ -13,7 +13,6 @@ from __future__ import annotations
 import fcntl
 import functools
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -77,7 +76,6 @@ class Session:
         self._conn = conn
         self._sql = queries("sqlite")
         self.path = path
-        self._write_lock: int | None = None  # the descriptor of the file's writer lock
 
     def execute(self, name: str, params: Params | Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._conn.execute(self._sql[name], params)
@@ -115,30 +113,15 @@ class Session:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction; `BEGIN IMMEDIATE` takes the write lock up front (no upgrade
-        deadlocks), and a lock held past the busy timeout is retried rather than raised.
-
-        jobworker's writers first queue on an exclusive `flock` of `<file>.write.lock`: the
-        kernel hands it to the next waiter the moment it is released, where SQLite's busy
-        handler polls with sleeps of 1 ms and more (many times a transaction's length), and
-        with several worker processes writing in turn that sleeping was most of a drain's
-        time. Other writers (the sqlite3 shell, older versions) still meet the busy timeout."""
-        fcntl.flock(self._writer_lock(), fcntl.LOCK_EX)
+        deadlocks), and a lock held past the busy timeout is retried rather than raised."""
+        _with_lock_retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
         try:
-            _with_lock_retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
-            try:
-                yield
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            else:
-                _with_lock_retry(lambda: self._conn.execute("COMMIT"))
-        finally:
-            fcntl.flock(self._writer_lock(), fcntl.LOCK_UN)
-
-    def _writer_lock(self) -> int:
-        if self._write_lock is None:
-            self._write_lock = os.open(self.path + ".write.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        return self._write_lock
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            _with_lock_retry(lambda: self._conn.execute("COMMIT"))
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -157,9 +140,6 @@ class Session:
 
     def close(self) -> None:
         self._conn.close()
-        if self._write_lock is not None:
-            os.close(self._write_lock)
-            self._write_lock = None
 
 
 class Database:
