@@ -15,8 +15,9 @@ What it writes per job, and nothing else (jobworker without Redis writes the sam
 `running` and end events are derived from the attempt row, a success's `result` event from
 `jobs.result`, so a job that only runs stores no `job_events` row):
 
-1. enqueue: one `jobs` row (id, job_type, queue, priority, status 'queued', args, max_attempts,
-   enqueued_at, run_at), 1000 per `INSERT ... SELECT FROM unnest(...)` statement;
+1. enqueue: one `jobs` row (a UUIDv7 id made by jobworker's own `uuid7`, job_type, queue,
+   priority, status 'queued', args, max_attempts, enqueued_at, run_at), 1000 per
+   `INSERT ... SELECT FROM unnest(...)` statement;
 2. claim: one `UPDATE jobs` per job (status 'running', attempt + 1, lease_owner,
    lease_expires_at, started_at, event_seq + 1) of rows picked in `jobs_claimable` order with
    `FOR UPDATE SKIP LOCKED`, up to the free in-flight slots per statement;
@@ -56,6 +57,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+from jobworker.ids import uuid7  # the same time-ordered ids as jobworker's
 
 BATCH_CHUNK = 1000
 POLL_INTERVAL = 0.05
@@ -253,7 +256,8 @@ async def enqueue(connection: asyncpg.Connection, count: int) -> float:
     started = time.perf_counter()
     for start in range(0, count, BATCH_CHUNK):
         n = min(BATCH_CHUNK, count - start)
-        ids = [uuid.uuid4() for _ in range(n)]
+        at = now()
+        ids = [uuid7(at) for _ in range(n)]
         args = [json.dumps({"n": i}) for i in range(start, start + n)]
         await connection.execute(ENQUEUE, ids, NOOP, QUEUE, now(), args)
     return rate(count, time.perf_counter() - started)
@@ -318,7 +322,7 @@ async def probe_latency(connection: asyncpg.Connection, count: int) -> list[floa
         sent = time.time()
         async with connection.transaction():
             await connection.execute(
-                ENQUEUE, [uuid.uuid4()], LATENCY, QUEUE, now(), [json.dumps({"sent": sent})]
+                ENQUEUE, [uuid7(now())], LATENCY, QUEUE, now(), [json.dumps({"sent": sent})]
             )
             await connection.execute("SELECT pg_notify($1, 'new')", CHANNEL)
         await asyncio.sleep(LATENCY_GAP)
