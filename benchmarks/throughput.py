@@ -28,8 +28,8 @@ by default; `--handler sync` uses `bench.noop`, which runs on the worker's threa
    script in `benchmarks/peers` (its docstring gives its configuration): the raw asyncpg
    ceiling loop (the least work that keeps jobworker's rows per job; project venv), PgQueuer
    and Procrastinate on the same server and Celery with a Redis broker (their own venv:
-   `bash benchmarks/peers/setup.sh`). `--repeat N` runs them N times in turn, A B C D A B C D,
-   after jobworker's repeats; the report prints one table of medians (batch enqueue, steady
+   `bash benchmarks/peers/setup.sh`). Each of jobworker's `--repeat` runs is followed by one of
+   each peer, in turn; the report prints one table of medians (batch enqueue, steady
    drain, idle latency p50/p99) with the ratios jobworker / each. A peer that cannot be run is
    reported in one line and the others still run. `--repeat N` also repeats jobworker's batch
    enqueue and drain N times and reports medians.
@@ -514,30 +514,36 @@ def run_peer(
     return figures
 
 
-def run_peers(
-    admin_url: str, jobs: int, concurrency: int, parallelism: int, repeat: int
-) -> dict[str, Any]:
-    """Every peer, `repeat` times in turn (A B C D A B C D ...): per peer, the medians of its
-    runs and each run's steady drain, or `error` (one line) when it could not be measured."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PEER_SCRIPTS}
-    errors: dict[str, str] = {}
-    for run in range(1, repeat + 1):
+class PeerRuns:
+    """The peers' runs, one round (every peer once, in turn) after each of jobworker's repeats,
+    so that each system's runs are spread over the same stretch of the machine's load."""
+
+    def __init__(self, admin_url: str, jobs: int, concurrency: int, parallelism: int) -> None:
+        self.command = (admin_url, jobs, concurrency, parallelism)
+        self.runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PEER_SCRIPTS}
+        self.errors: dict[str, str] = {}  # a peer that failed once is not run again
+
+    def run_round(self, run: int, repeat: int) -> None:
         for name in PEER_SCRIPTS:
-            if name in errors:
+            if name in self.errors:
                 continue
             progress(f"[{run}/{repeat}] peer: {PEER_TITLES[name]} ...")
             try:
-                runs[name].append(run_peer(name, admin_url, jobs, concurrency, parallelism))
+                self.runs[name].append(run_peer(name, *self.command))
             except (BenchmarkError, subprocess.TimeoutExpired, ValueError) as exc:
-                errors[name] = str(exc).splitlines()[0]
-    peers: dict[str, Any] = {}
-    for name in PEER_SCRIPTS:
-        if name in errors:
-            peers[name] = {"error": errors[name]}
-        else:
-            peers[name] = median_figures(runs[name])
-            peers[name]["drain_runs"] = [drain_steady(r) for r in runs[name]]
-    return peers
+                self.errors[name] = str(exc).splitlines()[0]
+
+    def summary(self) -> dict[str, Any]:
+        """Per peer, the medians of its runs and each run's steady drain, or `error` (one line)
+        when it could not be measured."""
+        peers: dict[str, Any] = {}
+        for name, runs in self.runs.items():
+            if name in self.errors:
+                peers[name] = {"error": self.errors[name]}
+            else:
+                peers[name] = median_figures(runs)
+                peers[name]["drain_runs"] = [drain_steady(r) for r in runs]
+        return peers
 
 
 def drain_steady(figures: dict[str, Any]) -> float:
@@ -579,6 +585,13 @@ def progress(message: str) -> None:
 def run_benchmark(args: argparse.Namespace) -> Results:
     module = load_jobs()
     fn: JobFunction[Any, Any] = getattr(module, HANDLERS[args.handler])
+    peer_runs = None
+    if args.peers:
+        if args.backend != "postgres":
+            raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
+        peer_runs = PeerRuns(
+            PostgresBackend().admin_url, args.jobs, args.concurrency, args.parallelism
+        )
     with open_backend(args.backend) as backend:
         app = App(database_url=backend.new_database("enqueue"))
         try:
@@ -615,6 +628,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 drains_without.append(
                     drain_without_index(backend, args, fn, run, args.without_index)
                 )
+            if peer_runs is not None:
+                peer_runs.run_round(run, args.repeat)
         batch = statistics.median(batch_runs)
         drains.sort(key=lambda d: d.steady_per_s or 0.0)
         drain = drains[len(drains) // 2]  # the median run
@@ -629,12 +644,6 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 )
             finally:
                 app.close()
-    peers = None
-    if args.peers:
-        if args.backend != "postgres":
-            raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
-        admin_url = PostgresBackend().admin_url
-        peers = run_peers(admin_url, args.jobs, args.concurrency, args.parallelism, args.repeat)
     return Results(
         backend=args.backend,
         jobs=args.jobs,
@@ -649,7 +658,7 @@ def run_benchmark(args: argparse.Namespace) -> Results:
         batch_runs=batch_runs,
         drain_runs=[d.steady_per_s or 0.0 for d in drains],
         latency=latency,
-        peers=peers,
+        peers=None if peer_runs is None else peer_runs.summary(),
         without_index=None
         if not drains_without
         else {
