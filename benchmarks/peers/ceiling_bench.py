@@ -20,7 +20,8 @@ What it writes per job, and nothing else (jobworker without Redis writes the sam
    `INSERT ... SELECT FROM unnest(...)` statement;
 2. claim: one `UPDATE jobs` per job (status 'running', attempt + 1, lease_owner,
    lease_expires_at, started_at, event_seq + 1) of rows picked in `jobs_claimable` order with
-   `FOR UPDATE SKIP LOCKED`, up to the free in-flight slots per statement;
+   `FOR UPDATE SKIP LOCKED`, up to the free in-flight slots per statement (with claim_batch's
+   planner settings: no sequential or bitmap scans);
 3. completion: one `UPDATE jobs` per job (status 'succeeded', result, completed_at, expires_at,
    lease cleared, event_seq + 1) and one `INSERT INTO job_attempts` row (worker, started_at,
    ended_at, outcome, start_seq, end_seq, end_status, end_attempt) in one statement per batch
@@ -154,8 +155,11 @@ class Worker:
         self.flush = asyncio.Event()
 
     async def run(self, stop: Any) -> None:
-        claimer = await asyncpg.connect(self.dsn)
-        completer = await asyncpg.connect(self.dsn)
+        # jobworker's claim_batch runs with these planner settings: on a fresh table with no
+        # statistics (and autovacuum off) the planner would otherwise scan the whole table.
+        planner = {"enable_seqscan": "off", "enable_bitmapscan": "off"}
+        claimer = await asyncpg.connect(self.dsn, server_settings=planner)
+        completer = await asyncpg.connect(self.dsn, server_settings=planner)
         await claimer.add_listener(CHANNEL, lambda *_: self.wake.set())
         task = asyncio.create_task(self.complete_loop(completer))
         try:
