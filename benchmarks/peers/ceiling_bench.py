@@ -367,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     out = {
-        "version": "asyncpg " + asyncpg.__version__,
+        "version": asyncpg.__version__,
         "batch_enqueue": figures.batch_enqueue,
         "drain": {"steady": figures.steady, "with_startup": figures.with_startup},
         "latency_ms": {
