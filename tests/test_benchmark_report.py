@@ -122,3 +122,16 @@ def test_the_table_gives_every_system_and_every_ratio(bench: ModuleType) -> None
 
 def test_no_peers_no_table(bench: ModuleType) -> None:
     assert bench.format_peers(results(bench, {})) == []
+
+
+def test_a_peer_that_cannot_run_is_one_error_and_not_run_again(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "PEERS_PYTHON", tmp_path / "missing" / "python")
+    monkeypatch.setattr(bench, "PEER_SCRIPTS", {"celery": ("celery_bench.py", True)})
+    runs = bench.PeerRuns("postgresql://h/postgres", 10, 2, 10)
+    runs.run_round(1, 2)
+    runs.run_round(2, 2)
+    assert runs.summary() == {
+        "celery": {"error": "not installed: run `bash benchmarks/peers/setup.sh`"}
+    }
