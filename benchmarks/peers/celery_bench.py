@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         r = client()
         r.delete(QUEUE, DONE_KEY, LATENCY_KEY)
-        for key in r.scan_iter(f"{QUEUE}*"):
+        for key in r.scan_iter(f"*{QUEUE}*"):  # with kombu's _kombu.binding.* keys
             r.delete(key)
     print(json.dumps(figures, indent=2) if args.json else figures)
     return 0
