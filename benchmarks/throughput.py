@@ -23,12 +23,19 @@ by default; `--handler sync` uses `bench.noop`, which runs on the worker's threa
 
 4. idle latency (`--latency N`, default 200): N jobs enqueued one at a time, 20 ms apart, to
    idle workers; each returns the time from just before its enqueue call to its start.
-5. with `--peers` and `--backend sqlite`: Huey's SQLite storage (`benchmarks/peers/huey_bench.py`,
+5. with `--peers` (PostgreSQL): the same measurements for the peers, side by side, with the
+   same number of processes (and in-flight jobs where the peer has the knob), each from its
+   script in `benchmarks/peers` (its docstring gives its configuration): the raw asyncpg
+   ceiling loop (the least work that keeps jobworker's rows per job; project venv), PgQueuer
+   and Procrastinate on the same server and Celery with a Redis broker (their own venv:
+   `bash benchmarks/peers/setup.sh`). Each of jobworker's `--repeat` runs is followed by one of
+   each peer, in turn; the report prints one table of medians (batch enqueue, steady
+   drain, idle latency p50/p99) with the ratios jobworker / each. A peer that cannot be run is
+   reported in one line and the others still run. `--repeat N` also repeats jobworker's batch
+   enqueue and drain N times and reports medians.
+   With `--peers` and `--backend sqlite`: Huey's SQLite storage (`benchmarks/peers/huey_bench.py`,
    SqliteHuey, `--concurrency` consumer processes), run right after each jobworker drain (the
    two alternate), and the drain and enqueue ratios vs Huey.
-   With `--peers` (PostgreSQL): PgQueuer on the same server, from its own venv
-   (`bash benchmarks/peers/setup.sh`), and the ratios. `--repeat N` repeats batch enqueue and
-   drain (and PgQueuer) N times and reports medians.
 6. with `--without-index NAME` (PostgreSQL): what one index costs the drain. Each repeat also
    drains a database whose index NAME was dropped after migrating, right after the one that
    has it (the two side by side, in the same run), and the report gives both medians and their
@@ -460,32 +467,101 @@ def percentile(sorted_values: list[float], pct: float) -> float:
 PEERS_PYTHON = BENCH_DIR / ".venv-peers" / "bin" / "python"
 
 
-def run_pgqueuer(admin_url: str, jobs: int, concurrency: int) -> dict[str, Any]:
-    """PgQueuer's figures on the same server, from its own venv (`benchmarks/peers/setup.sh`)."""
-    if not PEERS_PYTHON.exists():
-        raise BenchmarkError("PgQueuer is not installed: run `bash benchmarks/peers/setup.sh`")
+PEER_SCRIPTS = {  # name -> (script in benchmarks/peers, runs in the peers' venv)
+    "ceiling": ("ceiling_bench.py", False),
+    "pgqueuer": ("pgqueuer_bench.py", True),
+    "procrastinate": ("procrastinate_bench.py", True),
+    "celery": ("celery_bench.py", True),
+}
+PEER_TITLES = {
+    "ceiling": "raw asyncpg ceiling",
+    "pgqueuer": "PgQueuer",
+    "procrastinate": "Procrastinate",
+    "celery": "Celery (Redis)",
+}
+
+
+def peer_command(
+    name: str, admin_url: str, jobs: int, concurrency: int, parallelism: int
+) -> list[str]:
+    """The command that runs one peer's benchmark and prints its figures as JSON."""
+    script, in_peers_venv = PEER_SCRIPTS[name]
+    python = str(PEERS_PYTHON) if in_peers_venv else sys.executable
+    command = [python, str(BENCH_DIR / "peers" / script), "--jobs", str(jobs), "--json"]
+    command += ["--concurrency", str(concurrency)]
+    if name != "celery":
+        command += ["--dsn", admin_url]
+    if name == "pgqueuer":
+        command += ["--batch-size", "100"]
+    if name in ("ceiling", "procrastinate"):
+        command += ["--parallelism", str(parallelism)]
+    return command
+
+
+def run_peer(
+    name: str, admin_url: str, jobs: int, concurrency: int, parallelism: int
+) -> dict[str, Any]:
+    """One peer's figures on the same server (PgQueuer and the others from their own venv)."""
+    if PEER_SCRIPTS[name][1] and not PEERS_PYTHON.exists():
+        raise BenchmarkError("not installed: run `bash benchmarks/peers/setup.sh`")
     result = subprocess.run(
-        [
-            str(PEERS_PYTHON),
-            str(BENCH_DIR / "peers" / "pgqueuer_bench.py"),
-            "--dsn",
-            admin_url,
-            "--jobs",
-            str(jobs),
-            "--concurrency",
-            str(concurrency),
-            "--batch-size",
-            "100",
-            "--json",
-        ],
+        peer_command(name, admin_url, jobs, concurrency, parallelism),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
     )
     if result.returncode != 0:
-        raise BenchmarkError(f"the PgQueuer benchmark failed:\n{result.stderr[-3000:]}")
+        lines = result.stderr.strip().splitlines() or ["(no output)"]
+        raise BenchmarkError(f"exit code {result.returncode}: {lines[-1]}")
     figures: dict[str, Any] = json.loads(result.stdout)
     return figures
+
+
+class PeerRuns:
+    """The peers' runs, one round (every peer once, in turn) after each of jobworker's repeats,
+    so that each system's runs are spread over the same stretch of the machine's load."""
+
+    def __init__(self, admin_url: str, jobs: int, concurrency: int, parallelism: int) -> None:
+        self.command = (admin_url, jobs, concurrency, parallelism)
+        self.runs: dict[str, list[dict[str, Any]]] = {name: [] for name in PEER_SCRIPTS}
+        self.errors: dict[str, str] = {}  # a peer that failed once is not run again
+
+    def run_round(self, run: int, repeat: int) -> None:
+        for name in PEER_SCRIPTS:
+            if name in self.errors:
+                continue
+            progress(f"[{run}/{repeat}] peer: {PEER_TITLES[name]} ...")
+            try:
+                self.runs[name].append(run_peer(name, *self.command))
+            except (BenchmarkError, subprocess.TimeoutExpired, ValueError) as exc:
+                self.errors[name] = str(exc).splitlines()[0]
+
+    def summary(self) -> dict[str, Any]:
+        """Per peer, the medians of its runs and each run's steady drain, or `error` (one line)
+        when it could not be measured."""
+        peers: dict[str, Any] = {}
+        for name, runs in self.runs.items():
+            if name in self.errors:
+                peers[name] = {"error": self.errors[name]}
+            else:
+                peers[name] = median_figures(runs)
+                peers[name]["drain_runs"] = [drain_steady(r) for r in runs]
+        return peers
+
+
+def drain_steady(figures: dict[str, Any]) -> float:
+    """A peer's steady drain rate: PgQueuer's best configuration, or the only one."""
+    drain = figures["drain"]
+    if "steady" in drain:
+        return float(drain["steady"] or 0.0)
+    return max(float(d["steady"] or 0.0) for d in drain.values())
+
+
+def ratio(ours: float | None, theirs: float | None) -> float | None:
+    """ours / theirs, or None when either is missing or theirs is 0."""
+    if ours is None or not theirs:
+        return None
+    return ours / theirs
 
 
 # SQLite peer: Huey ---------------------------------------------------------------------------
@@ -553,6 +629,11 @@ def progress(message: str) -> None:
 def run_benchmark(args: argparse.Namespace) -> Results:
     module = load_jobs()
     fn: JobFunction[Any, Any] = getattr(module, HANDLERS[args.handler])
+    peer_runs = None
+    if args.peers and args.backend == "postgres":
+        peer_runs = PeerRuns(
+            PostgresBackend().admin_url, args.jobs, args.concurrency, args.parallelism
+        )
     with open_backend(args.backend) as backend:
         app = App(database_url=backend.new_database("enqueue"))
         try:
@@ -592,6 +673,8 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 drains_without.append(
                     drain_without_index(backend, args, fn, run, args.without_index)
                 )
+            if peer_runs is not None:
+                peer_runs.run_round(run, args.repeat)
         batch = statistics.median(batch_runs)
         drains.sort(key=lambda d: d.steady_per_s or 0.0)
         drain = drains[len(drains) // 2]  # the median run
@@ -606,14 +689,9 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                 )
             finally:
                 app.close()
-    peers = {"huey": median_figures(huey_runs)} if huey_runs else None
-    if args.peers and peers is None:
-        if args.backend != "postgres":
-            raise BenchmarkError("--peers compares PostgreSQL queues: use --backend postgres")
-        progress("PgQueuer, same jobs and processes, batch size 100 and defaults ...")
-        admin_url = PostgresBackend().admin_url
-        runs = [run_pgqueuer(admin_url, args.jobs, args.concurrency) for _ in range(args.repeat)]
-        peers = {"pgqueuer": median_figures(runs)}
+    peers = None if peer_runs is None else peer_runs.summary()
+    if huey_runs:
+        peers = {"huey": median_figures(huey_runs)}
     return Results(
         backend=args.backend,
         jobs=args.jobs,
@@ -702,8 +780,6 @@ def format_report(r: Results) -> str:
                 f"{r.latency.jobs} jobs enqueued one at a time, enqueue -> handler start",
             )
         )
-    if r.peers and "pgqueuer" in r.peers:
-        rows.extend(peer_rows(r, r.peers["pgqueuer"]))
     if r.peers and "huey" in r.peers:
         rows.extend(huey_rows(r, r.peers["huey"]))
     if r.without_index:
@@ -722,6 +798,7 @@ def format_report(r: Results) -> str:
     for label, value, note in rows:
         line = f"  {label:<{label_width}}  {value:>{value_width}}"
         lines.append(f"{line}   ({note})" if note else line)
+    lines.extend(format_peers(r))
     if d.worker_log:
         lines.append(f"worker output ({len(d.worker_log)} line(s), log level WARNING):")
         lines.extend(f"  | {line}" for line in d.worker_log[:20])
@@ -734,37 +811,75 @@ def runs_text(values: list[float]) -> str:
     return ", ".join(f"{v:,.0f}" for v in sorted(values))
 
 
-def peer_rows(r: Results, pgq: dict[str, Any]) -> list[tuple[str, str, str]]:
-    drains = pgq["drain"]
-    best_name, best = max(drains.items(), key=lambda item: item[1]["steady"] or 0)
-    ours = r.drain.steady_per_s or 0.0
-    rows = [
-        ("PgQueuer", pgq.get("version", "?"), "measured in this run, its own venv"),
-        (
-            "PgQueuer batch enqueue",
-            f"{pgq['batch_enqueue']:,.0f} jobs/s",
-            f"jobworker / PgQueuer = {r.batch_per_s / pgq['batch_enqueue']:.2f}x",
-        ),
-    ]
-    for name, figures in drains.items():
-        rows.append(
+def format_peers(r: Results) -> list[str]:
+    """One table: each system's batch enqueue, steady drain and idle latency, and the ratios
+    jobworker / system; a peer that could not be measured gets one line saying why. (SQLite's
+    peer, Huey, is reported in the main table: `huey_rows`.)"""
+    if not r.peers or r.backend != "postgres":
+        return []
+    ours = {
+        "batch_enqueue": r.batch_per_s,
+        "drain": r.drain.steady_per_s,
+        "p50": r.latency.p50_ms if r.latency else None,
+        "p99": r.latency.p99_ms if r.latency else None,
+    }
+    header = ("system", "enqueue/s", "drain/s", "p50 ms", "p99 ms", "jw/x enq", "jw/x drain")
+    table = [header, ("jobworker " + r.jobworker, *figures_cells(ours), "", "")]
+    failed: list[str] = []
+    notes: list[str] = []
+    for name, figures in r.peers.items():
+        title = PEER_TITLES.get(name, name)
+        if "error" in figures:
+            failed.append(f"  {title}: not measured ({figures['error']})")
+            continue
+        lat = figures.get("latency_ms") or {}
+        theirs = {
+            "batch_enqueue": figures.get("batch_enqueue"),
+            "drain": drain_steady(figures),
+            "p50": lat.get("p50"),
+            "p99": lat.get("p99"),
+        }
+        table.append(
             (
-                f"PgQueuer drain ({name})",
-                f"{figures['steady']:,.0f} jobs/s",
-                f"incl. start-up {figures['with_startup']:,.0f} jobs/s",
+                f"{title} {figures.get('version', '')}".strip(),
+                *figures_cells(theirs),
+                ratio_text(ratio(ours["batch_enqueue"], theirs["batch_enqueue"])),
+                ratio_text(ratio(ours["drain"], theirs["drain"])),
             )
         )
-    rows.append(
-        (
-            "drain ratio vs best",
-            f"{ours / best['steady']:.2f}x",
-            f"jobworker steady / PgQueuer {best_name} steady",
-        )
+        runs = figures.get("drain_runs") or []
+        if len(runs) > 1:
+            notes.append(f"  {title} drain runs: {runs_text(runs)}")
+        if name == "pgqueuer":
+            configs = ", ".join(
+                f"{config} {'n/a' if d['steady'] is None else format(d['steady'], ',.0f')}"
+                for config, d in figures["drain"].items()
+            )
+            notes.append(f"  PgQueuer drain by configuration (best in the table): {configs}")
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["side by side (medians; jw/x = jobworker / that system):"]
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return lines + notes + failed
+
+
+def figures_cells(f: dict[str, float | None]) -> tuple[str, str, str, str]:
+    def number(value: float | None, spec: str) -> str:
+        return "n/a" if value is None else format(value, spec)
+
+    return (
+        number(f["batch_enqueue"], ",.0f"),
+        number(f["drain"], ",.0f"),
+        number(f["p50"], ".1f"),
+        number(f["p99"], ".1f"),
     )
-    lat = pgq.get("latency_ms") or {}
-    if lat:
-        rows.append(("PgQueuer latency p50 / p99", f"{lat['p50']:.1f} / {lat['p99']:.1f} ms", ""))
-    return rows
+
+
+def ratio_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
 
 
 def positive_int(text: str) -> int:
@@ -801,13 +916,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--peers",
         action="store_true",
-        help="also run the peers and print the ratios (PgQueuer on postgres, Huey on sqlite)",
+        help="also run the peers and print the ratios: on postgres the ceiling loop, PgQueuer, "
+        "Procrastinate and Celery; on sqlite Huey",
     )
     parser.add_argument(
         "--repeat",
         type=positive_int,
         default=1,
-        help="batch enqueue and drain this many times (and PgQueuer too); medians are reported",
+        help="batch enqueue and drain this many times (and each peer too); medians are reported",
     )
     parser.add_argument(
         "--without-index",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create (or bring up to date) the peers' venv at benchmarks/.venv-peers and install
+# Create (or bring up to date) the peers' venv (PgQueuer, Procrastinate, Celery) at
+# benchmarks/.venv-peers, install
 # benchmarks/peers/requirements.txt into it. Safe to run any number of times.
 #
 #   bash benchmarks/peers/setup.sh            # uses python3 from PATH
@@ -18,4 +19,6 @@ fi
 
 # pip leaves already-satisfied pins alone, so a second run only checks.
 "$venv/bin/python" -m pip install --disable-pip-version-check --quiet -r "$requirements"
-"$venv/bin/python" -c 'import asyncpg, pgqueuer, uvloop; print("pgqueuer", pgqueuer.__version__)'
+"$venv/bin/python" -c 'import asyncpg, celery, pgqueuer, procrastinate, redis, uvloop
+from importlib.metadata import version
+print(*(f"{name} {version(name)}" for name in ("pgqueuer", "procrastinate", "celery")))'
