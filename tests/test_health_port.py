@@ -161,7 +161,14 @@ def test_readyz_turns_503_when_its_workers_stall_and_200_when_they_resume(
     # silent worker process, so the stalled processes stay as they are.
     env = env_of(store, JOBWORKER_HEARTBEAT_TIMEOUT="2")
     supervisor = probed(env, "--concurrency", "2", "--heartbeat-timeout", "120")
-    supervisor.wait("/readyz", 200)
+    # Ready as soon as one worker process has a row: wait for both before stalling them.
+    wait_for(
+        lambda: checks(supervisor.wait("/readyz", 200))["workers"][1].startswith(
+            "2 worker process(es)"
+        ),
+        30,
+        "both worker processes in the registry",
+    )
     workers = supervisor.workers()
     for worker in workers:
         worker.suspend()
