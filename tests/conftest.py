@@ -31,6 +31,19 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key)
 
 
+@pytest.fixture(autouse=True)
+def _no_app_left_bound() -> Iterator[None]:
+    """A test that leaves an App open on the default registry sends every later test's
+    `.delay()` in the same process to that App's database: fail it, and set the registry free."""
+    from jobworker.definitions import default_registry
+
+    yield
+    bound = default_registry.bound
+    if bound is not None and not default_registry._released:
+        default_registry.release(bound)
+        pytest.fail(f"the test left an App open on the default registry: {bound!r}")
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """One PostgreSQL database for the whole session; tests take a schema of their own in it."""

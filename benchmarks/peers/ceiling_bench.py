@@ -45,7 +45,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import multiprocessing
 import os
 import secrets
@@ -55,9 +54,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from figures import percentile, progress, rate, with_database
 
 from jobworker.ids import uuid7  # the same time-ordered ids as jobworker's
 
@@ -116,23 +115,6 @@ SELECT count(*), (SELECT pg_notify($8, 'done')) FROM updated
 
 class BenchmarkError(Exception):
     """The benchmark could not complete."""
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
 def now() -> datetime:

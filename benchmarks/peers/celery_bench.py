@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
 import os
 import secrets
 import subprocess
@@ -38,6 +37,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from figures import percentile, progress, rate
 
 HERE = Path(__file__).resolve().parent
 POLL_INTERVAL = 0.05
@@ -78,19 +78,6 @@ def latency(sent: float) -> None:
 
 class BenchmarkError(Exception):
     """The benchmark could not complete."""
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
 
 
 def start_worker(concurrency: int) -> subprocess.Popen[bytes]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import math
 import os
 import signal
 import sqlite3
@@ -37,6 +36,8 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from figures import progress, rate
 
 HERE = Path(__file__).resolve().parent
 POLL_INTERVAL = 0.05
@@ -60,14 +61,6 @@ class Results:
     steady_per_s: float | None
     total_per_s: float
     exit_code: int | None
-
-
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def enqueue(jobs: int) -> float:

@@ -40,7 +40,6 @@ import contextlib
 import importlib.metadata
 import inspect
 import json
-import math
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.queues
@@ -49,13 +48,13 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import uvloop
+from figures import percentile, progress, rate, with_database
 from pgqueuer import AsyncpgDriver, Job, Queries, QueueManager
 
 NOOP = "bench.noop"
@@ -205,23 +204,7 @@ class Results:
         }
 
 
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
-
-
-def percentile(values: Sequence[float], pct: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 # The database -------------------------------------------------------------------------------
-
-
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 async def admin_execute(dsn: str, statement: str) -> None:
@@ -436,10 +419,6 @@ async def run_benchmark(args: argparse.Namespace) -> Results:
 
 
 # Reporting ----------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def format_report(r: Results) -> str:

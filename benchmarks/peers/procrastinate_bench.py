@@ -28,16 +28,15 @@ import argparse
 import asyncio
 import importlib.metadata
 import json
-import math
 import multiprocessing
 import secrets
 import sys
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import redis
+from figures import percentile, progress, rate, with_database
 from procrastinate import App, PsycopgConnector
 
 BATCH_CHUNK = 1000
@@ -73,23 +72,6 @@ def worker_main(dsn: str, redis_url: str, parallelism: int) -> None:
             await app.run_worker_async(concurrency=parallelism)
 
     asyncio.run(run())
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else math.inf
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(pct / 100 * len(ordered))) - 1]
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
 
 
 async def admin(dsn: str, statement: str) -> None:

@@ -109,7 +109,7 @@ async def test_retry_a_dead_system_job_from_its_page(site: Site) -> None:  # noq
         await page.get_by_role("button", name="Yes, retry it").click()
         await page.get_by_role("status").filter(has_text="Queued again").wait_for()
         # It ran again (and failed again: it always does): a second attempt is shown. A worker
-        # must claim and run it first: up to 30 s on a loaded machine (15 s was seen to pass).
+        # must claim and run it first: up to 30 s on a loaded machine (15 s once ran out).
         second = page.locator(".attempt[data-attempt='2'][data-outcome='dead']")
         await second.wait_for(timeout=30_000)
         job = await until_status(site, job_id, JobStatus.DEAD)
