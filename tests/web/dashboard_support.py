@@ -175,7 +175,9 @@ async def browser_page(
         try:
             context = await browser.new_context(viewport=viewport)  # type: ignore[arg-type]
             page = await context.new_page()
-            page.set_default_timeout(15_000)
+            # 30 s: the suite runs four test processes on two cores beside real worker
+            # processes and private database clusters; a login page has taken over 15 s there.
+            page.set_default_timeout(30_000)
             yield page, PageProblems(page)
         finally:
             await browser.close()
