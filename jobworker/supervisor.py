@@ -407,7 +407,7 @@ class Supervisor:
             logger.info("worker %d (pid %d) exited", child.index, child.pid)
             self._fast_exits = 0
         else:
-            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            how = _how_it_ended(code)
             logger.error("worker %d (pid %d) died (%s)", child.index, child.pid, how)
             lost = not self._stopping
             reason = f"worker process died ({how})" if lost else "released at shutdown"
@@ -426,7 +426,7 @@ class Supervisor:
                         f"row (the last, worker {child.index}, with {how})",
                     )
                     return
-                backoff = min(0.5 * 2**self._fast_exits, _RESTART_BACKOFF_MAX)
+                backoff = _restart_pause(self._fast_exits)
                 self._next_spawn_at = time.monotonic() + backoff
                 logger.warning(
                     "worker %d died as it started (after %.1fs); next start in %.1fs",
@@ -472,12 +472,10 @@ class Supervisor:
             os.close(probes.control)
         if self._stopping:
             return
-        code = os.waitstatus_to_exitcode(status)
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        how = _how_it_ended(os.waitstatus_to_exitcode(status))
         lived = time.monotonic() - probes.started
         self._probe_fast_exits = self._probe_fast_exits + 1 if lived < _FAST_EXIT else 0
-        backoff = min(0.5 * 2**self._probe_fast_exits, _RESTART_BACKOFF_MAX)
-        backoff = backoff if self._probe_fast_exits else 0.0
+        backoff = _restart_pause(self._probe_fast_exits) if self._probe_fast_exits else 0.0
         self._next_probes_at = time.monotonic() + backoff
         logger.error(
             "the health process (pid %d) died (%s); starting another in %.1fs",
@@ -622,6 +620,17 @@ class Supervisor:
             inherited=(self._wake_r, self._wake_w, *heartbeats, *probes, *descriptors),
             module=self.options.title,
         )
+
+
+def _how_it_ended(code: int) -> str:
+    """A child's exit code (`os.waitstatus_to_exitcode`) in words."""
+    return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+
+def _restart_pause(fast_exits: int) -> float:
+    """Seconds before a child that died as it started, `fast_exits` times in a row, is started
+    again: doubling, up to a limit."""
+    return min(0.5 * 2.0**fast_exits, _RESTART_BACKOFF_MAX)
 
 
 def _anonymous_memory_mb(pid: int) -> float:
