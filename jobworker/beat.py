@@ -444,7 +444,9 @@ class Beat:
                 )
                 term_started = max(term_started, now)
             try:
-                wake = await self.fire_due(term_started)
+                # The instant the step check read: a step during the reads below is seen by
+                # the next pass, not taken as ticks that came due.
+                wake = await self.fire_due(term_started, now)
                 if time.monotonic() >= next_rescue and self._trusted():
                     next_rescue = time.monotonic() + self.settings.rescue_interval
                     await self._maintain()
@@ -460,10 +462,13 @@ class Beat:
                 delay = min(delay, (wake - self.clock.now()).total_seconds())
             await asyncio.sleep(max(delay, 0.001))
 
-    async def fire_due(self, term_started: datetime) -> datetime | None:
-        """Fire every due tick; returns when the next one is due (None: none is known)."""
+    async def fire_due(
+        self, term_started: datetime, now: datetime | None = None
+    ) -> datetime | None:
+        """Fire every tick due at `now` (default: the clock's now); returns when the next one
+        is due (None: none is known)."""
+        now = self.clock.now() if now is None else now
         records = await self.storage.recurring.list_recurring()
-        now = self.clock.now()
         wake: datetime | None = None
         for record in records:
             if not record.enabled:

@@ -15,6 +15,7 @@ from jobworker import App, JobContext, Registry
 from jobworker.beat import Beat
 from jobworker.clock import FrozenClock
 from jobworker.models import JobFilter
+from jobworker.recurring import RecurringJob
 
 from .conftest import Store
 
@@ -44,14 +45,27 @@ async def fired_instants(app: App, beat: Beat) -> Counter[datetime]:
 
 
 async def run_at_real_speed(clock: FrozenClock, seconds: float, step: float = 0.1) -> None:
-    """Move the injected clock with real time, as an undisturbed clock moves."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    """Move the injected clock with real time, as an undisturbed clock moves: by the time that
+    really passed (a loaded machine sleeps longer than asked), until `seconds` have passed."""
+    began = last = time.monotonic()
+    while last - began < seconds:
         await asyncio.sleep(step)
-        clock.advance(step)
+        now = time.monotonic()
+        clock.advance(now - last)
+        last = now
 
 
 async def test_a_forward_clock_step_fires_only_the_latest_missed_tick(store: Store) -> None:
+    await _step_six_minutes(store, during_a_read=False)
+
+
+async def test_a_step_while_the_leader_reads_its_schedule_is_seen_as_a_step(store: Store) -> None:
+    """The step lands after the leader checked the clock and before it read the recurring
+    table (a loaded machine widens that window): it is still a step, not 360 ticks due."""
+    await _step_six_minutes(store, during_a_read=True)
+
+
+async def _step_six_minutes(store: Store, *, during_a_read: bool) -> None:
     clock = FrozenClock(START)
     # A lease TTL longer than the step: the SQLite lease row, on the same clock, stays valid,
     # so the leader keeps its term across the step (no new term hides the problem).
@@ -71,11 +85,25 @@ async def test_a_forward_clock_step_fires_only_the_latest_missed_tick(store: Sto
                 break
             await asyncio.sleep(0.05)
         assert beat.is_leader
-        await run_at_real_speed(clock, 3.0)
+        await run_at_real_speed(clock, 4.0)
         before_step = clock.now()
-        clock.advance(timedelta(minutes=6))  # the step: six minutes at once
-        after_step = clock.now()
-        await run_at_real_speed(clock, 3.0)
+        if during_a_read:
+            stepped = asyncio.Event()
+            recurring = beat.storage.recurring
+            list_recurring = recurring.list_recurring
+
+            async def step_then_list() -> list[RecurringJob]:
+                if not stepped.is_set():
+                    clock.advance(timedelta(minutes=6))
+                    stepped.set()
+                return await list_recurring()
+
+            recurring.list_recurring = step_then_list  # type: ignore[method-assign]
+            await asyncio.wait_for(stepped.wait(), 10)
+        else:
+            clock.advance(timedelta(minutes=6))  # the step: six minutes at once
+        after_step = before_step + timedelta(minutes=6)
+        await run_at_real_speed(clock, 4.0)
         fired = await fired_instants(app, beat)
     finally:
         beat.request_stop()
