@@ -9,6 +9,7 @@ import pytest
 
 from jobworker import (
     App,
+    CancelResult,
     ConfigurationError,
     JobArgumentsError,
     JobContext,
@@ -367,3 +368,22 @@ def test_a_connection_belongs_to_the_async_api(app: App, jobs) -> None:  # type:
     with pytest.raises(ConfigurationError, match="connection= belongs to the async API"):
         app.client.enqueue("plain", {"n": 1}, connection=object())
     assert app.client.list() == []
+
+
+def test_a_handle_cancels_its_job(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    handle, other = plain.delay(n=1), plain.delay(n=2)
+    assert handle.cancel("not needed") is CancelResult.CANCELLED
+    job = handle.get()
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert handle.cancel() is CancelResult.FINISHED  # a finished job is left as it is
+    other_job = other.get()
+    assert other_job is not None and other_job.status is JobStatus.QUEUED
+
+
+async def test_a_handle_cancels_its_job_from_async_code(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    handle = await plain.adelay(n=1)
+    assert await handle.acancel() is CancelResult.CANCELLED
+    job = await handle.aget()
+    assert job is not None and job.status is JobStatus.CANCELLED
