@@ -156,7 +156,7 @@ def test_tasks_run_end_to_end_through_a_worker(
     from jobworker.contrib.django import JobworkerBackend
     from jobworker.contrib.django.compat import TaskResultStatus, task_backends
     from tests.django_project.shop.models import Order
-    from tests.django_project.shop.tasks import greet, order_total, which_attempt
+    from tests.django_project.shop.tasks import greet, order_total, shout, which_attempt
 
     order = Order.objects.using(DATABASE[alias]).create(customer="ada", total_cents=1250)
     total = order_total.using(backend=alias).enqueue(order.pk, database=DATABASE[alias])
@@ -182,6 +182,9 @@ def test_tasks_run_end_to_end_through_a_worker(
         1,
         attempt.id,
     ]
+    # A task declared on another backend, sent here: the worker knows it too.
+    loud = shout.using(backend=alias).enqueue("quiet")
+    assert finished(shout.using(backend=alias), loud.id, worker).return_value == "QUIET"
     hello.refresh()
     assert hello.status == TaskResultStatus.SUCCESSFUL and hello.return_value == "hello django"
     assert asyncio.run(greet.using(backend=alias).aget_result(hello.id)).is_finished
@@ -260,11 +263,12 @@ def test_run_after_and_priority_map_to_the_job(alias: str) -> None:
     from tests.django_project.shop.tasks import which_attempt
 
     later = timezone.now() + timedelta(hours=1)
-    result = which_attempt.using(backend=alias, run_after=later, priority=-5).enqueue()
+    task = which_attempt.using(backend=alias, run_after=later, priority=-5)
+    result = asyncio.run(task.aenqueue())
     client = task_backends[alias].app.client
     job = client.get(uuid.UUID(result.id))
     assert (job.status, job.run_at, job.priority) == ("scheduled", later, -5)
-    assert which_attempt.using(backend=alias).get_result(result.id).status == TaskResultStatus.READY
+    assert asyncio.run(task.aget_result(result.id)).status == TaskResultStatus.READY
     client.cancel(job.job_id)
     cancelled = which_attempt.using(backend=alias).get_result(result.id)
     assert cancelled.status == TaskResultStatus.FAILED

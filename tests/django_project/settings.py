@@ -8,13 +8,16 @@ from urllib.parse import urlsplit
 
 SECRET_KEY = "jobworker-tests"
 USE_TZ = True
+TIME_ZONE = "UTC"  # Django sets the process's TZ from it: keep the tests' processes on UTC
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 INSTALLED_APPS = [
     "jobworker.contrib.django",
     "tests.django_project.shop",
 ]
+TASKS_PACKAGE = "django.tasks"
 if find_spec("django.tasks") is None:  # Django before 6.0: the backport
     INSTALLED_APPS.append("django_tasks")
+    TASKS_PACKAGE = "django_tasks"
 
 BACKEND = "jobworker.contrib.django.JobworkerBackend"
 QUEUES = ["default", "reports"]
@@ -23,6 +26,8 @@ DATABASES = {
 }
 TASKS = {
     "default": {"BACKEND": BACKEND, "QUEUES": QUEUES, "OPTIONS": {}},
+    # Django's own backend, for a task declared there and sent to jobworker with .using().
+    "immediate": {"BACKEND": f"{TASKS_PACKAGE}.backends.immediate.ImmediateBackend"},
 }
 
 if os.environ.get("DJANGO_TEST_PG"):

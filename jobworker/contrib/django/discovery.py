@@ -11,8 +11,9 @@ from django.db import connections
 from django.utils.module_loading import module_has_submodule
 
 from jobworker.app import App
+from jobworker.contrib.django import jobs
 from jobworker.contrib.django.backend import JobworkerBackend
-from jobworker.contrib.django.compat import task_backends
+from jobworker.contrib.django.compat import Task, task_backends
 
 
 def worker_app(alias: str = "default") -> App:
@@ -24,11 +25,17 @@ def worker_app(alias: str = "default") -> App:
             f"TASKS[{alias!r}] is {type(backend).__module__}.{type(backend).__qualname__}, "
             "not jobworker.contrib.django.JobworkerBackend"
         )
-    for config in apps.get_app_configs():
-        if module_has_submodule(config.module, "tasks"):
-            import_module(f"{config.name}.tasks")
-    for module in backend.config.task_modules:
-        import_module(module)
+    names = [
+        f"{config.name}.tasks"
+        for config in apps.get_app_configs()
+        if module_has_submodule(config.module, "tasks")
+    ]
+    for name in [*names, *backend.config.task_modules]:
+        # A task declared for another backend (`@task(backend="other")`) may still be sent
+        # here with `.using(backend=...)`: every task of these modules is a job type.
+        for value in vars(import_module(name)).values():
+            if isinstance(value, Task):
+                jobs.register(value, backend.config.max_attempts, type(backend))
     # Nothing opened here may cross fork(): each worker process opens its own connections.
     connections.close_all()
     return backend.app

@@ -38,3 +38,9 @@ def which_attempt(context) -> list:
 @task
 def reserve(sku: str) -> None:
     raise OutOfStock(f"no {sku} left")
+
+
+@task(backend="immediate")
+def shout(word: str) -> str:
+    """Declared on Django's ImmediateBackend; the tests send it to jobworker with .using()."""
+    return word.upper()
