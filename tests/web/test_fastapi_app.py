@@ -5,10 +5,14 @@ jobworker.web.host (lifespan, web tail mount) on their own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -23,7 +27,7 @@ from jobworker.errors import ConfigurationError
 from jobworker.web.fanout import StreamHub
 from jobworker.web.host import jobs_lifespan, open_jobs, web_tail
 
-from ..conftest import FAST, ROOT
+from ..conftest import FAST, JOBWORKER, ROOT, subprocess_env
 from .admin_support import ADMIN_PASSWORD, web_config
 from .server import read_sse, serving
 from .support import job_events, running_worker
@@ -211,3 +215,76 @@ async def test_web_tail_serves_user_routes_under_its_prefix(job_app: App) -> Non
 def test_web_tail_needs_a_good_prefix(job_app: App, prefix: str) -> None:
     with pytest.raises(ConfigurationError):
         web_tail(job_app, prefix=prefix, config=web_config())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process, its output in `log`; killed on the way out if it still runs."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"{base}/docs", timeout=5)
+            return
+        except httpx.TransportError:
+            if proc.poll() is not None:
+                raise AssertionError(f"uvicorn exited:\n{log.read_text()}") from None
+            time.sleep(0.05)
+    raise AssertionError(f"uvicorn did not start:\n{log.read_text()}")
+
+
+@pytest.mark.slow
+def test_the_example_under_uvicorn_and_jobworker_run_and_a_sigterm(tmp_path: Path) -> None:
+    """`uvicorn fastapi_app:api` and `jobworker run fastapi_app` as the example's docstring
+    says; SIGTERM to uvicorn (without a graceful timeout, which would wait for open streams
+    for ever) ends a job's open stream with a `reconnect` event, and the server stops."""
+    env = subprocess_env(
+        JOBWORKER_DATABASE_URL=f"sqlite:///{tmp_path / 'jobs.db'}",
+        PYTHONPATH=str(EXAMPLES),
+        JOBWORKER_POLL_INTERVAL="0.05",
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server_args = [sys.executable, "-m", "uvicorn", "fastapi_app:api", "--port", str(port)]
+    worker_args = [*JOBWORKER, "run", "fastapi_app", "--concurrency", "1"]
+    with (
+        process(server_args, env, tmp_path / "uvicorn.log") as server,
+        process(worker_args, env, tmp_path / "worker.log"),
+        httpx.Client(base_url=base, cookies={"user": "ada"}, timeout=30) as ada,
+    ):
+        wait_until_serving(base, server, tmp_path / "uvicorn.log")
+        created = ada.post("/exports", json={"table": "users", "rows": 20})
+        assert created.status_code == 202, created.text
+        location = created.headers["location"]
+        with ada.stream("GET", f"{location}/stream") as stream:
+            text = "".join(stream.iter_text())
+        assert "event: result" in text and '"status":"succeeded"' in text
+        assert ada.get(location).json()["result"]["path"] == "exports/ada/users.csv"
+
+        # A long export, followed while it runs; then the server is told to stop.
+        long = ada.post("/exports", json={"table": "orders", "rows": 10_000}).headers["location"]
+        seen: list[str] = []
+        with ada.stream("GET", f"{long}/stream") as stream:
+            for chunk in stream.iter_text():
+                seen.append(chunk)
+                if "event: progress" in "".join(seen) and server.poll() is None:
+                    server.send_signal(signal.SIGTERM)
+        assert "event: reconnect" in "".join(seen)
+        server.wait(20)
+        assert server.returncode in (0, -signal.SIGTERM), (tmp_path / "uvicorn.log").read_text()
