@@ -143,13 +143,16 @@ def jobworker_pg_app(request: pytest.FixtureRequest, jobworker_pg_url: str) -> I
 @pytest.fixture
 def jobworker_drain(request: pytest.FixtureRequest) -> Callable[..., DrainResult]:
     """`jobworker_drain(app=None, *, queues=None)`: run every job that is due now, in this
-    process, until none is left (`jobworker.testing.drain`); `app` defaults to `jobworker_app`.
-    For async tests: `await jobworker.testing.adrain(app)`."""
+    process, until none is left (`jobworker.testing.drain`). `app` defaults to the test's
+    `jobworker_pg_app` when it asks for that one, else to `jobworker_app`. For async tests:
+    `await jobworker.testing.adrain(app)`."""
     from jobworker.testing import drain
 
     def run(app: App | None = None, **options: Any) -> DrainResult:
-        target = app if app is not None else request.getfixturevalue("jobworker_app")
-        return drain(target, **options)
+        if app is None:
+            wanted = "jobworker_pg_app" in request.fixturenames
+            app = request.getfixturevalue("jobworker_pg_app" if wanted else "jobworker_app")
+        return drain(app, **options)
 
     return run
 

@@ -117,7 +117,8 @@ def test_the_postgresql_apps_use_a_schema_of_their_own_and_drop_it(
             schema = jobworker_pg_app.settings.database_schema
             assert schema.startswith("jw_test_")
             add.delay(a=1, b=2)
-            assert jobworker_drain(jobworker_pg_app).succeeded == 1
+            assert jobworker_drain().succeeded == 1  # the PostgreSQL app, not a SQLite one
+            assert jobworker_drain(jobworker_pg_app).attempts == 0
 
         @pytest.mark.asyncio
         async def test_async(jobworker_pg_aapp):
