@@ -27,10 +27,10 @@ from starlette.routing import BaseRoute, Mount
 from jobworker.app import App
 from jobworker.errors import ConfigurationError
 from jobworker.web.admin.stats_stream import StatsFeed
-from jobworker.web.app import DEFAULT_PREFIX, Closer, _close_all, check_prefix
+from jobworker.web.app import DEFAULT_PREFIX, Closer, check_prefix, close_all
 from jobworker.web.config import WebConfig
 from jobworker.web.fanout import StreamHub
-from jobworker.web.server import _on_stop_signals, tail_middleware, tail_routes
+from jobworker.web.server import on_stop_signals, tail_middleware, tail_routes
 
 __all__ = ["jobs_lifespan", "open_jobs", "web_tail"]
 
@@ -64,11 +64,11 @@ async def open_jobs(
         async def stopping() -> None:
             await asyncio.gather(hub.aclose(), feed.aclose())
 
-        signals = _on_stop_signals(stopping) if end_streams_on_signal else contextlib.nullcontext()
+        signals = on_stop_signals(stopping) if end_streams_on_signal else contextlib.nullcontext()
         with signals:
             yield jobs
     finally:
-        await _close_all(jobs, closers)
+        await close_all(jobs, closers)
 
 
 def jobs_lifespan(jobs: App, **options: Any) -> Callable[[Any], AbstractAsyncContextManager[None]]:
