@@ -11,12 +11,12 @@
 -- Here the same statement reads jobs by id only: the jobs of the batch, `j.id = ANY(p_ids)`,
 -- found in jobs_pkey, and its status test is written with COLLATE "C" (the same comparison,
 -- which the planner cannot prove implies jobs_leases' predicate). It runs with bitmap and
--- sequential scans and merge joins turned off (as claim_batch turns off what it must not do,
--- for this one statement; PL/pgSQL keeps its plan for the session: a generic one, so no call
--- plans it again for its values), so every way left to read
--- jobs is a jobs_pkey lookup per outcome: a hash join of the batch with its own jobs, or a
--- nested loop looking each one up. (Hash joins stay on: with them off, the planner may take
--- the batch's jobs first and scan the whole batch again for each, every pair compared.) The
+-- sequential scans, nested loops and merge joins turned off (as claim_batch turns off what it
+-- must not do, for its one statement), so what is left is one plan: the batch's jobs read from
+-- jobs_pkey, a lookup per outcome, and hashed against the batch. (A nested loop could take
+-- the jobs first and read the whole batch again for each; a merge join could walk all of
+-- jobs_pkey.) PL/pgSQL keeps the plan for the session, a generic one: no call plans the
+-- statement again for its values, which the statement in queries.sql did on every call. The
 -- attempt rows take their outcome's values from what the update returns, rather than joining
 -- the batch to the updated rows again.
 --
