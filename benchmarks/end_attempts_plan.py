@@ -2,22 +2,26 @@
 schema version 16 (kept here, verbatim) against the named statement of this tree, side by side.
 
     python benchmarks/end_attempts_plan.py [--running 200 2000] [--batch 100] [--repeat 7]
-        [--analyze]
+        [--ended 0] [--analyze]
 
 For each `--running N`: a fresh database on the server at $JOBWORKER_BENCH_PG_URL (default the
-local one, dropped afterwards), N jobs enqueued and claimed (100 per worker name), then a batch
-of `--batch` successes of the first worker ended by each statement in turn, alternating,
-`--repeat` times each, each in a transaction rolled back. Every run sees the same rows, and the
-dead versions the runs before it left, alike for both statements (a VACUUM between runs would
-make both plan again). Each run is measured twice: EXPLAIN (ANALYZE, BUFFERS) for the buffer
-hits and the execution time, then the statement alone as the worker runs it (a prepared
-statement asyncpg keeps) for its time at the client, planning included. Both statements run 6
-times first, so their prepared statements (and PL/pgSQL's plan of the function's statement)
-are past their first custom plans. `--analyze`: ANALYZE jobs once the jobs run (as autovacuum
-might have); by default the table has no statistics, as during a drain with autovacuum off.
-Printed: the scans of `jobs` of each plan (of the function's statement too, through
-auto_explain, where the server lets the session load it) and how often each prepared
-statement was planned, then per statement the medians, the runs and the ratio to before.
+local one, dropped afterwards); `--ended K` jobs (default 0) run through first, 100 at a time
+(claimed and ended, as a drain leaves the table with autovacuum off: their dead versions stay in
+the heap and in jobs_leases); N jobs leased to other workers (100 each). Then the two
+statements alternate, `--repeat` times each; a run ends three fresh batches of `--batch` jobs
+just leased to one more worker, as successes, and commits them: one under EXPLAIN (ANALYZE,
+BUFFERS) for its buffer hits and execution time, one under auto_explain for the buffer hits of
+finding the jobs to update (the update's input; inside the function too), one alone as the
+worker runs it (a prepared statement asyncpg keeps) for its time at the client, planning
+included. Both statements first end 6 batches each, so their prepared statements (and
+PL/pgSQL's plan of the function's statement) are past their first custom plans. `--analyze`:
+ANALYZE jobs once the jobs run (as autovacuum might have); by default the table has no
+statistics, as during a drain with autovacuum off.
+The session loads auto_explain (a superuser's right) to read the plan of the function's
+statement. Printed: the scans of `jobs` of each plan (x loops) and how often each prepared
+statement was planned, then per statement the medians, the runs and the ratio to before of the
+buffer hits (all; and those of finding the jobs to update: the update's input), the execution
+time and the time at the client.
 """
 
 from __future__ import annotations
@@ -124,35 +128,66 @@ FROM updated;
 # buffers apart from the top node's. (The function's counts are all in its Function Scan.)
 UNREAD_CTES = ("CTE events", "CTE attempts")
 
-Measure = tuple[float, float, float]  # buffer hits, execution ms, client ms
+# buffer hits (all, and finding the jobs to update), execution ms, client ms
+Measure = tuple[float, float, float, float]
 
 
-async def prepare(url: str, running: int, batch: int) -> list[Any]:
-    """N running jobs (100 per worker name); the bound values of a batch of w0's successes."""
-    settings = Settings(database_url=url, database_schema=SCHEMA)
-    storage = create_storage(url, settings)
-    await storage.open()
-    try:
-        now = datetime.now(UTC)
-        new = [
-            NewJob(
-                id=uuid7(now),
-                job_type="bench.noop",
-                queue="default",
-                priority=0,
-                args=b"{}",
-                max_attempts=3,
-                status=JobStatus.QUEUED,
-                run_at=now,
-                enqueued_at=now,
+def new_jobs(count: int, now: datetime) -> list[NewJob]:
+    return [
+        NewJob(
+            id=uuid7(now),
+            job_type="bench.noop",
+            queue="default",
+            priority=0,
+            args=b"{}",
+            max_attempts=3,
+            status=JobStatus.QUEUED,
+            run_at=now,
+            enqueued_at=now,
+        )
+        for _ in range(count)
+    ]
+
+
+async def run_through(storage: Any, count: int, now: datetime) -> None:
+    """`count` jobs claimed and ended, 100 at a time, as a drain leaves them."""
+    for start in range(0, count, 100):
+        await storage.jobs.enqueue_many(new_jobs(min(100, count - start), now))
+        claimed = await storage.jobs.claim("drain", ["bench.noop"], ["default"], 100, 600)
+        done = [
+            Completion(
+                job_id=job.id,
+                attempt=job.attempt,
+                lease_owner="drain",
+                started_at=job.started_at,
+                ended_at=now,
+                outcome=Succeeded(result=b"1"),
             )
-            for _ in range(running)
+            for job in claimed
         ]
-        await storage.jobs.enqueue_many(new)
-        mine = []
-        for owner in range((running + 99) // 100):
-            claimed = await storage.jobs.claim(f"w{owner}", ["bench.noop"], ["default"], 100, 600)
-            mine = mine or claimed
+        await storage.jobs.complete_many(done, lifecycle=False)
+
+
+class Jobs:
+    """The jobs of one database: the other workers' running jobs, and fresh batches."""
+
+    def __init__(self, url: str, batch: int) -> None:
+        self.storage = create_storage(url, Settings(database_url=url, database_schema=SCHEMA))
+        self.batch = batch
+        self.now = datetime.now(UTC)
+
+    async def start(self, running: int, ended: int) -> None:
+        """`ended` jobs run through, then `running` jobs leased to other workers (100 each)."""
+        await self.storage.open()
+        await run_through(self.storage, ended, self.now)
+        await self.storage.jobs.enqueue_many(new_jobs(running, self.now))
+        for owner in range(1, (running + 99) // 100 + 1):
+            await self.storage.jobs.claim(f"w{owner}", ["bench.noop"], ["default"], 100, 600)
+
+    async def fresh_batch(self) -> list[Any]:
+        """The bound values that end `batch` jobs just leased to w0, as successes."""
+        await self.storage.jobs.enqueue_many(new_jobs(self.batch, self.now))
+        claimed = await self.storage.jobs.claim("w0", ["bench.noop"], ["default"], self.batch, 600)
         ends = [
             of_outcome(
                 Completion(
@@ -160,19 +195,17 @@ async def prepare(url: str, running: int, batch: int) -> list[Any]:
                     attempt=job.attempt,
                     lease_owner="w0",
                     started_at=job.started_at,
-                    ended_at=now,
+                    ended_at=self.now,
                     outcome=Succeeded(result=b"1"),
                 ),
                 60.0,
                 cancel_requested=False,
             )
-            for job in mine[:batch]
+            for job in claimed
         ]
-    finally:
-        await storage.close()
-    named = end_params(ends) | {"now": now, "channel": None}
-    named |= {f"event_{name}": [] for name in EVENT_ARRAYS}
-    return list(load(SCHEMA)["end_attempts"].bind((), named))
+        named = end_params(ends) | {"now": self.now, "channel": None}
+        named |= {f"event_{name}": [] for name in EVENT_ARRAYS}
+        return list(load(SCHEMA)["end_attempts"].bind((), named))
 
 
 def jobs_scans(plan: dict[str, Any]) -> list[str]:
@@ -197,58 +230,59 @@ def buffer_hits(plan: dict[str, Any]) -> int:
     return hits
 
 
-async def measure(conn: Any, sql: str, values: list[Any], plans: list[str]) -> Measure:
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        [row] = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *values)
-    finally:
-        await tx.rollback()
+async def measure(conn: Any, sql: str, jobs: Jobs, scans: list[str]) -> Measure:
+    """Three batches ended by `sql`: under EXPLAIN, under auto_explain, and alone."""
+    [row] = await conn.fetch(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *await jobs.fresh_batch()
+    )
     explained = json.loads(row[0])[0]
-    plans[:] = jobs_scans(explained["Plan"])
-    tx = conn.transaction()
-    await tx.start()
-    try:
-        started = time.perf_counter()
-        await conn.fetch(sql, *values)
-        client_ms = (time.perf_counter() - started) * 1000
-    finally:
-        await tx.rollback()
-    return buffer_hits(explained["Plan"]), explained["Execution Time"], client_ms
+    plans = await logged_plans(conn, sql, await jobs.fresh_batch())
+    scans[:] = [scan for plan in plans for scan in jobs_scans(plan)]
+    values = await jobs.fresh_batch()
+    started = time.perf_counter()
+    ended = await conn.fetch(sql, *values)
+    client_ms = (time.perf_counter() - started) * 1000
+    assert len(ended) == len(values[0])
+    total = buffer_hits(explained["Plan"])
+    return total, join_hits(plans), explained["Execution Time"], client_ms
 
 
-async def nested_plans(conn: Any, sql: str, values: list[Any]) -> list[str]:
-    """The scans of jobs in the plans of the statements a statement runs (auto_explain)."""
-    try:
-        await conn.execute("LOAD 'auto_explain'")
-    except asyncpg.PostgresError:
-        return ["(auto_explain cannot be loaded here)"]
+async def logged_plans(conn: Any, sql: str, values: list[Any]) -> list[dict[str, Any]]:
+    """The plans of every statement running `sql` runs, nested ones too, with their buffers
+    (auto_explain, loaded on `conn` by the caller)."""
     logged: list[str] = []
-    conn.add_log_listener(lambda _conn, message: logged.append(message.message))
-    for setting in (
-        "log_min_duration = 0",
-        "log_analyze = on",
-        "log_nested_statements = on",
-        "log_format = json",
-        "log_level = notice",
-    ):
-        await conn.execute(f"SET auto_explain.{setting}")
-    tx = conn.transaction()
-    await tx.start()
+
+    def log(_conn: Any, message: Any) -> None:
+        logged.append(message.message)
+
+    conn.add_log_listener(log)
+    await conn.execute("SET auto_explain.log_min_duration = 0")
     try:
         await conn.fetch(sql, *values)
     finally:
-        await tx.rollback()
         await conn.execute("SET auto_explain.log_min_duration = -1")
-    scans = []
-    for message in logged:
-        text = message[message.index("{") :]
-        scans += jobs_scans(json.loads(text)["Plan"])
-    return scans
+        conn.remove_log_listener(log)
+    return [json.loads(message[message.index("{") :])["Plan"] for message in logged]
+
+
+def nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in nodes(child))]
+
+
+def join_hits(plans: list[dict[str, Any]]) -> int:
+    """The buffer hits of finding the jobs to update: the update's input, the batch joined to
+    jobs (the batch itself, unnested arrays, reads no buffer)."""
+    return sum(
+        node["Plans"][0]["Shared Hit Blocks"]
+        for plan in plans
+        for node in nodes(plan)
+        if node["Node Type"] == "ModifyTable" and node.get("Relation Name") == "jobs"
+    )
 
 
 async def run_one(url: str, running: int, args: argparse.Namespace) -> dict[str, list[Measure]]:
-    values = await prepare(url, running, args.batch)
+    jobs = Jobs(url, args.batch)
+    await jobs.start(running, args.ended)
     conn = await asyncpg.connect(url)
     try:
         await conn.set_type_codec(
@@ -260,21 +294,29 @@ async def run_one(url: str, running: int, args: argparse.Namespace) -> dict[str,
         )
         if args.analyze:
             await conn.execute(f"ANALYZE {SCHEMA}.jobs")
+        await conn.execute("LOAD 'auto_explain'")  # superuser, or in the plugins directory
+        for setting in (
+            "log_min_duration = -1",
+            "log_analyze = on",
+            "log_buffers = on",
+            "log_timing = off",
+            "log_nested_statements = on",
+            "log_format = json",
+            "log_level = notice",
+        ):
+            await conn.execute(f"SET auto_explain.{setting}")
         statements = {
             "before": BEFORE.replace("__SCHEMA__", SCHEMA),
             "after": load(SCHEMA)["end_attempts"].sql,
         }
         for sql in statements.values():  # past the first custom plans
             for _ in range(6):
-                tx = conn.transaction()
-                await tx.start()
-                await conn.fetch(sql, *values)
-                await tx.rollback()
+                await conn.fetch(sql, *await jobs.fresh_batch())
         runs: dict[str, list[Measure]] = {label: [] for label in statements}
         plans: dict[str, list[str]] = {label: [] for label in statements}
         for _ in range(args.repeat):
             for label, sql in statements.items():
-                runs[label].append(await measure(conn, sql, values, plans[label]))
+                runs[label].append(await measure(conn, sql, jobs, plans[label]))
         prepared = {
             row[0]: row[1:]
             for row in await conn.fetch(
@@ -282,27 +324,36 @@ async def run_one(url: str, running: int, args: argparse.Namespace) -> dict[str,
             )
         }
         for label, sql in statements.items():
-            print(f"  {label}: scans of jobs: {', '.join(plans[label]) or 'none (a function)'}")
             generic, custom = prepared.get(sql, ("?", "?"))
-            print(f"    its prepared statement: {generic} generic plans, {custom} custom plans")
-            if label == "after":
-                print(
-                    f"    inside the function: {', '.join(await nested_plans(conn, sql, values))}"
-                )
+            print(
+                f"  {label}: scans of jobs: {', '.join(plans[label])}; its prepared statement "
+                f"planned {custom} times for its values, {generic} times kept"
+            )
     finally:
         await conn.close()
+        await jobs.storage.close()
     return runs
 
 
-def report(running: int, batch: int, runs: dict[str, list[Measure]]) -> None:
-    print(f"{running} running, {batch} ended (median of {len(runs['before'])}; runs):")
-    base = [statistics.median(m[i] for m in runs["before"]) for i in range(3)]
+FIGURES = (
+    ("buffer hits", ""),
+    ("of them finding the jobs", ""),
+    ("execution", " ms"),
+    ("at the client", " ms"),
+)
+
+
+def report(args: argparse.Namespace, running: int, runs: dict[str, list[Measure]]) -> None:
+    after = f", after {args.ended} ran" if args.ended else ""
+    print(
+        f"{running} other jobs running{after}, {args.batch} ended "
+        f"(median of {len(runs['before'])}; runs):"
+    )
+    base = [statistics.median(m[i] for m in runs["before"]) for i in range(len(FIGURES))]
     for label, measures in runs.items():
-        medians = [statistics.median(m[i] for m in measures) for i in range(3)]
+        medians = [statistics.median(m[i] for m in measures) for i in range(len(FIGURES))]
         cells = []
-        for i, (name, unit) in enumerate(
-            (("buffer hits", ""), ("execution", " ms"), ("at the client", " ms"))
-        ):
+        for i, (name, unit) in enumerate(FIGURES):
             each = ", ".join(f"{m[i]:.3g}" for m in measures)
             cells.append(f"{name} {medians[i]:.4g}{unit} ({each}) x{medians[i] / base[i]:.2f}")
         print(f"  {label:>6}: " + "; ".join(cells))
@@ -313,6 +364,7 @@ def main() -> None:
     parser.add_argument("--running", type=int, nargs="+", default=[200, 2000])
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--ended", type=int, default=0)
     parser.add_argument("--analyze", action="store_true")
     args = parser.parse_args()
     backend = PostgresBackend()
@@ -320,7 +372,7 @@ def main() -> None:
         for running in args.running:
             url = backend.new_database(f"endplan{running}")
             runs = asyncio.run(run_one(url, running, args))
-            report(running, args.batch, runs)
+            report(args, running, runs)
     finally:
         backend.close()
 
