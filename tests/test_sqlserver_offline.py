@@ -56,6 +56,7 @@ from jobworker.storage.sqlserver import (
     rendered_scripts,
     split_batches,
     statements,
+    with_application_name,
 )
 from jobworker.storage.sqlserver.values import ts
 
@@ -138,6 +139,16 @@ def code_of(sql: str) -> str:
 )
 def test_urls_become_odbc_connection_strings(url: str, expected: str) -> None:
     assert odbc_connection_string(url) == expected
+
+
+def test_connections_name_their_role_unless_the_url_names_one() -> None:
+    named = with_application_name(odbc_connection_string(URL), "jobworker worker 2")
+    assert named.endswith(";APP=jobworker worker 2")
+    assert with_application_name("DSN=jobs;", "jobworker beat") == "DSN=jobs;APP=jobworker beat"
+    given = odbc_connection_string(URL + "&APP=billing")
+    assert with_application_name(given, "jobworker web") == given
+    given = "DSN=jobs; app = billing"
+    assert with_application_name(given, "jobworker web") == given
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,7 @@ class WebTarget:
         check_prefix(self.prefix)
         config = WebConfig.load() if config is None else config
         app = find_app(import_object(self.module), database_url=self.database_url)
+        app.application_name = "jobworker web"
         routes = _load_routes(self.routes, app) if self.routes else []
         web = create_app(
             app,

@@ -29,10 +29,15 @@ class PostgresStorage:
     dialect = "postgres"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock | None = None
+        self,
+        url: str,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        *,
+        application_name: str | None = None,
     ) -> None:
         settings = settings or Settings(database_url=url)
-        self._db = Database(url, settings)
+        self._db = Database(url, settings, application_name)
         self.clock: Clock = clock if clock is not None else DatabaseClock(self._db.database_now)
         clock = self.clock
         self.schema = PostgresSchema(self._db, settings, clock)
