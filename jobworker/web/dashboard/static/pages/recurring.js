@@ -46,7 +46,7 @@ export function RecurringPage({ session }) {
     ${error && html`<${ErrorNotice} error=${error} />`}
     ${!data && !error && html`<${Loading} />`}
     ${data && data.recurring.length === 0 && html`<p class="muted">No recurring job is defined.
-      Beat registers the <code>@job(cron=...)</code> definitions of its module when it starts;
+      Beat registers the <code>@job(kind="system", cron=...)</code> definitions of its module when it starts;
       <code>client.schedule_recurring(...)</code> adds others.</p>`}
     ${data &&
     data.recurring.length > 0 &&
