@@ -333,3 +333,34 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     running: int = 0
     gone: bool = False
     parent: str | None = None
+
+
+class JobTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A job type as the code of one process declares it: what that process writes to the
+    job-type catalogue when it starts. `queue` and `max_attempts` are resolved over that
+    process's settings (what an enqueue without options would use); `args_schema` is the JSON
+    Schema of its arguments, as JSON text (None when msgspec cannot state one)."""
+
+    name: str
+    kind: JobKind
+    display_name: str
+    description: str
+    icon: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    cron: str | None
+    timezone: str | None
+    is_async: bool
+    args_schema: str | None
+    module: str  # the Python module that defines the job
+
+
+class JobType(JobTypeSpec, frozen=True, kw_only=True):
+    """A job type's row in the catalogue: its spec as the process that last started with it
+    wrote it (`seen_by`: that process's worker id or beat holder), and when it was first and
+    last written. A type no code declares any more keeps its row, so history keeps its name."""
+
+    seen_by: str
+    first_seen: datetime
+    last_seen: datetime

@@ -287,6 +287,7 @@ CLIENT_API = [
     "aevents",
     "afind_by_idempotency_key",
     "aget",
+    "ajob_types",
     "alist",
     "alist_recurring",
     "anow",
@@ -300,6 +301,7 @@ CLIENT_API = [
     "aschedule_recurring",
     "athroughput",
     "attempts",
+    "atype_labels",
     "aworkers",
     "beat_status",
     "cancel",
@@ -314,6 +316,7 @@ CLIENT_API = [
     "events",
     "find_by_idempotency_key",
     "get",
+    "job_types",
     "list",
     "list_recurring",
     "now",
@@ -332,6 +335,7 @@ CLIENT_API = [
     "stream_batches",
     "stream_typed",
     "throughput",
+    "type_labels",
     "workers",
 ]
 
@@ -342,7 +346,7 @@ def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: A
     client = app.client
     assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
     twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
-    assert len(twins) == 26
+    assert len(twins) == 28
     for name in twins:
         coroutine, blocking = getattr(client, name), getattr(client, name[1:])
         assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)

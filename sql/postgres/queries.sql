@@ -552,3 +552,31 @@ UPDATE __SCHEMA__.workers SET gone = true WHERE NOT gone AND last_heartbeat < $1
 
 -- name: purge_gone_workers
 DELETE FROM __SCHEMA__.workers WHERE gone AND last_heartbeat < $1;
+
+-- Job-type catalogue ---------------------------------------------------------------------------
+
+-- name: upsert_job_types
+-- params: names, kinds, display_names, descriptions, icons, queues, priorities, max_attempts,
+-- crons, timezones, is_async, args_schemas, modules, seen_by, now
+-- One row per type, in name order (two processes that start at once lock the rows in the same
+-- order). A row's first_seen is kept; everything else is what the process starting now declares.
+INSERT INTO __SCHEMA__.job_types AS t (name, kind, display_name, description, icon, queue,
+    priority, max_attempts, cron, timezone, is_async, args_schema, module, seen_by, first_seen,
+    last_seen)
+SELECT u.*, $14::text, $15::timestamptz, $15::timestamptz
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::integer[], $8::integer[], $9::text[], $10::text[], $11::boolean[], $12::text[],
+            $13::text[]) AS u
+ORDER BY 1
+ON CONFLICT (name) DO UPDATE
+SET kind = excluded.kind, display_name = excluded.display_name,
+    description = excluded.description, icon = excluded.icon, queue = excluded.queue,
+    priority = excluded.priority, max_attempts = excluded.max_attempts, cron = excluded.cron,
+    timezone = excluded.timezone, is_async = excluded.is_async,
+    args_schema = excluded.args_schema, module = excluded.module, seen_by = excluded.seen_by,
+    last_seen = excluded.last_seen;
+
+-- name: list_job_types
+SELECT name, kind, display_name, description, icon, queue, priority, max_attempts, cron,
+    timezone, is_async, args_schema, module, seen_by, first_seen, last_seen
+FROM __SCHEMA__.job_types ORDER BY name;

@@ -9,6 +9,7 @@ from __future__ import annotations
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.storage.database_clock import DatabaseClock, keep_synced
+from jobworker.storage.postgres.catalogue import PostgresCatalogue
 from jobworker.storage.postgres.connection import Database
 from jobworker.storage.postgres.control import PostgresControl
 from jobworker.storage.postgres.events import PostgresEvents, PostgresLive
@@ -50,6 +51,7 @@ class PostgresStorage:
         self.recurring = PostgresRecurring(self._db, settings, clock)
         self.leadership = PostgresLeadership(self._db, settings, clock)
         self.workers = PostgresWorkers(self._db, clock)
+        self.catalogue = PostgresCatalogue(self._db, clock)
 
     async def open(self) -> None:
         await self._db.open()

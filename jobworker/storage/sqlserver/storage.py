@@ -8,6 +8,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.display import redact_url
 from jobworker.storage.database_clock import DatabaseClock, keep_synced
+from jobworker.storage.sqlserver.catalogue import SQLServerCatalogue
 from jobworker.storage.sqlserver.connection import Database, import_pyodbc
 from jobworker.storage.sqlserver.control import SQLServerControl
 from jobworker.storage.sqlserver.events import SQLServerEvents, SQLServerLive
@@ -82,6 +83,7 @@ class SQLServerStorage:
             lease_queries=lambda: Queries(database("jobworker-applock"), named),
         )
         self.workers = SQLServerWorkers(queries, clock)
+        self.catalogue = SQLServerCatalogue(queries, clock)
 
     async def open(self) -> None:
         await self._database.open()
