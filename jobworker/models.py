@@ -284,8 +284,12 @@ class EventKind(enum.StrEnum):
     RESULT = "result"  # the job's result, once it succeeded
 
 
-class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event of one job: `seq` numbers a job's events from 1, across attempts and workers."""
+
+    # gc=False: its fields hold no container that could lead back to it, so it can be in no
+    # reference cycle. A reader that follows a streaming job makes hundreds of thousands of
+    # them a second; tracked, they set off garbage collections that cost more than making them.
 
     job_id: uuid.UUID
     seq: int
