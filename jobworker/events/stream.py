@@ -89,6 +89,9 @@ class _Reader:
         self._ended = False
         self._database_due = True
         self._database_at = 0.0
+        # The gap in the stored events a reader waits on lies right after a delivered event:
+        # the grace belongs to that position, whichever source moves the reader past it.
+        self._gap_after: int | None = None
         self._gap_seen_at = 0.0
 
     async def batches(self) -> AsyncIterator[list[JobEvent]]:
@@ -186,7 +189,7 @@ class _Reader:
     ) -> AsyncIterator[list[JobEvent]]:
         """Pages of the stored events after the last delivered one (and before `before_seq`);
         marks them delivered. With `contiguous`, stops before a gap in the sequence (and notes
-        when it was seen)."""
+        when it was first seen after the last delivered event)."""
         self._database_at = time.monotonic()
         while not self._ended:
             found = await self._bus.read_stored(self._job_id, self._delivered, PAGE)
@@ -195,10 +198,11 @@ class _Reader:
                 if before_seq is not None and event.seq >= before_seq:
                     break
                 if contiguous and event.seq > self._delivered + 1:
-                    self._gap_seen_at = self._gap_seen_at or time.monotonic()
+                    if self._gap_after != self._delivered:
+                        self._gap_after = self._delivered
+                        self._gap_seen_at = time.monotonic()
                     break
                 self._delivered = event.seq
-                self._gap_seen_at = 0.0
                 page.append(event)
                 if is_terminal(event):
                     self._ended = True
@@ -210,8 +214,11 @@ class _Reader:
 
     def _gap_expired(self) -> bool:
         """A gap between the delivered events and the stored ones has lasted long enough that
-        Redis will not fill it (trimmed, or expired): deliver across it."""
-        return bool(self._gap_seen_at) and time.monotonic() - self._gap_seen_at >= GAP_GRACE
+        Redis will not fill it (trimmed, or expired): deliver across it. One noted after an
+        earlier delivered event is behind the reader (Redis filled it): this one is new."""
+        return (
+            self._gap_after == self._delivered and time.monotonic() - self._gap_seen_at >= GAP_GRACE
+        )
 
     async def _read_live(self, block: float | None) -> list[JobEvent] | None:
         """What the live bus holds after the last delivered event (waiting up to `block` seconds
