@@ -27,26 +27,28 @@ PROCESSES = 8
 
 async def enqueue(store: Store) -> None:
     app = store.app()
-    storage = await app.storage()
-    now = datetime.now(UTC)
-    for start in range(0, JOBS, 5000):
-        await storage.jobs.enqueue_many(
-            [
-                NewJob(
-                    id=uuid.uuid4(),
-                    job_type="t.proof",
-                    queue="default",
-                    priority=0,
-                    args=b"{}",
-                    max_attempts=10,
-                    status=JobStatus.QUEUED,
-                    run_at=now,
-                    enqueued_at=now,
-                )
-                for _ in range(start, min(start + 5000, JOBS))
-            ]
-        )
-    await app.aclose()
+    try:
+        storage = await app.storage()
+        now = datetime.now(UTC)
+        for start in range(0, JOBS, 5000):
+            await storage.jobs.enqueue_many(
+                [
+                    NewJob(
+                        id=uuid.uuid4(),
+                        job_type="t.proof",
+                        queue="default",
+                        priority=0,
+                        args=b"{}",
+                        max_attempts=10,
+                        status=JobStatus.QUEUED,
+                        run_at=now,
+                        enqueued_at=now,
+                    )
+                    for _ in range(start, min(start + 5000, JOBS))
+                ]
+            )
+    finally:
+        await app.aclose()
 
 
 async def final_counts(store: Store) -> dict[JobStatus, int]:

@@ -108,7 +108,7 @@ def test_a_worker_resumed_past_its_lease_stops_and_writes_nothing_more(
         )
     finally:
         os.kill(pid, signal.SIGCONT)
-    wait_for(lambda: "its lease is gone" in first.log, 5 * LEASE, "the resumed worker to notice")
+    wait_for(lambda: "its lease is gone" in first.log, 30, "the resumed worker to notice")
     wait_for(
         lambda: status_of(proc_app, handle.job_id) is JobStatus.SUCCEEDED,
         30,

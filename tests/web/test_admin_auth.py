@@ -44,6 +44,7 @@ READS = [
     "/recurring",
     "/queues",
     "/workers",
+    "/types",
     "/session",
 ]
 WRITES = [
