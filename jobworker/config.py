@@ -68,7 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cancel_poll_interval: float = 2.0
     janitor_interval: float = 300.0
     janitor_batch_size: int = 500
-    claim_batch_size: int = 64
+    claim_batch_size: int = 100
     # A worker process's slots, unless --parallelism sets one shared set: async handlers run up
     # to async_slots at once, sync ones up to thread_slots (its thread pool's size).
     async_slots: int = 100

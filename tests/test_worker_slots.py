@@ -10,7 +10,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from jobworker import App, JobContext, JobStatus, Registry
+from click.testing import CliRunner
+
+from jobworker import App, JobContext, JobStatus, Registry, Settings
+from jobworker.cli import main
+from jobworker.slots import Slots
 from jobworker.worker import Worker, WorkerOptions, worker_id
 
 from .conftest import FAST, Store
@@ -190,3 +194,19 @@ async def test_an_explicit_parallelism_is_one_set_of_slots_for_both_kinds(
     finally:
         jobs.release_sync.set()
         await app.aclose()
+
+
+def test_the_slots_chosen_read_as_the_start_lines_say_them() -> None:
+    default = Slots.of(Settings())
+    assert (default.async_slots, default.thread_slots, default.total) == (100, 10, 110)
+    assert str(default) == "100 async / 10 thread slots"
+    assert str(Slots.of(Settings(), async_slots=50, thread_slots=4)) == "50 async / 4 thread slots"
+    shared = Slots.of(Settings(thread_slots=3), parallelism=7)
+    assert (shared.total, shared.thread_slots, str(shared)) == (7, 7, "7 slot(s)")
+    assert shared.free(running_async=2, running_sync=3) == (2, 2)
+
+
+def test_parallelism_and_slots_per_kind_are_not_given_together() -> None:
+    result = CliRunner().invoke(main, ["run", "some.module", "-p", "4", "--thread-slots", "2"])
+    assert result.exit_code == 2
+    assert "--parallelism sets one set of slots" in result.output
