@@ -37,7 +37,8 @@ SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer, $9::integer);
 
 -- name: claim_capped
--- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types, sync_limit, async_limit
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types,
+--     sync_limit, async_limit
 -- The same, when some job types have a cluster-wide concurrency cap.
 SELECT * FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[], $9::text[], $10::integer,
@@ -55,7 +56,8 @@ FROM __SCHEMA__.claim_batch(
     $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer, $9::integer) AS c;
 
 -- name: claim_capped_traced
--- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types, sync_limit, async_limit
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types,
+--     sync_limit, async_limit
 -- claim_capped, and each job's trace context, as claim_traced reads it.
 SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
 FROM __SCHEMA__.claim_batch(
