@@ -8,8 +8,6 @@ Run it from this directory (and `jobworker run reports_app` for the worker):
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Cookie, FastAPI, HTTPException
@@ -20,6 +18,7 @@ from starlette.routing import Mount
 
 from jobworker import App
 from jobworker.web.fanout import StreamHub
+from jobworker.web.host import jobs_lifespan
 from jobworker.web.job_routes import job_routes
 
 
@@ -31,15 +30,7 @@ class ReportRequest(BaseModel):
 def build_api(jobs: App) -> FastAPI:
     hub = StreamHub.for_client(jobs.client)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await hub.aclose()
-            await jobs.aclose()
-
-    api = FastAPI(lifespan=lifespan)
+    api = FastAPI(lifespan=jobs_lifespan(jobs))  # opens the store, closes it and the hub
 
     @api.post("/reports", status_code=202)
     async def create_report(

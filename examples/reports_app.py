@@ -25,8 +25,6 @@ SQLite file jobworker.db here):
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
@@ -39,6 +37,7 @@ from jobworker import App, JobContext, Registry
 from jobworker.errors import JobArgumentsError
 from jobworker.models import JobDescriptor
 from jobworker.web.fanout import StreamHub
+from jobworker.web.host import jobs_lifespan
 from jobworker.web.job_routes import job_routes
 
 registry = Registry()
@@ -111,21 +110,13 @@ def build_app(jobs: App) -> Starlette:
     async def page(request: Request) -> Response:
         return HTMLResponse(PAGE)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await hub.aclose()
-            await jobs.aclose()
-
     return Starlette(
         routes=[
             Route("/", page),
             Route("/reports", create_report, methods=["POST"]),
             Mount("/reports", routes=job_routes(jobs.client, authorize=owns_report, hub=hub)),
         ],
-        lifespan=lifespan,
+        lifespan=jobs_lifespan(jobs),  # opens the store, closes it and the stream hub
     )
 
 

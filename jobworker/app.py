@@ -20,6 +20,9 @@ from jobworker.storage import Storage, create_storage, dialect_of
 
 logger = logging.getLogger(__name__)
 
+# The name connections give the database when no role set one (a program that enqueues).
+DEFAULT_APPLICATION_NAME = "jobworker"
+
 # Storages a forked child inherited from its parent. They are kept referenced, never closed:
 # closing a SQLite connection that crossed fork() can release the parent's file locks.
 _inherited_storages: list[Storage] = []
@@ -82,6 +85,9 @@ class App:
         self.registry = registry if registry is not None else default_registry
         self.clock = clock
         self.on_error = on_error
+        # What its connections tell the database they are (PostgreSQL's application_name,
+        # SQL Server's APP): each process sets its role, e.g. "jobworker worker 2".
+        self.application_name = DEFAULT_APPLICATION_NAME
         self.portal = Portal()
         self.client = Client(self, self.registry, settings, clock=clock, portal=self.portal)
         self._storages: weakref.WeakKeyDictionary[
@@ -126,19 +132,23 @@ class App:
 
     def with_settings(self, settings: Settings) -> App:
         """This app's jobs with other settings; not bound, like `with_database_url`."""
-        return App(
+        app = App(
             registry=self.registry,
             settings=settings,
             clock=self.clock,
             bind=False,
             on_error=self.on_error,
         )
+        app.application_name = self.application_name
+        return app
 
     def create_storage(self) -> Storage:
         """A new, unopened storage; the caller opens and closes it (workers, the supervisor)."""
         # The storage keeps the database's time, unless a test gave the App a clock of its own.
         clock = None if isinstance(self.clock, SystemClock) else self.clock
-        return create_storage(self.settings.database_url, self.settings, clock)
+        return create_storage(
+            self.settings.database_url, self.settings, clock, application_name=self.application_name
+        )
 
     async def storage(self) -> Storage:
         """The opened storage for the running event loop, created on first use (coroutines

@@ -28,6 +28,7 @@ import msgspec
 
 from jobworker import tracing
 from jobworker.app import App
+from jobworker.catalogue import record_job_types
 from jobworker.clock import Clock
 from jobworker.definitions import Registry
 from jobworker.display import redact_url
@@ -232,6 +233,7 @@ class Beat:
         self._storage = storage
         try:
             await storage.schema.check_schema()
+            await record_job_types(storage, self.app.registry, self.settings, self.holder)
             if not await self._register(specs):
                 return
             self.lease = await choose_lease(self.app, storage, self.holder)

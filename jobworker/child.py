@@ -138,6 +138,7 @@ def health_main(
         return 0
     host, port = sock.getsockname()[:2]
     origin.title(f"supervisor, health probes on {host}:{port}")
+    origin.app.application_name = "jobworker health"
     state = ProbeState(
         supervisor_pid=origin.parent,
         supervisor_row=row_id,
@@ -167,6 +168,7 @@ def worker_main(origin: Origin, options: WorkerOptions, index: int, beat_fd: int
     gc.freeze()
     module = f" [{origin.module}]" if origin.module else ""
     setproctitle.setproctitle(f"jobworker: worker {index}{module} starting")
+    origin.app.application_name = f"jobworker worker {index}"
     os.set_blocking(beat_fd, False)
     worker = Worker(
         origin.app,

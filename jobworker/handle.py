@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 R = TypeVar("R")
 
 if TYPE_CHECKING:
-    from jobworker.models import JobDescriptor
+    from jobworker.models import CancelResult, JobDescriptor
 
 
 class JobSource(Protocol):
@@ -26,6 +26,10 @@ class JobSource(Protocol):
     def stream_typed(
         self, job_id: uuid.UUID, last_event_id: str | int | None = None
     ) -> AsyncIterator[Any]: ...
+
+    def cancel(self, job_id: uuid.UUID, reason: str = "cancelled") -> CancelResult: ...
+
+    async def acancel(self, job_id: uuid.UUID, reason: str = "cancelled") -> CancelResult: ...
 
 
 class JobHandle(Generic[R]):
@@ -64,6 +68,15 @@ class JobHandle(Generic[R]):
         """Follow the job's events as `TypedEvent`s (see `Client.stream_typed`): progress as the
         job's progress type, the result as its return type; ends after its terminal event."""
         return self._source.stream_typed(self.job_id, last_event_id)
+
+    def cancel(self, reason: str = "cancelled") -> CancelResult:
+        """Cancel the job, as `Client.cancel` does: a waiting job at once (with the
+        continuations waiting on it), a running one by asking its worker to stop it; a finished
+        one is left as it is (`CancelResult.FINISHED`)."""
+        return self._source.cancel(self.job_id, reason)
+
+    async def acancel(self, reason: str = "cancelled") -> CancelResult:
+        return await self._source.acancel(self.job_id, reason)
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_type} {self.job_id}>"

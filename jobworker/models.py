@@ -284,8 +284,12 @@ class EventKind(enum.StrEnum):
     RESULT = "result"  # the job's result, once it succeeded
 
 
-class JobEvent(msgspec.Struct, frozen=True, kw_only=True):
+class JobEvent(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One event of one job: `seq` numbers a job's events from 1, across attempts and workers."""
+
+    # gc=False: its fields hold no container that could lead back to it, so it can be in no
+    # reference cycle. A reader that follows a streaming job makes hundreds of thousands of
+    # them a second; tracked, they set off garbage collections that cost more than making them.
 
     job_id: uuid.UUID
     seq: int
@@ -333,3 +337,34 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     running: int = 0
     gone: bool = False
     parent: str | None = None
+
+
+class JobTypeSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A job type as the code of one process declares it: what that process writes to the
+    job-type catalogue when it starts. `queue` and `max_attempts` are resolved over that
+    process's settings (what an enqueue without options would use); `args_schema` is the JSON
+    Schema of its arguments, as JSON text (None when msgspec cannot state one)."""
+
+    name: str
+    kind: JobKind
+    display_name: str
+    description: str
+    icon: str | None
+    queue: str
+    priority: int
+    max_attempts: int
+    cron: str | None
+    timezone: str | None
+    is_async: bool
+    args_schema: str | None
+    module: str  # the Python module that defines the job
+
+
+class JobType(JobTypeSpec, frozen=True, kw_only=True):
+    """A job type's row in the catalogue: its spec as the process that last started with it
+    wrote it (`seen_by`: that process's worker id or beat holder), and when it was first and
+    last written. A type no code declares any more keeps its row, so history keeps its name."""
+
+    seen_by: str
+    first_seen: datetime
+    last_seen: datetime

@@ -23,6 +23,7 @@ from typing import Any
 
 from jobworker import logs, tracing, transitions
 from jobworker.app import App, declared_queues
+from jobworker.catalogue import record_job_types
 from jobworker.clock import timestamp_of
 from jobworker.completions import Completions
 from jobworker.context import JobContext
@@ -187,6 +188,7 @@ class Worker:
         if storage is None:
             return
         self._storage = storage
+        await record_job_types(storage, self.app.registry, self.settings, self.worker_id)
         self._bus = bus_for(self.settings, storage)
         # A job's end wakes the claim loop before its outcome is written, but a concurrency cap
         # counts the job until then: a claim in between finds the cap full, so claim again.

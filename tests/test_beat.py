@@ -244,7 +244,7 @@ def test_bad_schedules_and_arguments_are_clear_errors_and_store_nothing(
 def test_a_cron_job_that_needs_arguments_is_refused_when_beat_starts() -> None:
     registry = Registry()
 
-    @registry.job(name="t.needs", cron="* * * * *")
+    @registry.job(name="t.needs", kind="system", cron="* * * * *")
     def needs(ctx: JobContext, to: str) -> None: ...
 
     with pytest.raises(ConfigurationError, match="cannot run without arguments"):

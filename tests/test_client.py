@@ -9,6 +9,7 @@ import pytest
 
 from jobworker import (
     App,
+    CancelResult,
     ConfigurationError,
     JobArgumentsError,
     JobContext,
@@ -286,6 +287,7 @@ CLIENT_API = [
     "aevents",
     "afind_by_idempotency_key",
     "aget",
+    "ajob_types",
     "alist",
     "alist_recurring",
     "anow",
@@ -299,6 +301,7 @@ CLIENT_API = [
     "aschedule_recurring",
     "athroughput",
     "attempts",
+    "atype_labels",
     "aworkers",
     "beat_status",
     "cancel",
@@ -313,6 +316,7 @@ CLIENT_API = [
     "events",
     "find_by_idempotency_key",
     "get",
+    "job_types",
     "list",
     "list_recurring",
     "now",
@@ -331,6 +335,7 @@ CLIENT_API = [
     "stream_batches",
     "stream_typed",
     "throughput",
+    "type_labels",
     "workers",
 ]
 
@@ -341,7 +346,7 @@ def test_the_client_api_is_pinned_and_every_operation_has_a_blocking_twin(app: A
     client = app.client
     assert sorted(name for name in dir(client) if not name.startswith("_")) == CLIENT_API
     twins = [name for name in CLIENT_API if name.startswith("a") and name[1:] in CLIENT_API]
-    assert len(twins) == 26
+    assert len(twins) == 28
     for name in twins:
         coroutine, blocking = getattr(client, name), getattr(client, name[1:])
         assert inspect.iscoroutinefunction(coroutine) and not inspect.iscoroutinefunction(blocking)
@@ -367,3 +372,22 @@ def test_a_connection_belongs_to_the_async_api(app: App, jobs) -> None:  # type:
     with pytest.raises(ConfigurationError, match="connection= belongs to the async API"):
         app.client.enqueue("plain", {"n": 1}, connection=object())
     assert app.client.list() == []
+
+
+def test_a_handle_cancels_its_job(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    handle, other = plain.delay(n=1), plain.delay(n=2)
+    assert handle.cancel("not needed") is CancelResult.CANCELLED
+    job = handle.get()
+    assert job is not None and job.status is JobStatus.CANCELLED
+    assert handle.cancel() is CancelResult.FINISHED  # a finished job is left as it is
+    other_job = other.get()
+    assert other_job is not None and other_job.status is JobStatus.QUEUED
+
+
+async def test_a_handle_cancels_its_job_from_async_code(app: App, jobs) -> None:  # type: ignore[no-untyped-def]
+    _, plain = jobs
+    handle = await plain.adelay(n=1)
+    assert await handle.acancel() is CancelResult.CANCELLED
+    job = await handle.aget()
+    assert job is not None and job.status is JobStatus.CANCELLED

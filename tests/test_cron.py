@@ -112,7 +112,7 @@ def test_steps_up_to_their_fields_span_stay_valid(expression: str) -> None:
 def test_an_out_of_range_step_is_refused_at_job_and_at_schedule_recurring(app: App) -> None:
     with pytest.raises(DefinitionError, match="step 61 in the minute field"):
 
-        @app.registry.job(name="too-often", cron="*/61 * * * *")
+        @app.registry.job(name="too-often", kind="system", cron="*/61 * * * *")
         def too_often(ctx: JobContext) -> None: ...
 
     @app.registry.job(name="nightly")

@@ -257,11 +257,22 @@ def test_bad_cron_and_time_zones_are_clear_errors(
         def nightly(ctx: JobContext) -> None: ...
 
 
+def test_cron_on_a_user_job_is_refused_with_the_two_ways_out(registry: Registry) -> None:
+    """A recurring definition fires system jobs (the reference registers cron for system jobs
+    only): `cron=` on a user job says to add kind='system' or to call schedule_recurring."""
+    with pytest.raises(DefinitionError, match=r"add kind='system', or schedule it with client"):
+
+        @registry.job(name="reports.daily", cron="0 2 * * *")
+        def daily(ctx: JobContext) -> None: ...
+
+    assert "reports.daily" not in registry
+
+
 def test_five_and_six_field_cron_expressions_are_accepted(registry: Registry) -> None:
-    @registry.job(name="daily", cron="0 2 * * *", timezone="Europe/Amsterdam")
+    @registry.job(name="daily", kind="system", cron="0 2 * * *", timezone="Europe/Amsterdam")
     def daily(ctx: JobContext) -> None: ...
 
-    @registry.job(name="every-ten-seconds", cron="*/10 * * * * *")
+    @registry.job(name="every-ten-seconds", kind="system", cron="*/10 * * * * *")
     def every_ten_seconds(ctx: JobContext) -> None: ...
 
     assert daily.definition.cron == "0 2 * * *"

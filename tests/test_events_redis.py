@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
 import msgspec
@@ -13,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from jobworker.events import TRUNCATED_MARKER, EventKind, JobEvent, encode_payload
-from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus, live_events
+from jobworker.events.redis_bus import BusUnavailable, RedisStreamBus, _Followed, live_events
 
 REDIS_URL = os.environ.get("JOBWORKER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -188,3 +190,58 @@ async def test_the_shared_read_survives_losing_its_connection_once(bus: RedisStr
     await asyncio.sleep(0.2)  # it has read again, on a new connection
     await publish(bus, [event(job, 1, value="after")])
     assert [e.decoded() for e in await asyncio.wait_for(reader, 2)] == ["after"]
+
+
+async def wait_until(done: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_job_the_shared_read_follows_is_not_read_again(bus: RedisStreamBus) -> None:
+    """A reader that looks without blocking (as it does once a second, before it looks in the
+    database) gets what the shared read has fetched: the entries are not read and decoded a
+    second time. When the shared read has nothing new, it asks Redis (which may hold what the
+    shared read has yet to fetch)."""
+    job = uuid.uuid4()
+    reader = asyncio.create_task(bus.read(job, 0, block=5))
+    await asyncio.sleep(0.2)  # the shared read follows the job
+    await publish(bus, [event(job, 1, value="a")])
+    assert [e.seq for e in await asyncio.wait_for(reader, 2)] == [1]
+    await publish(bus, [event(job, 2, value="b"), event(job, 3, value="c")])
+    await wait_until(lambda: bus._shared._followed[job].cursor == 3, "the shared read")
+    ranges = 0
+    xrange = bus._client.xrange
+
+    async def counting_xrange(*args: object, **kwargs: object) -> object:
+        nonlocal ranges
+        ranges += 1
+        return await xrange(*args, **kwargs)
+
+    bus._client.xrange = counting_xrange
+    assert [e.decoded() for e in await bus.read(job, 1)] == ["b", "c"]
+    assert ranges == 0
+    assert await bus.read(job, 3) == []
+    assert ranges == 1
+
+
+async def test_events_read_from_redis_are_left_to_reference_counting(bus: RedisStreamBus) -> None:
+    """A reader of a streaming job makes events by the hundred thousand: tracked by the garbage
+    collector, they would set off collections that cost more than the events themselves."""
+    job = uuid.uuid4()
+    await publish(bus, [event(job, n) for n in range(1, 4)])
+    got = await bus.read(job, 0)
+    assert len(got) == 3 and not any(gc.is_tracked(e) for e in got)
+    assert not gc.is_tracked(event(job, 1))
+
+
+def test_what_the_shared_read_holds_after_a_sequence() -> None:
+    job = uuid.uuid4()
+    followed = _Followed(0)
+    followed.add([event(job, n) for n in (1, 2, 3)], 3)
+    followed.add([], 3)
+    followed.add([event(job, n) for n in (4, 5)], 5)
+    followed.add([event(job, 6)], 6)
+    for seq in range(8):
+        assert [e.seq for e in followed.after(seq)] == list(range(seq + 1, 7))

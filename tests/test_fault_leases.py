@@ -54,7 +54,7 @@ def test_a_job_leased_to_a_worker_that_never_received_it_is_rescued_within_a_lea
     that one expires and is rescued and run (before, every renewal extended it: stranded)."""
     run = start("--concurrency", "1", extra_env=FAULT_ENV)
     busy = proc_jobs.sleepy.delay(seconds=30, marker=str(tmp_path / "busy"))
-    wait_for(lambda: (tmp_path / "busy").exists(), 20, "the busy job to start")
+    wait_for(lambda: (tmp_path / "busy").exists(), 60, "the busy job to start")
     [owner] = wait_for(lambda: worker_ids(run), 10, "the worker's id in the log")
     # The lost reply: a job leased to that worker in the database, which it never received.
     # Claimed a few seconds ahead (a clock of its own), when the worker itself cannot claim it.
@@ -95,7 +95,7 @@ def test_a_worker_resumed_past_its_lease_stops_and_writes_nothing_more(
     so readers see the lost lease and the second start in sequence."""
     first = start("--concurrency", "1", extra_env=FAULT_ENV)
     handle = proc_jobs.steady.delay(seconds=6, marker=str(tmp_path / "steady"))
-    wait_for(lambda: (tmp_path / "steady").exists(), 20, "the job to start")
+    wait_for(lambda: (tmp_path / "steady").exists(), 60, "the job to start")
     pid = int((tmp_path / "steady").read_text())
     time.sleep(0.5)  # some progress events
     os.kill(pid, signal.SIGSTOP)
@@ -164,7 +164,7 @@ def test_leases_and_results_keep_to_the_databases_clock_whatever_the_workers_clo
         runs.append(behind)
         wait_for(lambda: status_of(proc_app, kept.job_id) is JobStatus.SUCCEEDED, 20, "a result")
         long = proc_jobs.sleepy.delay(seconds=3 * LEASE, marker=str(tmp_path / "long"))
-        wait_for(lambda: (tmp_path / "long").exists(), 20, "the long job to start")
+        wait_for(lambda: (tmp_path / "long").exists(), 60, "the long job to start")
         ahead = SkewedRun(tmp_path, fault_env, 300)
         runs.append(ahead)
         wait_for(

@@ -195,7 +195,7 @@ def test_readyz_is_503_while_the_supervisor_drains(
     app = store.app()
     try:
         proc_jobs.sleepy.delay(seconds=4, marker=str(marker))
-        wait_for(marker.exists, 20, "the job to start")
+        wait_for(marker.exists, 60, "the job to start")
     finally:
         app.close()
     supervisor.run.proc.send_signal(signal.SIGTERM)

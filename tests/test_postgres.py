@@ -674,7 +674,7 @@ def test_workers_survive_their_connections_being_terminated(
     try:
         marker = tmp_path / "marker"
         handle = proc_jobs.sleepy.delay(seconds=1.5, marker=str(marker))
-        wait_for(marker.exists, 20, "the job to start")
+        wait_for(marker.exists, 60, "the job to start")
 
         async def terminate() -> int:
             conn = await asyncpg.connect(pg_database)

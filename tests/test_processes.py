@@ -164,7 +164,7 @@ def test_a_killed_child_is_replaced_and_its_job_runs_again_at_once(
     [child] = run.wait_children(1)
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=30, marker=str(marker), only_first=True)
-    wait_for(marker.exists, 20, "the job to start")
+    wait_for(marker.exists, 60, "the job to start")
     killed_at = time.monotonic()
     os.kill(int(marker.read_text()), signal.SIGKILL)
     job = wait_for(lambda: settled(proc_app, [handle]), 20, "the job to run again")[0]
@@ -184,7 +184,7 @@ def test_sigterm_lets_a_running_job_finish(
     run = start("--concurrency", "1", "--parallelism", "1", "--drain-timeout", "20")
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=1.5, marker=str(marker))
-    wait_for(marker.exists, 20, "the job to start")
+    wait_for(marker.exists, 60, "the job to start")
     queued_later = proc_jobs.noop.delay(i=2)
     assert run.stop() == 0
     assert proc_app.client.get(handle.job_id).status is JobStatus.SUCCEEDED  # type: ignore[union-attr]
@@ -199,7 +199,7 @@ def test_drain_timeout_releases_unfinished_jobs_without_spending_an_attempt(
     run = start("--concurrency", "1", "--drain-timeout", "1")
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=60, marker=str(marker))
-    wait_for(marker.exists, 20, "the job to start")
+    wait_for(marker.exists, 60, "the job to start")
     began = time.monotonic()
     assert run.stop() == 0
     assert time.monotonic() - began < 10
@@ -294,7 +294,7 @@ def test_process_titles_show_role_index_and_current_job(
     run.wait_children(2)
     marker = tmp_path / "marker"
     handle = proc_jobs.sleepy.delay(seconds=5, marker=str(marker))
-    wait_for(marker.exists, 20, "the job to start")
+    wait_for(marker.exists, 60, "the job to start")
     busy_pid = int(marker.read_text())
 
     def title(pid: int) -> str:

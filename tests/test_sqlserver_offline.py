@@ -56,6 +56,7 @@ from jobworker.storage.sqlserver import (
     rendered_scripts,
     split_batches,
     statements,
+    with_application_name,
 )
 from jobworker.storage.sqlserver.values import ts
 
@@ -86,6 +87,8 @@ WORKER_STATEMENTS = {
     "mark_workers_gone",
     "purge_gone_workers",
 }
+# The job-type catalogue's, exercised in tests/test_catalogue_sqlserver_offline.py.
+CATALOGUE_STATEMENTS = {"upsert_job_types", "list_job_types"}
 TABLES = (
     "jobs",
     "job_attempts",
@@ -94,6 +97,7 @@ TABLES = (
     "jobworker_schema",
     "recurring_jobs",
     "workers",
+    "job_types",
 )
 
 
@@ -138,6 +142,16 @@ def code_of(sql: str) -> str:
 )
 def test_urls_become_odbc_connection_strings(url: str, expected: str) -> None:
     assert odbc_connection_string(url) == expected
+
+
+def test_connections_name_their_role_unless_the_url_names_one() -> None:
+    named = with_application_name(odbc_connection_string(URL), "jobworker worker 2")
+    assert named.endswith(";APP=jobworker worker 2")
+    assert with_application_name("DSN=jobs;", "jobworker beat") == "DSN=jobs;APP=jobworker beat"
+    given = odbc_connection_string(URL + "&APP=billing")
+    assert with_application_name(given, "jobworker web") == given
+    given = "DSN=jobs; app = billing"
+    assert with_application_name(given, "jobworker web") == given
 
 
 @pytest.mark.parametrize(
@@ -1053,7 +1067,9 @@ async def test_every_method_runs_its_statements_with_every_parameter(harness: Ha
     await server_timed.open()
     assert abs(server_timed.clock.now() - server_now) < timedelta(seconds=5)
     await server_timed.close()
-    assert harness.executed() == set(queries("sqlserver")) - BEAT_STATEMENTS - WORKER_STATEMENTS
+    assert harness.executed() == (
+        set(queries("sqlserver")) - BEAT_STATEMENTS - WORKER_STATEMENTS - CATALOGUE_STATEMENTS
+    )
     for name, _, values in harness.log:
         assert None not in values, name
     await s.close()
@@ -1481,7 +1497,7 @@ async def test_migrate_runs_every_batch_in_one_locked_transaction(harness: Harne
     # At the baseline: the later scripts run, and only they.
     harness.answers.update({"schema_table_exists": [(1,)], "schema_version": [(BASELINE,)]})
     calls = len(harness.log)
-    assert await harness.storage.schema.migrate() == VERSIONS[1:] == [6, 7, 8, 9, 10]
+    assert await harness.storage.schema.migrate() == VERSIONS[1:] == [6, 7, 8, 9, 10, 12]
     later = [b for v, _, text in rendered_scripts("jobworker") if v > BASELINE
              for b in split_batches(text)]  # fmt: skip
     assert [sql for _, sql, _ in harness.log[calls:]][4:-1] == later

@@ -504,6 +504,56 @@ async def test_a_sync_handler_that_outruns_the_writer_waits_and_loses_nothing(
     await assert_every_chunk_arrives(store, bus, registry, sync_flood, count)
 
 
+async def test_a_burst_reaches_a_live_reader_while_the_handler_still_emits(
+    store: Store, bus: str | None
+) -> None:
+    """A handler that streams without pause is not held back until it ends (or a batch fills):
+    it emits until the reader has its first chunk, then a tail, and the reader gets them all,
+    in order, none lost."""
+    registry = Registry()
+    seen = asyncio.Event()
+    tail = 1_000
+    cap = 3_000_000  # far past any round: reaching it means the burst was held back
+
+    @registry.job(name="stream.burst")
+    async def burst(ctx: JobContext[Any]) -> int:
+        n = 0
+        while not seen.is_set() and n < cap:
+            await ctx.chunk(n)
+            n += 1
+        before_seen = n
+        for _ in range(tail):
+            await ctx.chunk(n)
+            n += 1
+        return before_seen
+
+    app = make_app(store, registry, bus, event_stream_maxlen=cap + tail)
+    try:
+        handle = await burst.adelay()
+        chunks: list[int] = []
+
+        async def follow() -> list[JobEvent]:
+            events = []
+            async for event in app.client.stream(handle.job_id):
+                events.append(event)
+                if event.kind is EventKind.CHUNK:
+                    chunks.append(event.decoded(Chunk).data)
+                    seen.set()
+            return events
+
+        async with running_worker(app):
+            reader = asyncio.create_task(follow())
+            before_seen = await handle.aresult(120)
+            events = await asyncio.wait_for(reader, 60)
+        assert before_seen < cap, "the reader saw nothing while the handler streamed"
+        assert chunks == list(range(before_seen + tail))
+        assert seqs(events) == list(range(1, len(events) + 1))
+        assert is_terminal(events[-1])
+    finally:
+        await drop_redis_keys(app)
+        await app.aclose()
+
+
 async def test_events_of_a_failed_write_are_written_again_in_order(store: Store) -> None:
     """The database refuses the writer's first rounds: the events go back ahead of newer ones
     and are stored, in order and once, when it works again (a real database, made to fail)."""

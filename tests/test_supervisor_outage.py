@@ -155,7 +155,7 @@ def test_a_database_that_does_not_answer_never_stalls_the_supervisors_loop(
         [child] = run.wait_children(1)
         marker = tmp_path / "marker"
         handle = proc_jobs.sleepy.delay(seconds=60, marker=str(marker), only_first=True)
-        wait_for(marker.exists, 20, "the job to start")
+        wait_for(marker.exists, 60, "the job to start")
         assert int(marker.read_text()) == child.pid
         # A child that dies sooner than 2 s after its start delays its replacement on purpose.
         time.sleep(max(0.0, child.create_time() + 2.5 - time.time()))

@@ -126,6 +126,10 @@ def test_running_processes_are_listed_and_a_clean_stop_removes_them_at_once(
     assert sorted(w.running for w in workers) == [0, 1]
     [busy] = [w for w in workers if w.running]
     assert busy.pid == int((tmp_path / "marker").read_text()), "the worker that runs the job"
+    # Each worker process wrote its module's jobs to the job-type catalogue when it started.
+    types = app.client.job_types()
+    assert proc_jobs.sleepy.name in {t.name for t in types}
+    assert {t.seen_by for t in types} <= {w.id for w in workers}
 
     # Past the stale time, every row is still live: each process refreshes its own, and the
     # worker processes refresh the supervisor's (its loop does no I/O).

@@ -4,8 +4,8 @@
 - `format`: how things are printed (tables, a job as JSON, beat's status).
 - `run`: `run` and `beat`; `jobs`: enqueue, status, jobs, cancel, retry, delete;
   `admin`: queues, recurring, migrate, sql; `tail`: following a job live; `workers`: the
-  worker registry; `web`: serving the web tail with uvicorn; `web_auth`: hash-password, for
-  the admin API's logins.
+  worker registry; `job_types`: the job-type catalogue (`types`); `web`: serving the web tail
+  with uvicorn; `web_auth`: hash-password, for the admin API's logins.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import click
 
 from jobworker._version import __version__
-from jobworker.cli import admin, health, jobs, run, tail, web, web_auth, workers
+from jobworker.cli import admin, health, job_types, jobs, run, tail, web, web_auth, workers
 from jobworker.logs import FORMATS, configure
 
 
@@ -47,6 +47,7 @@ for command in [
     *admin.COMMANDS,
     tail.tail,
     workers.workers,
+    job_types.types,
     health.health,
     *web.COMMANDS,
     *web_auth.COMMANDS,

@@ -44,12 +44,16 @@ def friendly_errors(fn: F) -> F:
 
 
 def load_app(app_path: str | None, database_url: str | None) -> App:
-    """The App a command works on. It is not bound: the command uses its client directly."""
+    """The App a command works on. It is not bound: the command uses its client directly. Its
+    connections are named for the command line (`run` and `beat` rename them)."""
     if app_path:
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())
-        return find_app(import_object(app_path), database_url=database_url)
-    return App(database_url, bind=False) if database_url else App(bind=False)
+        app = find_app(import_object(app_path), database_url=database_url)
+    else:
+        app = App(database_url, bind=False) if database_url else App(bind=False)
+    app.application_name = "jobworker cli"
+    return app
 
 
 def load_module_app(module: str, database_url: str | None) -> App:

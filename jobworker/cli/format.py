@@ -5,12 +5,14 @@ output here shows them escaped (`display.printable`), JSON included (the escapes
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from jobworker import codec
+from jobworker.client.catalogue import TypeLabel
 from jobworker.display import printable
 from jobworker.models import CancelResult, JobDescriptor, QueueInfo
 from jobworker.recurring import BeatStatus, RecurringJob
@@ -57,9 +59,15 @@ def format_json(value: Any, *, indent: int = 0) -> str:
     return printable(encoded.decode(), keep="\n")
 
 
-def format_table(rows: list[JobDescriptor]) -> str:
+def format_table(rows: list[JobDescriptor], names: Mapping[str, str] | None = None) -> str:
+    """The jobs as a table. `names` gives the label (icon and display name) of the types that
+    have one of their own: a NAME column shows them when a listed job's type is among them (last:
+    an icon is one character to Python but two wide in a terminal)."""
+    known = names or {}
+    names = {job.job_type: known[job.job_type] for job in rows if job.job_type in known}
     headers: tuple[str, ...] = (
         "JOB ID", "TYPE", "KIND", "STATUS", "ATTEMPT", "QUEUE", "ENQUEUED", "ERROR",
+        *(("NAME",) if names else ()),
     )  # fmt: skip
     table: list[tuple[str, ...]] = [headers] + [
         (
@@ -71,10 +79,21 @@ def format_table(rows: list[JobDescriptor]) -> str:
             job.queue,
             job.enqueued_at.strftime("%Y-%m-%d %H:%M:%S"),
             (job.error or "").splitlines()[0][:60] if job.error else "",
+            *((names.get(job.job_type, ""),) if names else ()),
         )
         for job in rows
     ]
     return render_table(table, empty="(no jobs)")
+
+
+def own_labels(labels: Mapping[str, TypeLabel]) -> dict[str, str]:
+    """The types whose label says more than their name (a display name of its own, or an icon),
+    each as its icon and display name."""
+    return {
+        name: f"{label.icon} {label.display_name}" if label.icon else label.display_name
+        for name, label in labels.items()
+        if label.icon or label.display_name != name
+    }
 
 
 def format_queues(infos: list[QueueInfo]) -> str:

@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from jobworker.cli.common import BadInput, Target, target_options
-from jobworker.cli.format import cancel_message, format_descriptor, format_table
+from jobworker.cli.format import cancel_message, format_descriptor, format_table, own_labels
 from jobworker.cli.unserved import warn_unserved
 from jobworker.client import Client
 from jobworker.models import JobDescriptor, ScheduleOptions
@@ -127,7 +127,7 @@ def jobs(
             limit=limit,
             offset=offset,
         )
-        click.echo(format_table(rows))
+        click.echo(format_table(rows, own_labels(client.type_labels())))
         if rows.unreadable:
             count = len(rows.unreadable)
             click.echo(f"{count} row(s) of this page could not be read:", err=True)

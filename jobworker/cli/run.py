@@ -136,6 +136,7 @@ def run(
             "give it, or --async-slots and --thread-slots"
         )
     app = load_module_app(module, database_url)
+    app.application_name = "jobworker supervisor"  # its helper processes' too
     if not len(app.registry):
         raise BadInput(f"module {module!r} defines no @job")
     # Jobs that enqueue jobs (`.delay()` in a handler) write where these workers run, which is
@@ -187,6 +188,7 @@ def beat_command(
     if not module:
         raise BadInput("beat needs the module that defines the jobs: jobworker beat MODULE")
     app = load_module_app(module, database_url)
+    app.application_name = "jobworker beat"
     setproctitle.setproctitle(f"jobworker: beat [{module}]")
     try:
         asyncio.run(_run_beat(Beat(app, module=module)))

@@ -10,6 +10,7 @@ client is assembled from one part per seam, each building on the last:
 - `enqueue`: a call into stored jobs, and handles to them.
 - `recurring`: recurring definitions and beat's status.
 - `workers`: the worker registry (supervisors, worker processes, beat).
+- `catalogue`: the job-type catalogue (kinds, display names, icons of every declared type).
 - `dashboard`: an overview's counts that stay cheap on a big table, and throughput.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from jobworker.client.workers import WorkerRegistry
+from jobworker.client.catalogue import JobTypes
 from jobworker.errors import ConfigurationError
 from jobworker.models import (
     THROUGHPUT_OUTCOMES,
@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_EXACT_UP_TO", "Dashboard", "window_start"]
 DEFAULT_EXACT_UP_TO = 10_000
 
 
-class Dashboard(WorkerRegistry):
+class Dashboard(JobTypes):
     async def aoverview(self, *, exact_up_to: int = DEFAULT_EXACT_UP_TO) -> JobCounts:
         """Jobs by status and by queue, read so that it stays fast on a big table: a status of
         at most `exact_up_to` jobs is counted exactly; on PostgreSQL a bigger one may be the

@@ -78,6 +78,11 @@ def _problems(options: JobOptions) -> Iterator[str]:
     if options.concurrency is not None and options.concurrency < 1:
         yield "concurrency must be at least 1"
     yield from _schedule_problems(options.cron, options.timezone)
+    if options.cron is not None and options.kind is JobKind.USER:
+        yield (
+            "cron= registers a recurring job, which is a system job: add kind='system', "
+            "or schedule it with client.schedule_recurring(...)"
+        )
 
 
 def _schedule_problems(cron: str | None, timezone: str | None) -> Iterator[str]:

@@ -17,7 +17,7 @@ Streams are trimmed by id, so `maxlen` counts events, not entries: an entry goes
 event in it is more than `maxlen` sequences behind the job's newest. A stream expires some time
 after its job has ended.
 
-Just over 400 lines: the entry format above is written and parsed here only (`_events`,
+About 450 lines: the entry format above is written and parsed here only (`_events`,
 `_last_seq`); the shared reads parse the same entries, and apart they would share those private
 helpers through a third module.
 """
@@ -178,9 +178,15 @@ class RedisStreamBus:
     ) -> list[JobEvent]:
         """Events after `after_seq`, oldest first; with `block` (seconds), wait that long for
         some if there are none yet. The blocking reads of every job this client follows go
-        to Redis as one `XREAD ... BLOCK` over all of their streams (`_SharedReads`)."""
+        to Redis as one `XREAD ... BLOCK` over all of their streams (`_SharedReads`). Without
+        `block`, a job the shared read follows gets what that read has fetched, if anything: a
+        reader that is behind would otherwise read and decode every entry twice, once in its
+        own read and once in the shared one."""
         if block is not None:
             return await self._shared.read(job_id, after_seq, block)
+        fetched = self._shared.fetched(job_id, after_seq)
+        if fetched:
+            return fetched
         try:
             entries = await self._client.xrange(
                 self.key(job_id), min=f"{after_seq + 1}-0", count=READ_ENTRIES
@@ -241,7 +247,21 @@ class _Followed:
         self.failure: str | None = None
 
     def after(self, seq: int) -> list[JobEvent]:
-        return [event for _, events in self.batches for event in events if event.seq > seq]
+        # From the newest batch back to the first that reaches `seq`: a reader that keeps up
+        # asks for the last batch or two, and must not rescan the RETAIN seconds before them.
+        newer: list[list[JobEvent]] = []
+        for _, events in reversed(self.batches):
+            if events:
+                if events[-1].seq <= seq:
+                    break
+                newer.append(events)
+        found: list[JobEvent] = []
+        for events in reversed(newer):
+            if events[0].seq > seq:
+                found += events
+            else:
+                found += [event for event in events if event.seq > seq]
+        return found
 
     def add(self, events: list[JobEvent], cursor: int) -> None:
         now = time.monotonic()
@@ -291,6 +311,15 @@ class _SharedReads:
         if followed.failure is not None:
             raise BusUnavailable(followed.failure)
         return events
+
+    def fetched(self, job_id: uuid.UUID, after_seq: int) -> list[JobEvent]:
+        """What the shared read has fetched of the job after `after_seq` (nothing when it does
+        not follow the job, no longer holds what follows `after_seq`, or failed)."""
+        followed = self._followed.get(job_id)
+        if followed is None or after_seq < followed.floor or followed.failure is not None:
+            return []
+        followed.asked_at = time.monotonic()
+        return followed.after(after_seq)
 
     async def close(self) -> None:
         task, self._task = self._task, None

@@ -160,20 +160,25 @@ class _Reader:
         """The live events after the last delivered one, with any gap before one of them filled
         from the database; marks them delivered."""
         batch: list[JobEvent] = []
+        append = batch.append
+        lifecycle = EventKind.LIFECYCLE
+        delivered = self._delivered  # a local: this loop runs once per event a reader gets
         for event in live:
             seq = event.seq
-            if seq <= self._delivered:
+            if seq <= delivered:
                 continue
-            if seq > self._delivered + 1:
+            if seq > delivered + 1:
+                self._delivered = delivered
                 async for page in self._stored(before_seq=seq):
                     batch += page
                 if self._ended:
-                    break
-            self._delivered = seq
-            batch.append(event)
-            if event.kind is EventKind.LIFECYCLE and is_terminal(event):
+                    return batch
+            delivered = seq
+            append(event)
+            if event.kind is lifecycle and is_terminal(event):
                 self._ended = True
                 break
+        self._delivered = delivered
         return batch
 
     async def _stored(

@@ -84,7 +84,7 @@ async def check_everything(settings: Settings, timeout: float) -> list[Check]:
     # that the driver cleans up after it rather than being cancelled halfway.
     connect = min(settings.connect_timeout, timeout * 0.8)
     settings = settings.replace(connect_timeout=connect)
-    storage = create_storage(settings.database_url, settings)
+    storage = create_storage(settings.database_url, settings, application_name="jobworker cli")
 
     async def open_and_read() -> Outcome:
         _refuse_missing_sqlite_file(storage, settings)

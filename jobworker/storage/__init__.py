@@ -13,6 +13,7 @@ from jobworker.storage.ports import (
     EventStore,
     Inspection,
     Jobs,
+    JobTypeCatalogue,
     LeaderLease,
     Leadership,
     LiveRows,
@@ -31,6 +32,7 @@ __all__ = [
     "EnqueueResult",
     "EventStore",
     "Inspection",
+    "JobTypeCatalogue",
     "Jobs",
     "LeaderLease",
     "Leadership",
@@ -78,10 +80,16 @@ def dialect_of(url: str) -> str:
 
 
 def create_storage(
-    url: str, settings: Settings | None = None, clock: Clock | None = None
+    url: str,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    *,
+    application_name: str | None = None,
 ) -> Storage:
     """A backend for `url`, not yet opened. Drivers are imported only when their backend is used.
-    Its times are the database's own (`database_clock`) unless a test gives it a `clock`."""
+    Its times are the database's own (`database_clock`) unless a test gives it a `clock`. A
+    server database is told `application_name` by each of its connections (PostgreSQL's
+    application_name, SQL Server's APP), unless `url` names one itself."""
     dialect = dialect_of(url)
     if dialect == "sqlite":
         from jobworker.storage.sqlite import SQLiteStorage
@@ -90,11 +98,11 @@ def create_storage(
     if dialect == "postgres":
         from jobworker.storage.postgres import PostgresStorage
 
-        return PostgresStorage(url, settings, clock)
+        return PostgresStorage(url, settings, clock, application_name=application_name)
     if dialect == "sqlserver":
         from jobworker.storage.sqlserver import SQLServerStorage
 
-        return SQLServerStorage(url, settings, clock)
+        return SQLServerStorage(url, settings, clock, application_name=application_name)
     raise ConfigurationError(f"the {dialect} backend is not available yet in this version")
 
 

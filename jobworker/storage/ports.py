@@ -7,7 +7,7 @@ coroutines; every time a backend writes or compares comes from its `clock`: the 
 so that processes whose clocks disagree still agree on leases and due times. A backend
 validates nothing about payloads: the client has done that before `Jobs.enqueue_many`.
 
-Just under 500 lines: the seam is read in one place, and each method's docstring is its contract
+About 500 lines: the seam is read in one place, and each method's docstring is its contract
 (what the conformance suite holds every backend to).
 """
 
@@ -31,6 +31,8 @@ from jobworker.models import (
     JobFilter,
     JobRecord,
     JobStatus,
+    JobType,
+    JobTypeSpec,
     LeaseTerm,
     NewJob,
     QueueInfo,
@@ -44,6 +46,7 @@ __all__ = [
     "EnqueueResult",
     "EventStore",
     "Inspection",
+    "JobTypeCatalogue",
     "Jobs",
     "LeaderLease",
     "Leadership",
@@ -455,6 +458,22 @@ class Workers(Protocol):
         ...
 
 
+class JobTypeCatalogue(Protocol):
+    """The job-type catalogue: a row per job type a worker process or beat has declared, so that
+    processes that do not import a job's module (the web tail, the CLI) still know its kind, its
+    display name and icon. Rows are never removed: a type gone from the code keeps its name."""
+
+    async def upsert_types(self, specs: Sequence[JobTypeSpec], seen_by: str) -> None:
+        """In one statement: add each type, or replace what its row says with the spec (its
+        `first_seen` kept); each row's `last_seen` becomes now and its `seen_by` `seen_by`.
+        Rows of types not in `specs` are left as they are."""
+        ...
+
+    async def list_types(self) -> list[JobType]:
+        """Every row, by name."""
+        ...
+
+
 class Storage(Protocol):
     """One opened backend: its roles as attributes.
 
@@ -494,6 +513,9 @@ class Storage(Protocol):
 
     @property
     def workers(self) -> Workers: ...
+
+    @property
+    def catalogue(self) -> JobTypeCatalogue: ...
 
     async def open(self) -> None:
         """Connect. On a backend that creates its own schema (SQLite), create it."""

@@ -4,6 +4,8 @@ stream, history), the admin REST API with its auth, and the app `jobworker web` 
 - `job_routes(client, authorize=...)`: the routes for your app; `allow_all` opts out of checks.
 - `follow(url, job=...)`: a typed Python reader of such a stream over HTTP.
 - `create_app(app, prefix=...)`: the web tail as a Starlette app, to serve or to mount.
+- `jobworker.web.host`: for your own FastAPI or Starlette app, its lifespan
+  (`jobs_lifespan(app)`) and the web tail as one route (`web_tail(app, prefix=...)`).
 - `admin_api(client, WebConfig.load(), prefix=...)`: the admin API, to mount at `<prefix>/api`.
 - `wire`: the JSON of a job and of each event kind (docs/web.md lists every field).
 """

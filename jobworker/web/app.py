@@ -27,7 +27,7 @@ from jobworker.errors import ConfigurationError
 from jobworker.web.fanout import StreamHub
 from jobworker.web.probes import probe_routes
 
-__all__ = ["DEFAULT_PREFIX", "Closer", "check_prefix", "create_app"]
+__all__ = ["DEFAULT_PREFIX", "Closer", "check_prefix", "close_all", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def create_app(
         try:
             yield
         finally:
-            await _close_all(app, closers)
+            await close_all(app, closers)
 
     web = Starlette(
         debug=debug,
@@ -111,7 +111,7 @@ def create_app(
     return web
 
 
-async def _close_all(app: App, closers: Sequence[Closer]) -> None:
+async def close_all(app: App, closers: Sequence[Closer]) -> None:
     """Close everything, even when one of them fails (each failure is logged)."""
     for close in reversed(closers):
         try:

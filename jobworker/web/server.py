@@ -44,6 +44,7 @@ __all__ = [
     "WebTarget",
     "app_from_environment",
     "auth_line",
+    "on_stop_signals",
     "serve",
     "startup_lines",
     "tail_middleware",
@@ -79,6 +80,7 @@ class WebTarget:
         check_prefix(self.prefix)
         config = WebConfig.load() if config is None else config
         app = find_app(import_object(self.module), database_url=self.database_url)
+        app.application_name = "jobworker web"
         routes = _load_routes(self.routes, app) if self.routes else []
         web = create_app(
             app,
@@ -157,14 +159,14 @@ def _end_streams_when_stopping(web: Starlette, hub: StreamHub, feed: StatsFeed) 
     @contextlib.asynccontextmanager
     async def lifespan(starlette: Starlette) -> AsyncIterator[Any]:
         async with running(starlette) as state:
-            with _on_stop_signals(stopping):
+            with on_stop_signals(stopping):
                 yield state
 
     web.router.lifespan_context = lifespan
 
 
 @contextlib.contextmanager
-def _on_stop_signals(stopping: Callable[[], Coroutine[Any, Any, None]]) -> Iterator[None]:
+def on_stop_signals(stopping: Callable[[], Coroutine[Any, Any, None]]) -> Iterator[None]:
     """Start `stopping()` on the running loop when SIGTERM or SIGINT comes, then call the
     handler that was there; put the handlers back afterwards. Signal handlers belong to the
     main thread: elsewhere this does nothing."""

@@ -87,79 +87,16 @@ RETURNING j.id;
 -- the attempt's row with the number of its `running` event (start_seqs; 0: jobs.event_seq
 -- before this statement, as every part of a statement sees the rows as they were) and what its
 -- end's lifecycle event says (storage/event_log.py reads both events from the row, and a
--- success's result event from jobs.result).
-WITH done AS (
-    SELECT d.*,
-        ($15::text[])[d.decision] AS status, ($16::integer[])[d.decision] AS attempt_change,
-        ($17::text[])[d.decision] AS recorded, ($18::text[])[d.decision] AS error_effect,
-        ($19::text[])[d.decision] AS traceback_effect, ($20::boolean[])[d.decision] AS ends,
-        ($21::integer[])[d.decision] AS seq_step
-    FROM unnest(
-        $1::uuid[], $2::text[], $3::integer[], $4::boolean[], $5::integer[], $6::text[],
-        $7::text[], $8::jsonb[], $9::timestamptz[], $10::double precision[], $11::bigint[],
-        $12::timestamptz[], $13::timestamptz[], $14::bigint[]
-    ) AS d(id, owner, attempt, asked, decision, error, traceback, result, run_at, result_ttl,
-           seq_floor, started_at, ended_at, start_seq)), events AS (
-    -- Each event only while the attempt that emitted it may still write (storage/event_log.py).
-    INSERT INTO __SCHEMA__.job_events (job_id, seq, kind, occurred_at, payload, transient)
-    SELECT e.job_id, e.seq, e.kind, e.occurred_at, e.payload, e.transient
-    FROM unnest(
-        $23::uuid[], $24::bigint[], $25::text[], $26::timestamptz[], $27::jsonb[], $28::boolean[],
-        $30::text[], $31::integer[]
-    ) AS e(job_id, seq, kind, occurred_at, payload, transient, owner, attempt)
-    WHERE e.owner IS NULL OR EXISTS (
-        SELECT 1 FROM __SCHEMA__.jobs AS j
-        WHERE j.id = e.job_id AND j.attempt = e.attempt
-          AND (j.lease_owner IS NULL OR j.lease_owner = e.owner)
-          AND NOT EXISTS (
-              SELECT 1 FROM __SCHEMA__.job_attempts AS a
-              WHERE a.job_id = e.job_id AND a.attempt = e.attempt AND a.outcome = 'lost'))
-    ON CONFLICT DO NOTHING
-), updated AS (
-    UPDATE __SCHEMA__.jobs AS j
-    SET status = d.status,
-        attempt = j.attempt + d.attempt_change,
-        started_at = CASE WHEN d.attempt_change < 0 THEN NULL ELSE j.started_at END,
-        result = CASE WHEN d.status = 'succeeded' THEN d.result ELSE j.result END,
-        error = CASE d.error_effect WHEN 'set' THEN d.error WHEN 'clear' THEN NULL
-                    ELSE j.error END,
-        traceback = CASE d.traceback_effect WHEN 'set' THEN d.traceback WHEN 'clear' THEN NULL
-                        ELSE j.traceback END,
-        run_at = COALESCE(d.run_at, j.run_at),
-        completed_at = CASE WHEN d.ends THEN $22::timestamptz END,
-        expires_at = CASE WHEN d.ends
-                          THEN $22::timestamptz + make_interval(secs => d.result_ttl) END,
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        event_seq = greatest(j.event_seq, d.seq_floor) + d.seq_step
-    FROM done AS d
-    WHERE j.id = d.id AND j.cancel_requested = d.asked AND j.lease_owner = d.owner
-      AND j.attempt = d.attempt AND j.status = 'running'
-    RETURNING j.id, d.asked, j.has_continuations AND d.ends AS settle, j.status, j.attempt,
-        j.event_seq, j.error, j.run_at
-), attempts AS (
-    INSERT INTO __SCHEMA__.job_attempts
-        (job_id, attempt, worker, started_at, ended_at, outcome, error, traceback,
-         start_seq, end_seq, end_status, end_attempt, end_error, end_run_at)
-    SELECT d.id, d.attempt, d.owner, d.started_at, d.ended_at, d.recorded, d.error,
-        d.traceback,
-        COALESCE(NULLIF(d.start_seq, 0),
-                 (SELECT j.event_seq FROM __SCHEMA__.jobs AS j WHERE j.id = d.id)),
-        u.event_seq, u.status, u.attempt, u.error, u.run_at
-    FROM done AS d JOIN updated AS u ON u.id = d.id AND u.asked = d.asked
-), touched AS (
-    -- channel: the one that wakes readers without Redis (NULL: the caller publishes to Redis).
-    SELECT string_agg(DISTINCT t.id::text, ',') AS ids
-    FROM (SELECT unnest($23::uuid[]) AS id UNION ALL SELECT id FROM updated) AS t
-    WHERE $29::text IS NOT NULL
-)
--- Each end applied, with what its lifecycle event records; settle: the job ended with
--- continuations to settle. The notification is sent once, with the first row (a statement that
--- applies no end sends none: the caller notifies for its events itself).
-SELECT id, settle, status, attempt, event_seq, error, run_at,
-    (SELECT count(pg_notify($29::text, CASE WHEN length(ids) < 7000 THEN ids ELSE '*' END))
-     FROM touched WHERE ids IS NOT NULL) AS notified
-FROM updated;
+-- success's result event from jobs.result). A function (in the schema, version 16) for its
+-- planner settings: each outcome's job is looked up by its primary key, whatever the number of
+-- jobs running.
+SELECT * FROM __SCHEMA__.end_attempts(
+    $1::uuid[], $2::text[], $3::integer[], $4::boolean[], $5::integer[], $6::text[],
+    $7::text[], $8::jsonb[], $9::timestamptz[], $10::double precision[], $11::bigint[],
+    $12::timestamptz[], $13::timestamptz[], $14::bigint[], $15::text[], $16::integer[],
+    $17::text[], $18::text[], $19::text[], $20::boolean[], $21::integer[], $22::timestamptz,
+    $23::uuid[], $24::bigint[], $25::text[], $26::timestamptz[], $27::jsonb[], $28::boolean[],
+    $29::text, $30::text[], $31::integer[]);
 
 -- name: leases_to_end
 -- params: owner, now, limit
@@ -622,3 +559,31 @@ UPDATE __SCHEMA__.workers SET gone = true WHERE NOT gone AND last_heartbeat < $1
 
 -- name: purge_gone_workers
 DELETE FROM __SCHEMA__.workers WHERE gone AND last_heartbeat < $1;
+
+-- Job-type catalogue ---------------------------------------------------------------------------
+
+-- name: upsert_job_types
+-- params: names, kinds, display_names, descriptions, icons, queues, priorities, max_attempts,
+-- crons, timezones, is_async, args_schemas, modules, seen_by, now
+-- One row per type, in name order (two processes that start at once lock the rows in the same
+-- order). A row's first_seen is kept; everything else is what the process starting now declares.
+INSERT INTO __SCHEMA__.job_types AS t (name, kind, display_name, description, icon, queue,
+    priority, max_attempts, cron, timezone, is_async, args_schema, module, seen_by, first_seen,
+    last_seen)
+SELECT u.*, $14::text, $15::timestamptz, $15::timestamptz
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::integer[], $8::integer[], $9::text[], $10::text[], $11::boolean[], $12::text[],
+            $13::text[]) AS u
+ORDER BY 1
+ON CONFLICT (name) DO UPDATE
+SET kind = excluded.kind, display_name = excluded.display_name,
+    description = excluded.description, icon = excluded.icon, queue = excluded.queue,
+    priority = excluded.priority, max_attempts = excluded.max_attempts, cron = excluded.cron,
+    timezone = excluded.timezone, is_async = excluded.is_async,
+    args_schema = excluded.args_schema, module = excluded.module, seen_by = excluded.seen_by,
+    last_seen = excluded.last_seen;
+
+-- name: list_job_types
+SELECT name, kind, display_name, description, icon, queue, priority, max_attempts, cron,
+    timezone, is_async, args_schema, module, seen_by, first_seen, last_seen
+FROM __SCHEMA__.job_types ORDER BY name;

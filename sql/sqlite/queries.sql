@@ -524,3 +524,30 @@ UPDATE workers SET gone = 1 WHERE gone = 0 AND last_heartbeat < :before;
 
 -- name: purge_gone_workers
 DELETE FROM workers WHERE gone = 1 AND last_heartbeat < :before;
+
+-- Job-type catalogue ---------------------------------------------------------------------------
+
+-- name: upsert_job_types
+-- :types: a JSON list of [name, kind, display_name, description, icon, queue, priority,
+-- max_attempts, cron, timezone, is_async, args_schema, module], in name order. A row's
+-- first_seen is kept; everything else is what the process that starts now declares.
+INSERT INTO job_types (name, kind, display_name, description, icon, queue, priority,
+    max_attempts, cron, timezone, is_async, args_schema, module, seen_by, first_seen, last_seen)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+    json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+    json_extract(value, '$[6]'), json_extract(value, '$[7]'), json_extract(value, '$[8]'),
+    json_extract(value, '$[9]'), json_extract(value, '$[10]'), json_extract(value, '$[11]'),
+    json_extract(value, '$[12]'), :seen_by, :now, :now
+FROM json_each(:types) WHERE true
+ON CONFLICT (name) DO UPDATE
+SET kind = excluded.kind, display_name = excluded.display_name,
+    description = excluded.description, icon = excluded.icon, queue = excluded.queue,
+    priority = excluded.priority, max_attempts = excluded.max_attempts, cron = excluded.cron,
+    timezone = excluded.timezone, is_async = excluded.is_async,
+    args_schema = excluded.args_schema, module = excluded.module, seen_by = excluded.seen_by,
+    last_seen = excluded.last_seen;
+
+-- name: list_job_types
+SELECT name, kind, display_name, description, icon, queue, priority, max_attempts, cron,
+    timezone, is_async, args_schema, module, seen_by, first_seen, last_seen
+FROM job_types ORDER BY name;

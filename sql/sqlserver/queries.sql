@@ -1341,3 +1341,70 @@ SET NOCOUNT ON;
 DECLARE @before datetime2(6) = ?;
 DELETE FROM __SCHEMA__.workers WHERE gone = 1 AND last_heartbeat < @before;
 SELECT @@ROWCOUNT;
+
+-- Job-type catalogue ---------------------------------------------------------------------------
+
+-- name: upsert_job_types
+-- Types from code (a JSON array of objects): added, or their row replaced but for first_seen.
+-- Rows are locked in name order (the table variable's key), as on PostgreSQL.
+SET NOCOUNT ON;
+SET XACT_ABORT ON;
+DECLARE @types nvarchar(max) = ?;
+DECLARE @seen_by nvarchar(400) = ?;
+DECLARE @now datetime2(6) = ?;
+DECLARE @new TABLE (
+    name          nvarchar(400) COLLATE Latin1_General_100_BIN2 NOT NULL PRIMARY KEY,
+    kind          nvarchar(16) NOT NULL,
+    display_name  nvarchar(400) NOT NULL,
+    description   nvarchar(max) NOT NULL,
+    icon          nvarchar(64) NULL,
+    queue         nvarchar(200) NOT NULL,
+    priority      int NOT NULL,
+    max_attempts  int NOT NULL,
+    cron          nvarchar(200) NULL,
+    timezone      nvarchar(64) NULL,
+    is_async      bit NOT NULL,
+    args_schema   nvarchar(max) NULL,
+    module        nvarchar(400) NOT NULL
+);
+INSERT INTO @new (name, kind, display_name, description, icon, queue, priority, max_attempts,
+                  cron, timezone, is_async, args_schema, module)
+SELECT name, kind, display_name, description, icon, queue, priority, max_attempts, cron,
+       timezone, is_async, args_schema, module
+FROM OPENJSON(@types) WITH (
+    name          nvarchar(400) '$.name',
+    kind          nvarchar(16) '$.kind',
+    display_name  nvarchar(400) '$.display_name',
+    description   nvarchar(max) '$.description',
+    icon          nvarchar(64) '$.icon',
+    queue         nvarchar(200) '$.queue',
+    priority      int '$.priority',
+    max_attempts  int '$.max_attempts',
+    cron          nvarchar(200) '$.cron',
+    timezone      nvarchar(64) '$.timezone',
+    is_async      bit '$.is_async',
+    args_schema   nvarchar(max) '$.args_schema',
+    module        nvarchar(400) '$.module'
+);
+BEGIN TRANSACTION;
+UPDATE t
+SET kind = n.kind, display_name = n.display_name, description = n.description, icon = n.icon,
+    queue = n.queue, priority = n.priority, max_attempts = n.max_attempts, cron = n.cron,
+    timezone = n.timezone, is_async = n.is_async, args_schema = n.args_schema,
+    module = n.module, seen_by = @seen_by, last_seen = @now
+FROM __SCHEMA__.job_types AS t WITH (UPDLOCK, SERIALIZABLE)
+JOIN @new AS n ON n.name = t.name;
+INSERT INTO __SCHEMA__.job_types (name, kind, display_name, description, icon, queue, priority,
+    max_attempts, cron, timezone, is_async, args_schema, module, seen_by, first_seen, last_seen)
+SELECT n.name, n.kind, n.display_name, n.description, n.icon, n.queue, n.priority,
+       n.max_attempts, n.cron, n.timezone, n.is_async, n.args_schema, n.module, @seen_by, @now,
+       @now
+FROM @new AS n
+WHERE NOT EXISTS (SELECT 1 FROM __SCHEMA__.job_types AS t WITH (UPDLOCK, SERIALIZABLE)
+                  WHERE t.name = n.name);
+COMMIT TRANSACTION;
+
+-- name: list_job_types
+SELECT name, kind, display_name, description, icon, queue, priority, max_attempts, cron,
+    timezone, is_async, args_schema, module, seen_by, first_seen, last_seen
+FROM __SCHEMA__.job_types ORDER BY name;

@@ -56,7 +56,7 @@ def always_fails(ctx: JobContext) -> None:
 async def sleepy(ctx: JobContext, seconds: float, marker: str, only_first: bool = False) -> int:
     """Writes its pid to `marker`, then sleeps (only on the first attempt if only_first)."""
     record(ctx)
-    Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
+    write_marker(marker)
     if not only_first or ctx.attempt == 1:
         await asyncio.sleep(seconds)
     return ctx.attempt
@@ -85,7 +85,7 @@ async def chatty_crash(ctx: JobContext, marker: str) -> int:
         await ctx.chunk(f"a{ctx.attempt}-{n}")
     if ctx.attempt == 1:
         await asyncio.sleep(0.5)  # the chunks reach Redis
-        Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
+        write_marker(marker)
         await asyncio.sleep(60)
     return ctx.attempt
 
@@ -94,9 +94,17 @@ async def chatty_crash(ctx: JobContext, marker: str) -> int:
 async def steady(ctx: JobContext, seconds: float, marker: str) -> int:
     """Reports progress (its attempt) every 50 ms for `seconds`; writes its pid to `marker`."""
     record(ctx)
-    Path(marker).write_text(str(os.getpid()))  # noqa: ASYNC240
+    write_marker(marker)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         await ctx.report({"attempt": ctx.attempt})
         await asyncio.sleep(0.05)
     return ctx.attempt
+
+
+def write_marker(marker: str) -> None:
+    """Write this process's pid to `marker` whole: a reader that sees the file sees the pid
+    (a plain write_text lets it see an empty file first)."""
+    partial = Path(f"{marker}.partial")
+    partial.write_text(str(os.getpid()))
+    partial.rename(marker)

@@ -62,3 +62,45 @@ async def test_a_mixed_batch_applies_each_outcome_as_alone(
     }
     [attempt] = await storage.inspection.attempts(retried.id)
     assert attempt.error == "ValueError: é" and attempt.ended_at == clock.now()
+
+
+async def test_a_batch_ended_among_many_running_jobs_changes_only_its_own(
+    storage: Storage, new_job: NewJobFactory, clock: FrozenClock
+) -> None:
+    jobs = [new_job() for _ in range(150)]
+    await storage.jobs.enqueue_many(jobs)
+    mine = await claim(storage, "w1", limit=50)
+    others = [*await claim(storage, "w2", limit=50), *await claim(storage, "w3", limit=50)]
+    asked = mine[1]
+    await storage.control.cancel(asked.id, "stop it")  # running: a request
+    untouched = [*mine[40:], *others]
+    before = {job.id: await storage.inspection.get(job.id) for job in untouched}
+    history = {job.id: await storage.events.read_events(job.id, 0, 1000) for job in untouched}
+    clock.advance(1)
+    retry_at = clock.now() + timedelta(seconds=30)
+    batch = [completion(job, Succeeded(result=b"1"), clock) for job in [mine[0], *mine[2:38]]] + [
+        completion(asked, Succeeded(result=b"2"), clock),
+        completion(mine[38], Failed(error="E", traceback="T"), clock, retry_at=retry_at),
+        # Outcomes that no longer hold their leases: another worker's job, a stale attempt.
+        completion(others[0], Succeeded(result=b"3"), clock),
+        completion(mine[39], Succeeded(result=b"4"), clock, owner="w2"),
+    ]
+    assert (await storage.jobs.complete_many(batch)).applied == 39
+
+    for job in [mine[0], *mine[2:38]]:
+        record = await storage.inspection.get(job.id)
+        assert record is not None and record.status is JobStatus.SUCCEEDED
+        assert record.lease_owner is None and json(record.result) == 1
+        [attempt] = await storage.inspection.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.SUCCEEDED and attempt.worker == "w1"
+    record = await storage.inspection.get(asked.id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED  # it finished first
+    record = await storage.inspection.get(mine[38].id)
+    assert record is not None and record.status is JobStatus.FAILED and record.run_at == retry_at
+    record = await storage.inspection.get(mine[39].id)
+    assert record is not None and record.status is JobStatus.RUNNING
+    assert record.lease_owner == "w1" and not await storage.inspection.attempts(mine[39].id)
+    for job in untouched:
+        assert await storage.inspection.get(job.id) == before[job.id]
+        assert not await storage.inspection.attempts(job.id)
+        assert await storage.events.read_events(job.id, 0, 1000) == history[job.id]

@@ -287,7 +287,10 @@ async def test_a_recurring_job_this_process_does_not_define(
         for action in ("enable", "disable", "run"):
             refused = await browser.post(f"/recurring/elsewhere/{action}")
             assert refused.status_code == 409
-            assert "not defined in this web process" in refused.json()["error"]
+            assert (
+                "neither defined in this web process nor in the job-type catalogue"
+                in (refused.json()["error"])
+            )
     finally:
         await browser.aclose()
         await other.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.storage.database_clock import DatabaseClock, keep_synced
+from jobworker.storage.postgres.catalogue import PostgresCatalogue
 from jobworker.storage.postgres.connection import Database
 from jobworker.storage.postgres.control import PostgresControl
 from jobworker.storage.postgres.events import PostgresEvents, PostgresLive
@@ -29,10 +30,15 @@ class PostgresStorage:
     dialect = "postgres"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock | None = None
+        self,
+        url: str,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        *,
+        application_name: str | None = None,
     ) -> None:
         settings = settings or Settings(database_url=url)
-        self._db = Database(url, settings)
+        self._db = Database(url, settings, application_name)
         self.clock: Clock = clock if clock is not None else DatabaseClock(self._db.database_now)
         clock = self.clock
         self.schema = PostgresSchema(self._db, settings, clock)
@@ -45,6 +51,7 @@ class PostgresStorage:
         self.recurring = PostgresRecurring(self._db, settings, clock)
         self.leadership = PostgresLeadership(self._db, settings, clock)
         self.workers = PostgresWorkers(self._db, clock)
+        self.catalogue = PostgresCatalogue(self._db, clock)
 
     async def open(self) -> None:
         await self._db.open()

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from jobworker.config import Settings
 from jobworker.display import redact_url
@@ -43,7 +44,15 @@ else:
         asyncpg.TooManyConnectionsError,
     )
 
-__all__ = ["CONNECTION_LOST", "VALUES", "Database", "affected_rows", "plain_uuid", "require_driver"]
+__all__ = [
+    "CONNECTION_LOST",
+    "VALUES",
+    "Database",
+    "affected_rows",
+    "plain_uuid",
+    "require_driver",
+    "server_settings",
+]
 
 logger = logging.getLogger("jobworker.storage.postgres")
 
@@ -72,6 +81,15 @@ def affected_rows(status: str) -> int:
         return 0
 
 
+def server_settings(url: str, application_name: str | None) -> dict[str, str] | None:
+    """The session settings each connection asks for: `application_name` (what
+    pg_stat_activity shows), unless the URL gives its own, which asyncpg passes on itself."""
+    if application_name is None:
+        return None
+    given = {key for key, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)}
+    return None if "application_name" in given else {"application_name": application_name}
+
+
 async def _init_connection(conn: Any) -> None:
     # jsonb travels as raw JSON bytes (version byte + text): msgspec encodes and decodes it.
     await conn.set_type_codec(
@@ -92,9 +110,10 @@ async def _keep_session(conn: Any) -> None:
 class Database:
     """One schema of one PostgreSQL database, through a pool opened by `open`."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, application_name: str | None = None) -> None:
         require_driver()
         self.url = url
+        self._server_settings = server_settings(url, application_name)
         self.schema = settings.database_schema
         self.jobs_channel = f"jobworker:{self.schema}"
         self.events_channel = f"jobworker-events:{self.schema}"
@@ -116,6 +135,7 @@ class Database:
             reset=_keep_session,
             timeout=self._connect_timeout,
             command_timeout=None,
+            server_settings=self._server_settings,
         )
         try:
             await pool
@@ -144,7 +164,9 @@ class Database:
 
     async def connect(self) -> Any:
         """A dedicated connection outside the pool (LISTEN, a session's advisory lock)."""
-        return await asyncpg.connect(self.url, timeout=self._connect_timeout)
+        return await asyncpg.connect(
+            self.url, timeout=self._connect_timeout, server_settings=self._server_settings
+        )
 
     async def fetch(
         self, name: str, *args: Any, conn: Any = None, retry: bool = True, **named: Any

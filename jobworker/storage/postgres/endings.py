@@ -79,7 +79,7 @@ class Endings:
         stored = event_params(events, kept, emitted_by)
         applied: list[Any] = await self._db.fetch(
             "end_attempts",
-            **_end_params(ends),
+            **end_params(ends),
             now=self._clock.now(),
             event_job_ids=stored["job_ids"],
             event_seqs=stored["seqs"],
@@ -164,7 +164,7 @@ class Endings:
 _LEASE = Values(to_uuid=plain_uuid)
 
 
-def _end_params(ends: Sequence[AttemptEnd]) -> dict[str, Any]:
+def end_params(ends: Sequence[AttemptEnd]) -> dict[str, Any]:
     """The `end_attempts` statement's arrays: one per field of `AttemptEnd`, its decision an
     index into the distinct decisions of the batch, one array per field of `Decision`."""
     index: dict[Decision, int] = {}

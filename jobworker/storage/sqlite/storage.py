@@ -10,6 +10,7 @@ from __future__ import annotations
 from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.storage.database_clock import DatabaseClock, keep_synced
+from jobworker.storage.sqlite.catalogue import SQLiteCatalogue
 from jobworker.storage.sqlite.connection import Database, sqlite_path
 from jobworker.storage.sqlite.control import SQLiteControl
 from jobworker.storage.sqlite.events import SQLiteEvents, SQLiteLiveRows
@@ -47,6 +48,7 @@ class SQLiteStorage:
         self.recurring = SQLiteRecurring(db, clock)
         self.leadership = SQLiteLeadership(db, clock)
         self.workers = SQLiteWorkers(db, clock)
+        self.catalogue = SQLiteCatalogue(db, clock)
 
     async def open(self) -> None:
         """Connect; a new file gets its schema, an older one its migrations."""

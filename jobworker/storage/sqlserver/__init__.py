@@ -24,7 +24,7 @@ from jobworker.storage.sqlserver.statements import (
     statements,
 )
 from jobworker.storage.sqlserver.storage import SQLServerStorage
-from jobworker.storage.sqlserver.url import odbc_connection_string
+from jobworker.storage.sqlserver.url import odbc_connection_string, with_application_name
 
 __all__ = [
     "SQLServerStorage",
@@ -34,4 +34,5 @@ __all__ = [
     "rendered_scripts",
     "split_batches",
     "statements",
+    "with_application_name",
 ]

@@ -8,6 +8,7 @@ from jobworker.clock import Clock
 from jobworker.config import Settings
 from jobworker.display import redact_url
 from jobworker.storage.database_clock import DatabaseClock, keep_synced
+from jobworker.storage.sqlserver.catalogue import SQLServerCatalogue
 from jobworker.storage.sqlserver.connection import Database, import_pyodbc
 from jobworker.storage.sqlserver.control import SQLServerControl
 from jobworker.storage.sqlserver.events import SQLServerEvents, SQLServerLive
@@ -19,7 +20,7 @@ from jobworker.storage.sqlserver.queries import Queries
 from jobworker.storage.sqlserver.recurring import SQLServerRecurring
 from jobworker.storage.sqlserver.schema import SQLServerSchema
 from jobworker.storage.sqlserver.statements import quoted_schema, statements
-from jobworker.storage.sqlserver.url import odbc_connection_string
+from jobworker.storage.sqlserver.url import odbc_connection_string, with_application_name
 from jobworker.storage.sqlserver.values import to_time
 from jobworker.storage.sqlserver.workers import SQLServerWorkers
 from jobworker.storage.sqlserver.writes import EventWriter
@@ -34,13 +35,18 @@ class SQLServerStorage:
     dialect = "sqlserver"
 
     def __init__(
-        self, url: str, settings: Settings | None = None, clock: Clock | None = None
+        self,
+        url: str,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        *,
+        application_name: str | None = None,
     ) -> None:
         driver = import_pyodbc()
         settings = settings or Settings(database_url=url)
         schema_name = settings.database_schema
         quoted_schema(schema_name)
-        connection_string = odbc_connection_string(url)
+        connection_string = with_application_name(odbc_connection_string(url), application_name)
         named = statements(schema_name)
 
         def database(thread_name: str) -> Database:
@@ -77,6 +83,7 @@ class SQLServerStorage:
             lease_queries=lambda: Queries(database("jobworker-applock"), named),
         )
         self.workers = SQLServerWorkers(queries, clock)
+        self.catalogue = SQLServerCatalogue(queries, clock)
 
     async def open(self) -> None:
         await self._database.open()

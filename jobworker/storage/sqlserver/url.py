@@ -8,13 +8,14 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 from jobworker.display import redact_url
 from jobworker.errors import ConfigurationError
 
-__all__ = ["DEFAULT_DRIVER", "odbc_connection_string"]
+__all__ = ["DEFAULT_DRIVER", "odbc_connection_string", "with_application_name"]
 
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
 _SCHEMES = ("mssql+pyodbc", "mssql")
 _ODBC_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_ ]*$")
 # Given by the URL's own parts, never as query parameters.
 _URL_PARTS = {"server", "address", "addr", "database", "uid", "pwd"}
+_APP_KEYWORD = re.compile(r"(?:^|;)\s*app\s*=", re.IGNORECASE)
 _FORMS = (
     "expected mssql+pyodbc://user:password@host:port/database?driver=... "
     "or mssql+pyodbc:///?odbc_connect=..."
@@ -54,6 +55,14 @@ def odbc_connection_string(url: str) -> str:
     fields = [*_server_fields(parts, bad), *_credentials(parts)]
     driver, keywords = _driver_and_keywords(params, bad)
     return ";".join(["DRIVER={" + driver.replace("}", "}}") + "}", *fields, *keywords])
+
+
+def with_application_name(connection_string: str, name: str | None) -> str:
+    """`connection_string` with APP=`name` (the program_name of sys.dm_exec_sessions), unless
+    it names an APP itself."""
+    if name is None or _APP_KEYWORD.search(connection_string):
+        return connection_string
+    return f"{connection_string.rstrip().rstrip(';')};APP={_odbc_value(name)}"
 
 
 def _query_params(parts: SplitResult, bad: _BadURL) -> Params:

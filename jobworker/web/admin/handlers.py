@@ -1,8 +1,11 @@
 """The admin API's handlers over one client (`AdminRoutes`), each an `Endpoint`, with the kind
-rules: system jobs may be cancelled, retried and run; user jobs only read and deleted."""
+rules: system jobs may be cancelled, retried and run; user jobs only read and deleted. A job's
+kind is its row's; a recurring definition's is its job type's, from this process's code or,
+when it does not import the job, from the job-type catalogue."""
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -10,7 +13,7 @@ from jobworker.client import Client
 from jobworker.errors import (
     JobNotFoundError,
 )
-from jobworker.models import JobDescriptor, JobKind, QueueInfo, ScheduleOptions
+from jobworker.models import JobDescriptor, JobKind, JobType, QueueInfo, ScheduleOptions
 from jobworker.recurring import RecurringJob
 from jobworker.web.admin.auth import (
     Login,
@@ -28,6 +31,8 @@ from jobworker.web.admin.schemas import (
     JobDetail,
     JobPage,
     JobsQuery,
+    JobTypeJson,
+    JobTypeList,
     QueueJson,
     QueueList,
     RecurringJson,
@@ -98,6 +103,9 @@ class AdminRoutes:
               QueueJson, errors=(400, 401, 403)),
             e("GET", "/workers", self.workers, "Supervisors, worker processes and beat",
               WorkerList, query=WorkersQuery, errors=(400, 401)),
+            e("GET", "/types", self.types,
+              "Job types workers and beat declared: kind, display name, icon, queue, cron",
+              JobTypeList, errors=(401,)),
         ]  # fmt: skip
 
     # Reading ------------------------------------------------------------------------------
@@ -152,8 +160,9 @@ class AdminRoutes:
 
     async def recurring(self, request: Request) -> Response:
         status = await self.client.abeat_status()
+        kinds = await self._kinds()
         return json_response(
-            RecurringList(recurring=[self._recurring(r) for r in status.recurring])
+            RecurringList(recurring=[self._recurring(r, kinds) for r in status.recurring])
         )
 
     async def queues(self, request: Request) -> Response:
@@ -169,6 +178,10 @@ class AdminRoutes:
         query = query_of(request, WorkersQuery)
         found = await self.client.aworkers(include_gone=query.include_gone)
         return json_response(WorkerList(workers=[worker_json(info) for info in found]))
+
+    async def types(self, request: Request) -> Response:
+        rows = await self.client.ajob_types()
+        return json_response(JobTypeList(types=[_type_json(row) for row in rows]))
 
     # Changing -----------------------------------------------------------------------------
 
@@ -219,15 +232,16 @@ class AdminRoutes:
         return await self._set_enabled(request, False)
 
     async def _set_enabled(self, request: Request, enabled: bool) -> Response:
-        name = self._system(await self._definition(request)).name
+        kinds = await self._kinds()
+        name = self._system(await self._definition(request), kinds).name
         if enabled:
             await self.client.aenable_recurring(name)
         else:
             await self.client.adisable_recurring(name)
-        return json_response(self._recurring(await self._definition(request)))
+        return json_response(self._recurring(await self._definition(request), kinds))
 
     async def run(self, request: Request) -> Response:
-        definition = self._system(await self._definition(request))
+        definition = self._system(await self._definition(request), await self._kinds())
         handle = await self.client.arun_recurring(definition.name)
         return json_response(RunJson(job_id=handle.job_id))
 
@@ -238,15 +252,16 @@ class AdminRoutes:
                 return record
         raise ApiError(404, f"no recurring job named {name!r}")
 
-    def _system(self, record: RecurringJob) -> RecurringJob:
+    def _system(self, record: RecurringJob, kinds: dict[str, JobKind]) -> RecurringJob:
         """The definition, if it fires a system job: only those are run, enabled and disabled
         from the admin side."""
-        kind = self._kind_of(record.job_type)
+        kind = kinds.get(record.job_type)
         if kind is None:
             raise ApiError(
                 409,
-                f"job {record.job_type!r} is not defined in this web process, so its kind is "
-                "unknown (serve the module that defines it)",
+                f"job {record.job_type!r} is neither defined in this web process nor in the "
+                "job-type catalogue, so its kind is unknown (start a worker or beat that "
+                "defines it, or serve the module that does)",
             )
         if kind is JobKind.USER:
             raise ApiError(
@@ -256,15 +271,16 @@ class AdminRoutes:
             )
         return record
 
-    def _kind_of(self, job_type: str) -> JobKind | None:
-        definition = self.client.registry.find(job_type)
-        return None if definition is None else definition.kind
+    async def _kinds(self) -> dict[str, JobKind]:
+        """Each known job type's kind: from this process's registry where it defines the type,
+        else from the job-type catalogue (a web tail need not import the job modules)."""
+        return {name: label.kind for name, label in (await self.client.atype_labels()).items()}
 
-    def _recurring(self, record: RecurringJob) -> RecurringJson:
+    def _recurring(self, record: RecurringJob, kinds: dict[str, JobKind]) -> RecurringJson:
         return RecurringJson(
             name=record.name,
             job_type=record.job_type,
-            kind=self._kind_of(record.job_type),
+            kind=kinds.get(record.job_type),
             cron=record.cron,
             timezone=record.timezone,
             args_json=bytes(record.args).decode(),
@@ -290,3 +306,24 @@ class AdminRoutes:
             if info.name == name:
                 return json_response(queue_json(info))
         return json_response(QueueJson(name=name, paused=paused, counts={}))
+
+
+def _type_json(row: JobType) -> JobTypeJson:
+    return JobTypeJson(
+        name=row.name,
+        kind=row.kind,
+        display_name=row.display_name,
+        description=row.description,
+        icon=row.icon,
+        queue=row.queue,
+        priority=row.priority,
+        max_attempts=row.max_attempts,
+        cron=row.cron,
+        timezone=row.timezone,
+        is_async=row.is_async,
+        args_schema=None if row.args_schema is None else msgspec.json.decode(row.args_schema),
+        module=row.module,
+        seen_by=row.seen_by,
+        first_seen=row.first_seen,
+        last_seen=row.last_seen,
+    )

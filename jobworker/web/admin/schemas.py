@@ -25,6 +25,8 @@ __all__ = [
     "InstanceJson",
     "JobDetail",
     "JobPage",
+    "JobTypeJson",
+    "JobTypeList",
     "JobsQuery",
     "QueueJson",
     "QueueList",
@@ -128,7 +130,9 @@ class RunJson(_Body, frozen=True):
 class RecurringJson(_Body, frozen=True):
     name: str
     job_type: str
-    kind: JobKind | None  # its job's kind; null when this web process does not define the job
+    # its job's kind: from this web process's code, else from the job-type catalogue; null when
+    # neither knows the job
+    kind: JobKind | None
     cron: str
     timezone: str
     args_json: str
@@ -192,6 +196,32 @@ class WorkerJson(_Body, frozen=True):
 
 class WorkerList(_Body, frozen=True):
     workers: list[WorkerJson]
+
+
+class JobTypeJson(_Body, frozen=True):
+    """One job type of the job-type catalogue, as the worker process or beat that last started
+    with it declared it (times are the database's)."""
+
+    name: str
+    kind: JobKind  # system jobs may be cancelled, retried and run here; user jobs are read-only
+    display_name: str  # the job's name when it declares none
+    description: str
+    icon: str | None
+    queue: str  # where an enqueue without options puts it
+    priority: int
+    max_attempts: int
+    cron: str | None  # a system job's schedule, registered by beat
+    timezone: str | None
+    is_async: bool
+    args_schema: dict[str, Any] | None  # the JSON Schema of its arguments
+    module: str  # the Python module that defines it
+    seen_by: str  # the worker process or beat that wrote it last
+    first_seen: datetime
+    last_seen: datetime  # a type no code declares any more keeps its row, and this time
+
+
+class JobTypeList(_Body, frozen=True):
+    types: list[JobTypeJson]
 
 
 class ThroughputBucketJson(_Body, frozen=True):

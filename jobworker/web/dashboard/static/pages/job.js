@@ -14,6 +14,7 @@ import {
 import { duration } from "../format.js";
 import { html, useCallback, useEffect, useState } from "../lib.js";
 import { Link, href, navigate } from "../router.js";
+import { TypeName } from "../types.js";
 import { ACTIONS, ConfirmButton, TERMINAL } from "./job_actions.js";
 import { LiveTail } from "./job_tail.js";
 import { Timeline } from "./job_timeline.js";
@@ -60,7 +61,7 @@ function Job({ id, session }) {
 
   return html`
     <div class="job-head">
-      <h1>${job.jobType} <span class="mono muted job-id">${job.jobId}</span></h1>
+      <h1><${TypeName} type=${job.jobType} /> <span class="mono muted job-id">${job.jobId}</span></h1>
       <span data-job-status=${status}><${StatusBadge} status=${status} /></span>
       <${KindBadge} kind=${job.kind} />
     </div>

@@ -13,6 +13,7 @@ import {
 import { dateTime, duration, idTime } from "../format.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
 import { Link, href, navigate } from "../router.js";
+import { TypeName } from "../types.js";
 import { ACTIONS, ConfirmButton, eachJob, summary } from "./job_actions.js";
 
 const STATUSES = [
@@ -294,7 +295,7 @@ function JobRow({ job, admin, selected, onToggle }) {
         onChange=${(e) => onToggle(job.jobId, e.currentTarget.checked)} />
     </td>`}
     <td class="bare id"><${Link} to=${link} class="mono" title=${job.jobId}>${idTail(job.jobId)}<//></td>
-    <td class="bare type">${job.jobType}</td>
+    <td class="bare type"><${TypeName} type=${job.jobType} /></td>
     <td class="bare"><${KindBadge} kind=${job.kind} /></td>
     <td class="bare"><${StatusBadge} status=${job.status} /></td>
     <td data-label="Queue">${job.queue}</td>

@@ -15,6 +15,7 @@ import {
 import { relative, viewerTimeZone, zonedDateTime } from "../format.js";
 import { html, useState } from "../lib.js";
 import { Link, href } from "../router.js";
+import { TypeName } from "../types.js";
 
 export function RecurringPage({ session }) {
   const { data, error, reload } = useApi("/recurring");
@@ -45,7 +46,7 @@ export function RecurringPage({ session }) {
     ${error && html`<${ErrorNotice} error=${error} />`}
     ${!data && !error && html`<${Loading} />`}
     ${data && data.recurring.length === 0 && html`<p class="muted">No recurring job is defined.
-      Beat registers the <code>@job(cron=...)</code> definitions of its module when it starts;
+      Beat registers the <code>@job(kind="system", cron=...)</code> definitions of its module when it starts;
       <code>client.schedule_recurring(...)</code> adds others.</p>`}
     ${data &&
     data.recurring.length > 0 &&
@@ -62,7 +63,7 @@ export function RecurringPage({ session }) {
               <tr key=${item.name} data-recurring=${item.name} data-enabled=${String(item.enabled)}>
                 <td class="mono">${item.name}</td>
                 <td>
-                  <${Link} to=${href("/jobs", { type: item.jobType })} class="mono">${item.jobType}<//>
+                  <${Link} to=${href("/jobs", { type: item.jobType })} class="mono"><${TypeName} type=${item.jobType} /><//>
                   ${" "}<${KindBadge} kind=${item.kind} />
                 </td>
                 <td><code>${item.cron}</code><span class="zone muted">${item.timezone}</span></td>

@@ -1,0 +1,1 @@
+"""Integrations with the frameworks applications already run. The core never imports these."""
