@@ -7,7 +7,8 @@ Each `--variant LABEL:TREE:PARALLELISM[:SETTING=VALUE,...]` (e.g.
 `p100:.:100:claim_batch_size=128`: settings by field name, given to the workers as `JOBWORKER_*`
 variables) drains `--jobs` no-op async jobs (`noop_jobs`, as
 `benchmarks/throughput.py`) with `--concurrency` worker processes running the jobworker source
-in TREE (put first on the workers' PYTHONPATH) at PARALLELISM slots; the variants alternate,
+in TREE (put first on the workers' PYTHONPATH) at PARALLELISM slots (`default`: no
+`--parallelism`, the worker's default slots); the variants alternate,
 `--repeat` times each, each run on a fresh database of the server at $JOBWORKER_BENCH_PG_URL.
 Every worker process is measured by `benchmarks/profiled_run.py`. Reported per run and as
 medians: the steady drain rate, the workers' CPU µs per job, and, with `--pg-data` (a private
@@ -59,8 +60,11 @@ ORDER BY total_exec_time DESC LIMIT 12
 class Variant:
     label: str
     tree: Path
-    parallelism: int
+    parallelism: int | None  # None: no --parallelism, the worker's default
     settings: dict[str, str]  # JOBWORKER_* variables of its workers
+
+    def slot_args(self) -> list[str]:
+        return [] if self.parallelism is None else ["--parallelism", str(self.parallelism)]
 
 
 @dataclass
@@ -74,14 +78,16 @@ class Run:
 
 
 def parse_variant(text: str) -> Variant:
-    """LABEL:TREE:PARALLELISM[:SETTING=VALUE,...] (settings by field name, lower case)."""
+    """LABEL:TREE:PARALLELISM[:SETTING=VALUE,...] (settings by field name, lower case;
+    PARALLELISM `default`: none given)."""
     label, tree, parallelism, *rest = text.split(":")
     settings = {}
     for pair in ",".join(rest).split(","):
         if pair:
             name, _, value = pair.partition("=")
             settings[f"JOBWORKER_{name.upper()}"] = value
-    return Variant(label, Path(tree).resolve(), int(parallelism), settings)
+    slots = None if parallelism == "default" else int(parallelism)
+    return Variant(label, Path(tree).resolve(), slots, settings)
 
 
 def postmaster_cpu(data_dir: Path | None) -> float | None:
@@ -155,8 +161,7 @@ def drain(backend: PostgresBackend, variant: Variant, args: argparse.Namespace, 
                 JOB_MODULE,
                 "--concurrency",
                 str(args.concurrency),
-                "--parallelism",
-                str(variant.parallelism),
+                *variant.slot_args(),
                 "--database-url",
                 url,
             ]
@@ -234,7 +239,8 @@ def main() -> int:
         results = runs[variant.label]
         rate = statistics.median(r.steady_per_s for r in results)
         shown = " ".join(f"{k}={v}" for k, v in variant.settings.items())
-        print(f"\n== {variant.label} ({variant.tree}, parallelism {variant.parallelism} {shown})")
+        slots = "default" if variant.parallelism is None else variant.parallelism
+        print(f"\n== {variant.label} ({variant.tree}, parallelism {slots} {shown})")
         print(f"drain jobs/s: {spread([r.steady_per_s for r in results])}")
         print(f"  ratio to {first}: {rate / base_rate:.2f}")
         print(f"worker CPU µs/job: {spread([r.worker_us_per_job for r in results])}")

@@ -3,7 +3,7 @@
 Usage:
 
     python benchmarks/throughput.py --backend sqlite --jobs 20000 --concurrency 2 \
-        [--parallelism 10] [--single 2000] [--handler sync|async] [--timeout 600] [--json]
+        [--parallelism N] [--single 2000] [--handler sync|async] [--timeout 600] [--json]
 
 What it measures, each against a fresh, empty database that is removed afterwards:
 
@@ -11,8 +11,9 @@ What it measures, each against a fresh, empty database that is removed afterward
    and then with `await .adelay(n=i)` in a loop (the async API);
 2. batch enqueue: `--jobs` jobs with `.delay_many(...)` in chunks of 1000, into a second fresh
    database, which then holds exactly `--jobs` queued jobs;
-3. drain: `python -m jobworker run noop_jobs --concurrency C --parallelism P` is started on that
-   database, and `app.client.counts()` is polled every 50 ms until every job has succeeded.
+3. drain: `python -m jobworker run noop_jobs --concurrency C [--parallelism P]` (without
+   `--parallelism`: the worker's default slots, printed) is started on that database, and
+   `app.client.counts()` is polled every 50 ms until every job has succeeded.
    Two rates are reported: steady state (jobs that succeeded between the first poll that saw a
    success and the poll that saw the last one, over that interval) and including start-up
    (all jobs over the time from starting the supervisor process). The supervisor is then sent
@@ -69,7 +70,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, Protocol
 
-from jobworker import App, JobFunction, JobStatus, __version__
+from jobworker import App, JobFunction, JobStatus, Settings, __version__
+from jobworker.slots import Slots
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -219,7 +221,7 @@ class Results:
     backend: str
     jobs: int
     concurrency: int
-    parallelism: int
+    parallelism: int | None  # None: the worker's default slots (slots.py)
     handler: str
     single: int
     single_sync_per_s: float
@@ -283,7 +285,9 @@ def enqueue_batches(app: App, fn: JobFunction[Any, Any], count: int) -> float:
 # Drain --------------------------------------------------------------------------------------
 
 
-def worker_command(url: str, concurrency: int, parallelism: int) -> list[str]:
+def worker_command(url: str, concurrency: int, parallelism: int | None) -> list[str]:
+    """`jobworker run` for the no-op jobs; without `parallelism`, at the worker's own default."""
+    slots = [] if parallelism is None else ["--parallelism", str(parallelism)]
     return [
         sys.executable,
         "-m",
@@ -294,8 +298,7 @@ def worker_command(url: str, concurrency: int, parallelism: int) -> list[str]:
         JOB_MODULE,
         "--concurrency",
         str(concurrency),
-        "--parallelism",
-        str(parallelism),
+        *slots,
         "--database-url",
         url,
     ]
@@ -323,7 +326,7 @@ def stop_supervisor(process: subprocess.Popen[bytes]) -> int:
 
 
 def measure_drain(
-    app: App, jobs: int, concurrency: int, parallelism: int, timeout: float
+    app: App, jobs: int, concurrency: int, parallelism: int | None, timeout: float
 ) -> DrainFigures:
     url = app.settings.database_url
     with tempfile.TemporaryFile() as log:
@@ -405,7 +408,7 @@ LATENCY_GAP = 0.02  # seconds between two enqueues: each job finds idle workers
 
 
 def measure_latency(
-    app: App, module: ModuleType, jobs: int, concurrency: int, parallelism: int
+    app: App, module: ModuleType, jobs: int, concurrency: int, parallelism: int | None
 ) -> LatencyFigures:
     """Enqueue-to-start time of `jobs` jobs enqueued one at a time to idle workers."""
     fn: JobFunction[Any, Any] = module.latency
@@ -622,6 +625,12 @@ def median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # Running ------------------------------------------------------------------------------------
 
 
+def slots_chosen(parallelism: int | None) -> str:
+    """The slots a worker process runs with, as its start line says them."""
+    slots = Slots.of(Settings.load(), parallelism)
+    return str(slots) if parallelism is not None else f"{slots} (the default)"
+
+
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -631,9 +640,9 @@ def run_benchmark(args: argparse.Namespace) -> Results:
     fn: JobFunction[Any, Any] = getattr(module, HANDLERS[args.handler])
     peer_runs = None
     if args.peers and args.backend == "postgres":
-        peer_runs = PeerRuns(
-            PostgresBackend().admin_url, args.jobs, args.concurrency, args.parallelism
-        )
+        # The peers hold as many jobs in flight as jobworker's async slots.
+        in_flight = args.parallelism or Slots.of(Settings.load()).async_slots
+        peer_runs = PeerRuns(PostgresBackend().admin_url, args.jobs, args.concurrency, in_flight)
     with open_backend(args.backend) as backend:
         app = App(database_url=backend.new_database("enqueue"))
         try:
@@ -660,7 +669,7 @@ def run_benchmark(args: argparse.Namespace) -> Results:
                     raise BenchmarkError(f"expected {args.jobs} queued jobs, found {queued}")
                 progress(
                     f"[{run}/{args.repeat}] drain: {args.concurrency} process(es) "
-                    f"x {args.parallelism} slot(s) ..."
+                    f"x {slots_chosen(args.parallelism)} ..."
                 )
                 drains.append(
                     measure_drain(app, args.jobs, args.concurrency, args.parallelism, args.timeout)
@@ -743,7 +752,7 @@ def format_report(r: Results) -> str:
         ("backend", r.backend, ""),
         ("jobs", f"{r.jobs:,}", ""),
         ("concurrency", str(r.concurrency), "worker processes"),
-        ("parallelism", str(r.parallelism), "slots per process"),
+        ("slots", slots_chosen(r.parallelism), "per process"),
         ("handler", r.handler, ""),
         ("single enqueue (sync)", f"{r.single_sync_per_s:,.0f} jobs/s", f"{r.single:,} x .delay()"),
         (
@@ -897,7 +906,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="sqlite")
     parser.add_argument("--jobs", type=positive_int, default=20_000, help="jobs to drain")
     parser.add_argument("--concurrency", type=positive_int, default=2, help="worker processes")
-    parser.add_argument("--parallelism", type=positive_int, default=10, help="slots per process")
+    parser.add_argument(
+        "--parallelism",
+        type=positive_int,
+        default=None,
+        help="slots per process, shared by both kinds (default: none given, the worker's own: "
+        "async_slots for async handlers, thread_slots for sync ones)",
+    )
     parser.add_argument(
         "--single", type=positive_int, default=2000, help="jobs enqueued one at a time"
     )

@@ -37,6 +37,8 @@ _AT_LEAST_ONE = (
     "max_payload_bytes",
     "event_stream_maxlen",
     "claim_batch_size",
+    "async_slots",
+    "thread_slots",
     "completion_batch_size",
     "pool_size",
     "janitor_batch_size",
@@ -66,7 +68,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     cancel_poll_interval: float = 2.0
     janitor_interval: float = 300.0
     janitor_batch_size: int = 500
-    claim_batch_size: int = 64
+    claim_batch_size: int = 100
+    # A worker process's slots, unless --parallelism sets one shared set: async handlers run up
+    # to async_slots at once, sync ones up to thread_slots (its thread pool's size).
+    async_slots: int = 100
+    thread_slots: int = 10
     completion_batch_size: int = 256
     drain_timeout: float = 30.0
     heartbeat_timeout: float = 60.0

@@ -51,6 +51,7 @@ from jobworker.health.probe import listen
 from jobworker.models import WorkerInfo, WorkerRole
 from jobworker.registration import process_row, supervisor_id
 from jobworker.release import Release
+from jobworker.slots import Slots
 from jobworker.worker import WorkerOptions
 
 logger = logging.getLogger("jobworker.supervisor")
@@ -66,7 +67,9 @@ _HEALTH_STOP_LIMIT = 5.0  # the health process is killed this long after it was 
 @dataclass
 class SupervisorOptions:
     concurrency: int = 1
-    parallelism: int = 10
+    parallelism: int | None = None  # one set of slots for both kinds; None: slots.py's two
+    async_slots: int | None = None  # None: from settings
+    thread_slots: int | None = None  # None: from settings
     queues: list[str] | None = None
     max_jobs_per_child: int | None = None
     max_memory_per_child: float | None = None  # MB
@@ -132,6 +135,9 @@ class Supervisor:
             else app.settings.drain_timeout
         )
         self.heartbeat_timeout = options.heartbeat_timeout or app.settings.heartbeat_timeout
+        self.slots = Slots.of(
+            app.settings, options.parallelism, options.async_slots, options.thread_slots
+        )
         self.children: dict[int, Child] = {}
         self._to_release: list[Release] = []  # waiting for the helper
         self._releaser: Releaser | None = None
@@ -168,10 +174,10 @@ class Supervisor:
         self._install_signals()
         self._set_title(f"supervisor, {self.options.concurrency} children")
         logger.info(
-            "supervisor %d starting %d worker process(es) x %d slot(s), queues=%s, database=%s",
+            "supervisor %d starting %d worker process(es) x %s, queues=%s, database=%s",
             self._pid,
             self.options.concurrency,
-            self.options.parallelism,
+            self.slots,
             ",".join(self.options.queues or declared_queues(self.app)),
             redact_url(self.app.settings.database_url),
         )
@@ -248,7 +254,7 @@ class Supervisor:
                     role=WorkerRole.SUPERVISOR,
                     module=self.options.title,
                     queues=self.options.queues or declared_queues(self.app),
-                    slots=self.options.concurrency * self.options.parallelism,
+                    slots=self.options.concurrency * self.slots.total,
                 )
                 try:
                     await storage.workers.register(row)
@@ -356,6 +362,8 @@ class Supervisor:
         options = WorkerOptions(
             worker_id=owner,
             parallelism=self.options.parallelism,
+            async_slots=self.options.async_slots,
+            thread_slots=self.options.thread_slots,
             queues=self.options.queues,
             max_jobs=self.options.max_jobs_per_child,
             drain_timeout=self.drain_timeout,

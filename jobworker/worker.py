@@ -43,6 +43,7 @@ from jobworker.models import (
 )
 from jobworker.outage import Outage
 from jobworker.registration import Registration, process_row, refresh_interval
+from jobworker.slots import Slots
 from jobworker.storage import Storage
 from jobworker.storage.event_log import running_event
 
@@ -55,7 +56,9 @@ CLAIM_GATHER_SECONDS = 0.002
 @dataclass(frozen=True)
 class WorkerOptions:
     worker_id: str
-    parallelism: int = 10
+    parallelism: int | None = None  # one set of slots for both kinds; None: slots.py's two
+    async_slots: int | None = None  # None: from settings
+    thread_slots: int | None = None  # None: from settings
     queues: Sequence[str] | None = None  # None: the default queue and those jobs declare
     job_types: Sequence[str] | None = None  # None: every job in the registry
     max_jobs: int | None = None  # exit (to be replaced) after claiming this many
@@ -97,14 +100,25 @@ class Worker:
             else self.settings.drain_timeout
         )
         self._on_heartbeat = on_heartbeat
+        self.slots = Slots.of(
+            self.settings, options.parallelism, options.async_slots, options.thread_slots
+        )
         self._threads = ThreadPoolExecutor(
-            max_workers=options.parallelism, thread_name_prefix="jobworker-job"
+            max_workers=self.slots.thread_slots, thread_name_prefix="jobworker-job"
         )
         self._executor = Executor(self._threads, on_error=app.on_error)
         self._running: dict[uuid.UUID, _Running] = {}
+        self._running_sync = 0  # of them, sync handlers (on a thread)
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._watermark = max(1, min(options.parallelism, self.settings.claim_batch_size) // 2)
+        kinds = {d.name: d.is_async for d in app.registry if d.name in self.job_types}
+        self._sync_types = frozenset(name for name, is_async in kinds.items() if not is_async)
+        self._has_async = any(kinds.values())
+        startable = self.slots.total
+        if not self.slots.shared:  # the slots of a kind this worker never runs start nothing
+            startable = self.slots.async_slots * self._has_async
+            startable += self.slots.thread_slots * bool(self._sync_types)
+        self._watermark = max(1, min(startable, self.settings.claim_batch_size) // 2)
         self._active_queues = list(self.queues)
         self._caps = {
             definition.name: definition.concurrency
@@ -219,10 +233,10 @@ class Worker:
             paused = await storage.inspection.paused_queues()
             self._active_queues = [queue for queue in self.queues if queue not in paused]
         logger.info(
-            "worker %s started: queues=%s parallelism=%d jobs=%d",
+            "worker %s started: queues=%s slots=%s jobs=%d",
             self.worker_id,
             ",".join(self.queues),
-            self.options.parallelism,
+            self.slots,
             len(self.job_types),
         )
         try:
@@ -252,7 +266,7 @@ class Worker:
             role=WorkerRole.WORKER,
             module=self.options.module,
             queues=self.queues,
-            slots=self.options.parallelism,
+            slots=self.slots.total,
             parent=None if supervisor is None else supervisor.id,
         )
         return Registration(
@@ -272,12 +286,12 @@ class Worker:
             if max_jobs is not None and self.claimed >= max_jobs:
                 logger.info("worker %s reached --max-jobs-per-child=%d", self.worker_id, max_jobs)
                 return
-            free = self._free_slots()
+            free, free_async, free_sync = self._free_slots()
             if 0 < free < self._watermark and self._running:
                 # A few slots are free while jobs still run: give others a moment to finish so
                 # one claim fills many slots (a round trip per job is what limits throughput).
                 await asyncio.sleep(CLAIM_GATHER_SECONDS)
-                free = self._free_slots()
+                free, free_async, free_sync = self._free_slots()
             wanted = min(free, self.settings.claim_batch_size)
             # Cleared before the claim, never after it: a wake-up that arrives while the claim is
             # in flight (a NOTIFY for a job its query missed, a job ending, a stop) then leads to
@@ -294,6 +308,11 @@ class Worker:
                         self.settings.lease_duration,
                         self._caps,
                         trace_context=tracing.tracing_on(),
+                        # Never more sync jobs than free threads, nor async ones than free slots:
+                        # a claim takes only what starts at once.
+                        sync_types=self._sync_types,
+                        sync_limit=free_sync,
+                        async_limit=free_async,
                     )
                     outage.succeeded()
                 except Exception as exc:
@@ -364,11 +383,18 @@ class Worker:
                     self._wake.set()
             await asyncio.sleep(self.settings.poll_interval)
 
-    def _free_slots(self) -> int:
-        free = self.options.parallelism - len(self._running)
+    def _free_slots(self) -> tuple[int, int, int]:
+        """The jobs that could start now: in all (what to claim, before the batch size), and of
+        each kind (async, sync)."""
+        free_async, free_sync = self.slots.free(
+            len(self._running) - self._running_sync, self._running_sync
+        )
+        free_async = max(free_async, 0) if self._has_async else 0
+        free_sync = max(free_sync, 0) if self._sync_types else 0
+        free = max(free_async, free_sync) if self.slots.shared else free_async + free_sync
         if self.options.max_jobs is not None:
-            free = min(free, self.options.max_jobs - self.claimed)
-        return free
+            free = max(min(free, self.options.max_jobs - self.claimed), 0)
+        return free, free_async, free_sync
 
     def _on_enqueued(self, queue: str) -> None:
         if queue == "*" or queue in self.queues:
@@ -406,6 +432,8 @@ class Worker:
             self._run_job(job, ctx, events, span), name=f"job:{job.id}", context=span.context
         )
         self._running[job.id] = _Running(job, ctx, task, definition.is_async)
+        if not definition.is_async:
+            self._running_sync += 1
 
     async def _run_job(
         self,
@@ -430,7 +458,9 @@ class Worker:
             logger.exception("executing job %s failed unexpectedly", job.id)
             outcome = Failed(error=f"internal error: {exc!r}", traceback="")
         finally:
-            self._running.pop(job.id, None)
+            running = self._running.pop(job.id, None)
+            if running is not None and not running.is_async:
+                self._running_sync -= 1
             self.finished += 1
             self._wake.set()
         completion = self._completions.of(job, outcome, ctx.close_events(), self._storage.clock)

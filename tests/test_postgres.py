@@ -434,6 +434,9 @@ def test_named_statements_are_bound_by_name_and_checked_when_loaded() -> None:
         "limit",
         "owner",
         "lease_until",
+        "sync_types",
+        "sync_limit",
+        "async_limit",
     )
     two = parse(
         "two", "-- params: a,\n--     b\n-- $9 in a comment is no placeholder\nSELECT $2, $1"

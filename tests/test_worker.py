@@ -345,6 +345,10 @@ async def test_a_job_ending_during_a_claim_leads_to_another_claim(
 async def test_a_stop_requested_during_a_claim_stops_the_worker_at_once(
     registry: Registry, sqlite_url: str
 ) -> None:
+    @registry.job(name="idle")  # a worker with no job types never claims
+    async def idle(ctx: JobContext) -> None:
+        pass
+
     app = App(registry=registry, settings=Settings(database_url=sqlite_url, poll_interval=30))
     worker = Worker(app, WorkerOptions(worker_id=worker_id("race")))
 

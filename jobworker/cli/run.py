@@ -38,9 +38,25 @@ from jobworker.supervisor import Supervisor, SupervisorOptions
     "--parallelism",
     "-p",
     type=click.IntRange(1),
-    default=10,
-    show_default=True,
-    help="Jobs each worker process runs at once.",
+    default=None,
+    help="Jobs each worker process runs at once, async and sync alike, on as many threads "
+    "(default: --async-slots and --thread-slots).",
+)
+@click.option(
+    "--async-slots",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Without --parallelism: async jobs each worker process runs at once "
+    "[default: the async_slots setting, 100].",
+)
+@click.option(
+    "--thread-slots",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Without --parallelism: sync jobs each worker process runs at once, its threads "
+    "[default: the thread_slots setting, 10].",
 )
 @click.option(
     "--queues",
@@ -101,7 +117,9 @@ def run(
     module: str,
     database_url: str | None,
     concurrency: int,
-    parallelism: int,
+    parallelism: int | None,
+    async_slots: int | None,
+    thread_slots: int | None,
     queues: str | None,
     max_jobs_per_child: int | None,
     max_memory_per_child: float | None,
@@ -112,6 +130,11 @@ def run(
     health_host: str,
 ) -> None:
     """Run worker processes for the jobs MODULE defines."""
+    if parallelism is not None and (async_slots is not None or thread_slots is not None):
+        raise BadInput(
+            "--parallelism sets one set of slots for both kinds of handler: "
+            "give it, or --async-slots and --thread-slots"
+        )
     app = load_module_app(module, database_url)
     app.application_name = "jobworker supervisor"  # its helper processes' too
     if not len(app.registry):
@@ -125,6 +148,8 @@ def run(
         SupervisorOptions(
             concurrency=concurrency,
             parallelism=parallelism,
+            async_slots=async_slots,
+            thread_slots=thread_slots,
             queues=queue_list,
             max_jobs_per_child=max_jobs_per_child,
             max_memory_per_child=max_memory_per_child,

@@ -14,7 +14,7 @@ About 500 lines: the seam is read in one place, and each method's docstring is i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -157,11 +157,17 @@ class Jobs(Protocol):
         concurrency: Mapping[str, int] | None = None,
         *,
         trace_context: bool = False,
+        sync_types: Collection[str] = (),
+        sync_limit: int | None = None,
+        async_limit: int | None = None,
     ) -> list[ClaimedJob]:
         """Lease up to `limit` due jobs to `owner`, most urgent first, counting an attempt each.
 
         `concurrency` caps, per job type, how many may run at once across every worker: the
         claim counts the running ones and takes no more than the rest, atomically.
+        Limits per kind, counted in this claim's own rows (a worker's free threads and tasks):
+        at most `sync_limit` of the `sync_types` (the types of sync handlers) and at most
+        `async_limit` of the other types (None: no limit but `limit`), in one statement.
         `trace_context`: each job carries its row's trace context (what a worker that traces
         asks for); without it a backend may leave it None (PostgreSQL does: reading it costs).
         """

@@ -29,33 +29,40 @@ RETURNING id;
 SELECT idempotency_key, id FROM __SCHEMA__.jobs WHERE idempotency_key = ANY($1::text[]);
 
 -- name: claim
--- params: now, queues, job_types, limit, owner, lease_until
+-- params: now, queues, job_types, limit, owner, lease_until, sync_types, sync_limit, async_limit
 -- Lock the most urgent due rows no other worker holds, lease them, count the attempt and number
--- its `running` event (claim_batch in the schema says why this is a function).
-SELECT * FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6);
+-- its `running` event (claim_batch in the schema says why this is a function), at most
+-- sync_limit of sync_types and async_limit of the others (NULL: no limit but limit).
+SELECT * FROM __SCHEMA__.claim_batch(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer, $9::integer);
 
 -- name: claim_capped
--- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types,
+--     sync_limit, async_limit
 -- The same, when some job types have a cluster-wide concurrency cap.
 SELECT * FROM __SCHEMA__.claim_batch(
-    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]);
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[], $9::text[], $10::integer,
+    $11::integer);
 
 -- name: claim_traced
--- params: now, queues, job_types, limit, owner, lease_until
+-- params: now, queues, job_types, limit, owner, lease_until, sync_types, sync_limit, async_limit
 -- The claim, and each job's trace context (for a worker that traces): read by its primary key
 -- per claimed row (a subquery, not a join: the planner expects a function to return 1000 rows
 -- and would hash-join a scan of jobs), from the rows as the statement began, which the claim
 -- does not change. A job committed while the statement ran may be claimed by the function and
 -- not seen by that read: its trace context is NULL and its attempt starts a trace of its own.
 SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
-FROM __SCHEMA__.claim_batch($1, $2::text[], $3::text[], $4, $5, $6) AS c;
+FROM __SCHEMA__.claim_batch(
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer, $9::integer) AS c;
 
 -- name: claim_capped_traced
--- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps
+-- params: now, queues, job_types, limit, owner, lease_until, capped_types, caps, sync_types,
+--     sync_limit, async_limit
 -- claim_capped, and each job's trace context, as claim_traced reads it.
 SELECT c.*, (SELECT t.trace_context FROM __SCHEMA__.jobs AS t WHERE t.id = c.id)
 FROM __SCHEMA__.claim_batch(
-    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[]) AS c;
+    $1, $2::text[], $3::text[], $4, $5, $6, $7::text[], $8::integer[], $9::text[], $10::integer,
+    $11::integer) AS c;
 
 -- name: extend_leases
 -- params: owner, ids, attempts, lease_until

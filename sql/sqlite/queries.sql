@@ -47,6 +47,38 @@ WHERE rowid IN (
 RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
     priority, run_at, event_seq, trace_context;
 
+-- name: claim_kinds
+-- The claim with a limit per kind of handler: of the :limit most urgent due jobs, at most
+-- :sync_limit of :sync_types (a worker's free threads) and :async_limit of the others; the rest
+-- are left for the next claim.
+UPDATE jobs
+SET status = 'running',
+    attempt = attempt + 1,
+    lease_owner = :owner,
+    lease_expires_at = :lease_until,
+    started_at = :now,
+    updated_at = :now,
+    event_seq = event_seq + 1
+WHERE rowid IN (
+    SELECT picked FROM (
+        SELECT picked, is_sync,
+            row_number() OVER (PARTITION BY is_sync ORDER BY priority DESC, run_at) AS nth
+        FROM (
+            SELECT rowid AS picked, priority, run_at,
+                job_type IN (SELECT value FROM json_each(:sync_types)) AS is_sync
+            FROM jobs INDEXED BY jobs_claimable
+            WHERE status IN ('queued', 'scheduled', 'failed')
+              AND run_at <= :now
+              AND queue IN (SELECT value FROM json_each(:queues)
+                            WHERE value NOT IN (SELECT queue FROM queue_state WHERE paused = 1))
+              AND job_type IN (SELECT value FROM json_each(:job_types))
+            ORDER BY priority DESC, run_at
+            LIMIT :limit))
+    WHERE nth <= CASE WHEN is_sync THEN :sync_limit ELSE :async_limit END
+)
+RETURNING id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
+    priority, run_at, event_seq, trace_context;
+
 -- name: end_unreadable
 -- A running row the claim or the lease rescue could not read (storage/rows.py) ends dead with
 -- why, found by its id as stored (:id is that value, whatever its type).

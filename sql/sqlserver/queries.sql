@@ -36,6 +36,11 @@ SELECT COALESCE(MAX(version), 0) FROM __SCHEMA__.jobworker_schema;
 SET NOCOUNT ON;
 DECLARE @resource nvarchar(255) = ?;
 DECLARE @wait_forever int = -1;
+DECLARE @sync_room int = @sync_limit;
+DECLARE @async_room int = @async_limit;
+DECLARE @is_sync bit;
+DECLARE @got int;
+DECLARE @picked TABLE (id uniqueidentifier NOT NULL PRIMARY KEY);
 DECLARE @status int;
 EXEC @status = sp_getapplock
     @Resource = @resource, @LockMode = N'Exclusive', @LockOwner = N'Transaction',
@@ -174,6 +179,9 @@ COMMIT TRANSACTION;
 -- @job_types (a JSON array) are claimed freely. @caps (a JSON array of {"job_type", "cap"}) are
 -- the capped types: for each, an application lock serialises the claims of that type across
 -- every worker until the commit, the running ones are counted, and no more than the rest taken.
+-- Limits per kind of handler: of the most urgent rows a group takes, at most @sync_limit of
+-- @sync_types (a JSON array: a worker's free threads) and @async_limit of the others; the rest
+-- are left for the next claim.
 SET NOCOUNT ON;
 SET XACT_ABORT ON;
 DECLARE @now datetime2(6) = ?;
@@ -184,6 +192,9 @@ DECLARE @owner nvarchar(400) = ?;
 DECLARE @lease_until datetime2(6) = ?;
 DECLARE @caps nvarchar(max) = ?;
 DECLARE @lock_prefix nvarchar(100) = ?;
+DECLARE @sync_types nvarchar(max) = ?;
+DECLARE @sync_limit int = ?;
+DECLARE @async_limit int = ?;
 DECLARE @claimed TABLE (
     id            uniqueidentifier NOT NULL,
     job_type      nvarchar(400) NOT NULL,
@@ -216,21 +227,28 @@ FROM OPENJSON(@caps) AS a
 CROSS APPLY OPENJSON(a.[value]) WITH (job_type nvarchar(max) '$.job_type', cap int '$.cap') AS c;
 SET @count = @@ROWCOUNT;
 BEGIN TRANSACTION;
-WITH due AS (
-    SELECT TOP (@room)
-        j.id, j.job_type, j.queue, j.args, j.attempt, j.max_attempts, j.enqueued_at,
-        j.started_at, j.result_ttl, j.priority, j.run_at, j.status, j.lease_owner,
-        j.lease_expires_at, j.event_seq, j.trace_context
-    FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
-    WHERE j.status IN (N'queued', N'scheduled', N'failed')
-      AND j.run_at <= @now
-      AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2 FROM OPENJSON(@queues) AS q)
-      AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s WHERE s.queue = j.queue AND s.paused = 1)
-      AND j.job_type IN (SELECT t.[value] COLLATE Latin1_General_100_BIN2
-                         FROM OPENJSON(@job_types) AS t)
-    ORDER BY j.priority DESC, j.run_at
-)
-UPDATE due
+-- The most urgent @room rows, locked; those within their kind's limit are leased.
+INSERT INTO @picked (id)
+SELECT r.id FROM (
+    SELECT n.id, n.is_sync,
+        ROW_NUMBER() OVER (PARTITION BY n.is_sync ORDER BY n.priority DESC, n.run_at) AS nth
+    FROM (
+        SELECT TOP (@room) j.id, j.priority, j.run_at,
+            CASE WHEN j.job_type IN (SELECT s.[value] COLLATE Latin1_General_100_BIN2
+                                     FROM OPENJSON(@sync_types) AS s)
+                 THEN 1 ELSE 0 END AS is_sync
+        FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
+        WHERE j.status IN (N'queued', N'scheduled', N'failed')
+          AND j.run_at <= @now
+          AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2 FROM OPENJSON(@queues) AS q)
+          AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s WHERE s.queue = j.queue AND s.paused = 1)
+          AND j.job_type IN (SELECT t.[value] COLLATE Latin1_General_100_BIN2
+                             FROM OPENJSON(@job_types) AS t)
+        ORDER BY j.priority DESC, j.run_at
+    ) AS n
+) AS r
+WHERE r.nth <= CASE WHEN r.is_sync = 1 THEN @sync_room ELSE @async_room END;
+UPDATE j
 SET status = N'running',
     attempt = attempt + 1,
     lease_owner = @owner,
@@ -240,9 +258,58 @@ SET status = N'running',
 OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
     inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
     inserted.priority, inserted.run_at, inserted.event_seq, inserted.trace_context
-INTO @claimed;
+INTO @claimed
+FROM __SCHEMA__.jobs AS j
+JOIN @picked AS p ON p.id = j.id;
 -- From the OUTPUT rows, as every change of jobs is counted.
 SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
+SELECT @got = COUNT(*) FROM @claimed AS c
+WHERE c.job_type IN (SELECT s.[value] COLLATE Latin1_General_100_BIN2
+                     FROM OPENJSON(@sync_types) AS s);
+SET @sync_room = @sync_room - @got;
+SET @async_room = @async_room - (@limit - @room - @got);
+-- One kind's limit filled: the other kind's rows may lie behind its backlog (a kind with no room
+-- is never walked alone: the walk would read the whole backlog, the index has no type).
+IF @room > 0 AND ((@sync_room <= 0 AND @async_room > 0) OR (@async_room <= 0 AND @sync_room > 0))
+BEGIN
+    SET @is_sync = CASE WHEN @sync_room > 0 THEN 1 ELSE 0 END;
+    SET @take = CASE WHEN @is_sync = 1 THEN @sync_room ELSE @async_room END;
+    IF @room < @take
+        SET @take = @room;
+    DELETE FROM @picked;
+    INSERT INTO @picked (id)
+    SELECT TOP (@take) j.id
+    FROM __SCHEMA__.jobs AS j WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)
+    WHERE j.status IN (N'queued', N'scheduled', N'failed')
+      AND j.run_at <= @now
+      AND j.queue IN (SELECT q.[value] COLLATE Latin1_General_100_BIN2 FROM OPENJSON(@queues) AS q)
+      AND NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s WHERE s.queue = j.queue AND s.paused = 1)
+      AND j.job_type IN (SELECT t.[value] COLLATE Latin1_General_100_BIN2
+                         FROM OPENJSON(@job_types) AS t)
+      AND CASE WHEN j.job_type IN (SELECT s.[value] COLLATE Latin1_General_100_BIN2
+                                   FROM OPENJSON(@sync_types) AS s)
+               THEN 1 ELSE 0 END = @is_sync
+    ORDER BY j.priority DESC, j.run_at;
+    UPDATE j
+    SET status = N'running',
+        attempt = attempt + 1,
+        lease_owner = @owner,
+        lease_expires_at = @lease_until,
+        started_at = @now,
+        event_seq = event_seq + 1
+    OUTPUT inserted.id, inserted.job_type, inserted.queue, inserted.args, inserted.attempt,
+        inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
+        inserted.priority, inserted.run_at, inserted.event_seq, inserted.trace_context
+    INTO @claimed
+    FROM __SCHEMA__.jobs AS j
+    JOIN @picked AS p ON p.id = j.id;
+    SET @got = (SELECT COUNT(*) FROM @claimed) - (@limit - @room);
+    IF @is_sync = 1
+        SET @sync_room = @sync_room - @got;
+    ELSE
+        SET @async_room = @async_room - @got;
+    SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
+END;
 WHILE @i < @count AND @room > 0
 BEGIN
     SELECT @type = c.job_type, @cap = c.cap FROM @capped AS c WHERE c.n = @i;
@@ -255,6 +322,13 @@ BEGIN
     SELECT @running = COUNT(*) FROM __SCHEMA__.jobs AS r
     WHERE r.status = N'running' AND r.job_type = @type;
     SET @take = CASE WHEN @cap - @running < @room THEN @cap - @running ELSE @room END;
+    SET @is_sync = CASE WHEN EXISTS (SELECT 1 FROM OPENJSON(@sync_types) AS s
+                                     WHERE s.[value] COLLATE Latin1_General_100_BIN2 = @type)
+                        THEN 1 ELSE 0 END;
+    IF @is_sync = 1 AND @sync_room < @take
+        SET @take = @sync_room;
+    IF @is_sync = 0 AND @async_room < @take
+        SET @take = @async_room;
     IF @take < 0
         SET @take = 0;
     WITH due AS (
@@ -283,12 +357,19 @@ BEGIN
         inserted.max_attempts, inserted.enqueued_at, inserted.started_at, inserted.result_ttl,
         inserted.priority, inserted.run_at, inserted.event_seq, inserted.trace_context
     INTO @claimed;
+    -- What this group took: the rows claimed now less those before it (@limit - @room).
+    SET @got = (SELECT COUNT(*) FROM @claimed) - (@limit - @room);
+    IF @is_sync = 1
+        SET @sync_room = @sync_room - @got;
+    ELSE
+        SET @async_room = @async_room - @got;
     SET @room = @limit - (SELECT COUNT(*) FROM @claimed);
     SET @i = @i + 1;
 END;
 SELECT id, job_type, queue, args, attempt, max_attempts, enqueued_at, started_at, result_ttl,
     priority, run_at, event_seq, trace_context
-FROM @claimed;
+FROM @claimed
+ORDER BY priority DESC, run_at;
 COMMIT TRANSACTION;
 
 -- name: extend_leases

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +145,9 @@ class PostgresJobs:
         concurrency: Mapping[str, int] | None = None,
         *,
         trace_context: bool = False,
+        sync_types: Collection[str] = (),
+        sync_limit: int | None = None,
+        async_limit: int | None = None,
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
@@ -156,6 +159,9 @@ class PostgresJobs:
             "limit": limit,
             "owner": owner,
             "lease_until": datetime.fromtimestamp(now.timestamp() + lease_duration, now.tzinfo),
+            "sync_types": [t for t in job_types if t in sync_types],
+            "sync_limit": sync_limit,
+            "async_limit": async_limit,
         }
         caps = sorted((t, n) for t, n in (concurrency or {}).items() if t in job_types)
         capped = {t for t, _ in caps}

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -67,12 +68,15 @@ class SQLiteJobs:
         concurrency: Mapping[str, int] | None = None,
         *,
         trace_context: bool = False,  # read with the claim's own statement: free here
+        sync_types: Collection[str] = (),
+        sync_limit: int | None = None,
+        async_limit: int | None = None,
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
             return []
         limits = {t: n for t, n in (concurrency or {}).items() if t in job_types}
-        free = json_list([t for t in job_types if t not in limits])
+        free = [t for t in job_types if t not in limits]
         queues_json = json_list(queues)
 
         def claim(session: Session) -> list[ClaimedJob]:
@@ -82,10 +86,9 @@ class SQLiteJobs:
                 "lease_until": now + lease_duration,
                 "now": now,
                 "queues": queues_json,
-                "job_types": free,
-                "limit": limit,
             }
-            rows = session.all("claim", params)
+            kinds = _KindRooms(sync_types, sync_limit, async_limit, limit)
+            rows = kinds.take(session, params, free, limit)
             # Capped job types: count what runs and take no more than the rest, all within this
             # write transaction (SQLite has one writer at a time).
             for job_type in sorted(limits):
@@ -95,8 +98,7 @@ class SQLiteJobs:
                 running = session.scalar("running_of_type", {"job_type": job_type})
                 allowance = min(room, limits[job_type] - running)
                 if allowance > 0:
-                    capped = {**params, "job_types": json_list([job_type]), "limit": allowance}
-                    rows += session.all("claim", capped)
+                    rows += kinds.take(session, params, [job_type], allowance)
             claimed = claimed_jobs(rows, VALUES)
             default_ttl = self._settings.result_ttl
             end_unreadable(session, claimed.unreadable, now, default_ttl, "claim")
@@ -174,3 +176,66 @@ class SQLiteJobs:
                 default_ttl=self._settings.result_ttl,
             )
         )
+
+
+class _KindRooms:
+    """What is left of a claim's limits per kind of handler (sync types and the others) as its
+    groups of types (the free ones, then each capped type) take rows."""
+
+    def __init__(
+        self,
+        sync_types: Collection[str],
+        sync_limit: int | None,
+        async_limit: int | None,
+        limit: int,
+    ) -> None:
+        self._sync_types = frozenset(sync_types)
+        self._sync = limit if sync_limit is None else sync_limit
+        self._async = limit if async_limit is None else async_limit
+
+    def take(
+        self, session: Session, params: dict[str, Any], job_types: Sequence[str], room: int
+    ) -> list[Any]:
+        """Claim up to `room` of `job_types`, within what is left of each kind's limit, as the
+        PostgreSQL claim does (sql/postgres/017_claim_kind_limits.sql says why so)."""
+        sync_room, async_room = min(room, self._sync), min(room, self._async)
+        sync = [t for t in job_types if t in self._sync_types]
+        others = [t for t in job_types if t not in self._sync_types]
+        if sync_room >= room and async_room >= room:
+            rows = self._walk(session, params, job_types, room)
+        elif sync_room <= 0 or not sync:
+            rows = self._walk(session, params, others, async_room)
+        elif async_room <= 0 or not others:
+            rows = self._walk(session, params, sync, sync_room)
+        else:
+            kinds = {
+                "job_types": json_list(job_types),
+                "sync_types": json_list(sync),
+                "sync_limit": sync_room,
+                "async_limit": async_room,
+                "limit": room,
+            }
+            rows = session.all("claim_kinds", {**params, **kinds})
+            with contextlib.suppress(TypeError):  # a hostile row (rows.py) keeps the order
+                rows.sort(key=lambda row: (-row[9], row[10]))  # most urgent first
+            taken_sync = sum(1 for row in rows if row[1] in self._sync_types)
+            sync_room -= taken_sync
+            async_room -= len(rows) - taken_sync
+            left = room - len(rows)
+            # One kind's limit filled: the other kind's rows may lie behind its backlog.
+            if left > 0 and sync_room <= 0 < async_room:
+                rows += self._walk(session, params, others, min(left, async_room))
+            elif left > 0 and async_room <= 0 < sync_room:
+                rows += self._walk(session, params, sync, min(left, sync_room))
+        taken_sync = sum(1 for row in rows if row[1] in self._sync_types)
+        self._sync -= taken_sync
+        self._async -= len(rows) - taken_sync
+        return rows
+
+    @staticmethod
+    def _walk(
+        session: Session, params: dict[str, Any], job_types: Sequence[str], limit: int
+    ) -> list[Any]:
+        if not job_types or limit <= 0:
+            return []
+        return session.all("claim", {**params, "job_types": json_list(job_types), "limit": limit})

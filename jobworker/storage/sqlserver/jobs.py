@@ -4,7 +4,7 @@ finished: `attempts` writes the ends of attempts and of leases)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -92,6 +92,9 @@ class SQLServerJobs:
         concurrency: Mapping[str, int] | None = None,
         *,
         trace_context: bool = False,  # read with the claim's own statement: free here
+        sync_types: Collection[str] = (),
+        sync_limit: int | None = None,
+        async_limit: int | None = None,
     ) -> list[ClaimedJob]:
         await keep_synced(self._clock)
         if limit <= 0 or not job_types or not queues:
@@ -111,6 +114,9 @@ class SQLServerJobs:
             lease_until=ts(now + timedelta(seconds=lease_duration)),
             caps=json([{"job_type": t, "cap": n} for t, n in caps]),
             lock_prefix=self._cap_lock_prefix,
+            sync_types=json([t for t in job_types if t in sync_types]),
+            sync_limit=limit if sync_limit is None else sync_limit,  # no NULL parameters
+            async_limit=limit if async_limit is None else async_limit,
         )
         # The server's column types leave little unreadable; such a row is reported and left to
         # the lease rescue.
