@@ -81,8 +81,13 @@ class Session:
     def execute(self, name: str, params: Params | Sequence[Any] = ()) -> sqlite3.Cursor:
         return self._conn.execute(self._sql[name], params)
 
-    def execute_many(self, name: str, rows: Iterable[Params]) -> sqlite3.Cursor:
-        return self._conn.executemany(self._sql[name], rows)
+    def execute_many(self, name: str, rows: Iterable[Params]) -> None:
+        """The statement once per row. Not `executemany`: with other processes writing the file,
+        it raised "bad parameter or other API misuse" mid-batch (Python 3.11, SQLite 3.40; cause
+        not found), where one `execute` per row does not."""
+        statement = self._sql[name]
+        for row in rows:
+            self._conn.execute(statement, row)
 
     def one(self, name: str, params: Params | Sequence[Any] = ()) -> Row | None:
         """The statement's first row, or None."""

@@ -103,7 +103,18 @@ class WriteGroups(Generic[S]):
                 self._queued = bool(self._waiting)
                 again = self._queued
             if again:
-                self._thread.submit(self._run_group)
+                self._submit_next()
+
+    def _submit_next(self) -> None:
+        try:
+            self._thread.submit(self._run_group)
+        except BaseException as exc:  # the thread takes no more work: no call may wait forever
+            with self._lock:
+                waiting, self._waiting = list(self._waiting), deque()
+                self._queued = False
+            for call in waiting:
+                if call.started or call.future.set_running_or_notify_cancel():
+                    call.future.set_exception(exc)
 
     def _run_one_group(self) -> None:
         taken = False
