@@ -48,7 +48,9 @@ def drain_once(tree: Path, args: argparse.Namespace) -> tuple[float, float]:
     ]
     env = dict(os.environ, PYTHONPATH=str(tree))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    # In the tree (cwd): the workers run as `python -m jobworker`, which imports jobworker from
+    # the working directory before PYTHONPATH; from another checkout they would run its code.
+    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree, timeout=900)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0:
         raise SystemExit(f"{tree}: the benchmark failed:\n{result.stderr[-3000:]}")

@@ -12,6 +12,8 @@ It enqueues `--jobs` no-op jobs (`bench.anoop`) into a fresh SQLite file, then r
 
 - `Session`'s statement methods count each named statement of `sql/sqlite/queries.sql` (and the
   rows of an `executemany`), per process;
+- `Database.write` counts the write calls (several share a write transaction when they wait
+  together: group commit);
 - `Session.transaction` counts write transactions and times how long `BEGIN IMMEDIATE` waited
   for the write lock (SQLite's busy handler waits inside that call); `Session.snapshot` counts
   read transactions; the lock retries past the busy timeout are counted as they are logged;
@@ -56,6 +58,7 @@ class Figures:
         self.output = output
         self.statements: Counter[str] = Counter()
         self.rows: Counter[str] = Counter()
+        self.write_calls = 0
         self.transactions = 0
         self.snapshots = 0
         self.begin_wait_s = 0.0
@@ -86,6 +89,7 @@ class Figures:
         figures = {
             "statements": dict(self.statements),
             "rows": dict(self.rows),
+            "write_calls": self.write_calls,
             "transactions": self.transactions,
             "snapshots": self.snapshots,
             "begin_wait_s": self.begin_wait_s,
@@ -103,6 +107,7 @@ def instrument(output: Path) -> None:
     figures = Figures(output)
     count_statements(figures, connection.Session)
     time_transactions(figures, connection.Session)
+    count_write_calls(figures, connection.Database)
     profile_children(figures)
 
 
@@ -135,6 +140,16 @@ def count_statements(figures: Figures, session: Any) -> None:
                 figures.lock_retries += 1
 
     logging.getLogger("jobworker.storage.sqlite").addHandler(Retries())
+
+
+def count_write_calls(figures: Figures, database: Any) -> None:
+    write = database.write
+
+    async def counted(self: Any, fn: Any) -> Any:
+        figures.write_calls += 1
+        return await write(self, fn)
+
+    database.write = counted
 
 
 def time_transactions(figures: Figures, session: Any) -> None:
@@ -195,6 +210,8 @@ def profile_children(figures: Figures) -> None:
     def in_child() -> None:
         figures.statements.clear()
         figures.rows.clear()
+        figures.write_calls = figures.transactions = figures.snapshots = figures.lock_retries = 0
+        figures.begin_wait_s = figures.max_begin_wait_s = figures.transaction_s = 0.0
         figures.profiles = []
         threading.setprofile(profile_thread)
         profile_thread()
@@ -258,6 +275,7 @@ def report(output: Path, jobs: int, drained: Any, top: int) -> str:
         totals.update(figures["statements"])
         rows.update(figures["rows"])
         for key in (
+            "write_calls",
             "transactions",
             "snapshots",
             "begin_wait_s",
@@ -278,6 +296,7 @@ def report(output: Path, jobs: int, drained: Any, top: int) -> str:
     # stopped: divide by the jobs those figures saw claimed.
     jobs = rows.pop("claimed", 0) or jobs
     lines.append(f"  worker processes' figures, per job (from {len(list(output.glob('*.json')))})")
+    lines.append(f"    write calls          {sums['write_calls'] / jobs:8.3f}")
     lines.append(f"    write transactions   {sums['transactions'] / jobs:8.3f}")
     lines.append(f"    read transactions    {sums['snapshots'] / jobs:8.3f}")
     lines.append(f"    statements           {sum(totals.values()) / jobs:8.3f}")

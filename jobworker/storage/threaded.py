@@ -32,14 +32,22 @@ class ConnectionThread(Generic[C]):
         self._start_lock = threading.Lock()
 
     async def run(self, fn: Callable[[C], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._started(), self._call, fn)
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run `task()` on the thread after what it was given before (callable from any thread,
+        the connection's own included); `task` takes the connection with `connection()`."""
+        self._started().submit(task)
+
+    def _started(self) -> ThreadPoolExecutor:
         if self._pid != os.getpid():
             raise RuntimeError("a storage opened before fork() cannot be used in the child")
         if self._executor is None:
             with self._start_lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(1, thread_name_prefix=self._name)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._call, fn)
+        return self._executor
 
     def _call(self, fn: Callable[[C], T]) -> T:
         return fn(self.connection())
