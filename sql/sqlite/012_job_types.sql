@@ -1,4 +1,4 @@
--- Version 14: the job-type catalogue. A row per job type a worker process or beat has declared
+-- Version 12: the job-type catalogue. A row per job type a worker process or beat has declared
 -- (`@job(...)`: its kind, display name, description, icon, resolved queue, priority and attempts,
 -- cron, whether it is async, the JSON Schema of its arguments), written by every worker process
 -- and beat when it starts. `seen_by` is the process that wrote it last (a worker id or a beat
