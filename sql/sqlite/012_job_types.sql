@@ -26,6 +26,6 @@ CREATE TABLE IF NOT EXISTS job_types (
 );
 
 INSERT OR IGNORE INTO jobworker_schema (version, applied_at)
-VALUES (14, (julianday('now') - 2440587.5) * 86400.0);
+VALUES (12, (julianday('now') - 2440587.5) * 86400.0);
 
 COMMIT;

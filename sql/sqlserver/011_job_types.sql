@@ -28,6 +28,6 @@ IF OBJECT_ID(N'__SCHEMA__.job_types', N'U') IS NULL
     );
 GO
 
-IF NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobworker_schema WHERE version = 12)
-    INSERT INTO __SCHEMA__.jobworker_schema (version) VALUES (12);
+IF NOT EXISTS (SELECT 1 FROM __SCHEMA__.jobworker_schema WHERE version = 11)
+    INSERT INTO __SCHEMA__.jobworker_schema (version) VALUES (11);
 GO
