@@ -19,5 +19,6 @@ def test_every_readpast_reads_with_locks_and_the_claim_skips_paused_queues() -> 
                 assert "READCOMMITTEDLOCK" in hints, name
     assert hinted >= 5
     claim = texts["claim"]
-    assert claim.count("WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)") == 2
-    assert claim.count("NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s") == 2
+    # Three reads of jobs: the most urgent rows, the walk on for one kind, the capped types.
+    assert claim.count("WITH (READCOMMITTEDLOCK, UPDLOCK, READPAST, ROWLOCK)") == 3
+    assert claim.count("NOT EXISTS (SELECT 1 FROM __SCHEMA__.queue_state AS s") == 3
