@@ -10,9 +10,8 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,20 +19,11 @@ from typing import Any
 import pytest
 
 from .conftest import JOBWORKER, ROOT, subprocess_env
+from .test_processes import wait_for
 
 pytestmark = pytest.mark.slow
 
 DATABASE = {"default": "default", "pg": "pg"}  # backend alias -> the Django database it waits on
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture(scope="session")

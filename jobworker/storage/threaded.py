@@ -30,6 +30,9 @@ class ConnectionThread(Generic[C]):
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._start_lock = threading.Lock()
+        # Held by whatever uses the connection. One executor thread alone does not ensure it: a
+        # call made while `close` drops the connection starts a new executor (a second thread).
+        self._in_use = threading.RLock()
 
     async def run(self, fn: Callable[[C], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -38,7 +41,11 @@ class ConnectionThread(Generic[C]):
     def submit(self, task: Callable[[], None]) -> None:
         """Run `task()` on the thread after what it was given before (callable from any thread,
         the connection's own included); `task` takes the connection with `connection()`."""
-        self._started().submit(task)
+        self._started().submit(self._holding, task)
+
+    def _holding(self, task: Callable[[], None]) -> None:
+        with self._in_use:
+            task()
 
     def _started(self) -> ThreadPoolExecutor:
         if self._pid != os.getpid():
@@ -50,7 +57,8 @@ class ConnectionThread(Generic[C]):
         return self._executor
 
     def _call(self, fn: Callable[[C], T]) -> T:
-        return fn(self.connection())
+        with self._in_use:
+            return fn(self.connection())
 
     def connection(self) -> C:
         """The open connection (on the thread only), connecting if there is none."""
@@ -60,14 +68,16 @@ class ConnectionThread(Generic[C]):
 
     def drop(self) -> None:
         """Close and forget the connection (on the thread only): the next call reconnects."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._disconnect(conn)
+        with self._in_use:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                self._disconnect(conn)
 
     async def close(self) -> None:
         executor, self._executor = self._executor, None
         if executor is not None and self._pid == os.getpid():
             await asyncio.get_running_loop().run_in_executor(executor, self.drop)
-        self._conn = None
+        elif self._pid != os.getpid():
+            self._conn = None  # the parent's connection: forgotten, never closed here
         if executor is not None:
             executor.shutdown(wait=False)
