@@ -78,8 +78,14 @@ class Session:
         self._sql = queries("sqlite")
         self.path = path
 
-    def execute(self, name: str, params: Params | Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._conn.execute(self._sql[name], params)
+    def execute(self, name: str, params: Params | Sequence[Any] = ()) -> int:
+        """The statement; the rows it changed. Its cursor is closed here, on the connection's
+        thread: a cursor handed to another thread resets its statement there when it is freed."""
+        cursor = self._conn.execute(self._sql[name], params)
+        try:
+            return cursor.rowcount
+        finally:
+            cursor.close()
 
     def execute_many(self, name: str, rows: Iterable[Params]) -> None:
         """The statement once per row. Not `executemany`: with other processes writing the file,

@@ -108,6 +108,4 @@ class SQLiteLiveRows:
 
     async def purge_live(self, before: datetime, limit: int = 5000) -> int:
         params = {"before": before.timestamp(), "limit": limit}
-        return await self._db.write(
-            lambda session: session.execute("purge_live_events", params).rowcount
-        )
+        return await self._db.write(lambda session: session.execute("purge_live_events", params))

@@ -42,7 +42,7 @@ class LeaseRow:
         }
 
     async def _changes(self, statement: str, params: dict[str, Any]) -> bool:
-        changed = await self._db.write(lambda session: session.execute(statement, params).rowcount)
+        changed = await self._db.write(lambda session: session.execute(statement, params))
         return bool(changed)
 
     async def acquire(self) -> bool:

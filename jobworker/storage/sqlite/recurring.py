@@ -36,7 +36,7 @@ class SQLiteRecurring:
     async def set_recurring_enabled(self, name: str, enabled: bool) -> bool:
         params = {"name": name, "enabled": int(enabled), "now": self._clock.now().timestamp()}
         changed = await self._db.write(
-            lambda session: session.execute("set_recurring_enabled", params).rowcount
+            lambda session: session.execute("set_recurring_enabled", params)
         )
         return bool(changed == 1)
 
@@ -51,7 +51,7 @@ class SQLiteRecurring:
         row = job_row(job)
 
         def fire(session: Session) -> EnqueueResult | None:
-            if session.execute("fire_recurring", params).rowcount != 1:
+            if session.execute("fire_recurring", params) != 1:
                 return None  # this instant was fired already
             return insert_job(session, row)
 

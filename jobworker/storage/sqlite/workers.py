@@ -38,9 +38,7 @@ class SQLiteWorkers:
         await keep_synced(self._clock)
         now = self._clock.now().timestamp()
         params = {"id": worker_id, "running": running, "figures": figures, "now": now}
-        changed = await self._db.write(
-            lambda session: session.execute("worker_heartbeat", params).rowcount
-        )
+        changed = await self._db.write(lambda session: session.execute("worker_heartbeat", params))
         return changed == 1
 
     async def unregister(self, worker_id: str) -> None:
@@ -66,7 +64,5 @@ class SQLiteWorkers:
     async def _changes(self, statement: str, seconds: float) -> int:
         await keep_synced(self._clock)
         params = {"before": self._clock.now().timestamp() - seconds}
-        changed: int = await self._db.write(
-            lambda session: session.execute(statement, params).rowcount
-        )
+        changed: int = await self._db.write(lambda session: session.execute(statement, params))
         return changed

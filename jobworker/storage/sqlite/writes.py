@@ -32,7 +32,7 @@ _DOOMS = (None, JobStatus.DEAD, JobStatus.CANCELLED)  # None: the parent is gone
 def insert_job(session: Session, row: dict[str, Any]) -> EnqueueResult:
     """Insert a job (`values.job_row`). The unique index decides: a job already holding its
     idempotency key wins, and its id is returned instead."""
-    if session.execute("enqueue", row).rowcount == 1:
+    if session.execute("enqueue", row) == 1:
         return EnqueueResult(uuid.UUID(row["id"]))
     existing = session.scalar("id_by_idempotency_key", row)
     return EnqueueResult(uuid.UUID(existing), created=False)
