@@ -216,13 +216,9 @@ async def _migrate_schema(url: str, schema: str) -> None:
 
 
 async def _drop_schema(url: str, schema: str) -> None:
-    import asyncpg
+    from jobworker.storage.postgres.schema import drop_schema
 
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await connection.close()
+    await drop_schema(url, schema)
 
 
 def _schema_name() -> str:

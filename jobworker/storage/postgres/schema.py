@@ -54,3 +54,15 @@ class PostgresSchema:
         if await conn.fetchval("SELECT to_regclass($1)", table) is None:
             return 0
         return int(await self._db.fetchval("schema_version", conn=conn) or 0)
+
+
+async def drop_schema(url: str, schema: str) -> None:
+    """Drop `schema` and everything in it from the database at `url` (a test's temporary
+    schema: `jobworker.testing.temporary_schema`)."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS {quoted_schema(schema)} CASCADE")
+    finally:
+        await connection.close()
